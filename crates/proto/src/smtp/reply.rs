@@ -190,11 +190,17 @@ impl Reply {
     /// Appends the wire form. Every line carries the enhanced code (RFC 2034 §3); CR and LF inside
     /// text are replaced so that a reply can never inject a line.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        self.write_with(out, true)
+    }
+
+    /// Appends the wire form, with or without the enhanced status code: RFC 2034 sends codes only
+    /// once the client has seen ENHANCEDSTATUSCODES in an EHLO reply.
+    pub fn write_with(&self, out: &mut Vec<u8>, enhanced: bool) {
         let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
             out.extend_from_slice(format!("{}{}", self.code, sep).as_bytes());
-            if let Some(st) = self.status {
+            if let (Some(st), true) = (self.status, enhanced) {
                 out.extend_from_slice(format!("{st} ").as_bytes());
             }
             for &b in line.as_bytes() {

@@ -1,0 +1,169 @@
+//! `user`, `alias` and `list`: directory administration.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use mailroom_proto::smtp::Mailbox;
+
+use super::{AliasCommand, ListCommand, UserCommand};
+use crate::config::Config;
+use crate::directory::password;
+use crate::store::Store;
+
+fn open(data: &Path) -> anyhow::Result<(Config, Arc<dyn Store>)> {
+    let cfg = super::init::load(data)?;
+    let store = crate::server::open_store(data)?;
+    Ok((cfg, store))
+}
+
+/// Parses an address, lower-cased.
+fn address(s: &str) -> anyhow::Result<Mailbox> {
+    Mailbox::parse(s.trim()).map_err(|e| anyhow::anyhow!("{s:?} is not a valid address: {e}"))
+}
+
+/// Parses an address that must be in a local domain.
+fn local_address(cfg: &Config, s: &str) -> anyhow::Result<String> {
+    let m = address(s)?;
+    if !cfg.is_local_domain(m.domain.as_str()) {
+        bail!(
+            "{} is not a local domain of this server (local domains: {}; see server.domains)",
+            m.domain,
+            cfg.server.domains.join(", ")
+        );
+    }
+    if m.has_routing_syntax() {
+        bail!("{s:?}: local parts with % ! or @ are not allowed");
+    }
+    Ok(m.key())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            bail!("no password given: use --password-stdin to read it from standard input");
+        }
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        a
+    };
+    if pw.is_empty() {
+        bail!("the password is empty");
+    }
+    password::hash(&pw).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+fn print_groups(groups: Vec<(String, Vec<String>)>, json: bool) -> anyhow::Result<()> {
+    if json {
+        let v: Vec<_> = groups
+            .into_iter()
+            .map(|(n, m)| serde_json::json!({"address": n, "members": m}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (n, m) in groups {
+            println!("{n} -> {}", m.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `mailroom user …`
+pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
+    let (cfg, store) = open(data)?;
+    match cmd {
+        UserCommand::Add { address, password_stdin, quota } => {
+            let a = local_address(&cfg, &address)?;
+            let hash = read_password(password_stdin)?;
+            store.user_add(&a, Some(hash), quota).await?;
+            println!("added user {a}");
+        }
+        UserCommand::Del { address, purge } => {
+            let a = local_address(&cfg, &address)?;
+            store.user_del(&a, purge).await?;
+            println!("deleted user {a}");
+        }
+        UserCommand::List { json } => {
+            let users = store.user_list().await?;
+            if json {
+                let v: Vec<_> = users
+                    .iter()
+                    .map(|u| serde_json::json!({"address": u.address, "quota": u.quota, "used": u.used, "messages": u.messages}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for u in users {
+                    let q = u.quota.map(|q| q.to_string()).unwrap_or_else(|| "unlimited".into());
+                    println!("{}  {} message(s), {} octets used, quota {q}", u.address, u.messages, u.used);
+                }
+            }
+        }
+        UserCommand::Passwd { address, password_stdin } => {
+            let a = local_address(&cfg, &address)?;
+            let hash = read_password(password_stdin)?;
+            store.user_passwd(&a, hash).await?;
+            println!("password changed for {a}");
+        }
+        UserCommand::Quota { address, quota } => {
+            let a = local_address(&cfg, &address)?;
+            let q = if quota.eq_ignore_ascii_case("none") {
+                None
+            } else {
+                Some(quota.parse::<u64>().with_context(|| format!("{quota:?} is not a number of octets or `none`"))?)
+            };
+            store.user_quota(&a, q).await?;
+            println!("quota of {a} set to {}", q.map(|q| q.to_string()).unwrap_or_else(|| "unlimited".into()));
+        }
+    }
+    Ok(())
+}
+
+/// `mailroom alias …`
+pub async fn alias(data: &Path, cmd: AliasCommand) -> anyhow::Result<()> {
+    let (cfg, store) = open(data)?;
+    match cmd {
+        AliasCommand::Add { alias, targets } => {
+            let a = local_address(&cfg, &alias)?;
+            let t: Vec<String> = targets.iter().map(|t| address(t).map(|m| m.key())).collect::<Result<_, _>>()?;
+            store.alias_add(&a, t.clone()).await?;
+            println!("alias {a} -> {}", t.join(", "));
+        }
+        AliasCommand::Del { alias } => {
+            let a = local_address(&cfg, &alias)?;
+            store.alias_del(&a).await?;
+            println!("deleted alias {a}");
+        }
+        AliasCommand::List { json } => print_groups(store.alias_list().await?, json)?,
+    }
+    Ok(())
+}
+
+/// `mailroom list …`
+pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
+    let (cfg, store) = open(data)?;
+    match cmd {
+        ListCommand::Add { list, members } => {
+            let l = local_address(&cfg, &list)?;
+            let m: Vec<String> = members.iter().map(|t| address(t).map(|m| m.key())).collect::<Result<_, _>>()?;
+            store.list_add(&l, m.clone()).await?;
+            println!("list {l}: added {}", m.join(", "));
+        }
+        ListCommand::Del { list, members } => {
+            let l = local_address(&cfg, &list)?;
+            let m: Vec<String> = members.iter().map(|t| address(t).map(|m| m.key())).collect::<Result<_, _>>()?;
+            store.list_del(&l, m).await?;
+            println!("list {l}: updated");
+        }
+        ListCommand::List { json } => print_groups(store.list_list().await?, json)?,
+    }
+    Ok(())
+}

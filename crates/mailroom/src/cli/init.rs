@@ -1,0 +1,87 @@
+//! `init` and `serve`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+
+use super::{InitArgs, ServeArgs};
+use crate::config::{self, Config};
+
+/// Creates the data directory (private to its owner).
+fn make_data_dir(data: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))
+}
+
+/// Writes a configuration file; refuses to overwrite unless forced.
+fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf> {
+    let file = data.join(config::FILE_NAME);
+    if file.exists() && !a.force {
+        bail!("{} already exists (use --force to overwrite it)", file.display());
+    }
+    let hostname = a.hostname.clone().unwrap_or_else(|| a.domain.clone());
+    let text = config::template(&a.domain.to_lowercase(), &hostname.to_lowercase(), a.smtp, a.pop3);
+    // Validate before writing, so a bad --domain is reported and nothing is written.
+    Config::parse(&text, &file)?;
+    make_data_dir(data)?;
+    let tmp = file.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(file)
+}
+
+/// `mailroom init`.
+pub fn init(data: &Path, a: &InitArgs) -> anyhow::Result<()> {
+    let file = write_config(data, a)?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// Loads the configuration of a data directory.
+pub fn load(data: &Path) -> anyhow::Result<Config> {
+    let file = data.join(config::FILE_NAME);
+    if !file.exists() {
+        bail!(
+            "no configuration at {} (run `mailroom init --domain DOMAIN` or `mailroom serve`)",
+            file.display()
+        );
+    }
+    Ok(Config::load(&file)?)
+}
+
+/// `mailroom serve`.
+pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
+    if !data.join(config::FILE_NAME).exists() {
+        let args = InitArgs { domain: a.domain.clone(), hostname: None, smtp: None, pop3: None, force: false };
+        let file = write_config(data, &args)?;
+        eprintln!("mailroom: no configuration found; wrote {} for domain {}", file.display(), a.domain);
+    }
+    let cfg = match load(data) {
+        Ok(c) => c,
+        Err(e) => bail!("refusing to start: {e:#}"),
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(true);
+    });
+    crate::server::run(data, cfg, rx).await.context("refusing to start")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the server can still be stopped by killing it; it is crash-safe.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,201 @@
+//! The command line: `mailroom [--data DIR] COMMAND`.
+//!
+//! This is a contract that operators and tools script against; commands and flags are only ever
+//! added, never renamed. See the README for the full list.
+
+mod admin;
+mod init;
+mod track;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// mailroom: an organization mail server.
+#[derive(Debug, Parser)]
+#[command(name = "mailroom", version, about)]
+pub struct Cli {
+    /// The data directory (configuration, store).
+    #[arg(long, global = true, env = "MAILROOM_DATA", default_value = "./mailroom-data")]
+    pub data: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented configuration file for a new server.
+    Init(InitArgs),
+    /// Run the server (initializing the data directory first if it has no configuration).
+    Serve(ServeArgs),
+    /// Manage users (mailboxes).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage aliases (an address redirected to one or more others).
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Manage distribution lists (may contain other lists).
+    #[command(subcommand)]
+    List(ListCommand),
+    /// Show the tracking history of messages.
+    Track(TrackArgs),
+}
+
+/// `init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The primary local domain.
+    #[arg(long)]
+    pub domain: String,
+    /// This server's host name (default: the domain).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// SMTP listen address (default 127.0.0.1:2525).
+    #[arg(long)]
+    pub smtp: Option<SocketAddr>,
+    /// POP3 listen address (default 127.0.0.1:2110).
+    #[arg(long)]
+    pub pop3: Option<SocketAddr>,
+    /// Overwrite an existing configuration.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The local domain to initialize with, if the data directory has no configuration yet.
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+}
+
+/// `user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user with a mailbox.
+    Add {
+        /// The address, in a local domain.
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Mailbox quota in octets.
+        #[arg(long)]
+        quota: Option<u64>,
+    },
+    /// Delete a user.
+    Del {
+        /// The address.
+        address: String,
+        /// Also delete the mail in the user's mailbox (refused otherwise).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List users with their mailbox use.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password.
+    Passwd {
+        /// The address.
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set (or with `none`, remove) a user's quota in octets.
+    Quota {
+        /// The address.
+        address: String,
+        /// Octets, or `none`.
+        quota: String,
+    },
+}
+
+/// `alias …`
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Add an alias, or targets to an existing one.
+    Add {
+        /// The alias address, in a local domain.
+        alias: String,
+        /// Where mail to the alias goes.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Delete an alias.
+    Del {
+        /// The alias address.
+        alias: String,
+    },
+    /// List aliases.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `list …`
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// Add a list, or members to an existing one.
+    Add {
+        /// The list address, in a local domain.
+        list: String,
+        /// Members: users, aliases, other lists or outside addresses.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members from a list, or the whole list when no member is given.
+    Del {
+        /// The list address.
+        list: String,
+        /// Members to remove.
+        members: Vec<String>,
+    },
+    /// List distribution lists and their members.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `track`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["message_id", "sender", "recipient"])))]
+pub struct TrackArgs {
+    /// A Message-ID (with or without <>) or a queue ID.
+    #[arg(long)]
+    pub message_id: Option<String>,
+    /// An envelope sender.
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// A recipient.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Only messages with events since: an RFC 3339 time, a date (2026-11-28), or an age ("2h").
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(a) => init::init(&cli.data, &a),
+        Command::Serve(a) => init::serve(&cli.data, &a).await,
+        Command::User(c) => admin::user(&cli.data, c).await,
+        Command::Alias(c) => admin::alias(&cli.data, c).await,
+        Command::List(c) => admin::list(&cli.data, c).await,
+        Command::Track(a) => track::track(&cli.data, &a).await,
+    }
+}

@@ -1,0 +1,117 @@
+//! `mailroom track`: a message's history, for a person or as JSON.
+
+use std::path::Path;
+
+use anyhow::bail;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::TrackArgs;
+use crate::store::TrackFilter;
+use crate::track::Event;
+
+/// Parses `--since`: RFC 3339, a date, or an age such as `2h`.
+pub fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        if let Ok(d) = chrono::Duration::from_std(d) {
+            return Ok(Utc::now() - d);
+        }
+    }
+    bail!("--since {s:?}: expected an RFC 3339 time, a date like 2026-11-28, or an age like 2h")
+}
+
+/// `mailroom track`.
+pub async fn track(data: &Path, a: &TrackArgs) -> anyhow::Result<()> {
+    let _cfg = super::init::load(data)?;
+    let store = crate::server::open_store(data)?;
+    let filter = TrackFilter {
+        message_id: a.message_id.clone(),
+        sender: a.sender.clone(),
+        recipient: a.recipient.clone(),
+        since: a.since.as_deref().map(parse_since).transpose()?,
+    };
+    let events = crate::store::Store::track_query(store.as_ref(), filter).await?;
+    if a.json {
+        let v: Vec<_> = events.iter().map(json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if events.is_empty() {
+        println!("no tracking events match");
+        return Ok(());
+    }
+    print!("{}", render(&events));
+    Ok(())
+}
+
+fn json(e: &Event) -> serde_json::Value {
+    serde_json::json!({
+        "time": e.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "server": e.server,
+        "event_id": e.event.number(),
+        "event": e.event.describe(),
+        "queue_id": e.queue_id,
+        "message_id": e.message_id,
+        "sender": e.sender,
+        "recipient": e.recipient,
+        "client_ip": e.client_ip,
+        "size": e.size,
+        "status": e.status,
+        "detail": e.detail,
+    })
+}
+
+/// Renders events for a person: grouped by message, in time order.
+pub fn render(events: &[Event]) -> String {
+    let mut order: Vec<&str> = Vec::new();
+    for e in events {
+        if !order.contains(&e.queue_id.as_str()) {
+            order.push(&e.queue_id);
+        }
+    }
+    let mut out = String::new();
+    for q in order {
+        let mine: Vec<&Event> = events.iter().filter(|e| e.queue_id == q).collect();
+        let first = mine[0];
+        let sender = if first.sender.is_empty() { "<> (null sender)" } else { &first.sender };
+        out.push_str(&format!(
+            "Message {} (queue ID {q})\n  from {sender}\n",
+            first.message_id.as_deref().map(|m| format!("<{m}>")).unwrap_or_else(|| "(no Message-ID)".into()),
+        ));
+        for e in mine {
+            let mut line = format!(
+                "  {}  {:>4}  {:<38}",
+                e.time.format("%Y-%m-%d %H:%M:%S%.3f"),
+                e.event.number(),
+                e.event.describe()
+            );
+            if let Some(r) = &e.recipient {
+                line.push_str(&format!("  {r}"));
+            }
+            if let Some(s) = &e.status {
+                line.push_str(&format!("  [{s}]"));
+            }
+            if let Some(ip) = &e.client_ip {
+                line.push_str(&format!("  from {ip}"));
+            }
+            if let Some(sz) = e.size {
+                line.push_str(&format!("  {sz} octets"));
+            }
+            line.push_str(&format!("  on {}", e.server));
+            out.push_str(line.trim_end());
+            out.push('\n');
+            if let Some(d) = &e.detail {
+                out.push_str(&format!("        {d}\n"));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,89 @@
+//! The commented configuration file written by `mailroom init`.
+
+use std::net::SocketAddr;
+
+use super::{Pop3Config, QueueConfig, SmtpConfig};
+
+/// Renders the configuration file for a new server. Values are the defaults unless given; the
+/// comments explain each key so that the file documents itself.
+pub fn template(
+    domain: &str,
+    hostname: &str,
+    smtp: Option<SocketAddr>,
+    pop3: Option<SocketAddr>,
+) -> String {
+    let s = SmtpConfig::default();
+    let p = Pop3Config::default();
+    let q = QueueConfig::default();
+    let smtp = smtp.unwrap_or(s.listen[0]);
+    let pop3 = pop3.unwrap_or(p.listen[0]);
+    let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    format!(
+        r#"# mailroom configuration. Every key is optional except [server]; the values shown are the
+# defaults. Durations are written like "30s", "5m" or "2h". After an edit, restart the server; it
+# refuses to start on an invalid file and names the key that is wrong.
+
+[server]
+# This server's fully qualified name: used in the SMTP greeting, Received headers and reports.
+hostname = "{hostname}"
+# Local domains: mail for these is delivered into mailboxes here. The first is the primary domain.
+domains = ["{domain}"]
+
+[smtp]
+# Where the SMTP receive service listens.
+listen = ["{smtp}"]
+# Largest message accepted, in octets (advertised in EHLO as SIZE).
+max_message_size = {max_message_size}
+# Recipients per message; more get "452 4.5.3".
+max_recipients = {max_recipients}
+# Longest command line and longest line of message text, in octets including CRLF.
+max_command_line = {max_command_line}
+max_text_line = {max_text_line}
+# Simultaneous connections, in total and from one client address.
+max_connections = {max_connections}
+max_connections_per_ip = {max_connections_per_ip}
+# Errors in one session before the server says 421 and hangs up.
+max_errors = {max_errors}
+# How long the server waits for a command, and for more message text.
+command_timeout = "{command_timeout}"
+data_timeout = "{data_timeout}"
+# A message that already carries more Received headers than this is looping: "554 5.4.6".
+max_received_headers = {max_received_headers}
+# Networks (CIDR) whose clients may send to non-local domains. Empty: nobody may relay.
+trusted_networks = []
+
+[pop3]
+# Where the POP3 service listens.
+listen = ["{pop3}"]
+# Pause before answering a failed login.
+auth_failure_delay = "{auth_failure_delay}"
+# Inactivity after which a session is closed.
+idle_timeout = "{idle_timeout}"
+max_connections = {pop_max_connections}
+# Failed logins in one session before it is closed.
+max_auth_failures = {max_auth_failures}
+
+[queue]
+# Messages delivered at the same time.
+delivery_concurrency = {delivery_concurrency}
+# How often the queue is scanned for work that was not announced (after a restart, say).
+scan_interval = "{scan_interval}"
+"#,
+        max_message_size = s.max_message_size,
+        max_recipients = s.max_recipients,
+        max_command_line = s.max_command_line,
+        max_text_line = s.max_text_line,
+        max_connections = s.max_connections,
+        max_connections_per_ip = s.max_connections_per_ip,
+        max_errors = s.max_errors,
+        command_timeout = dur(s.command_timeout),
+        data_timeout = dur(s.data_timeout),
+        max_received_headers = s.max_received_headers,
+        auth_failure_delay = dur(p.auth_failure_delay),
+        idle_timeout = dur(p.idle_timeout),
+        pop_max_connections = p.max_connections,
+        max_auth_failures = p.max_auth_failures,
+        delivery_concurrency = q.delivery_concurrency,
+        scan_interval = dur(q.scan_interval),
+    )
+}

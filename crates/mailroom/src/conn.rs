@@ -1,0 +1,141 @@
+//! Buffered I/O of one connection, shared by the SMTP and POP3 servers: read more bytes with a
+//! deadline, frame command lines, queue replies and flush them.
+//!
+//! Replies are queued, not written at once, and flushed only when the server is about to wait for
+//! input: that is what RFC 2920 (PIPELINING) asks, and it turns a pipelined MAIL/RCPT/…/DATA
+//! group into one write.
+
+use std::io;
+use std::time::Duration;
+
+use mailroom_proto::line::{Frame, LineFramer};
+use mailroom_proto::smtp::Reply;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Why no more input came.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The deadline passed.
+    #[error("timeout")]
+    Timeout,
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Eof,
+    /// The server is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+    /// An I/O error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A framed line or the news that one was too long.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line without CRLF.
+    Complete(Vec<u8>),
+    /// An over-long line was discarded.
+    TooLong,
+}
+
+/// One connection's buffers.
+pub struct Conn<S> {
+    stream: S,
+    /// Bytes read and not yet consumed.
+    pub rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    framer: LineFramer,
+    enhanced: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Wraps a stream; command lines longer than `max_line` octets are refused.
+    pub fn new(stream: S, max_line: usize) -> Conn<S> {
+        Conn {
+            stream,
+            rbuf: Vec::with_capacity(16 * 1024),
+            wbuf: Vec::with_capacity(1024),
+            framer: LineFramer::new(max_line),
+            enhanced: false,
+        }
+    }
+
+    /// Whether replies carry enhanced status codes from now on.
+    pub fn set_enhanced(&mut self, on: bool) {
+        self.enhanced = on;
+    }
+
+    /// Takes the next complete line from the buffer, if there is one.
+    pub fn next_line(&mut self) -> Option<Line> {
+        let (frame, consumed) = self.framer.next(&self.rbuf);
+        let line = frame.map(|f| match f {
+            Frame::Line(l) => Line::Complete(l.to_vec()),
+            Frame::TooLong => Line::TooLong,
+        });
+        self.rbuf.drain(..consumed);
+        line
+    }
+
+    /// Reads at least one more byte into the buffer, waiting at most `timeout`; if `shutdown` is
+    /// given, a shutdown signal ends the wait too.
+    pub async fn fill(
+        &mut self,
+        timeout: Duration,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<(), ReadError> {
+        let mut chunk = [0u8; 16 * 1024];
+        let read = tokio::time::timeout(timeout, self.stream.read(&mut chunk));
+        let n = match shutdown {
+            Some(sd) => {
+                if *sd.borrow() {
+                    return Err(ReadError::Shutdown);
+                }
+                tokio::select! {
+                    r = read => r,
+                    _ = sd.changed() => return Err(ReadError::Shutdown),
+                }
+            }
+            None => read.await,
+        };
+        match n {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Ok(Ok(0)) => Err(ReadError::Eof),
+            Ok(Ok(n)) => {
+                self.rbuf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues a reply.
+    pub fn send(&mut self, reply: &Reply) {
+        reply.write_with(&mut self.wbuf, self.enhanced);
+    }
+
+    /// Queues raw bytes (POP3 responses).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// Mutable access to the output buffer, for writers that build a response in place.
+    pub fn wbuf(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
+    /// Writes queued replies.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        self.stream.flush().await
+    }
+
+    /// Flushes and shuts the write side down.
+    pub async fn close(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}

@@ -1,0 +1,122 @@
+//! Header facts and trace headers (pure functions).
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::QueueId;
+
+/// What ingest needs to know about a message's existing header section.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeaderFacts {
+    /// Number of `Received` fields.
+    pub received: usize,
+    /// The `Message-ID` (without angle brackets), if present and not empty.
+    pub message_id: Option<String>,
+}
+
+/// Scans the header section (up to the first empty line), unfolding continuation lines.
+pub fn scan(text: &[u8]) -> HeaderFacts {
+    let mut facts = HeaderFacts::default();
+    let mut field: Option<(Vec<u8>, String)> = None;
+    let finish = |field: Option<(Vec<u8>, String)>, facts: &mut HeaderFacts| {
+        let Some((name, value)) = field else { return };
+        if name.eq_ignore_ascii_case(b"received") {
+            facts.received += 1;
+        } else if name.eq_ignore_ascii_case(b"message-id") && facts.message_id.is_none() {
+            facts.message_id = clean_mid(&value);
+        }
+    };
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some((_, v)) = field.as_mut() {
+                v.push_str(&String::from_utf8_lossy(line));
+            }
+            continue;
+        }
+        finish(field.take(), &mut facts);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
+            field = Some((line[..colon].to_vec(), value));
+        }
+    }
+    finish(field, &mut facts);
+    facts
+}
+
+fn clean_mid(v: &str) -> Option<String> {
+    let v = v.trim();
+    let v = v.strip_prefix('<').unwrap_or(v);
+    let v = v.split('>').next().unwrap_or(v).trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// A `Received` header (RFC 5321 §4.4): `from HELO ([IP]) by HOST (mailroom) with PROTO id QID
+/// [for <RCPT>]; DATE`. The `for` clause is given only for a single recipient, so that one
+/// recipient's copy does not reveal the others.
+pub fn received(
+    helo: &str,
+    ip: IpAddr,
+    host: &str,
+    protocol: &str,
+    queue_id: &QueueId,
+    for_rcpt: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    let helo: String = helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !"()\\".contains(*c))
+        .take(255)
+        .collect();
+    let literal = match ip {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    };
+    let mut h = format!(
+        "Received: from {helo} ({literal})\r\n\tby {host} (mailroom) with {protocol} id {queue_id}"
+    );
+    if let Some(r) = for_rcpt {
+        h.push_str(&format!("\r\n\tfor <{r}>"));
+    }
+    h.push_str(&format!("; {}\r\n", now.format("%a, %d %b %Y %H:%M:%S +0000")));
+    h.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_table() {
+        let cases: &[(&[u8], usize, Option<&str>)] = &[
+            (b"Subject: x\r\n\r\nReceived: not a header\r\n", 0, None),
+            (b"Received: a\r\nreceived: b\r\n\tcontinued\r\nSubject: x\r\n\r\n", 2, None),
+            (b"Message-ID: <abc@host>\r\n\r\n", 0, Some("abc@host")),
+            (b"Message-Id:\r\n <folded@host>\r\nX: y\r\n\r\n", 0, Some("folded@host")),
+            (b"Message-ID: <>\r\n\r\n", 0, None),
+            (b"Message-ID: <last@host>", 0, Some("last@host")),
+            (b"Subject: no blank line", 0, None),
+            (b"\r\nMessage-ID: <in-body@host>\r\n", 0, None),
+        ];
+        for (text, received, mid) in cases {
+            let f = scan(text);
+            assert_eq!(f.received, *received, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(f.message_id.as_deref(), *mid, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn received_header_shape() {
+        let q: QueueId = "01JD3Q5ZC8A9F2KQ".parse().unwrap();
+        let now = DateTime::from_timestamp(0, 0).unwrap();
+        let h = received("client (evil)", "192.0.2.1".parse().unwrap(), "mx.test", "ESMTP", &q, Some("a@b.test"), now);
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            "Received: from clientevil ([192.0.2.1])\r\n\tby mx.test (mailroom) with ESMTP id 01JD3Q5ZC8A9F2KQ\r\n\tfor <a@b.test>; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Ingest: what happens between the end of a message's text and its `250`.
+//!
+//! The message gets its trace: a `Received` header naming the client, this server and the queue ID
+//! (RFC 5321 §4.4), and a `Message-ID` if it has none (RFC 5322 §3.6.4). A message that already
+//! carries more `Received` headers than the hop limit is refused as a loop (`554 5.4.6`, RFC 5321
+//! §6.3). Recipients, resolved through aliases and lists when they were accepted, are merged so that
+//! each final address gets one copy. Then the message, its recipients and the tracking events of
+//! every step are submitted to the store in one durable transaction; only after that does the
+//! session say `250`.
+
+pub mod headers;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use mailroom_proto::smtp::{RcptParams, Reply};
+
+use crate::config::Config;
+use crate::directory::{Redirect, Target};
+use crate::ids::QueueId;
+use crate::queue::manager::QueueHandle;
+use crate::queue::{EnvelopeParams, MessageKind, NewMessage, NewRecipient, Route};
+use crate::store::{Store, StoreError};
+use crate::track::{EventBase, EventId};
+
+/// A recipient accepted at RCPT, with what it resolved to.
+#[derive(Debug, Clone)]
+pub struct AcceptedRcpt {
+    /// The address as the client gave it (lower-cased domain).
+    pub given: String,
+    /// Its DSN parameters.
+    pub params: RcptParams,
+    /// The final recipients it resolved to.
+    pub targets: Vec<Target>,
+    /// The alias and list steps taken.
+    pub redirects: Vec<Redirect>,
+}
+
+/// A complete envelope, ready for ingest.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The queue ID given at MAIL.
+    pub queue_id: QueueId,
+    /// The sender; empty for the null reverse path.
+    pub sender: String,
+    /// MAIL parameters.
+    pub params: EnvelopeParams,
+    /// Accepted recipients.
+    pub rcpts: Vec<AcceptedRcpt>,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The name the client gave in EHLO/HELO.
+    pub helo: String,
+    /// The protocol for the `Received` header: SMTP, ESMTP or UTF8SMTP (RFC 3848, RFC 6531 §4.3).
+    pub protocol: &'static str,
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The message is refused for good; the reply says why.
+    #[error("refused: {0}")]
+    Refused(Reply),
+    /// The store failed: a temporary failure for the client.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The ingest stage.
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    queue: QueueHandle,
+}
+
+impl Ingest {
+    /// Creates the stage.
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, queue: QueueHandle) -> Ingest {
+        Ingest { store, config, queue }
+    }
+
+    /// Accepts a message: trace headers, recipients, events, durable submission. On `Ok` the
+    /// message is on stable storage and the queue has been told.
+    pub async fn accept(&self, env: Envelope, text: Vec<u8>) -> Result<QueueId, IngestError> {
+        let facts = headers::scan(&text);
+        if facts.received > self.config.smtp.max_received_headers {
+            return Err(IngestError::Refused(Reply::code(
+                554,
+                "5.4.6",
+                format!(
+                    "Too many hops: the message already has {} Received headers (limit {}); it is probably looping",
+                    facts.received, self.config.smtp.max_received_headers
+                ),
+            )));
+        }
+        let host = &self.config.server.hostname;
+        let now = Utc::now();
+        let single = match env.rcpts.as_slice() {
+            [one] => Some(one.given.as_str()),
+            _ => None,
+        };
+        let mut prefix = headers::received(
+            &env.helo,
+            env.client_ip,
+            host,
+            env.protocol,
+            &env.queue_id,
+            single,
+            now,
+        );
+        let message_id = match facts.message_id {
+            Some(m) => m,
+            None => {
+                let m = format!("{}@{}", env.queue_id, host);
+                prefix.extend_from_slice(format!("Message-ID: <{m}>\r\n").as_bytes());
+                m
+            }
+        };
+        let mut content = prefix;
+        content.extend_from_slice(&text);
+
+        let base = EventBase {
+            server: host.clone(),
+            queue_id: env.queue_id.to_string(),
+            message_id: Some(message_id.clone()),
+            sender: env.sender.clone(),
+            client_ip: Some(env.client_ip.to_string()),
+            size: Some(content.len() as u64),
+        };
+        let mut events = Vec::new();
+        for r in &env.rcpts {
+            events.push(base.event(EventId::SmtpReceived, Some(&r.given)).status("250"));
+        }
+        let recipients = merge_recipients(&env.rcpts, &base, &mut events);
+        let msg = NewMessage {
+            queue_id: env.queue_id,
+            sender: env.sender,
+            params: env.params,
+            message_id: Some(message_id),
+            arrival: now,
+            client_ip: Some(env.client_ip.to_string()),
+            kind: MessageKind::Normal,
+            content,
+            recipients,
+            events,
+        };
+        let rowid = self.store.submit(msg).await?;
+        self.queue.notify(rowid);
+        Ok(env.queue_id)
+    }
+}
+
+/// Turns accepted recipients into the queue's recipients: one per final address, keeping the
+/// parameters of the first RCPT that led to it, with events 1042, 1033 and 1036/1034.
+pub fn merge_recipients(
+    rcpts: &[AcceptedRcpt],
+    base: &EventBase,
+    events: &mut Vec<crate::track::Event>,
+) -> Vec<NewRecipient> {
+    let mut out: Vec<NewRecipient> = Vec::new();
+    for r in rcpts {
+        for red in &r.redirects {
+            events.push(
+                base.event(EventId::Redirected, Some(&red.to))
+                    .detail(format!("{} {} expanded to {}", red.kind, red.from, red.to)),
+            );
+        }
+        for t in &r.targets {
+            if out.iter().any(|o| o.address == t.address) {
+                continue;
+            }
+            out.push(NewRecipient {
+                address: t.address.clone(),
+                original: r.given.clone(),
+                orcpt: r.params.orcpt.as_ref().map(|o| o.to_string()),
+                notify: r.params.notify,
+                route: t.route.clone(),
+            });
+        }
+    }
+    for n in &out {
+        events.push(base.event(EventId::Categorized, Some(&n.address)));
+        let queued = match n.route {
+            Route::Remote => EventId::QueuedRemote,
+            Route::Local { .. } | Route::Unresolved => EventId::QueuedLocal,
+        };
+        events.push(base.event(queued, Some(&n.address)));
+    }
+    out
+}
+
+/// The `EnvelopeParams` of a generated report: none of the original's.
+pub fn report_params() -> EnvelopeParams {
+    EnvelopeParams::default()
+}

@@ -1,0 +1,24 @@
+//! mailroom: an organization mail server.
+//!
+//! The modules follow a message's path: [`receive`] (SMTP in) → [`ingest`] (trace headers,
+//! recipient resolution, durable submission) → [`queue`] (state and the delivery manager) →
+//! [`route`] → [`deliver`] (local mailboxes) → [`dsn`] (delivery reports). Beside the path:
+//! [`track`] (message tracking), [`config`], [`directory`] (users, aliases, lists), [`store`]
+//! (the storage engines), [`pop3`] (mailbox access) and [`cli`].
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod deliver;
+pub mod directory;
+pub mod dsn;
+pub mod ids;
+pub mod ingest;
+pub mod pop3;
+pub mod queue;
+pub mod receive;
+pub mod route;
+pub mod server;
+pub mod store;
+pub mod track;

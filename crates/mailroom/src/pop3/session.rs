@@ -1,0 +1,383 @@
+//! One POP3 session: AUTHORIZATION → TRANSACTION → UPDATE (RFC 1939 §3).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use mailroom_proto::pop3::{self, Command, CommandError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use super::{Context, MaildropLock};
+use crate::conn::{Conn, Line, ReadError};
+use crate::directory::password;
+use crate::store::{MailEntry, User};
+
+/// Longest command line accepted. RFC 2449 §4 says 255; AUTH PLAIN responses with long
+/// passwords need more, so a little room is given.
+const MAX_LINE: usize = 1024;
+
+enum Phase {
+    Authorization { user: Option<String>, failures: u32 },
+    Transaction(Maildrop),
+}
+
+struct Maildrop {
+    user: User,
+    messages: Vec<MailEntry>,
+    deleted: HashSet<usize>,
+    _lock: MaildropLock,
+}
+
+impl Maildrop {
+    /// The message numbered `n` (1-based), unless deleted or out of range.
+    fn get(&self, n: u32) -> Result<(usize, &MailEntry), &'static str> {
+        let i = (n as usize).checked_sub(1).ok_or("no such message")?;
+        let m = self.messages.get(i).ok_or("no such message")?;
+        if self.deleted.contains(&i) {
+            return Err("message is deleted");
+        }
+        Ok((i, m))
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &MailEntry)> {
+        self.messages.iter().enumerate().filter(|(i, _)| !self.deleted.contains(i))
+    }
+}
+
+/// One POP3 session.
+pub struct Session<S> {
+    conn: Conn<S>,
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    phase: Phase,
+    shutdown: watch::Receiver<bool>,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// A session on an accepted connection.
+    pub fn new(stream: S, peer: SocketAddr, ctx: Arc<Context>, shutdown: watch::Receiver<bool>) -> Self {
+        Session {
+            conn: Conn::new(stream, MAX_LINE),
+            ctx,
+            peer,
+            phase: Phase::Authorization { user: None, failures: 0 },
+            shutdown,
+        }
+    }
+
+    fn ok(&mut self, text: &str) {
+        pop3::status_line(true, text, self.conn.wbuf());
+    }
+
+    fn err(&mut self, text: &str) {
+        pop3::status_line(false, text, self.conn.wbuf());
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) {
+        let host = self.ctx.config.server.hostname.clone();
+        self.ok(&format!("{host} mailroom POP3 ready"));
+        loop {
+            let line = match self.next_line().await {
+                Some(l) => l,
+                None => break,
+            };
+            let flow = match line {
+                Line::TooLong => {
+                    self.err("line too long");
+                    Flow::Continue
+                }
+                Line::Complete(l) => self.command(&l).await,
+            };
+            if matches!(flow, Flow::Close) {
+                break;
+            }
+        }
+        self.conn.close().await;
+    }
+
+    async fn next_line(&mut self) -> Option<Line> {
+        loop {
+            if let Some(l) = self.conn.next_line() {
+                return Some(l);
+            }
+            self.conn.flush().await.ok()?;
+            let timeout = self.ctx.config.pop3.idle_timeout;
+            match self.conn.fill(timeout, Some(&mut self.shutdown)).await {
+                Ok(()) => {}
+                Err(ReadError::Timeout) => {
+                    self.err("idle too long, closing");
+                    return None;
+                }
+                Err(ReadError::Shutdown) => {
+                    self.err("[SYS/TEMP] server shutting down");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Flow {
+        let cmd = match pop3::parse(line) {
+            Ok(c) => c,
+            Err(CommandError::Unknown) => {
+                self.err("unknown command");
+                return Flow::Continue;
+            }
+            Err(CommandError::Syntax(s)) => {
+                self.err(&format!("syntax: {s}"));
+                return Flow::Continue;
+            }
+            Err(_) => {
+                self.err("invalid command");
+                return Flow::Continue;
+            }
+        };
+        match cmd {
+            Command::Capa => {
+                self.ok("Capability list follows");
+                let caps = "USER\r\nSASL PLAIN\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION mailroom\r\n.\r\n";
+                self.conn.send_raw(caps.as_bytes());
+                return Flow::Continue;
+            }
+            Command::Noop => {
+                self.ok("");
+                return Flow::Continue;
+            }
+            Command::Quit => return self.quit().await,
+            Command::Stls => {
+                self.err("STLS is not available on this server");
+                return Flow::Continue;
+            }
+            _ => {}
+        }
+        if matches!(self.phase, Phase::Authorization { .. }) {
+            self.authorization(cmd).await
+        } else {
+            self.transaction(cmd).await;
+            Flow::Continue
+        }
+    }
+
+    async fn authorization(&mut self, cmd: Command) -> Flow {
+        let Phase::Authorization { user, .. } = &mut self.phase else { return Flow::Continue };
+        match cmd {
+            Command::User(name) => {
+                *user = Some(name);
+                self.ok("send PASS");
+                Flow::Continue
+            }
+            Command::Pass(pass) => match user.take() {
+                None => {
+                    self.err("send USER first");
+                    Flow::Continue
+                }
+                Some(name) => self.login(&name, &pass).await,
+            },
+            Command::Auth { mechanism, initial } => {
+                if mechanism.is_empty() {
+                    self.ok("");
+                    self.conn.send_raw(b"PLAIN\r\n.\r\n");
+                    return Flow::Continue;
+                }
+                if mechanism != "PLAIN" {
+                    self.err("unsupported SASL mechanism");
+                    return Flow::Continue;
+                }
+                let response = match initial {
+                    Some(i) => i,
+                    None => {
+                        self.conn.send_raw(b"+ \r\n");
+                        match self.next_line().await {
+                            Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
+                            Some(Line::TooLong) => {
+                                self.err("response too long");
+                                return Flow::Continue;
+                            }
+                            None => return Flow::Close,
+                        }
+                    }
+                };
+                if response == "*" {
+                    self.err("authentication cancelled");
+                    return Flow::Continue;
+                }
+                let decoded = if response == "=" {
+                    Some(Vec::new())
+                } else {
+                    base64::engine::general_purpose::STANDARD.decode(response.trim()).ok()
+                };
+                match decoded.as_deref().and_then(pop3::sasl_plain) {
+                    Some((authz, authc, pass)) if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) => {
+                        self.login(&authc, &pass).await
+                    }
+                    _ => {
+                        self.err("malformed SASL PLAIN response");
+                        Flow::Continue
+                    }
+                }
+            }
+            _ => {
+                self.err("log in first (USER/PASS or AUTH PLAIN)");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Checks credentials and opens the maildrop.
+    async fn login(&mut self, name: &str, pass: &str) -> Flow {
+        let address = if name.contains('@') {
+            name.to_lowercase()
+        } else {
+            format!("{}@{}", name.to_lowercase(), self.ctx.config.primary_domain())
+        };
+        let found = match self.ctx.store.user_auth(&address).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                self.err("[SYS/TEMP] temporary failure, try again later");
+                return Flow::Continue;
+            }
+        };
+        let (hash, user) = match &found {
+            Some((u, h)) => (h.clone(), Some(u.clone())),
+            None => (password::dummy().to_string(), None),
+        };
+        let pass = pass.to_string();
+        let good = tokio::task::spawn_blocking(move || password::verify(&hash, &pass))
+            .await
+            .unwrap_or(false);
+        let user = match (good, user) {
+            (true, Some(u)) => u,
+            _ => {
+                tracing::info!(peer = %self.peer, user = %address, "pop3 login failed");
+                tokio::time::sleep(self.ctx.config.pop3.auth_failure_delay).await;
+                self.err("[AUTH] invalid user name or password");
+                let max = self.ctx.config.pop3.max_auth_failures;
+                if let Phase::Authorization { failures, .. } = &mut self.phase {
+                    *failures += 1;
+                    if *failures >= max {
+                        self.err("too many failed logins, closing");
+                        return Flow::Close;
+                    }
+                }
+                return Flow::Continue;
+            }
+        };
+        let Some(lock) = MaildropLock::acquire(&self.ctx, user.id) else {
+            self.err("[IN-USE] maildrop is locked by another session");
+            return Flow::Continue;
+        };
+        let messages = match self.ctx.store.mailbox_list(user.id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "mailbox listing failed");
+                self.err("[SYS/TEMP] cannot open maildrop, try again later");
+                return Flow::Continue;
+            }
+        };
+        let total: u64 = messages.iter().map(|m| m.size).sum();
+        let text = format!("maildrop has {} message(s) ({} octets)", messages.len(), total);
+        self.phase = Phase::Transaction(Maildrop { user, messages, deleted: HashSet::new(), _lock: lock });
+        self.ok(&text);
+        Flow::Continue
+    }
+
+    async fn transaction(&mut self, cmd: Command) {
+        let Phase::Transaction(md) = &mut self.phase else { return };
+        let reply: Result<String, String> = match cmd {
+            Command::Stat => {
+                let (n, size) = md.live().fold((0, 0u64), |(n, s), (_, m)| (n + 1, s + m.size));
+                Ok(format!("{n} {size}"))
+            }
+            Command::List(None) | Command::Uidl(None) => {
+                let uidl = matches!(cmd, Command::Uidl(None));
+                let mut body = String::new();
+                for (i, m) in md.live() {
+                    if uidl {
+                        body.push_str(&format!("{} {}\r\n", i + 1, m.uidl));
+                    } else {
+                        body.push_str(&format!("{} {}\r\n", i + 1, m.size));
+                    }
+                }
+                body.push_str(".\r\n");
+                let n = md.live().count();
+                self.ok(&format!("{n} message(s)"));
+                self.conn.send_raw(body.as_bytes());
+                return;
+            }
+            Command::List(Some(n)) => md.get(n).map(|(_, m)| format!("{n} {}", m.size)).map_err(String::from),
+            Command::Uidl(Some(n)) => md.get(n).map(|(_, m)| format!("{n} {}", m.uidl)).map_err(String::from),
+            Command::Dele(n) => match md.get(n) {
+                Ok((i, _)) => {
+                    md.deleted.insert(i);
+                    Ok(format!("message {n} deleted"))
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Command::Rset => {
+                md.deleted.clear();
+                Ok(format!("maildrop has {} message(s)", md.messages.len()))
+            }
+            Command::Retr(n) | Command::Top(n, _) => {
+                let lines = if let Command::Top(_, l) = cmd { Some(l) } else { None };
+                let (id, size) = match md.get(n) {
+                    Ok((_, m)) => (m.id, m.size),
+                    Err(e) => {
+                        self.err(e);
+                        return;
+                    }
+                };
+                let user = md.user.id;
+                match self.ctx.store.mail_read(user, id).await {
+                    Ok(bytes) => {
+                        self.ok(&format!("{size} octets"));
+                        pop3::write_multiline(&bytes, lines, self.conn.wbuf());
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "message read failed");
+                        Err("[SYS/TEMP] cannot read message".to_string())
+                    }
+                }
+            }
+            Command::User(_) | Command::Pass(_) | Command::Auth { .. } => Err("already logged in".to_string()),
+            _ => Err("unknown command".to_string()),
+        };
+        match reply {
+            Ok(t) => self.ok(&t),
+            Err(t) => self.err(&t),
+        }
+    }
+
+    /// QUIT: in TRANSACTION, enter UPDATE and delete what was marked (RFC 1939 §6).
+    async fn quit(&mut self) -> Flow {
+        let host = self.ctx.config.server.hostname.clone();
+        let Phase::Transaction(md) = &mut self.phase else {
+            self.ok(&format!("{host} signing off"));
+            return Flow::Close;
+        };
+        let ids: Vec<i64> = md.deleted.iter().map(|&i| md.messages[i].id).collect();
+        let user = md.user.id;
+        if ids.is_empty() {
+            self.ok(&format!("{host} signing off"));
+            return Flow::Close;
+        }
+        match self.ctx.store.mail_delete(user, ids).await {
+            Ok(n) => self.ok(&format!("{host} signing off ({n} message(s) deleted)")),
+            Err(e) => {
+                tracing::error!(error = %e, "pop3 update failed");
+                self.err("[SYS/TEMP] some deleted messages not removed");
+            }
+        }
+        Flow::Close
+    }
+}

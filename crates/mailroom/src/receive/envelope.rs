@@ -1,0 +1,162 @@
+//! MAIL and RCPT (RFC 5321 §4.1.1.2, §4.1.1.3), and the relay policy.
+//!
+//! **Relay policy.** A recipient in a local domain is delivered here, if the directory knows it.
+//! Any other domain is accepted only from a client in `smtp.trusted_networks` (default: none), so
+//! a fresh server is never an open relay. The classic tricks that smuggle a foreign address into a
+//! local one — `user%other@local`, `"user@other"@local`, `user@other@local`, `other!user@local` —
+//! are refused outright with `554 5.7.1` whoever the client is; a source route
+//! (`@local:user@other`) is ignored as RFC 5321 Appendix C allows, which leaves a foreign address
+//! that the relay rule then judges.
+
+use mailroom_proto::smtp::address::ForwardPath;
+use mailroom_proto::smtp::command::RawParams;
+use mailroom_proto::smtp::params::ParamError;
+use mailroom_proto::smtp::{Body, Domain, Mailbox, MailParams, RcptParams, Reply, ReversePath};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::session::{param_reply, Session, State, Transaction};
+use crate::directory::{self, Resolution, Target};
+use crate::ids::QueueId;
+use crate::ingest::AcceptedRcpt;
+use crate::queue::Route;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// MAIL FROM.
+    pub(super) fn mail(&mut self, from: ReversePath, raw: RawParams) -> Reply {
+        let helo = match &self.state {
+            State::Connected => return Reply::code(503, "5.5.1", "Send EHLO or HELO first"),
+            State::Mail(..) => return Reply::code(503, "5.5.1", "Nested MAIL command: send RSET first"),
+            State::Ready(h) => h.clone(),
+        };
+        let mut params = MailParams::default();
+        for (k, v) in &raw {
+            if !helo.esmtp || !self.ctx.registry.mail_param(k) {
+                return param_reply(&ParamError::Unknown(k.clone()));
+            }
+            if let Err(e) = params.apply(k, v.as_deref()) {
+                return param_reply(&e);
+            }
+        }
+        if params.body == Some(Body::BinaryMime) && !self.ctx.registry.has("BINARYMIME") {
+            return Reply::code(555, "5.5.4", "BODY=BINARYMIME is not supported");
+        }
+        let max = self.ctx.config.smtp.max_message_size;
+        if params.size.is_some_and(|s| s > max) {
+            return Reply::code(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed maximum message size ({max} octets)"),
+            );
+        }
+        if from.mailbox().is_some_and(Mailbox::is_utf8) && !params.smtputf8 {
+            return Reply::code(553, "5.6.7", "Non-ASCII sender address needs the SMTPUTF8 parameter");
+        }
+        let text = format!("Sender <{from}> OK");
+        self.state = State::Mail(
+            helo,
+            Transaction {
+                queue_id: QueueId::generate(),
+                from,
+                params,
+                rcpts: Vec::new(),
+                rcpt_attempts: 0,
+                bdat: None,
+            },
+        );
+        Reply::code(250, "2.1.0", text)
+    }
+
+    /// RCPT TO.
+    pub(super) async fn rcpt(&mut self, to: ForwardPath, raw: RawParams) -> Reply {
+        let (esmtp, smtputf8, count) = match &mut self.state {
+            State::Connected => return Reply::code(503, "5.5.1", "Send EHLO or HELO first"),
+            State::Ready(_) => return Reply::code(503, "5.5.1", "Need MAIL before RCPT"),
+            State::Mail(h, tx) => {
+                tx.rcpt_attempts += 1;
+                (h.esmtp, tx.params.smtputf8, tx.rcpts.len())
+            }
+        };
+        if count >= self.ctx.config.smtp.max_recipients {
+            return Reply::code(452, "4.5.3", "Too many recipients");
+        }
+        let mut params = RcptParams::default();
+        for (k, v) in &raw {
+            if !esmtp || !self.ctx.registry.rcpt_param(k) {
+                return param_reply(&ParamError::Unknown(k.clone()));
+            }
+            if let Err(e) = params.apply(k, v.as_deref()) {
+                return param_reply(&e);
+            }
+        }
+        let mailbox = match to {
+            ForwardPath::Postmaster => Mailbox {
+                local: "postmaster".into(),
+                domain: match Domain::parse(self.ctx.config.primary_domain()) {
+                    Ok(d) => d,
+                    Err(_) => return Reply::code(550, "5.1.1", "No postmaster here"),
+                },
+            },
+            ForwardPath::Path(p) => p.mailbox,
+        };
+        if mailbox.is_utf8() && !smtputf8 {
+            return Reply::code(553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8 at MAIL");
+        }
+        let key = mailbox.key();
+        let accepted = match self.check_recipient(&mailbox, &key).await {
+            Ok(targets) => targets,
+            Err(reply) => return reply,
+        };
+        let (targets, redirects) = accepted;
+        if let State::Mail(_, tx) = &mut self.state {
+            tx.rcpts.push(AcceptedRcpt { given: key.clone(), params, targets, redirects });
+        }
+        Reply::code(250, "2.1.5", format!("Recipient <{mailbox}> OK"))
+    }
+
+    /// The relay policy and the directory check for one recipient.
+    async fn check_recipient(
+        &self,
+        mailbox: &Mailbox,
+        key: &str,
+    ) -> Result<(Vec<Target>, Vec<directory::Redirect>), Reply> {
+        let cfg = &self.ctx.config;
+        if !cfg.is_local_domain(mailbox.domain.as_str()) {
+            let ip = self.peer.ip();
+            if cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip)) {
+                let t = Target { address: key.to_string(), route: Route::Remote };
+                return Ok((vec![t], Vec::new()));
+            }
+            return Err(Reply::code(554, "5.7.1", format!("<{mailbox}>: Relay access denied")));
+        }
+        if mailbox.has_routing_syntax() {
+            return Err(Reply::code(
+                554,
+                "5.7.1",
+                format!("<{mailbox}>: Routing characters (% ! @) in the local part are not accepted"),
+            ));
+        }
+        let resolution = directory::resolve(self.ctx.store.as_ref(), cfg, key).await.map_err(|e| {
+            tracing::error!(error = %e, "directory lookup failed");
+            Reply::code(451, "4.3.0", "Temporary directory failure, try again later")
+        })?;
+        match resolution {
+            Resolution::Unknown => Err(Reply::code(550, "5.1.1", format!("<{mailbox}>: No such user here"))),
+            Resolution::Loop => Err(Reply::code(
+                550,
+                "5.4.6",
+                format!("<{mailbox}>: This alias or list loops back on itself and reaches nobody"),
+            )),
+            Resolution::TooLarge => Err(Reply::code(
+                550,
+                "5.5.3",
+                format!("<{mailbox}>: This alias or list expands to too many recipients"),
+            )),
+            Resolution::Targets { targets, redirects, loop_cut } => {
+                if loop_cut {
+                    tracing::warn!(address = key, "alias/list loop cut during expansion");
+                }
+                Ok((targets, redirects))
+            }
+        }
+    }
+}

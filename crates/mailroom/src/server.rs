@@ -1,0 +1,120 @@
+//! The server: opens the store, starts the queue manager and the SMTP and POP3 services, and stops
+//! them in order on shutdown.
+//!
+//! Start-up fails with a specific error naming the service and the cause (an address in use, an
+//! unreadable store), never half-started: this is the "service could not start" symptom of the
+//! seed made explicit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::queue::manager::{Manager, QueueHandle};
+use crate::receive::extensions::Registry;
+use crate::store::sqlite::{self, SqliteStore};
+use crate::store::{Store, StoreError};
+
+/// How long sessions get to finish after a shutdown signal before the server exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error("cannot open the store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: StoreError,
+    },
+    /// A listener could not be bound.
+    #[error("the {service} service cannot listen on {addr}: {source}")]
+    Bind {
+        /// "smtp" or "pop3".
+        service: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the embedded store of a data directory.
+pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
+    let path = data.join(sqlite::FILE_NAME);
+    SqliteStore::open(&path).map_err(|source| ServerError::Store { path, source })
+}
+
+async fn bind(service: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServerError> {
+    let mut out = Vec::new();
+    for &addr in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { service, addr, source })?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Runs the server until `shutdown` turns true.
+pub async fn run(data: &Path, config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+    let config = Arc::new(config);
+    let sqlite = open_store(data)?;
+    let store: Arc<dyn Store> = sqlite.clone();
+    let smtp = bind("smtp", &config.smtp.listen).await?;
+    let pop3 = bind("pop3", &config.pop3.listen).await?;
+
+    let (handle, rx) = QueueHandle::channel();
+    let manager = Manager::new(store.clone(), config.clone(), handle.clone());
+    let ingest = Arc::new(Ingest::new(store.clone(), config.clone(), handle));
+    let smtp_ctx = Arc::new(crate::receive::Context {
+        config: config.clone(),
+        registry: Arc::new(Registry::standard()),
+        ingest,
+        store: store.clone(),
+    });
+    let pop3_ctx = crate::pop3::Context::new(config.clone(), store.clone());
+
+    let mut services = JoinSet::new();
+    for l in smtp {
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "smtp listening");
+        services.spawn(crate::receive::serve(l, smtp_ctx.clone(), shutdown.clone()));
+    }
+    for l in pop3 {
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "pop3 listening");
+        services.spawn(crate::pop3::serve(l, pop3_ctx.clone(), shutdown.clone()));
+    }
+    let queue = tokio::spawn(manager.run(rx, shutdown.clone()));
+    tracing::info!(
+        hostname = %config.server.hostname,
+        domains = ?config.server.domains,
+        "mailroom ready"
+    );
+
+    let mut sd = shutdown.clone();
+    while !*sd.borrow() {
+        if sd.changed().await.is_err() {
+            break;
+        }
+    }
+    tracing::info!("shutting down: no new connections; waiting for sessions to finish");
+    let drain = async {
+        while services.join_next().await.is_some() {}
+        let _ = queue.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("sessions still open after {:?}; closing them", SHUTDOWN_GRACE);
+    }
+    sqlite.close();
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Mailbox tables: each user's INBOX and the messages in it.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::micros;
+use crate::store::{MailEntry, StoreError};
+
+/// Puts a copy of a content into a user's INBOX, unless that would pass the quota.
+/// Returns `None` on success, or the failure status and reason.
+pub(super) fn insert(
+    c: &Connection,
+    user_id: i64,
+    content_id: i64,
+    prefix: &[u8],
+    size: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<(String, String)>, StoreError> {
+    let user: Option<(Option<i64>, i64)> = c
+        .prepare_cached("SELECT quota, used FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((quota, used)) = user else {
+        return Ok(Some((
+            "5.1.1".into(),
+            "the mailbox no longer exists (the user was deleted after the message was accepted)".into(),
+        )));
+    };
+    if let Some(q) = quota {
+        if used + size > q {
+            return Ok(Some((
+                "5.2.2".into(),
+                format!("the recipient's mailbox is full (quota {q} octets, {used} in use, message {size})"),
+            )));
+        }
+    }
+    let (mailbox, uid): (i64, i64) = c
+        .prepare_cached("SELECT id, uid_next FROM mailboxes WHERE user_id = ?1 AND name = 'INBOX'")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("user {user_id} has no INBOX")))?;
+    c.prepare_cached(
+        "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![mailbox, uid, content_id, prefix, size, micros(now)])?;
+    c.prepare_cached("UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ?1")?.execute([mailbox])?;
+    c.prepare_cached("UPDATE users SET used = used + ?2, messages = messages + 1 WHERE id = ?1")?
+        .execute(params![user_id, size])?;
+    c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?.execute([content_id])?;
+    Ok(None)
+}
+
+pub(super) fn list(c: &Connection, user_id: i64) -> Result<Vec<MailEntry>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT mail.id, mail.size, mailboxes.uid_validity, mail.uid FROM mail
+         JOIN mailboxes ON mail.mailbox_id = mailboxes.id
+         WHERE mailboxes.user_id = ?1 AND mailboxes.name = 'INBOX' ORDER BY mail.uid",
+    )?;
+    let rows = st.query_map([user_id], |r| {
+        Ok(MailEntry {
+            id: r.get(0)?,
+            size: r.get::<_, i64>(1)? as u64,
+            uidl: format!("{:x}.{:x}", r.get::<_, i64>(2)?, r.get::<_, i64>(3)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn read(c: &Connection, user_id: i64, mail_id: i64) -> Result<Vec<u8>, StoreError> {
+    let row: Option<(Vec<u8>, Vec<u8>)> = c
+        .prepare_cached(
+            "SELECT mail.prefix, contents.data FROM mail
+             JOIN mailboxes ON mail.mailbox_id = mailboxes.id
+             JOIN contents ON mail.content_id = contents.id
+             WHERE mail.id = ?1 AND mailboxes.user_id = ?2",
+        )?
+        .query_row(params![mail_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (mut prefix, data) = row.ok_or_else(|| StoreError::NotFound(format!("message {mail_id}")))?;
+    prefix.extend_from_slice(&data);
+    Ok(prefix)
+}
+
+pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for &id in ids {
+        let row: Option<(i64, i64)> = c
+            .prepare_cached(
+                "SELECT mail.content_id, mail.size FROM mail
+                 JOIN mailboxes ON mail.mailbox_id = mailboxes.id
+                 WHERE mail.id = ?1 AND mailboxes.user_id = ?2",
+            )?
+            .query_row(params![id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((content, size)) = row else { continue };
+        c.prepare_cached("DELETE FROM mail WHERE id = ?1")?.execute([id])?;
+        c.prepare_cached("UPDATE users SET used = used - ?2, messages = messages - 1 WHERE id = ?1")?
+            .execute(params![user_id, size])?;
+        super::queue::release_content(c, content)?;
+        n += 1;
+    }
+    Ok(n)
+}
