@@ -22,3 +22,6 @@ pub mod route;
 pub mod server;
 pub mod store;
 pub mod track;
+
+#[cfg(test)]
+pub(crate) mod testutil;

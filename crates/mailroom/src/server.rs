@@ -54,19 +54,30 @@ pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
     SqliteStore::open(&path).map_err(|source| ServerError::Store { path, source })
 }
 
-async fn bind(service: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServerError> {
+async fn bind(
+    service: &'static str,
+    addrs: &[SocketAddr],
+) -> Result<Vec<TcpListener>, ServerError> {
     let mut out = Vec::new();
     for &addr in addrs {
         let l = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Bind { service, addr, source })?;
+            .map_err(|source| ServerError::Bind {
+                service,
+                addr,
+                source,
+            })?;
         out.push(l);
     }
     Ok(out)
 }
 
 /// Runs the server until `shutdown` turns true.
-pub async fn run(data: &Path, config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+pub async fn run(
+    data: &Path,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     let config = Arc::new(config);
     let sqlite = open_store(data)?;
     let store: Arc<dyn Store> = sqlite.clone();
@@ -112,7 +123,10 @@ pub async fn run(data: &Path, config: Config, shutdown: watch::Receiver<bool>) -
         let _ = queue.await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tracing::warn!("sessions still open after {:?}; closing them", SHUTDOWN_GRACE);
+        tracing::warn!(
+            "sessions still open after {:?}; closing them",
+            SHUTDOWN_GRACE
+        );
     }
     sqlite.close();
     tracing::info!("stopped");

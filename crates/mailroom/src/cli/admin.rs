@@ -42,7 +42,10 @@ fn local_address(cfg: &Config, s: &str) -> anyhow::Result<String> {
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let pw = if from_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_string()
     } else {
         use std::io::IsTerminal;
@@ -81,7 +84,11 @@ fn print_groups(groups: Vec<(String, Vec<String>)>, json: bool) -> anyhow::Resul
 pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
     let (cfg, store) = open(data)?;
     match cmd {
-        UserCommand::Add { address, password_stdin, quota } => {
+        UserCommand::Add {
+            address,
+            password_stdin,
+            quota,
+        } => {
             let a = local_address(&cfg, &address)?;
             let hash = read_password(password_stdin)?;
             store.user_add(&a, Some(hash), quota).await?;
@@ -102,12 +109,21 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for u in users {
-                    let q = u.quota.map(|q| q.to_string()).unwrap_or_else(|| "unlimited".into());
-                    println!("{}  {} message(s), {} octets used, quota {q}", u.address, u.messages, u.used);
+                    let q = u
+                        .quota
+                        .map(|q| q.to_string())
+                        .unwrap_or_else(|| "unlimited".into());
+                    println!(
+                        "{}  {} message(s), {} octets used, quota {q}",
+                        u.address, u.messages, u.used
+                    );
                 }
             }
         }
-        UserCommand::Passwd { address, password_stdin } => {
+        UserCommand::Passwd {
+            address,
+            password_stdin,
+        } => {
             let a = local_address(&cfg, &address)?;
             let hash = read_password(password_stdin)?;
             store.user_passwd(&a, hash).await?;
@@ -115,13 +131,20 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Quota { address, quota } => {
             let a = local_address(&cfg, &address)?;
-            let q = if quota.eq_ignore_ascii_case("none") {
-                None
-            } else {
-                Some(quota.parse::<u64>().with_context(|| format!("{quota:?} is not a number of octets or `none`"))?)
-            };
+            let q =
+                if quota.eq_ignore_ascii_case("none") {
+                    None
+                } else {
+                    Some(quota.parse::<u64>().with_context(|| {
+                        format!("{quota:?} is not a number of octets or `none`")
+                    })?)
+                };
             store.user_quota(&a, q).await?;
-            println!("quota of {a} set to {}", q.map(|q| q.to_string()).unwrap_or_else(|| "unlimited".into()));
+            println!(
+                "quota of {a} set to {}",
+                q.map(|q| q.to_string())
+                    .unwrap_or_else(|| "unlimited".into())
+            );
         }
     }
     Ok(())
@@ -133,7 +156,10 @@ pub async fn alias(data: &Path, cmd: AliasCommand) -> anyhow::Result<()> {
     match cmd {
         AliasCommand::Add { alias, targets } => {
             let a = local_address(&cfg, &alias)?;
-            let t: Vec<String> = targets.iter().map(|t| address(t).map(|m| m.key())).collect::<Result<_, _>>()?;
+            let t: Vec<String> = targets
+                .iter()
+                .map(|t| address(t).map(|m| m.key()))
+                .collect::<Result<_, _>>()?;
             store.alias_add(&a, t.clone()).await?;
             println!("alias {a} -> {}", t.join(", "));
         }
@@ -153,13 +179,19 @@ pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
     match cmd {
         ListCommand::Add { list, members } => {
             let l = local_address(&cfg, &list)?;
-            let m: Vec<String> = members.iter().map(|t| address(t).map(|m| m.key())).collect::<Result<_, _>>()?;
+            let m: Vec<String> = members
+                .iter()
+                .map(|t| address(t).map(|m| m.key()))
+                .collect::<Result<_, _>>()?;
             store.list_add(&l, m.clone()).await?;
             println!("list {l}: added {}", m.join(", "));
         }
         ListCommand::Del { list, members } => {
             let l = local_address(&cfg, &list)?;
-            let m: Vec<String> = members.iter().map(|t| address(t).map(|m| m.key())).collect::<Result<_, _>>()?;
+            let m: Vec<String> = members
+                .iter()
+                .map(|t| address(t).map(|m| m.key()))
+                .collect::<Result<_, _>>()?;
             store.list_del(&l, m).await?;
             println!("list {l}: updated");
         }

@@ -21,10 +21,18 @@ fn make_data_dir(data: &Path) -> anyhow::Result<()> {
 fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf> {
     let file = data.join(config::FILE_NAME);
     if file.exists() && !a.force {
-        bail!("{} already exists (use --force to overwrite it)", file.display());
+        bail!(
+            "{} already exists (use --force to overwrite it)",
+            file.display()
+        );
     }
     let hostname = a.hostname.clone().unwrap_or_else(|| a.domain.clone());
-    let text = config::template(&a.domain.to_lowercase(), &hostname.to_lowercase(), a.smtp, a.pop3);
+    let text = config::template(
+        &a.domain.to_lowercase(),
+        &hostname.to_lowercase(),
+        a.smtp,
+        a.pop3,
+    );
     // Validate before writing, so a bad --domain is reported and nothing is written.
     Config::parse(&text, &file)?;
     make_data_dir(data)?;
@@ -56,9 +64,19 @@ pub fn load(data: &Path) -> anyhow::Result<Config> {
 /// `mailroom serve`.
 pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
     if !data.join(config::FILE_NAME).exists() {
-        let args = InitArgs { domain: a.domain.clone(), hostname: None, smtp: None, pop3: None, force: false };
+        let args = InitArgs {
+            domain: a.domain.clone(),
+            hostname: None,
+            smtp: None,
+            pop3: None,
+            force: false,
+        };
         let file = write_config(data, &args)?;
-        eprintln!("mailroom: no configuration found; wrote {} for domain {}", file.display(), a.domain);
+        eprintln!(
+            "mailroom: no configuration found; wrote {} for domain {}",
+            file.display(),
+            a.domain
+        );
     }
     let cfg = match load(data) {
         Ok(c) => c,
@@ -69,13 +87,18 @@ pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         let _ = tx.send(true);
     });
-    crate::server::run(data, cfg, rx).await.context("refusing to start")?;
+    crate::server::run(data, cfg, rx)
+        .await
+        .context("refusing to start")?;
     Ok(())
 }
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the server can still be stopped by killing it; it is crash-safe.
         std::future::pending::<()>().await;
         return;

@@ -17,7 +17,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "mailroom", version, about)]
 pub struct Cli {
     /// The data directory (configuration, store).
-    #[arg(long, global = true, env = "MAILROOM_DATA", default_value = "./mailroom-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAILROOM_DATA",
+        default_value = "./mailroom-data"
+    )]
     pub data: PathBuf,
     /// The command.
     #[command(subcommand)]

@@ -80,10 +80,18 @@ pub fn render(events: &[Event]) -> String {
     for q in order {
         let mine: Vec<&Event> = events.iter().filter(|e| e.queue_id == q).collect();
         let first = mine[0];
-        let sender = if first.sender.is_empty() { "<> (null sender)" } else { &first.sender };
+        let sender = if first.sender.is_empty() {
+            "<> (null sender)"
+        } else {
+            &first.sender
+        };
         out.push_str(&format!(
             "Message {} (queue ID {q})\n  from {sender}\n",
-            first.message_id.as_deref().map(|m| format!("<{m}>")).unwrap_or_else(|| "(no Message-ID)".into()),
+            first
+                .message_id
+                .as_deref()
+                .map(|m| format!("<{m}>"))
+                .unwrap_or_else(|| "(no Message-ID)".into()),
         ));
         for e in mine {
             let mut line = format!(

@@ -206,7 +206,11 @@ impl Config {
         let de = toml::Deserializer::new(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." || key.is_empty() { "(file)".to_string() } else { key };
+            let key = if key == "." || key.is_empty() {
+                "(file)".to_string()
+            } else {
+                key
+            };
             invalid(key, e.into_inner().message().trim().to_string())
         })?;
         cfg.validate().map_err(|(k, r)| invalid(k.to_string(), r))?;
@@ -217,10 +221,16 @@ impl Config {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         use mailroom_proto::smtp::Domain;
         if self.server.hostname.is_empty() || Domain::parse(&self.server.hostname).is_err() {
-            return Err(("server.hostname", format!("{:?} is not a valid host name", self.server.hostname)));
+            return Err((
+                "server.hostname",
+                format!("{:?} is not a valid host name", self.server.hostname),
+            ));
         }
         if self.server.domains.is_empty() {
-            return Err(("server.domains", "at least one local domain is required".into()));
+            return Err((
+                "server.domains",
+                "at least one local domain is required".into(),
+            ));
         }
         for d in &self.server.domains {
             if Domain::parse(d).is_err() || d.starts_with('[') {
@@ -232,25 +242,43 @@ impl Config {
             return Err(("smtp.listen", "at least one address is required".into()));
         }
         if s.max_recipients < 1 {
-            return Err(("smtp.max_recipients", "must be at least 1 (RFC 5321 asks for 100)".into()));
+            return Err((
+                "smtp.max_recipients",
+                "must be at least 1 (RFC 5321 asks for 100)".into(),
+            ));
         }
         if s.max_command_line < 512 {
-            return Err(("smtp.max_command_line", "must be at least 512 (RFC 5321 §4.5.3.1.4)".into()));
+            return Err((
+                "smtp.max_command_line",
+                "must be at least 512 (RFC 5321 §4.5.3.1.4)".into(),
+            ));
         }
         if s.max_text_line < 1000 {
-            return Err(("smtp.max_text_line", "must be at least 1000 (RFC 5321 §4.5.3.1.6)".into()));
+            return Err((
+                "smtp.max_text_line",
+                "must be at least 1000 (RFC 5321 §4.5.3.1.6)".into(),
+            ));
         }
         if s.max_message_size < 1024 {
-            return Err(("smtp.max_message_size", "must be at least 1024 octets".into()));
+            return Err((
+                "smtp.max_message_size",
+                "must be at least 1024 octets".into(),
+            ));
         }
         if s.max_connections < 1 || s.max_connections_per_ip < 1 {
-            return Err(("smtp.max_connections", "connection limits must be at least 1".into()));
+            return Err((
+                "smtp.max_connections",
+                "connection limits must be at least 1".into(),
+            ));
         }
         if s.max_errors < 1 {
             return Err(("smtp.max_errors", "must be at least 1".into()));
         }
         if s.command_timeout.is_zero() || s.data_timeout.is_zero() {
-            return Err(("smtp.command_timeout", "timeouts must be greater than zero".into()));
+            return Err((
+                "smtp.command_timeout",
+                "timeouts must be greater than zero".into(),
+            ));
         }
         if s.max_received_headers < 1 {
             return Err(("smtp.max_received_headers", "must be at least 1".into()));
@@ -269,7 +297,10 @@ impl Config {
 
     /// True when `domain` (lower case) is one of this server's local domains.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.server.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+        self.server
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     /// The primary local domain.
@@ -299,12 +330,32 @@ mod tests {
     fn errors_name_file_key_and_reason() {
         let base = "[server]\nhostname = \"mx.example.com\"\ndomains = [\"example.com\"]\n";
         let cases: &[(&str, &str, &str)] = &[
-            ("[smtp]\nmax_recipient = 5\n", "smtp.max_recipient", "unknown field"),
-            ("[smtp]\nmax_recipients = \"many\"\n", "smtp.max_recipients", "invalid type"),
-            ("[smtp]\nmax_recipients = 0\n", "smtp.max_recipients", "at least 1"),
-            ("[smtp]\ncommand_timeout = \"soon\"\n", "smtp.command_timeout", ""),
+            (
+                "[smtp]\nmax_recipient = 5\n",
+                "smtp.max_recipient",
+                "unknown field",
+            ),
+            (
+                "[smtp]\nmax_recipients = \"many\"\n",
+                "smtp.max_recipients",
+                "invalid type",
+            ),
+            (
+                "[smtp]\nmax_recipients = 0\n",
+                "smtp.max_recipients",
+                "at least 1",
+            ),
+            (
+                "[smtp]\ncommand_timeout = \"soon\"\n",
+                "smtp.command_timeout",
+                "",
+            ),
             ("[smtp]\nlisten = [\"nowhere\"]\n", "smtp.listen", "invalid"),
-            ("[smtp]\ntrusted_networks = [\"10.0.0.0/33\"]\n", "smtp.trusted_networks", ""),
+            (
+                "[smtp]\ntrusted_networks = [\"10.0.0.0/33\"]\n",
+                "smtp.trusted_networks",
+                "",
+            ),
             ("[bogus]\n", "bogus", "unknown field"),
             ("[smtp\n", "(file)", ""),
         ];
@@ -312,7 +363,12 @@ mod tests {
             let err = parse(&format!("{base}{extra}")).unwrap_err();
             let msg = err.to_string();
             assert!(msg.starts_with("mailroom.toml: "), "{msg}");
-            let ConfigError::Invalid { key: k, reason: r, .. } = err else { panic!() };
+            let ConfigError::Invalid {
+                key: k, reason: r, ..
+            } = err
+            else {
+                panic!()
+            };
             assert!(k.starts_with(key), "{extra}: key {k}");
             assert!(r.contains(reason), "{extra}: reason {r}");
         }

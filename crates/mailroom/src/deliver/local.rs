@@ -24,7 +24,10 @@ pub fn prefix(sender: &str, recipient: &str) -> Vec<u8> {
 }
 
 impl DeliveryTarget for LocalTarget {
-    fn start<'a>(&'a self, msg: &'a QueuedMessage) -> DeliveryFuture<'a, Result<Box<dyn Delivery + 'a>, Failure>> {
+    fn start<'a>(
+        &'a self,
+        msg: &'a QueuedMessage,
+    ) -> DeliveryFuture<'a, Result<Box<dyn Delivery + 'a>, Failure>> {
         Box::pin(async move {
             Ok(Box::new(LocalDelivery {
                 sender: msg.sender.clone(),
@@ -35,7 +38,10 @@ impl DeliveryTarget for LocalTarget {
 }
 
 impl Delivery for LocalDelivery {
-    fn add_recipient<'a>(&'a mut self, rcpt: &'a QueuedRecipient) -> DeliveryFuture<'a, Result<(), Outcome>> {
+    fn add_recipient<'a>(
+        &'a mut self,
+        rcpt: &'a QueuedRecipient,
+    ) -> DeliveryFuture<'a, Result<(), Outcome>> {
         Box::pin(async move {
             match rcpt.route {
                 Route::Local { user_id } => {

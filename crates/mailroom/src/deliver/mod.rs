@@ -39,7 +39,11 @@ impl Failure {
     /// A failure with no diagnostic.
     pub fn new(status: &str, reason: impl Into<String>) -> Failure {
         Failure {
-            status: Status::parse(status).unwrap_or(Status::new(mailroom_proto::smtp::Class::Permanent, 0, 0)),
+            status: Status::parse(status).unwrap_or(Status::new(
+                mailroom_proto::smtp::Class::Permanent,
+                0,
+                0,
+            )),
             reason: reason.into(),
             diagnostic: None,
         }
@@ -71,13 +75,19 @@ impl Outcome {
 /// A destination for messages.
 pub trait DeliveryTarget: Send + Sync {
     /// Starts delivering `msg`.
-    fn start<'a>(&'a self, msg: &'a QueuedMessage) -> DeliveryFuture<'a, Result<Box<dyn Delivery + 'a>, Failure>>;
+    fn start<'a>(
+        &'a self,
+        msg: &'a QueuedMessage,
+    ) -> DeliveryFuture<'a, Result<Box<dyn Delivery + 'a>, Failure>>;
 }
 
 /// One message being delivered.
 pub trait Delivery: Send {
     /// Adds a recipient; `Err` settles that recipient at once.
-    fn add_recipient<'a>(&'a mut self, rcpt: &'a QueuedRecipient) -> DeliveryFuture<'a, Result<(), Outcome>>;
+    fn add_recipient<'a>(
+        &'a mut self,
+        rcpt: &'a QueuedRecipient,
+    ) -> DeliveryFuture<'a, Result<(), Outcome>>;
     /// Hands over the body (the target loads what it needs from the store).
     fn body(&mut self) -> DeliveryFuture<'_, Result<(), Failure>>;
     /// Completes the delivery; one outcome per added recipient, by recipient ID.

@@ -86,7 +86,10 @@ pub async fn resolve(
             .rsplit_once('@')
             .is_some_and(|(_, d)| config.is_local_domain(d));
         if !local {
-            targets.push(Target { address: addr, route: Route::Remote });
+            targets.push(Target {
+                address: addr,
+                route: Route::Remote,
+            });
             continue;
         }
         let (members, kind) = match store.lookup(&addr).await? {
@@ -94,11 +97,17 @@ pub async fn resolve(
                 if depth == 0 {
                     return Ok(Resolution::Unknown);
                 }
-                targets.push(Target { address: addr, route: Route::Unresolved });
+                targets.push(Target {
+                    address: addr,
+                    route: Route::Unresolved,
+                });
                 continue;
             }
             Some(DirEntry::User(u)) => {
-                targets.push(Target { address: u.address, route: Route::Local { user_id: u.id } });
+                targets.push(Target {
+                    address: u.address,
+                    route: Route::Local { user_id: u.id },
+                });
                 continue;
             }
             Some(DirEntry::Alias(t)) => (t, "alias"),
@@ -107,14 +116,26 @@ pub async fn resolve(
         let mut next_path = path.clone();
         next_path.push(addr.clone());
         for m in &members {
-            redirects.push(Redirect { from: addr.clone(), to: m.clone(), kind });
+            redirects.push(Redirect {
+                from: addr.clone(),
+                to: m.clone(),
+                kind,
+            });
         }
         for m in members.into_iter().rev() {
             stack.push((m, depth + 1, next_path.clone()));
         }
     }
     if targets.is_empty() {
-        return Ok(if loop_cut { Resolution::Loop } else { Resolution::Unknown });
+        return Ok(if loop_cut {
+            Resolution::Loop
+        } else {
+            Resolution::Unknown
+        });
     }
-    Ok(Resolution::Targets { targets, redirects, loop_cut })
+    Ok(Resolution::Targets {
+        targets,
+        redirects,
+        loop_cut,
+    })
 }

@@ -16,7 +16,9 @@ pub fn hash(password: &str) -> Result<String, String> {
 /// Checks a password against a stored hash. A malformed stored hash never matches.
 pub fn verify(stored: &str, password: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(h) => Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -65,7 +65,13 @@ pub struct FailureReport<'a> {
 fn field_text(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { ' ' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     out.truncate(900);
     out
@@ -142,9 +148,15 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
     for f in r.recipients {
         ds.push_str("\r\n");
         if let Some(o) = &f.orcpt {
-            ds.push_str(&format!("Original-Recipient: {}\r\n", field_text(&o.replacen(';', "; ", 1))));
+            ds.push_str(&format!(
+                "Original-Recipient: {}\r\n",
+                field_text(&o.replacen(';', "; ", 1))
+            ));
         }
-        ds.push_str(&format!("Final-Recipient: rfc822; {}\r\n", field_text(&f.address)));
+        ds.push_str(&format!(
+            "Final-Recipient: rfc822; {}\r\n",
+            field_text(&f.address)
+        ));
         ds.push_str("Action: failed\r\n");
         ds.push_str(&format!("Status: {}\r\n", f.status));
         let diag = match &f.diagnostic {
@@ -152,7 +164,10 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
             None => format!("{} {} {}", codes::basic_code(f.status), f.status, f.reason),
         };
         ds.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", field_text(&diag)));
-        ds.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc5322_date(f.last_attempt)));
+        ds.push_str(&format!(
+            "Last-Attempt-Date: {}\r\n",
+            rfc5322_date(f.last_attempt)
+        ));
     }
 
     // The original.
@@ -192,7 +207,9 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
         .to(r.to.to_string())
         .subject(subject)
         .message_id(r.message_id.to_string())
-        .date(mail_builder::headers::date::Date::new(Utc::now().timestamp()))
+        .date(mail_builder::headers::date::Date::new(
+            Utc::now().timestamp(),
+        ))
         .header("Auto-Submitted", Raw::new("auto-replied"))
         .body(report);
     // Writing to a Vec cannot fail.

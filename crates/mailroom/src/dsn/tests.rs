@@ -2,7 +2,8 @@ use super::*;
 use mail_parser::MimeHeaders;
 
 fn sample(ret: Option<DsnRet>) -> Vec<u8> {
-    let original = b"Received: from x\r\nSubject: Quarterly figures\r\nMessage-ID: <a@b>\r\n\r\nBody line\r\n";
+    let original =
+        b"Received: from x\r\nSubject: Quarterly figures\r\nMessage-ID: <a@b>\r\n\r\nBody line\r\n";
     let rcpts = vec![FailedRecipient {
         address: "bob@example.com".into(),
         orcpt: Some("rfc822;team@example.com".into()),

@@ -82,7 +82,10 @@ pub fn received(
     if let Some(r) = for_rcpt {
         h.push_str(&format!("\r\n\tfor <{r}>"));
     }
-    h.push_str(&format!("; {}\r\n", now.format("%a, %d %b %Y %H:%M:%S +0000")));
+    h.push_str(&format!(
+        "; {}\r\n",
+        now.format("%a, %d %b %Y %H:%M:%S +0000")
+    ));
     h.into_bytes()
 }
 
@@ -94,9 +97,17 @@ mod tests {
     fn scan_table() {
         let cases: &[(&[u8], usize, Option<&str>)] = &[
             (b"Subject: x\r\n\r\nReceived: not a header\r\n", 0, None),
-            (b"Received: a\r\nreceived: b\r\n\tcontinued\r\nSubject: x\r\n\r\n", 2, None),
+            (
+                b"Received: a\r\nreceived: b\r\n\tcontinued\r\nSubject: x\r\n\r\n",
+                2,
+                None,
+            ),
             (b"Message-ID: <abc@host>\r\n\r\n", 0, Some("abc@host")),
-            (b"Message-Id:\r\n <folded@host>\r\nX: y\r\n\r\n", 0, Some("folded@host")),
+            (
+                b"Message-Id:\r\n <folded@host>\r\nX: y\r\n\r\n",
+                0,
+                Some("folded@host"),
+            ),
             (b"Message-ID: <>\r\n\r\n", 0, None),
             (b"Message-ID: <last@host>", 0, Some("last@host")),
             (b"Subject: no blank line", 0, None),
@@ -105,7 +116,12 @@ mod tests {
         for (text, received, mid) in cases {
             let f = scan(text);
             assert_eq!(f.received, *received, "{:?}", String::from_utf8_lossy(text));
-            assert_eq!(f.message_id.as_deref(), *mid, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(
+                f.message_id.as_deref(),
+                *mid,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 
@@ -113,7 +129,15 @@ mod tests {
     fn received_header_shape() {
         let q: QueueId = "01JD3Q5ZC8A9F2KQ".parse().unwrap();
         let now = DateTime::from_timestamp(0, 0).unwrap();
-        let h = received("client (evil)", "192.0.2.1".parse().unwrap(), "mx.test", "ESMTP", &q, Some("a@b.test"), now);
+        let h = received(
+            "client (evil)",
+            "192.0.2.1".parse().unwrap(),
+            "mx.test",
+            "ESMTP",
+            &q,
+            Some("a@b.test"),
+            now,
+        );
         assert_eq!(
             String::from_utf8(h).unwrap(),
             "Received: from clientevil ([192.0.2.1])\r\n\tby mx.test (mailroom) with ESMTP id 01JD3Q5ZC8A9F2KQ\r\n\tfor <a@b.test>; Thu, 01 Jan 1970 00:00:00 +0000\r\n"

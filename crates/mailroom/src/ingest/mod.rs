@@ -77,7 +77,11 @@ pub struct Ingest {
 impl Ingest {
     /// Creates the stage.
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>, queue: QueueHandle) -> Ingest {
-        Ingest { store, config, queue }
+        Ingest {
+            store,
+            config,
+            queue,
+        }
     }
 
     /// Accepts a message: trace headers, recipients, events, durable submission. On `Ok` the
@@ -130,7 +134,10 @@ impl Ingest {
         };
         let mut events = Vec::new();
         for r in &env.rcpts {
-            events.push(base.event(EventId::SmtpReceived, Some(&r.given)).status("250"));
+            events.push(
+                base.event(EventId::SmtpReceived, Some(&r.given))
+                    .status("250"),
+            );
         }
         let recipients = merge_recipients(&env.rcpts, &base, &mut events);
         let msg = NewMessage {

@@ -33,7 +33,11 @@ pub struct Context {
 impl Context {
     /// A context.
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Arc<Context> {
-        Arc::new(Context { config, store, locks: Mutex::new(HashSet::new()) })
+        Arc::new(Context {
+            config,
+            store,
+            locks: Mutex::new(HashSet::new()),
+        })
     }
 }
 
@@ -47,7 +51,10 @@ impl MaildropLock {
     /// Locks `user`'s maildrop unless another session holds it.
     pub fn acquire(ctx: &Arc<Context>, user: i64) -> Option<MaildropLock> {
         let mut l = ctx.locks.lock().ok()?;
-        l.insert(user).then(|| MaildropLock { ctx: ctx.clone(), user })
+        l.insert(user).then(|| MaildropLock {
+            ctx: ctx.clone(),
+            user,
+        })
     }
 }
 
@@ -78,7 +85,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
             }
         };
         let Ok(permit) = limits.clone().try_acquire_owned() else {
-            let _ = stream.write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n").await;
+            let _ = stream
+                .write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
+                .await;
             continue;
         };
         let ctx = ctx.clone();

@@ -42,7 +42,10 @@ impl Maildrop {
     }
 
     fn live(&self) -> impl Iterator<Item = (usize, &MailEntry)> {
-        self.messages.iter().enumerate().filter(|(i, _)| !self.deleted.contains(i))
+        self.messages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.deleted.contains(i))
     }
 }
 
@@ -62,12 +65,20 @@ enum Flow {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A session on an accepted connection.
-    pub fn new(stream: S, peer: SocketAddr, ctx: Arc<Context>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        stream: S,
+        peer: SocketAddr,
+        ctx: Arc<Context>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Session {
             conn: Conn::new(stream, MAX_LINE),
             ctx,
             peer,
-            phase: Phase::Authorization { user: None, failures: 0 },
+            phase: Phase::Authorization {
+                user: None,
+                failures: 0,
+            },
             shutdown,
         }
     }
@@ -168,7 +179,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn authorization(&mut self, cmd: Command) -> Flow {
-        let Phase::Authorization { user, .. } = &mut self.phase else { return Flow::Continue };
+        let Phase::Authorization { user, .. } = &mut self.phase else {
+            return Flow::Continue;
+        };
         match cmd {
             Command::User(name) => {
                 *user = Some(name);
@@ -213,10 +226,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let decoded = if response == "=" {
                     Some(Vec::new())
                 } else {
-                    base64::engine::general_purpose::STANDARD.decode(response.trim()).ok()
+                    base64::engine::general_purpose::STANDARD
+                        .decode(response.trim())
+                        .ok()
                 };
                 match decoded.as_deref().and_then(pop3::sasl_plain) {
-                    Some((authz, authc, pass)) if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) => {
+                    Some((authz, authc, pass))
+                        if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) =>
+                    {
                         self.login(&authc, &pass).await
                     }
                     _ => {
@@ -237,7 +254,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let address = if name.contains('@') {
             name.to_lowercase()
         } else {
-            format!("{}@{}", name.to_lowercase(), self.ctx.config.primary_domain())
+            format!(
+                "{}@{}",
+                name.to_lowercase(),
+                self.ctx.config.primary_domain()
+            )
         };
         let found = match self.ctx.store.user_auth(&address).await {
             Ok(f) => f,
@@ -285,17 +306,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         let total: u64 = messages.iter().map(|m| m.size).sum();
-        let text = format!("maildrop has {} message(s) ({} octets)", messages.len(), total);
-        self.phase = Phase::Transaction(Maildrop { user, messages, deleted: HashSet::new(), _lock: lock });
+        let text = format!(
+            "maildrop has {} message(s) ({} octets)",
+            messages.len(),
+            total
+        );
+        self.phase = Phase::Transaction(Maildrop {
+            user,
+            messages,
+            deleted: HashSet::new(),
+            _lock: lock,
+        });
         self.ok(&text);
         Flow::Continue
     }
 
     async fn transaction(&mut self, cmd: Command) {
-        let Phase::Transaction(md) = &mut self.phase else { return };
+        let Phase::Transaction(md) = &mut self.phase else {
+            return;
+        };
         let reply: Result<String, String> = match cmd {
             Command::Stat => {
-                let (n, size) = md.live().fold((0, 0u64), |(n, s), (_, m)| (n + 1, s + m.size));
+                let (n, size) = md
+                    .live()
+                    .fold((0, 0u64), |(n, s), (_, m)| (n + 1, s + m.size));
                 Ok(format!("{n} {size}"))
             }
             Command::List(None) | Command::Uidl(None) => {
@@ -314,8 +348,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.conn.send_raw(body.as_bytes());
                 return;
             }
-            Command::List(Some(n)) => md.get(n).map(|(_, m)| format!("{n} {}", m.size)).map_err(String::from),
-            Command::Uidl(Some(n)) => md.get(n).map(|(_, m)| format!("{n} {}", m.uidl)).map_err(String::from),
+            Command::List(Some(n)) => md
+                .get(n)
+                .map(|(_, m)| format!("{n} {}", m.size))
+                .map_err(String::from),
+            Command::Uidl(Some(n)) => md
+                .get(n)
+                .map(|(_, m)| format!("{n} {}", m.uidl))
+                .map_err(String::from),
             Command::Dele(n) => match md.get(n) {
                 Ok((i, _)) => {
                     md.deleted.insert(i);
@@ -328,7 +368,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(format!("maildrop has {} message(s)", md.messages.len()))
             }
             Command::Retr(n) | Command::Top(n, _) => {
-                let lines = if let Command::Top(_, l) = cmd { Some(l) } else { None };
+                let lines = if let Command::Top(_, l) = cmd {
+                    Some(l)
+                } else {
+                    None
+                };
                 let (id, size) = match md.get(n) {
                     Ok((_, m)) => (m.id, m.size),
                     Err(e) => {
@@ -349,7 +393,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
             }
-            Command::User(_) | Command::Pass(_) | Command::Auth { .. } => Err("already logged in".to_string()),
+            Command::User(_) | Command::Pass(_) | Command::Auth { .. } => {
+                Err("already logged in".to_string())
+            }
             _ => Err("unknown command".to_string()),
         };
         match reply {

@@ -76,7 +76,11 @@ impl Manager {
 
     /// Runs until shutdown: first a scan of the whole queue (recovery after a restart), then
     /// notifications and periodic scans. Work in progress is finished before returning.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<i64>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<i64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut tasks = JoinSet::new();
         self.scan(&mut tasks).await;
         let mut tick = tokio::time::interval(self.config.queue.scan_interval);
@@ -103,9 +107,14 @@ impl Manager {
                     return;
                 }
             };
-            let Some(last) = page.last().map(|m| m.rowid) else { break };
+            let Some(last) = page.last().map(|m| m.rowid) else {
+                break;
+            };
             for m in page {
-                if m.recipients.iter().any(|r| r.state == RcptState::Ready && next_hop(r) == NextHop::Local) {
+                if m.recipients
+                    .iter()
+                    .any(|r| r.state == RcptState::Ready && next_hop(r) == NextHop::Local)
+                {
                     self.schedule(m.rowid, tasks);
                 }
             }
@@ -118,7 +127,11 @@ impl Manager {
     }
 
     fn schedule(self: &Arc<Self>, rowid: i64, tasks: &mut JoinSet<()>) {
-        let fresh = self.in_flight.lock().map(|mut s| s.insert(rowid)).unwrap_or(false);
+        let fresh = self
+            .in_flight
+            .lock()
+            .map(|mut s| s.insert(rowid))
+            .unwrap_or(false);
         if !fresh {
             return;
         }
@@ -136,10 +149,22 @@ impl Manager {
 
     /// Delivers what can be delivered of one message, then reports its failures.
     pub async fn process(&self, rowid: i64) -> Result<(), StoreError> {
-        let Some(msg) = self.store.queued(rowid).await? else { return Ok(()) };
-        if self.deliver(&msg).await? {
-            self.report(rowid).await?;
-        } else if msg.recipients.iter().any(|r| matches!(r.state, RcptState::Failed { report: ReportState::Pending, .. })) {
+        let Some(msg) = self.store.queued(rowid).await? else {
+            return Ok(());
+        };
+        let pending = |m: &QueuedMessage| {
+            m.recipients.iter().any(|r| {
+                matches!(
+                    r.state,
+                    RcptState::Failed {
+                        report: ReportState::Pending,
+                        ..
+                    }
+                )
+            })
+        };
+        // Report what this attempt failed, and what an earlier attempt failed but did not report.
+        if self.deliver(&msg).await? || pending(&msg) {
             self.report(rowid).await?;
         }
         Ok(())
@@ -168,7 +193,11 @@ impl Manager {
         }
         let mut outcomes = Vec::new();
         match self.local.start(msg).await {
-            Err(f) => outcomes.extend(rcpts.iter().map(|r| (r.id, Outcome::from_failure(f.clone())))),
+            Err(f) => outcomes.extend(
+                rcpts
+                    .iter()
+                    .map(|r| (r.id, Outcome::from_failure(f.clone()))),
+            ),
             Ok(mut d) => {
                 let mut added = Vec::new();
                 for r in &rcpts {
@@ -181,7 +210,11 @@ impl Manager {
                     Ok(()) => outcomes.extend(d.commit().await),
                     Err(f) => {
                         d.abort();
-                        outcomes.extend(added.into_iter().map(|id| (id, Outcome::from_failure(f.clone()))));
+                        outcomes.extend(
+                            added
+                                .into_iter()
+                                .map(|id| (id, Outcome::from_failure(f.clone()))),
+                        );
                     }
                 }
             }
@@ -200,18 +233,33 @@ impl Manager {
                 }
             })
             .collect();
-        let settled = self.store.settle(msg.rowid, self.event_base(msg), settles).await?;
-        Ok(settled.iter().any(|(_, s)| matches!(s, crate::store::SettledAs::Failed { .. })))
+        let settled = self
+            .store
+            .settle(msg.rowid, self.event_base(msg), settles)
+            .await?;
+        Ok(settled
+            .iter()
+            .any(|(_, s)| matches!(s, crate::store::SettledAs::Failed { .. })))
     }
 
     /// Reports the message's failures that are not yet reported.
     pub async fn report(&self, rowid: i64) -> Result<(), StoreError> {
-        let Some(msg) = self.store.queued(rowid).await? else { return Ok(()) };
+        let Some(msg) = self.store.queued(rowid).await? else {
+            return Ok(());
+        };
         let base = self.event_base(&msg);
         let pending: Vec<_> = msg
             .recipients
             .iter()
-            .filter(|r| matches!(r.state, RcptState::Failed { report: ReportState::Pending, .. }))
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    RcptState::Failed {
+                        report: ReportState::Pending,
+                        ..
+                    }
+                )
+            })
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -226,15 +274,29 @@ impl Manager {
                         .detail("the sender is null (this is itself a report); no report is sent"),
                 );
             }
-            self.store.record_reports(rowid, reports, None, events).await?;
+            self.store
+                .record_reports(rowid, reports, None, events)
+                .await?;
             return Ok(());
         }
         let mut failed = Vec::new();
         for r in &pending {
-            let RcptState::Failed { status, reason, diagnostic, at, .. } = &r.state else { continue };
+            let RcptState::Failed {
+                status,
+                reason,
+                diagnostic,
+                at,
+                ..
+            } = &r.state
+            else {
+                continue;
+            };
             if !r.effective_notify().failure {
                 reports.push((r.id, ReportState::NotRequested));
-                events.push(base.event(EventId::ReportNotRequested, Some(&r.address)).status(status.to_string()));
+                events.push(
+                    base.event(EventId::ReportNotRequested, Some(&r.address))
+                        .status(status.to_string()),
+                );
                 continue;
             }
             failed.push((
@@ -259,12 +321,19 @@ impl Manager {
                 events.push(
                     base.event(EventId::NdrGenerated, Some(&f.address))
                         .status(f.status.to_string())
-                        .detail(format!("NDR queued as {} for {}", report.queue_id, msg.sender)),
+                        .detail(format!(
+                            "NDR queued as {} for {}",
+                            report.queue_id, msg.sender
+                        )),
                 );
             }
             ndr = Some(report);
         }
-        if let Some(id) = self.store.record_reports(rowid, reports, ndr, events).await? {
+        if let Some(id) = self
+            .store
+            .record_reports(rowid, reports, ndr, events)
+            .await?
+        {
             self.handle.notify(id);
         }
         Ok(())
@@ -325,13 +394,23 @@ impl Manager {
     /// Where a report to `sender` goes.
     async fn resolve_sender(&self, sender: &str) -> Result<Vec<Target>, StoreError> {
         let key = sender.to_lowercase();
-        let local = key.rsplit_once('@').is_some_and(|(_, d)| self.config.is_local_domain(d));
+        let local = key
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| self.config.is_local_domain(d));
         if !local {
-            return Ok(vec![Target { address: key, route: Route::Remote }]);
+            return Ok(vec![Target {
+                address: key,
+                route: Route::Remote,
+            }]);
         }
-        Ok(match directory::resolve(self.store.as_ref(), &self.config, &key).await? {
-            Resolution::Targets { targets, .. } => targets,
-            _ => vec![Target { address: key, route: Route::Unresolved }],
-        })
+        Ok(
+            match directory::resolve(self.store.as_ref(), &self.config, &key).await? {
+                Resolution::Targets { targets, .. } => targets,
+                _ => vec![Target {
+                    address: key,
+                    route: Route::Unresolved,
+                }],
+            },
+        )
     }
 }

@@ -4,4 +4,7 @@
 pub mod manager;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use types::*;

@@ -3,8 +3,8 @@
 use mailroom_proto::smtp::{DataDecoder, DataOutcome, LineFlaws, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::conn::ReadError;
 use super::session::{Flow, Session, State, Transaction};
+use crate::conn::ReadError;
 use crate::ingest::{Envelope, IngestError};
 use crate::queue::EnvelopeParams;
 
@@ -14,7 +14,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match &self.state {
             State::Connected => Some(Reply::code(503, "5.5.1", "Send EHLO or HELO first")),
             State::Ready(_) => Some(Reply::code(503, "5.5.1", "Need MAIL command")),
-            State::Mail(_, tx) if tx.rcpts.is_empty() => Some(Reply::code(554, "5.5.1", "No valid recipients")),
+            State::Mail(_, tx) if tx.rcpts.is_empty() => {
+                Some(Reply::code(554, "5.5.1", "No valid recipients"))
+            }
             State::Mail(_, tx) if verb == "DATA" && tx.bdat.is_some() => {
                 Some(Reply::code(503, "5.5.1", "DATA is not allowed after BDAT"))
             }
@@ -23,7 +25,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Ends the transaction, returning it (the session stays greeted).
-    fn take_transaction(&mut self) -> Option<Transaction> {
+    fn take_transaction(&mut self) -> Option<Box<Transaction>> {
         match std::mem::replace(&mut self.state, State::Connected) {
             State::Mail(h, tx) => {
                 self.state = State::Ready(h);
@@ -55,7 +57,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return flow;
             }
         }
-        let Some(tx) = self.take_transaction() else { return Flow::Continue };
+        let Some(tx) = self.take_transaction() else {
+            return Flow::Continue;
+        };
         self.finish_message(tx, dec).await;
         Flow::Continue
     }
@@ -71,9 +75,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let smtp = &self.ctx.config.smtp;
         let (max_size, max_line) = (smtp.max_message_size, smtp.max_text_line);
         let mut dec = match (&refusal, &mut self.state) {
-            (None, State::Mail(_, tx)) => {
-                Some(tx.bdat.take().unwrap_or_else(|| DataDecoder::bdat(max_size, max_line)))
-            }
+            (None, State::Mail(_, tx)) => Some(
+                tx.bdat
+                    .take()
+                    .unwrap_or_else(|| DataDecoder::bdat(max_size, max_line)),
+            ),
             _ => None,
         };
         let mut remaining = size;
@@ -96,7 +102,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(r);
             return Flow::Continue;
         }
-        let Some(dec) = dec else { return Flow::Continue };
+        let Some(dec) = dec else {
+            return Flow::Continue;
+        };
         if dec.oversize() {
             self.take_transaction();
             self.reply(size_reply(max_size));
@@ -109,7 +117,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(Reply::code(250, "2.0.0", format!("{size} octets received")));
             return Flow::Continue;
         }
-        let Some(tx) = self.take_transaction() else { return Flow::Continue };
+        let Some(tx) = self.take_transaction() else {
+            return Flow::Continue;
+        };
         self.finish_message(tx, dec).await;
         Flow::Continue
     }
@@ -124,7 +134,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(()) => None,
             Err(ReadError::Timeout) => {
                 let host = self.ctx.config.server.hostname.clone();
-                self.reply(Reply::code(421, "4.4.2", format!("{host} Error: timeout exceeded")));
+                self.reply(Reply::code(
+                    421,
+                    "4.4.2",
+                    format!("{host} Error: timeout exceeded"),
+                ));
                 Some(Flow::Close)
             }
             Err(_) => Some(Flow::Close),
@@ -132,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Checks the received text and hands the message to ingest; replies.
-    async fn finish_message(&mut self, tx: Transaction, dec: DataDecoder) {
+    async fn finish_message(&mut self, tx: Box<Transaction>, dec: DataDecoder) {
         let max = self.ctx.config.smtp.max_message_size;
         if dec.oversize() {
             self.reply(size_reply(max));
@@ -143,7 +157,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(r);
             return;
         }
-        let State::Ready(helo) = &self.state else { return };
+        let State::Ready(helo) = &self.state else {
+            return;
+        };
         let protocol = match (tx.params.smtputf8, helo.esmtp) {
             (true, _) => "UTF8SMTP",
             (false, true) => "ESMTP",
@@ -176,7 +192,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 fn size_reply(max: u64) -> Reply {
-    Reply::code(552, "5.3.4", format!("Message size exceeds fixed maximum message size ({max} octets)"))
+    Reply::code(
+        552,
+        "5.3.4",
+        format!("Message size exceeds fixed maximum message size ({max} octets)"),
+    )
 }
 
 /// The refusal for defective message text, if any (RFC 5321 §2.3.8: lines end in CRLF only;
@@ -198,7 +218,9 @@ fn flaw_reply(flaws: LineFlaws, max_line: usize) -> Option<Reply> {
         return Some(Reply::code(
             554,
             "5.6.0",
-            format!("Message refused: a line is longer than {max_line} octets (RFC 5321 4.5.3.1.6)"),
+            format!(
+                "Message refused: a line is longer than {max_line} octets (RFC 5321 4.5.3.1.6)"
+            ),
         ));
     }
     None

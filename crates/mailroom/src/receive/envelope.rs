@@ -11,7 +11,7 @@
 use mailroom_proto::smtp::address::ForwardPath;
 use mailroom_proto::smtp::command::RawParams;
 use mailroom_proto::smtp::params::ParamError;
-use mailroom_proto::smtp::{Body, Domain, Mailbox, MailParams, RcptParams, Reply, ReversePath};
+use mailroom_proto::smtp::{Body, Domain, MailParams, Mailbox, RcptParams, Reply, ReversePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::session::{param_reply, Session, State, Transaction};
@@ -25,7 +25,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn mail(&mut self, from: ReversePath, raw: RawParams) -> Reply {
         let helo = match &self.state {
             State::Connected => return Reply::code(503, "5.5.1", "Send EHLO or HELO first"),
-            State::Mail(..) => return Reply::code(503, "5.5.1", "Nested MAIL command: send RSET first"),
+            State::Mail(..) => {
+                return Reply::code(503, "5.5.1", "Nested MAIL command: send RSET first")
+            }
             State::Ready(h) => h.clone(),
         };
         let mut params = MailParams::default();
@@ -49,19 +51,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
         }
         if from.mailbox().is_some_and(Mailbox::is_utf8) && !params.smtputf8 {
-            return Reply::code(553, "5.6.7", "Non-ASCII sender address needs the SMTPUTF8 parameter");
+            return Reply::code(
+                553,
+                "5.6.7",
+                "Non-ASCII sender address needs the SMTPUTF8 parameter",
+            );
         }
         let text = format!("Sender <{from}> OK");
         self.state = State::Mail(
             helo,
-            Transaction {
+            Box::new(Transaction {
                 queue_id: QueueId::generate(),
                 from,
                 params,
                 rcpts: Vec::new(),
                 rcpt_attempts: 0,
                 bdat: None,
-            },
+            }),
         );
         Reply::code(250, "2.1.0", text)
     }
@@ -99,7 +105,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ForwardPath::Path(p) => p.mailbox,
         };
         if mailbox.is_utf8() && !smtputf8 {
-            return Reply::code(553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8 at MAIL");
+            return Reply::code(
+                553,
+                "5.6.7",
+                "Non-ASCII recipient address needs SMTPUTF8 at MAIL",
+            );
         }
         let key = mailbox.key();
         let accepted = match self.check_recipient(&mailbox, &key).await {
@@ -108,7 +118,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let (targets, redirects) = accepted;
         if let State::Mail(_, tx) = &mut self.state {
-            tx.rcpts.push(AcceptedRcpt { given: key.clone(), params, targets, redirects });
+            tx.rcpts.push(AcceptedRcpt {
+                given: key.clone(),
+                params,
+                targets,
+                redirects,
+            });
         }
         Reply::code(250, "2.1.5", format!("Recipient <{mailbox}> OK"))
     }
@@ -123,24 +138,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !cfg.is_local_domain(mailbox.domain.as_str()) {
             let ip = self.peer.ip();
             if cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip)) {
-                let t = Target { address: key.to_string(), route: Route::Remote };
+                let t = Target {
+                    address: key.to_string(),
+                    route: Route::Remote,
+                };
                 return Ok((vec![t], Vec::new()));
             }
-            return Err(Reply::code(554, "5.7.1", format!("<{mailbox}>: Relay access denied")));
+            return Err(Reply::code(
+                554,
+                "5.7.1",
+                format!("<{mailbox}>: Relay access denied"),
+            ));
         }
         if mailbox.has_routing_syntax() {
             return Err(Reply::code(
                 554,
                 "5.7.1",
-                format!("<{mailbox}>: Routing characters (% ! @) in the local part are not accepted"),
+                format!(
+                    "<{mailbox}>: Routing characters (% ! @) in the local part are not accepted"
+                ),
             ));
         }
-        let resolution = directory::resolve(self.ctx.store.as_ref(), cfg, key).await.map_err(|e| {
-            tracing::error!(error = %e, "directory lookup failed");
-            Reply::code(451, "4.3.0", "Temporary directory failure, try again later")
-        })?;
+        let resolution = directory::resolve(self.ctx.store.as_ref(), cfg, key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "directory lookup failed");
+                Reply::code(451, "4.3.0", "Temporary directory failure, try again later")
+            })?;
         match resolution {
-            Resolution::Unknown => Err(Reply::code(550, "5.1.1", format!("<{mailbox}>: No such user here"))),
+            Resolution::Unknown => Err(Reply::code(
+                550,
+                "5.1.1",
+                format!("<{mailbox}>: No such user here"),
+            )),
             Resolution::Loop => Err(Reply::code(
                 550,
                 "5.4.6",
@@ -151,7 +181,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "5.5.3",
                 format!("<{mailbox}>: This alias or list expands to too many recipients"),
             )),
-            Resolution::Targets { targets, redirects, loop_cut } => {
+            Resolution::Targets {
+                targets,
+                redirects,
+                loop_cut,
+            } => {
                 if loop_cut {
                     tracing::warn!(address = key, "alias/list loop cut during expansion");
                 }

@@ -50,12 +50,54 @@ macro_rules! extension {
     };
 }
 
-extension!(Pipelining, "PIPELINING", "RFC 2920", mail = [], rcpt = [], verbs = []);
-extension!(EightBitMime, "8BITMIME", "RFC 6152", mail = ["BODY"], rcpt = [], verbs = []);
-extension!(SmtpUtf8, "SMTPUTF8", "RFC 6531", mail = ["SMTPUTF8"], rcpt = [], verbs = []);
-extension!(EnhancedStatusCodes, "ENHANCEDSTATUSCODES", "RFC 2034", mail = [], rcpt = [], verbs = []);
-extension!(Dsn, "DSN", "RFC 3461", mail = ["RET", "ENVID"], rcpt = ["NOTIFY", "ORCPT"], verbs = []);
-extension!(Chunking, "CHUNKING", "RFC 3030", mail = [], rcpt = [], verbs = ["BDAT"]);
+extension!(
+    Pipelining,
+    "PIPELINING",
+    "RFC 2920",
+    mail = [],
+    rcpt = [],
+    verbs = []
+);
+extension!(
+    EightBitMime,
+    "8BITMIME",
+    "RFC 6152",
+    mail = ["BODY"],
+    rcpt = [],
+    verbs = []
+);
+extension!(
+    SmtpUtf8,
+    "SMTPUTF8",
+    "RFC 6531",
+    mail = ["SMTPUTF8"],
+    rcpt = [],
+    verbs = []
+);
+extension!(
+    EnhancedStatusCodes,
+    "ENHANCEDSTATUSCODES",
+    "RFC 2034",
+    mail = [],
+    rcpt = [],
+    verbs = []
+);
+extension!(
+    Dsn,
+    "DSN",
+    "RFC 3461",
+    mail = ["RET", "ENVID"],
+    rcpt = ["NOTIFY", "ORCPT"],
+    verbs = []
+);
+extension!(
+    Chunking,
+    "CHUNKING",
+    "RFC 3030",
+    mail = [],
+    rcpt = [],
+    verbs = ["BDAT"]
+);
 
 /// SIZE (RFC 1870): advertises the configured limit.
 #[derive(Debug, Default)]
@@ -84,7 +126,9 @@ pub struct Registry {
 impl Registry {
     /// An empty registry (a server with no extensions speaks plain RFC 5321).
     pub fn empty() -> Registry {
-        Registry { extensions: Vec::new() }
+        Registry {
+            extensions: Vec::new(),
+        }
     }
 
     /// The registry of a standard mailroom server.
@@ -108,17 +152,23 @@ impl Registry {
 
     /// Removes an extension (used by tests and by `doctor`'s own checks).
     pub fn unregister(&mut self, keyword: &str) {
-        self.extensions.retain(|e| !e.keyword().eq_ignore_ascii_case(keyword));
+        self.extensions
+            .retain(|e| !e.keyword().eq_ignore_ascii_case(keyword));
     }
 
     /// True when the keyword is registered.
     pub fn has(&self, keyword: &str) -> bool {
-        self.extensions.iter().any(|e| e.keyword().eq_ignore_ascii_case(keyword))
+        self.extensions
+            .iter()
+            .any(|e| e.keyword().eq_ignore_ascii_case(keyword))
     }
 
     /// The EHLO lines after the greeting line, in registration order.
     pub fn ehlo_lines(&self, config: &Config) -> Vec<String> {
-        self.extensions.iter().map(|e| e.ehlo_line(config)).collect()
+        self.extensions
+            .iter()
+            .map(|e| e.ehlo_line(config))
+            .collect()
     }
 
     /// The keywords a healthy server of this configuration advertises.
@@ -128,17 +178,24 @@ impl Registry {
 
     /// Registered extensions with their RFCs.
     pub fn describe(&self) -> Vec<(&'static str, &'static str)> {
-        self.extensions.iter().map(|e| (e.keyword(), e.rfc())).collect()
+        self.extensions
+            .iter()
+            .map(|e| (e.keyword(), e.rfc()))
+            .collect()
     }
 
     /// True when some registered extension defines this MAIL parameter.
     pub fn mail_param(&self, key: &str) -> bool {
-        self.extensions.iter().any(|e| e.mail_params().contains(&key))
+        self.extensions
+            .iter()
+            .any(|e| e.mail_params().contains(&key))
     }
 
     /// True when some registered extension defines this RCPT parameter.
     pub fn rcpt_param(&self, key: &str) -> bool {
-        self.extensions.iter().any(|e| e.rcpt_params().contains(&key))
+        self.extensions
+            .iter()
+            .any(|e| e.rcpt_params().contains(&key))
     }
 
     /// True when some registered extension adds this verb.
@@ -157,7 +214,15 @@ mod tests {
         let r = Registry::standard();
         assert_eq!(
             r.ehlo_lines(&cfg),
-            vec!["SIZE 26214400", "PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "DSN", "CHUNKING"]
+            vec![
+                "SIZE 26214400",
+                "PIPELINING",
+                "8BITMIME",
+                "SMTPUTF8",
+                "ENHANCEDSTATUSCODES",
+                "DSN",
+                "CHUNKING"
+            ]
         );
         assert!(r.mail_param("RET") && r.rcpt_param("NOTIFY") && r.verb("BDAT"));
         let mut r = r;

@@ -57,7 +57,10 @@ impl PerIp {
             return None;
         }
         *n += 1;
-        Some(PerIpGuard { owner: self.clone(), ip })
+        Some(PerIpGuard {
+            owner: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -100,7 +103,12 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
             continue;
         };
         let Some(slot) = per_ip.acquire(peer.ip(), ctx.config.smtp.max_connections_per_ip) else {
-            refuse(stream, &host, "Too many connections from your address, try again later").await;
+            refuse(
+                stream,
+                &host,
+                "Too many connections from your address, try again later",
+            )
+            .await;
             continue;
         };
         let ctx = ctx.clone();
@@ -115,7 +123,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
 
 async fn refuse(mut stream: tokio::net::TcpStream, host: &str, why: &str) {
     let line = format!("421 4.7.0 {host} {why}\r\n");
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.write_all(line.as_bytes()),
+    )
+    .await;
     let _ = stream.shutdown().await;
 }
 

@@ -14,8 +14,8 @@ use mailroom_proto::smtp::{MailParams, Reply, ReversePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::conn::{Conn, Line, ReadError};
 use super::Context;
+use crate::conn::{Conn, Line, ReadError};
 use crate::ids::QueueId;
 use crate::ingest::AcceptedRcpt;
 
@@ -52,8 +52,8 @@ pub enum State {
     Connected,
     /// Greeted; no transaction.
     Ready(Helo),
-    /// In a transaction.
-    Mail(Helo, Transaction),
+    /// In a transaction (boxed: it is much larger than the other states).
+    Mail(Helo, Box<Transaction>),
 }
 
 /// Whether the session goes on.
@@ -77,7 +77,12 @@ pub struct Session<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A session on an accepted connection.
-    pub fn new(stream: S, peer: SocketAddr, ctx: Arc<Context>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        stream: S,
+        peer: SocketAddr,
+        ctx: Arc<Context>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let max_line = ctx.config.smtp.max_command_line;
         Session {
             conn: Conn::new(stream, max_line),
@@ -117,11 +122,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     match self.conn.fill(timeout, Some(&mut self.shutdown)).await {
                         Ok(()) => continue,
                         Err(ReadError::Timeout) => {
-                            let r = Reply::code(421, "4.4.2", format!("{} Error: timeout exceeded", self.host()));
+                            let r = Reply::code(
+                                421,
+                                "4.4.2",
+                                format!("{} Error: timeout exceeded", self.host()),
+                            );
                             self.conn.send(&r);
                         }
                         Err(ReadError::Shutdown) => {
-                            let r = Reply::code(421, "4.3.2", format!("{} Service shutting down", self.host()));
+                            let r = Reply::code(
+                                421,
+                                "4.3.2",
+                                format!("{} Service shutting down", self.host()),
+                            );
                             self.conn.send(&r);
                         }
                         Err(ReadError::Eof | ReadError::Io(_)) => {}
@@ -132,7 +145,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let flow = match line {
                 Line::TooLong => {
                     let max = self.ctx.config.smtp.max_command_line;
-                    self.reply(Reply::code(500, "5.5.2", format!("Line too long (limit {max} octets)")));
+                    self.reply(Reply::code(
+                        500,
+                        "5.5.2",
+                        format!("Line too long (limit {max} octets)"),
+                    ));
                     Flow::Continue
                 }
                 Line::Complete(l) => self.command(&l).await,
@@ -141,7 +158,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 break;
             }
             if self.errors >= self.ctx.config.smtp.max_errors {
-                let r = Reply::code(421, "4.7.0", format!("{} Too many errors, closing connection", self.host()));
+                let r = Reply::code(
+                    421,
+                    "4.7.0",
+                    format!("{} Too many errors, closing connection", self.host()),
+                );
                 self.conn.send(&r);
                 break;
             }
@@ -158,7 +179,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         Reply::code(500, "5.5.2", "Command unrecognized")
                     }
                     CommandError::Syntax(s) => Reply::code(501, "5.5.4", format!("Syntax: {s}")),
-                    CommandError::Sender(e) => Reply::code(501, "5.1.7", format!("Bad sender address syntax: {e}")),
+                    CommandError::Sender(e) => {
+                        Reply::code(501, "5.1.7", format!("Bad sender address syntax: {e}"))
+                    }
                     CommandError::Recipient(e) => {
                         Reply::code(501, "5.1.3", format!("Bad recipient address syntax: {e}"))
                     }
@@ -202,16 +225,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
             Command::Expn(_) => self.reply(Reply::code(502, "5.5.1", "EXPN is not available")),
-            Command::Help(_) => self.reply(
-                Reply::lines(
-                    214,
-                    vec![
-                        "2.0.0 mailroom speaks SMTP (RFC 5321) with the extensions listed in EHLO".into(),
-                        "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT".into(),
-                        "2.0.0 End of HELP".into(),
-                    ],
-                ),
-            ),
+            Command::Help(_) => self.reply(Reply::lines(
+                214,
+                vec![
+                    "2.0.0 mailroom speaks SMTP (RFC 5321) with the extensions listed in EHLO"
+                        .into(),
+                    "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT".into(),
+                    "2.0.0 End of HELP".into(),
+                ],
+            )),
             Command::StartTls | Command::Auth(_) | Command::Unimplemented(_) => {
                 self.reply(Reply::code(502, "5.5.1", "Command not implemented"))
             }
@@ -232,7 +254,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let mut lines = vec![format!("{} Hello [{peer_ip}]", self.host())];
         lines.extend(self.ctx.registry.ehlo_lines(&self.ctx.config));
-        self.conn.set_enhanced(self.ctx.registry.has("ENHANCEDSTATUSCODES"));
+        self.conn
+            .set_enhanced(self.ctx.registry.has("ENHANCEDSTATUSCODES"));
         self.reply(Reply::lines(250, lines));
     }
 }
@@ -241,7 +264,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 pub(super) fn param_reply(e: &ParamError) -> Reply {
     match e {
         ParamError::Unknown(k) => Reply::code(555, "5.5.4", format!("Unsupported parameter {k}")),
-        ParamError::Value(k) => Reply::code(501, "5.5.4", format!("Invalid value for parameter {k}")),
+        ParamError::Value(k) => {
+            Reply::code(501, "5.5.4", format!("Invalid value for parameter {k}"))
+        }
         ParamError::Duplicate(k) => Reply::code(501, "5.5.4", format!("Parameter {k} given twice")),
         ParamError::Syntax(w) => Reply::code(501, "5.5.4", format!("Malformed parameter {w:?}")),
         _ => Reply::code(501, "5.5.4", "Invalid parameter"),

@@ -1,0 +1,438 @@
+//! SMTP sessions driven over in-memory I/O against a real (temporary) store.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::extensions::Registry;
+use super::session::Session;
+use super::Context;
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::queue::manager::QueueHandle;
+use crate::queue::{QueuedMessage, Route};
+use crate::store::Store;
+use crate::testutil::{config, peer, Client, TempStore};
+
+struct Harness {
+    c: Client,
+    ts: TempStore,
+    queued: mpsc::UnboundedReceiver<i64>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn seed(store: &dyn Store) {
+    store
+        .user_add("alice@example.com", None, None)
+        .await
+        .unwrap();
+    store
+        .user_add("bob@example.com", None, Some(1_000_000))
+        .await
+        .unwrap();
+    store
+        .alias_add(
+            "team@example.com",
+            vec!["alice@example.com".into(), "bob@example.com".into()],
+        )
+        .await
+        .unwrap();
+    store
+        .list_add(
+            "all@example.com",
+            vec!["team@example.com".into(), "alice@example.com".into()],
+        )
+        .await
+        .unwrap();
+    store
+        .list_add("loop1@example.com", vec!["loop2@example.com".into()])
+        .await
+        .unwrap();
+    store
+        .list_add("loop2@example.com", vec!["loop1@example.com".into()])
+        .await
+        .unwrap();
+}
+
+async fn start_with(cfg: Config, registry: Registry) -> Harness {
+    let ts = TempStore::new();
+    seed(ts.store.as_ref()).await;
+    let (handle, queued) = QueueHandle::channel();
+    let cfg = Arc::new(cfg);
+    let ctx = Arc::new(Context {
+        config: cfg.clone(),
+        registry: Arc::new(registry),
+        ingest: Arc::new(Ingest::new(ts.dyn_store(), cfg, handle)),
+        store: ts.dyn_store(),
+    });
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let (shutdown, sd) = watch::channel(false);
+    let task = tokio::spawn(Session::new(server, peer(), ctx, sd).run());
+    let mut c = Client::new(client);
+    let greeting = c.reply().await;
+    assert_eq!(greeting, "220 mx.example.com ESMTP mailroom");
+    Harness {
+        c,
+        ts,
+        queued,
+        shutdown,
+        task,
+    }
+}
+
+async fn start() -> Harness {
+    start_with(config(), Registry::standard()).await
+}
+
+impl Harness {
+    async fn queued_messages(&self) -> Vec<QueuedMessage> {
+        self.ts.store.ready(0, 100).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn ehlo_advertises_the_registry_and_helo_does_not() {
+    let mut h = start().await;
+    let r = h.c.cmd("EHLO client.test", "250").await;
+    assert_eq!(
+        r,
+        "250-mx.example.com Hello [192.0.2.10]\n250-SIZE 26214400\n250-PIPELINING\n250-8BITMIME\n\
+         250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-DSN\n250 CHUNKING"
+    );
+    h.c.cmd("NOOP", "250 2.0.0 OK").await;
+    let r = h.c.cmd("HELO client.test", "250").await;
+    assert!(!r.contains("SIZE"));
+    // After HELO, no enhanced status codes (RFC 2034) and no ESMTP parameters.
+    h.c.cmd("NOOP", "250 OK").await;
+    h.c.cmd(
+        "MAIL FROM:<a@b.test> SIZE=10",
+        "555 Unsupported parameter SIZE",
+    )
+    .await;
+    h.c.cmd("QUIT", "221").await;
+    assert!(h.c.closed().await);
+}
+
+#[tokio::test]
+async fn unregistered_extension_is_neither_advertised_nor_accepted() {
+    let mut reg = Registry::standard();
+    reg.unregister("DSN");
+    reg.unregister("CHUNKING");
+    let mut h = start_with(config(), reg).await;
+    let r = h.c.cmd("EHLO c", "250").await;
+    assert!(!r.contains("DSN") && !r.contains("CHUNKING"));
+    h.c.cmd("MAIL FROM:<a@b.test> RET=HDRS", "555 5.5.4").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250 2.1.0").await;
+    h.c.cmd("RCPT TO:<alice@example.com> NOTIFY=NEVER", "555 5.5.4")
+        .await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250 2.1.5").await;
+    h.c.send(b"BDAT 5 LAST\r\nhello").await;
+    assert!(h.c.reply().await.starts_with("502 5.5.1"));
+    h.c.cmd("NOOP", "250").await;
+}
+
+#[tokio::test]
+async fn sequence_errors() {
+    let mut cfg = config();
+    cfg.smtp.max_errors = 100;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "503 Send EHLO").await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "503 5.5.1 Need MAIL")
+        .await;
+    h.c.cmd("DATA", "503 5.5.1 Need MAIL").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250 2.1.0").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "503 5.5.1 Nested").await;
+    h.c.cmd("DATA", "554 5.5.1 No valid recipients").await;
+    h.c.cmd("RSET", "250 2.0.0").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "503 5.5.1").await;
+    h.c.cmd("FOO", "500 5.5.2").await;
+    h.c.cmd("MAIL FROM:<a@b", "501 5.1.7").await;
+    h.c.cmd("EXPN team", "502 5.5.1").await;
+    h.c.cmd("VRFY alice", "252 2.1.5").await;
+    h.c.cmd("HELP", "214").await;
+    h.c.cmd("ETRN example.com", "502 5.5.1").await;
+    h.c.cmd("STARTTLS", "502 5.5.1").await;
+}
+
+#[tokio::test]
+async fn address_and_parameter_errors() {
+    let mut h = start().await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b", "501 5.1.7").await;
+    h.c.cmd("MAIL FROM:<a@b.test> FOO=1", "555 5.5.4").await;
+    h.c.cmd("MAIL FROM:<a@b.test> SIZE=x", "501 5.5.4").await;
+    h.c.cmd("MAIL FROM:<a@b.test> BODY=BINARYMIME", "555 5.5.4")
+        .await;
+    h.c.cmd("MAIL FROM:<a@b.test> SIZE=26214401", "552 5.3.4")
+        .await;
+    h.c.cmd("MAIL FROM:<ü@b.test>", "553 5.6.7").await;
+    h.c.cmd(
+        "MAIL FROM:<a@b.test> SIZE=100 BODY=8BITMIME RET=FULL ENVID=x+2By",
+        "250 2.1.0",
+    )
+    .await;
+    h.c.cmd("RCPT TO:<alice@example.com", "501 5.1.3").await;
+    h.c.cmd("RCPT TO:<alice@example.com> NOTIFY=SOMETIMES", "501 5.5.4")
+        .await;
+    h.c.cmd("RCPT TO:<üser@example.com>", "553 5.6.7").await;
+}
+
+#[tokio::test]
+async fn relay_policy_table() {
+    let mut h = start().await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    for rcpt in [
+        "<user@other.test>",
+        "<user%other.test@example.com>",
+        "<\"user@other.test\"@example.com>",
+        "<user@other.test@example.com>",
+        "<other.test!user@example.com>",
+        "<@example.com:user@other.test>",
+        "<alice%other.test@example.com>",
+    ] {
+        h.c.cmd(&format!("RCPT TO:{rcpt}"), "554 5.7.1").await;
+    }
+    h.c.cmd("RCPT TO:<nobody@example.com>", "550 5.1.1").await;
+    h.c.cmd("RCPT TO:<loop1@example.com>", "550 5.4.6").await;
+    h.c.cmd("RCPT TO:<ALICE@Example.COM>", "250 2.1.5").await;
+    h.c.cmd("RCPT TO:<Postmaster>", "550 5.1.1").await;
+}
+
+#[tokio::test]
+async fn trusted_networks_may_relay_but_never_by_trick() {
+    let mut cfg = config();
+    cfg.smtp.trusted_networks = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@example.com>", "250").await;
+    h.c.cmd("RCPT TO:<user@other.test>", "250 2.1.5").await;
+    h.c.cmd("RCPT TO:<user%other.test@example.com>", "554 5.7.1")
+        .await;
+}
+
+#[tokio::test]
+async fn data_is_stored_with_trace_headers_and_resolved_recipients() {
+    let mut h = start().await;
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd("MAIL FROM:<carol@other.test> RET=HDRS ENVID=e1", "250")
+        .await;
+    h.c.cmd(
+        "RCPT TO:<team@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;team@example.com",
+        "250",
+    )
+    .await;
+    h.c.cmd("RCPT TO:<all@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.send(b"Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\n")
+        .await;
+    let r = h.c.reply().await;
+    assert!(r.starts_with("250 2.0.0 OK: queued as "), "{r}");
+    let qid = r.rsplit(' ').next().unwrap().to_string();
+    assert!(h.queued.try_recv().is_ok());
+    let msgs = h.queued_messages().await;
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert_eq!(m.queue_id, qid);
+    assert_eq!(m.sender, "carol@other.test");
+    assert_eq!(m.params.envid.as_deref(), Some("e1"));
+    let rcpts: Vec<(&str, &str)> = m
+        .recipients
+        .iter()
+        .map(|r| (r.address.as_str(), r.original.as_str()))
+        .collect();
+    // alice and bob once each, though both RCPTs reach them.
+    assert_eq!(
+        rcpts,
+        vec![
+            ("alice@example.com", "team@example.com"),
+            ("bob@example.com", "team@example.com")
+        ]
+    );
+    assert!(m
+        .recipients
+        .iter()
+        .all(|r| matches!(r.route, Route::Local { .. })));
+    assert_eq!(
+        m.recipients[0].orcpt.as_deref(),
+        Some("rfc822;team@example.com")
+    );
+    let content = h.ts.store.content(m.content_id).await.unwrap();
+    let text = String::from_utf8(content).unwrap();
+    assert!(text.starts_with("Received: from client.test ([192.0.2.10])\r\n\tby mx.example.com (mailroom) with ESMTP id "));
+    assert!(text.contains(&format!("Message-ID: <{qid}@mx.example.com>\r\n")));
+    assert!(text.ends_with("Subject: hi\r\n\r\n.leading dot\r\nbody\r\n"));
+    // The transaction ended; a new one can start.
+    h.c.cmd("MAIL FROM:<>", "250").await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_get_replies_in_order() {
+    let mut h = start().await;
+    h.c.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.com>\r\nRCPT TO:<nobody@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n").await;
+    assert!(h.c.reply().await.starts_with("250-"));
+    assert!(h.c.reply().await.starts_with("250 2.1.0"));
+    assert!(h.c.reply().await.starts_with("250 2.1.5"));
+    assert!(h.c.reply().await.starts_with("550 5.1.1"));
+    assert!(h.c.reply().await.starts_with("250 2.1.5"));
+    assert!(h.c.reply().await.starts_with("354"));
+    h.c.send(b"x\r\n.\r\nQUIT\r\n").await;
+    assert!(h.c.reply().await.starts_with("250 2.0.0"));
+    assert!(h.c.reply().await.starts_with("221"));
+    assert_eq!(h.queued_messages().await[0].recipients.len(), 2);
+}
+
+#[tokio::test]
+async fn smuggling_patterns_are_refused_and_nothing_is_stored() {
+    let mut h = start().await;
+    h.c.cmd("EHLO c", "250").await;
+    let smuggled = "MAIL FROM:<evil@x.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nsmuggled\r\n";
+    for sep in ["\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r", ".\n"] {
+        h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+        h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+        h.c.cmd("DATA", "354").await;
+        h.c.send(format!("Subject: x\r\n\r\nbody{sep}{smuggled}\r\n.\r\n").as_bytes())
+            .await;
+        let r = h.c.reply().await;
+        assert!(r.starts_with("554 5.6.0"), "{sep:?}: {r}");
+        h.c.cmd("NOOP", "250").await;
+    }
+    assert!(h.queued_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn long_lines_and_oversize_are_refused() {
+    let mut cfg = config();
+    cfg.smtp.max_message_size = 2000;
+    cfg.smtp.max_errors = 100;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.send(format!("{}\r\n.\r\n", "a".repeat(999)).as_bytes())
+        .await;
+    assert!(h.c.reply().await.starts_with("554 5.6.0"));
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.send(format!("{}.\r\n", "line of text\r\n".repeat(200)).as_bytes())
+        .await;
+    assert!(h.c.reply().await.starts_with("552 5.3.4"));
+    h.c.cmd(
+        &format!("NOOP {}", "x".repeat(3000)),
+        "500 5.5.2 Line too long",
+    )
+    .await;
+    h.c.cmd("NOOP", "250").await;
+    assert!(h.queued_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn bdat_chunks_make_one_message() {
+    let mut h = start().await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.send(b"BDAT 3\r\nabc").await;
+    assert!(
+        h.c.reply().await.starts_with("503 5.5.1"),
+        "BDAT outside a transaction"
+    );
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    let body = b"Subject: chunks\r\n\r\n.not stuffed\r\nend\r\n";
+    let (a, b) = body.split_at(20);
+    h.c.send(format!("BDAT {}\r\n", a.len()).as_bytes()).await;
+    h.c.send(a).await;
+    assert!(h.c.reply().await.starts_with("250 2.0.0 20 octets"));
+    h.c.send(format!("BDAT {} LAST\r\n", b.len()).as_bytes())
+        .await;
+    h.c.send(b).await;
+    assert!(h.c.reply().await.starts_with("250 2.0.0 OK: queued as"));
+    h.c.cmd("DATA", "503 5.5.1").await;
+    let m = &h.queued_messages().await[0];
+    let content = h.ts.store.content(m.content_id).await.unwrap();
+    assert!(content.ends_with(body));
+}
+
+#[tokio::test]
+async fn bdat_oversize_and_bare_lf() {
+    let mut cfg = config();
+    cfg.smtp.max_message_size = 1024;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.send(format!("BDAT 2000 LAST\r\n{}", "x".repeat(2000)).as_bytes())
+        .await;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), h.c.reply()).await;
+    assert!(
+        r.as_ref().is_ok_and(|r| r.starts_with("552 5.3.4")),
+        "{r:?}"
+    );
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.send(b"BDAT 5 LAST\r\na\nb\r\n").await;
+    assert!(h.c.reply().await.starts_with("554 5.6.0"));
+    h.c.cmd("NOOP", "250").await;
+    assert!(h.queued_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn too_many_recipients_and_hops() {
+    let mut cfg = config();
+    cfg.smtp.max_recipients = 2;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("RCPT TO:<bob@example.com>", "250").await;
+    h.c.cmd("RCPT TO:<team@example.com>", "452 4.5.3").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.send(
+        format!(
+            "{}Subject: loop\r\n\r\nx\r\n.\r\n",
+            "Received: from x by y\r\n".repeat(16)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(h.c.reply().await.starts_with("554 5.4.6"));
+    assert!(h.queued_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn too_many_errors_closes_the_session() {
+    let mut cfg = config();
+    cfg.smtp.max_errors = 3;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("FOO", "500").await;
+    h.c.cmd("BAR", "500").await;
+    h.c.send(b"BAZ\r\n").await;
+    let r = h.c.reply().await;
+    assert!(r.starts_with("500"), "{r}");
+    let r = h.c.reply().await;
+    assert!(r.starts_with("421 mx.example.com Too many errors"), "{r}");
+    assert!(h.c.closed().await);
+}
+
+#[tokio::test]
+async fn shutdown_says_421() {
+    let mut h = start().await;
+    h.c.cmd("EHLO c", "250").await;
+    h.shutdown.send(true).unwrap();
+    assert!(h.c.reply().await.starts_with("421 4.3.2"));
+    assert!(h.c.closed().await);
+    h.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_client_times_out() {
+    let mut h = start().await;
+    h.c.cmd("EHLO c", "250").await;
+    // Time is paused: the runtime jumps straight to the command timeout.
+    let r = h.c.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(h.c.closed().await);
+}

@@ -105,8 +105,12 @@ pub trait Store: Send + Sync + 'static {
     /// The user and password hash for a login name.
     fn user_auth(&self, address: &str) -> StoreFuture<'_, Option<(User, String)>>;
     /// Adds a user with an INBOX. Fails if the address is already a user, alias or list.
-    fn user_add(&self, address: &str, password_hash: Option<String>, quota: Option<u64>)
-        -> StoreFuture<'_, i64>;
+    fn user_add(
+        &self,
+        address: &str,
+        password_hash: Option<String>,
+        quota: Option<u64>,
+    ) -> StoreFuture<'_, i64>;
     /// Deletes a user. Refused if the mailbox holds mail unless `purge`.
     fn user_del(&self, address: &str, purge: bool) -> StoreFuture<'_, ()>;
     /// All users.

@@ -260,8 +260,9 @@ mod tests {
 
     #[test]
     fn end_of_data_table() {
-        // (input, expected text, flaws (bare_lf, bare_cr), consumed)
-        let cases: &[(&[u8], &[u8], (bool, bool), usize)] = &[
+        // (input, decoded text, (bare LF, bare CR), bytes consumed)
+        type Case<'a> = (&'a [u8], &'a [u8], (bool, bool), usize);
+        let cases: &[Case] = &[
             (b".\r\n", b"", (false, false), 3),
             (b"hello\r\n.\r\n", b"hello\r\n", (false, false), 10),
             (b"hello\r\n.\r\nQUIT\r\n", b"hello\r\n", (false, false), 10),

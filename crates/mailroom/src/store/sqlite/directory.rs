@@ -84,12 +84,17 @@ pub(super) fn lookup(c: &Connection, address: &str) -> Result<Option<DirEntry>, 
     Ok(None)
 }
 
-pub(super) fn user_auth(c: &Connection, address: &str) -> Result<Option<(User, String)>, StoreError> {
+pub(super) fn user_auth(
+    c: &Connection,
+    address: &str,
+) -> Result<Option<(User, String)>, StoreError> {
     let r = c
         .prepare_cached(&format!(
             "SELECT {USER_COLS}, password FROM users WHERE address = ?1"
         ))?
-        .query_row([address], |r| Ok((user_row(r)?, r.get::<_, Option<String>>(5)?)))
+        .query_row([address], |r| {
+            Ok((user_row(r)?, r.get::<_, Option<String>>(5)?))
+        })
         .optional()?;
     Ok(r.and_then(|(u, p)| p.map(|p| (u, p))))
 }
@@ -136,14 +141,16 @@ pub(super) fn user_del(c: &Connection, address: &str, purge: bool) -> Result<(),
         "SELECT mail.content_id FROM mail JOIN mailboxes ON mail.mailbox_id = mailboxes.id
          WHERE mailboxes.user_id = ?1",
     )?;
-    let contents: Vec<i64> = st.query_map([user.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    for id in contents {
-        super::queue::release_content(c, id)?;
-    }
+    let contents: Vec<i64> = st
+        .query_map([user.id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     c.execute(
         "DELETE FROM mail WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?1)",
         [user.id],
     )?;
+    for id in contents {
+        super::queue::release_content(c, id)?;
+    }
     c.execute("DELETE FROM mailboxes WHERE user_id = ?1", [user.id])?;
     c.execute("DELETE FROM users WHERE id = ?1", [user.id])?;
     Ok(())
@@ -166,7 +173,11 @@ pub(super) fn user_passwd(c: &Connection, address: &str, hash: &str) -> Result<(
     Ok(())
 }
 
-pub(super) fn user_quota(c: &Connection, address: &str, quota: Option<u64>) -> Result<(), StoreError> {
+pub(super) fn user_quota(
+    c: &Connection,
+    address: &str,
+    quota: Option<u64>,
+) -> Result<(), StoreError> {
     let n = c.execute(
         "UPDATE users SET quota = ?2 WHERE address = ?1",
         params![address, quota.map(|q| q as i64)],
@@ -177,7 +188,12 @@ pub(super) fn user_quota(c: &Connection, address: &str, quota: Option<u64>) -> R
     Ok(())
 }
 
-pub(super) fn group_add(c: &Connection, g: Group, name: &str, targets: &[String]) -> Result<(), StoreError> {
+pub(super) fn group_add(
+    c: &Connection,
+    g: Group,
+    name: &str,
+    targets: &[String],
+) -> Result<(), StoreError> {
     match kind_of(c, name)? {
         Some(kind) if kind != g.noun() => {
             return Err(StoreError::Exists(format!("{kind} {name}")));
@@ -195,7 +211,12 @@ pub(super) fn group_add(c: &Connection, g: Group, name: &str, targets: &[String]
     Ok(())
 }
 
-pub(super) fn group_del(c: &Connection, g: Group, name: &str, targets: &[String]) -> Result<(), StoreError> {
+pub(super) fn group_del(
+    c: &Connection,
+    g: Group,
+    name: &str,
+    targets: &[String],
+) -> Result<(), StoreError> {
     let (k, v) = g.columns();
     let n = if targets.is_empty() {
         c.execute(&format!("DELETE FROM {} WHERE {k} = ?1", g.table()), [name])?
@@ -215,9 +236,15 @@ pub(super) fn group_del(c: &Connection, g: Group, name: &str, targets: &[String]
     Ok(())
 }
 
-pub(super) fn group_list(c: &Connection, g: Group) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+pub(super) fn group_list(
+    c: &Connection,
+    g: Group,
+) -> Result<Vec<(String, Vec<String>)>, StoreError> {
     let (k, v) = g.columns();
-    let mut st = c.prepare(&format!("SELECT {k}, {v} FROM {} ORDER BY {k}, {v}", g.table()))?;
+    let mut st = c.prepare(&format!(
+        "SELECT {k}, {v} FROM {} ORDER BY {k}, {v}",
+        g.table()
+    ))?;
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     for row in rows {

@@ -23,7 +23,8 @@ pub(super) fn insert(
     let Some((quota, used)) = user else {
         return Ok(Some((
             "5.1.1".into(),
-            "the mailbox no longer exists (the user was deleted after the message was accepted)".into(),
+            "the mailbox no longer exists (the user was deleted after the message was accepted)"
+                .into(),
         )));
     };
     if let Some(q) = quota {
@@ -44,10 +45,12 @@ pub(super) fn insert(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![mailbox, uid, content_id, prefix, size, micros(now)])?;
-    c.prepare_cached("UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ?1")?.execute([mailbox])?;
+    c.prepare_cached("UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ?1")?
+        .execute([mailbox])?;
     c.prepare_cached("UPDATE users SET used = used + ?2, messages = messages + 1 WHERE id = ?1")?
         .execute(params![user_id, size])?;
-    c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?.execute([content_id])?;
+    c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
+        .execute([content_id])?;
     Ok(None)
 }
 
@@ -77,7 +80,8 @@ pub(super) fn read(c: &Connection, user_id: i64, mail_id: i64) -> Result<Vec<u8>
         )?
         .query_row(params![mail_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (mut prefix, data) = row.ok_or_else(|| StoreError::NotFound(format!("message {mail_id}")))?;
+    let (mut prefix, data) =
+        row.ok_or_else(|| StoreError::NotFound(format!("message {mail_id}")))?;
     prefix.extend_from_slice(&data);
     Ok(prefix)
 }
@@ -94,9 +98,12 @@ pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize,
             .query_row(params![id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((content, size)) = row else { continue };
-        c.prepare_cached("DELETE FROM mail WHERE id = ?1")?.execute([id])?;
-        c.prepare_cached("UPDATE users SET used = used - ?2, messages = messages - 1 WHERE id = ?1")?
-            .execute(params![user_id, size])?;
+        c.prepare_cached("DELETE FROM mail WHERE id = ?1")?
+            .execute([id])?;
+        c.prepare_cached(
+            "UPDATE users SET used = used - ?2, messages = messages - 1 WHERE id = ?1",
+        )?
+        .execute(params![user_id, size])?;
         super::queue::release_content(c, content)?;
         n += 1;
     }

@@ -132,6 +132,12 @@ impl SqliteStore {
         }))
     }
 
+    /// The database file (tests inspect it directly).
+    #[cfg(test)]
+    pub(crate) fn path_for_tests(&self) -> &Path {
+        &self.path
+    }
+
     /// Stops the writer after the jobs already queued; later writes fail with `Closed`.
     pub fn close(&self) {
         if let Ok(mut w) = self.writer.lock() {
@@ -273,7 +279,12 @@ impl Store for SqliteStore {
         let a = address.to_lowercase();
         self.read(move |c| directory::user_auth(c, &a))
     }
-    fn user_add(&self, address: &str, hash: Option<String>, quota: Option<u64>) -> StoreFuture<'_, i64> {
+    fn user_add(
+        &self,
+        address: &str,
+        hash: Option<String>,
+        quota: Option<u64>,
+    ) -> StoreFuture<'_, i64> {
         let a = address.to_lowercase();
         self.write(move |c| directory::user_add(c, &a, hash.as_deref(), quota))
     }
@@ -330,7 +341,12 @@ impl Store for SqliteStore {
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>> {
         self.read(move |c| queue::content(c, content_id))
     }
-    fn settle(&self, message: i64, base: EventBase, results: Vec<(i64, Settle)>) -> StoreFuture<'_, Vec<(i64, SettledAs)>> {
+    fn settle(
+        &self,
+        message: i64,
+        base: EventBase,
+        results: Vec<(i64, Settle)>,
+    ) -> StoreFuture<'_, Vec<(i64, SettledAs)>> {
         self.write(move |c| queue::settle(c, message, &base, results))
     }
     fn record_reports(
@@ -340,7 +356,9 @@ impl Store for SqliteStore {
         report_message: Option<NewMessage>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, Option<i64>> {
-        self.write(move |c| queue::record_reports(c, message, &reports, report_message.as_ref(), &events))
+        self.write(move |c| {
+            queue::record_reports(c, message, &reports, report_message.as_ref(), &events)
+        })
     }
 
     fn mailbox_list(&self, user_id: i64) -> StoreFuture<'_, Vec<MailEntry>> {

@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, track};
 use crate::queue::{
-    EnvelopeParams, MessageKind, NewMessage, QueuedMessage, QueuedRecipient, RcptState, ReportState,
-    Route, Settle,
+    EnvelopeParams, MessageKind, NewMessage, QueuedMessage, QueuedRecipient, RcptState,
+    ReportState, Route, Settle,
 };
 use crate::store::{SettledAs, StoreError};
 use crate::track::{EventBase, EventId};
@@ -98,7 +98,8 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> 
     Ok(msg)
 }
 
-const MSG_COLS: &str = "id, queue_id, kind, sender, envid, ret, body, smtputf8, message_id, arrival, \
+const MSG_COLS: &str =
+    "id, queue_id, kind, sender, envid, ret, body, smtputf8, message_id, arrival, \
                         client_ip, content_id, size";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, String>> {
@@ -169,9 +170,15 @@ fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreErr
             "delivered" => RcptState::Delivered { at },
             "failed" => {
                 let status: Option<String> = r.get(8)?;
-                let status = status.as_deref().and_then(Status::parse).ok_or_else(|| bad("status"))?;
+                let status = status
+                    .as_deref()
+                    .and_then(Status::parse)
+                    .ok_or_else(|| bad("status"))?;
                 let report: Option<String> = r.get(11)?;
-                let report = report.as_deref().and_then(parse_report).ok_or_else(|| bad("report"))?;
+                let report = report
+                    .as_deref()
+                    .and_then(parse_report)
+                    .ok_or_else(|| bad("report"))?;
                 RcptState::Failed {
                     status,
                     reason: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
@@ -219,7 +226,9 @@ fn load_many(c: &Connection, ids: Vec<i64>) -> Result<Vec<QueuedMessage>, StoreE
             Ok(None) => {}
             // An unreadable record must not stop the rest of the queue; it stays in place for
             // the operator (quarantine and `queue show --quarantined` come with the queue viewer).
-            Err(StoreError::Corrupt(e)) => tracing::error!(error = %e, "unreadable queue record skipped"),
+            Err(StoreError::Corrupt(e)) => {
+                tracing::error!(error = %e, "unreadable queue record skipped")
+            }
             Err(e) => return Err(e),
         }
     }
@@ -227,7 +236,11 @@ fn load_many(c: &Connection, ids: Vec<i64>) -> Result<Vec<QueuedMessage>, StoreE
 }
 
 /// Messages with recipients in state Ready.
-pub(super) fn ready(c: &Connection, after: i64, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+pub(super) fn ready(
+    c: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<QueuedMessage>, StoreError> {
     let mut st = c.prepare_cached(
         "SELECT DISTINCT msg FROM queue_rcpt WHERE state = 'ready' AND msg > ?1 ORDER BY msg LIMIT ?2",
     )?;
@@ -243,7 +256,9 @@ pub(super) fn unreported(c: &Connection, limit: usize) -> Result<Vec<QueuedMessa
         "SELECT DISTINCT msg FROM queue_rcpt WHERE state = 'failed' AND report = 'pending'
          ORDER BY msg LIMIT ?1",
     )?;
-    let ids: Vec<i64> = st.query_map([limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let ids: Vec<i64> = st
+        .query_map([limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     load_many(c, ids)
 }
 
@@ -257,8 +272,10 @@ pub(super) fn content(c: &Connection, id: i64) -> Result<Vec<u8>, StoreError> {
 
 /// Drops one reference to a content, deleting it with the last.
 pub(super) fn release_content(c: &Connection, id: i64) -> Result<(), StoreError> {
-    c.prepare_cached("UPDATE contents SET refs = refs - 1 WHERE id = ?1")?.execute([id])?;
-    c.prepare_cached("DELETE FROM contents WHERE id = ?1 AND refs <= 0")?.execute([id])?;
+    c.prepare_cached("UPDATE contents SET refs = refs - 1 WHERE id = ?1")?
+        .execute([id])?;
+    c.prepare_cached("DELETE FROM contents WHERE id = ?1 AND refs <= 0")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -277,8 +294,10 @@ fn finish_if_done(c: &Connection, msg: i64) -> Result<(), StoreError> {
         .prepare_cached("SELECT content_id FROM queue WHERE id = ?1")?
         .query_row([msg], |r| r.get(0))
         .optional()?;
-    c.prepare_cached("DELETE FROM queue_rcpt WHERE msg = ?1")?.execute([msg])?;
-    c.prepare_cached("DELETE FROM queue WHERE id = ?1")?.execute([msg])?;
+    c.prepare_cached("DELETE FROM queue_rcpt WHERE msg = ?1")?
+        .execute([msg])?;
+    c.prepare_cached("DELETE FROM queue WHERE id = ?1")?
+        .execute([msg])?;
     if let Some(id) = content {
         release_content(c, id)?;
     }
@@ -297,7 +316,10 @@ pub(super) fn settle(
         .query_row([msg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
         .optional()?
     else {
-        return Ok(results.into_iter().map(|(id, _)| (id, SettledAs::AlreadySettled)).collect());
+        return Ok(results
+            .into_iter()
+            .map(|(id, _)| (id, SettledAs::AlreadySettled))
+            .collect());
     };
     let now = Utc::now();
     let mut out = Vec::with_capacity(results.len());
@@ -319,22 +341,35 @@ pub(super) fn settle(
             Settle::Delivered(None) => SettledAs::Delivered,
             Settle::Delivered(Some(drop)) => {
                 let total = size + drop.prefix.len() as i64;
-                match super::mailbox::insert(c, drop.user_id, content_id, &drop.prefix, total, now)? {
+                match super::mailbox::insert(c, drop.user_id, content_id, &drop.prefix, total, now)?
+                {
                     None => SettledAs::Delivered,
                     Some((status, reason)) => SettledAs::Failed { status, reason },
                 }
             }
-            Settle::Failed { status, reason, diagnostic } => {
+            Settle::Failed {
+                status,
+                reason,
+                diagnostic,
+            } => {
                 c.prepare_cached("UPDATE queue_rcpt SET diagnostic = ?2 WHERE id = ?1")?
                     .execute(params![rcpt, diagnostic])?;
-                SettledAs::Failed { status: status.to_string(), reason }
+                SettledAs::Failed {
+                    status: status.to_string(),
+                    reason,
+                }
             }
         };
         match &settled {
             SettledAs::Delivered => {
-                c.prepare_cached("UPDATE queue_rcpt SET state = 'delivered', updated = ?2 WHERE id = ?1")?
-                    .execute(params![rcpt, micros(now)])?;
-                events.push(base.event(EventId::DeliveredLocally, Some(&address)).status("2.0.0"));
+                c.prepare_cached(
+                    "UPDATE queue_rcpt SET state = 'delivered', updated = ?2 WHERE id = ?1",
+                )?
+                .execute(params![rcpt, micros(now)])?;
+                events.push(
+                    base.event(EventId::DeliveredLocally, Some(&address))
+                        .status("2.0.0"),
+                );
             }
             SettledAs::Failed { status, reason } => {
                 c.prepare_cached(

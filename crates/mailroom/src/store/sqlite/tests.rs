@@ -1,0 +1,285 @@
+//! Store tests: directory, queue life cycle, mailboxes, content sharing, tracking.
+
+use chrono::Utc;
+
+use crate::ids::QueueId;
+use crate::queue::{
+    EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, RcptState, ReportState,
+    Route, Settle,
+};
+use crate::store::{DirEntry, SettledAs, Store, StoreError, TrackFilter};
+use crate::testutil::TempStore;
+use crate::track::{EventBase, EventId};
+
+fn message(rcpts: Vec<(&str, Route)>, content: &[u8]) -> NewMessage {
+    let queue_id = QueueId::generate();
+    let base = base(&queue_id.to_string());
+    NewMessage {
+        queue_id,
+        sender: "carol@other.test".into(),
+        params: EnvelopeParams::default(),
+        message_id: Some("m1@other.test".into()),
+        arrival: Utc::now(),
+        client_ip: Some("192.0.2.1".into()),
+        kind: MessageKind::Normal,
+        content: content.to_vec(),
+        recipients: rcpts
+            .into_iter()
+            .map(|(a, route)| NewRecipient {
+                address: a.into(),
+                original: a.into(),
+                orcpt: None,
+                notify: None,
+                route,
+            })
+            .collect(),
+        events: vec![base.event(EventId::SmtpReceived, Some("alice@example.com"))],
+    }
+}
+
+fn base(qid: &str) -> EventBase {
+    EventBase {
+        server: "mx.example.com".into(),
+        queue_id: qid.into(),
+        message_id: Some("m1@other.test".into()),
+        sender: "carol@other.test".into(),
+        client_ip: None,
+        size: None,
+    }
+}
+
+#[tokio::test]
+async fn directory_entries_and_collisions() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let id = s
+        .user_add("alice@example.com", Some("h".into()), Some(10))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.user_add("alice@example.com", None, None).await,
+        Err(StoreError::Exists(_))
+    ));
+    s.alias_add("a@example.com", vec!["alice@example.com".into()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.list_add("a@example.com", vec!["x@y.test".into()]).await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        s.user_add("a@example.com", None, None).await,
+        Err(StoreError::Exists(_))
+    ));
+    let Some(DirEntry::User(u)) = s.lookup("alice@example.com").await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((u.id, u.quota), (id, Some(10)));
+    assert_eq!(
+        s.lookup("a@example.com").await.unwrap(),
+        Some(DirEntry::Alias(vec!["alice@example.com".into()]))
+    );
+    assert_eq!(s.lookup("nobody@example.com").await.unwrap(), None);
+    let (u, h) = s.user_auth("alice@example.com").await.unwrap().unwrap();
+    assert_eq!((u.address.as_str(), h.as_str()), ("alice@example.com", "h"));
+    s.list_add("l@example.com", vec!["b@x.test".into(), "a@x.test".into()])
+        .await
+        .unwrap();
+    s.list_del("l@example.com", vec!["a@x.test".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_list().await.unwrap(),
+        vec![("l@example.com".to_string(), vec!["b@x.test".to_string()])]
+    );
+    s.alias_del("a@example.com").await.unwrap();
+    assert!(matches!(
+        s.alias_del("a@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.user_quota("alice@example.com", None).await.unwrap();
+    s.user_passwd("alice@example.com", "h2".into())
+        .await
+        .unwrap();
+    assert_eq!(s.user_list().await.unwrap()[0].quota, None);
+}
+
+#[tokio::test]
+async fn queue_life_cycle_shares_content_and_is_idempotent() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let alice = s.user_add("alice@example.com", None, None).await.unwrap();
+    let bob = s.user_add("bob@example.com", None, None).await.unwrap();
+    let msg = message(
+        vec![
+            ("alice@example.com", Route::Local { user_id: alice }),
+            ("bob@example.com", Route::Local { user_id: bob }),
+        ],
+        b"Subject: x\r\n\r\nbody\r\n",
+    );
+    let qid = msg.queue_id.to_string();
+    let row = s.submit(msg).await.unwrap();
+    let q = s.queued(row).await.unwrap().unwrap();
+    assert_eq!(q.recipients.len(), 2);
+    assert!(q.recipients.iter().all(|r| r.state == RcptState::Ready));
+    let drop = |u, a: &str| {
+        Settle::Delivered(Some(MailboxDrop {
+            user_id: u,
+            prefix: format!("Delivered-To: {a}\r\n").into_bytes(),
+        }))
+    };
+    let (r1, r2) = (q.recipients[0].id, q.recipients[1].id);
+    let out = s
+        .settle(
+            row,
+            base(&qid),
+            vec![(r1, drop(alice, "alice@example.com"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, vec![(r1, SettledAs::Delivered)]);
+    // Settling again is harmless.
+    let out = s
+        .settle(
+            row,
+            base(&qid),
+            vec![(r1, drop(alice, "alice@example.com"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, vec![(r1, SettledAs::AlreadySettled)]);
+    assert_eq!(s.mailbox_list(alice).await.unwrap().len(), 1);
+    s.settle(row, base(&qid), vec![(r2, drop(bob, "bob@example.com"))])
+        .await
+        .unwrap();
+    // Every recipient settled: the message has left the queue, its content lives on in mailboxes.
+    assert!(s.queued(row).await.unwrap().is_none());
+    let mail = s.mailbox_list(bob).await.unwrap();
+    let text = s.mail_read(bob, mail[0].id).await.unwrap();
+    assert_eq!(
+        text,
+        b"Delivered-To: bob@example.com\r\nSubject: x\r\n\r\nbody\r\n"
+    );
+    assert_eq!(mail[0].size as usize, text.len());
+    // A user cannot read another's mail.
+    assert!(s.mail_read(alice, mail[0].id).await.is_err());
+    assert_eq!(s.mail_delete(bob, vec![mail[0].id]).await.unwrap(), 1);
+    let alice_copy = s
+        .mail_read(alice, s.mailbox_list(alice).await.unwrap()[0].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice_copy,
+        b"Delivered-To: alice@example.com\r\nSubject: x\r\n\r\nbody\r\n"
+    );
+    let a = s.mailbox_list(alice).await.unwrap();
+    s.mail_delete(alice, vec![a[0].id]).await.unwrap();
+    let contents: i64 = rusqlite::Connection::open(ts.store.path_for_tests())
+        .unwrap()
+        .query_row("SELECT count(*) FROM contents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(contents, 0, "content is freed with its last reference");
+    let ev = s
+        .track_query(TrackFilter {
+            message_id: Some(format!("<{qid}>")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<u16> = ev.iter().map(|e| e.event.number()).collect();
+    assert_eq!(ids, vec![1019, 1028, 1028]);
+}
+
+#[tokio::test]
+async fn quota_turns_delivery_into_failure_and_reports_finish_the_message() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let bob = s.user_add("bob@example.com", None, Some(10)).await.unwrap();
+    let msg = message(
+        vec![("bob@example.com", Route::Local { user_id: bob })],
+        b"Subject: too big\r\n\r\n",
+    );
+    let qid = msg.queue_id.to_string();
+    let row = s.submit(msg).await.unwrap();
+    let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
+    let drop = Settle::Delivered(Some(MailboxDrop {
+        user_id: bob,
+        prefix: Vec::new(),
+    }));
+    let out = s.settle(row, base(&qid), vec![(r, drop)]).await.unwrap();
+    assert!(matches!(&out[0].1, SettledAs::Failed { status, .. } if status == "5.2.2"));
+    let q = s.unreported(10).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert!(matches!(
+        &q[0].recipients[0].state,
+        RcptState::Failed {
+            report: ReportState::Pending,
+            ..
+        }
+    ));
+    s.record_reports(row, vec![(r, ReportState::Absorbed)], None, vec![])
+        .await
+        .unwrap();
+    assert!(s.queued(row).await.unwrap().is_none());
+    assert!(s.unreported(10).await.unwrap().is_empty());
+    assert!(s.mailbox_list(bob).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn user_with_mail_is_deleted_only_with_purge() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let msg = message(
+        vec![("u@example.com", Route::Local { user_id: u })],
+        b"x\r\n",
+    );
+    let qid = msg.queue_id.to_string();
+    let row = s.submit(msg).await.unwrap();
+    let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
+    s.settle(
+        row,
+        base(&qid),
+        vec![(
+            r,
+            Settle::Delivered(Some(MailboxDrop {
+                user_id: u,
+                prefix: vec![],
+            })),
+        )],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.user_del("u@example.com", false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.user_del("u@example.com", true).await.unwrap();
+    assert_eq!(s.lookup("u@example.com").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_commits() {
+    let ts = TempStore::new();
+    let store = ts.dyn_store();
+    let u = store.user_add("u@example.com", None, None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = message(
+                vec![("u@example.com", Route::Local { user_id: u })],
+                format!("n{i}\r\n").as_bytes(),
+            );
+            s.submit(m).await.unwrap()
+        }));
+    }
+    let mut rows = Vec::new();
+    for t in tasks {
+        rows.push(t.await.unwrap());
+    }
+    rows.sort();
+    rows.dedup();
+    assert_eq!(rows.len(), 200);
+    assert_eq!(store.ready(0, 1000).await.unwrap().len(), 200);
+}

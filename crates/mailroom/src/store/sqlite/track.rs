@@ -38,24 +38,46 @@ pub(super) fn query(c: &Connection, f: &TrackFilter) -> Result<Vec<Event>, Store
     let mut cond = Vec::new();
     let mut args: Vec<String> = Vec::new();
     if let Some(m) = &f.message_id {
-        let bare = m.trim().trim_start_matches('<').trim_end_matches('>').to_string();
+        let bare = m
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string();
         args.push(bare.clone());
         args.push(bare);
-        cond.push(format!("(message_id = ?{} OR queue_id = ?{})", args.len() - 1, args.len()));
+        cond.push(format!(
+            "(message_id = ?{} OR queue_id = ?{})",
+            args.len() - 1,
+            args.len()
+        ));
     }
     if let Some(s) = &f.sender {
-        args.push(s.trim().trim_start_matches('<').trim_end_matches('>').to_string());
+        args.push(
+            s.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        );
         cond.push(format!("sender = ?{} COLLATE NOCASE", args.len()));
     }
     if let Some(r) = &f.recipient {
-        args.push(r.trim().trim_start_matches('<').trim_end_matches('>').to_string());
+        args.push(
+            r.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        );
         cond.push(format!("recipient = ?{} COLLATE NOCASE", args.len()));
     }
     if let Some(t) = f.since {
         args.push(micros(t).to_string());
         cond.push(format!("time >= CAST(?{} AS INTEGER)", args.len()));
     }
-    let filter = if cond.is_empty() { "1".to_string() } else { cond.join(" AND ") };
+    let filter = if cond.is_empty() {
+        "1".to_string()
+    } else {
+        cond.join(" AND ")
+    };
     let sql = format!(
         "SELECT time, server, event, queue_id, message_id, sender, recipient, client_ip, size, status, detail
          FROM track WHERE queue_id IN (SELECT DISTINCT queue_id FROM track WHERE {filter})

@@ -1,0 +1,125 @@
+//! Helpers shared by the crate's tests: a store in a temporary directory, a configuration, and an
+//! SMTP/POP3 client speaking over in-memory I/O.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use crate::config::Config;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// A store in a fresh temporary directory (kept alive with the store).
+pub struct TempStore {
+    /// The store.
+    pub store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl TempStore {
+    /// A new empty store.
+    pub fn new() -> TempStore {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open store");
+        TempStore { store, _dir: dir }
+    }
+
+    /// The store as a trait object.
+    pub fn dyn_store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+}
+
+/// The configuration tests use: domain `example.com`, host `mx.example.com`.
+pub fn config() -> Config {
+    Config::new("example.com", "mx.example.com")
+}
+
+/// A client peer address.
+pub fn peer() -> SocketAddr {
+    "192.0.2.10:40000".parse().expect("addr")
+}
+
+/// The client end of an in-memory connection, with a tiny reply language.
+pub struct Client {
+    io: DuplexStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Wraps the client end.
+    pub fn new(io: DuplexStream) -> Client {
+        Client {
+            io,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends raw bytes.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.io.write_all(bytes).await.expect("write");
+    }
+
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                let l: Vec<u8> = self.buf.drain(..=p).collect();
+                return Some(String::from_utf8_lossy(&l).trim_end().to_string());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.io.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads one SMTP reply (all its lines), joined with `\n`. Empty at end of stream.
+    pub async fn reply(&mut self) -> String {
+        let mut out = Vec::new();
+        while let Some(l) = self.line().await {
+            let last = l.len() < 4 || l.as_bytes()[3] != b'-';
+            out.push(l);
+            if last {
+                break;
+            }
+        }
+        out.join("\n")
+    }
+
+    /// Reads one POP3 status line.
+    pub async fn status(&mut self) -> String {
+        self.line().await.unwrap_or_default()
+    }
+
+    /// Reads a POP3 multi-line body up to the terminating `.`, un-stuffed, lines joined by CRLF.
+    pub async fn multiline(&mut self) -> String {
+        let mut out = String::new();
+        while let Some(l) = self.line().await {
+            if l == "." {
+                break;
+            }
+            out.push_str(l.strip_prefix('.').unwrap_or(&l));
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    /// Sends a command line and checks that the reply starts with `expect`.
+    pub async fn cmd(&mut self, line: &str, expect: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        let r = self.reply().await;
+        assert!(
+            r.starts_with(expect),
+            "{line:?}: expected {expect:?}, got {r:?}"
+        );
+        r
+    }
+
+    /// True when the server closed the connection.
+    pub async fn closed(&mut self) -> bool {
+        self.line().await.is_none()
+    }
+}
