@@ -80,7 +80,7 @@ proptest! {
         while !rest.is_empty() {
             let (frame, used) = f.next(rest);
             if let Some(mailroom_proto::line::Frame::Line(l)) = frame {
-                prop_assert!(l.len() + 1 <= max);
+                prop_assert!(l.len() < max);
             }
             if used == 0 { break; }
             rest = &rest[used..];
