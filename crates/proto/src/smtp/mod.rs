@@ -9,6 +9,7 @@
 //!   shared with BDAT (RFC 3030).
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod params;
