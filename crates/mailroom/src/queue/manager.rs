@@ -12,7 +12,7 @@
 //! names every failed recipient of the message (event 1030). The report is queued in the same
 //! transaction that records it, so a crash can neither lose it nor send it twice.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -56,7 +56,8 @@ pub struct Manager {
     config: Arc<Config>,
     handle: QueueHandle,
     local: LocalTarget,
-    in_flight: Mutex<HashSet<i64>>,
+    /// Messages being worked on, with a flag asking for another pass when news arrived meanwhile.
+    in_flight: Mutex<HashMap<i64, bool>>,
     slots: Arc<Semaphore>,
 }
 
@@ -69,7 +70,7 @@ impl Manager {
             config,
             handle,
             local: LocalTarget,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
             slots,
         })
     }
@@ -127,22 +128,47 @@ impl Manager {
     }
 
     fn schedule(self: &Arc<Self>, rowid: i64, tasks: &mut JoinSet<()>) {
-        let fresh = self
-            .in_flight
-            .lock()
-            .map(|mut s| s.insert(rowid))
-            .unwrap_or(false);
+        // If the message is being worked on, ask for one more pass instead of dropping the news:
+        // the task may already have read the message's old state.
+        let fresh = match self.in_flight.lock() {
+            Ok(mut m) => match m.get_mut(&rowid) {
+                Some(again) => {
+                    *again = true;
+                    false
+                }
+                None => {
+                    m.insert(rowid, false);
+                    true
+                }
+            },
+            Err(_) => false,
+        };
         if !fresh {
             return;
         }
         let me = self.clone();
         tasks.spawn(async move {
             let _permit = me.slots.clone().acquire_owned().await;
-            if let Err(e) = me.process(rowid).await {
-                tracing::error!(error = %e, message = rowid, "delivery attempt failed; will retry at the next scan");
-            }
-            if let Ok(mut s) = me.in_flight.lock() {
-                s.remove(&rowid);
+            loop {
+                if let Err(e) = me.process(rowid).await {
+                    tracing::error!(error = %e, message = rowid, "delivery attempt failed; will retry at the next scan");
+                }
+                let again = match me.in_flight.lock() {
+                    Ok(mut m) => match m.get_mut(&rowid) {
+                        Some(again) if *again => {
+                            *again = false;
+                            true
+                        }
+                        _ => {
+                            m.remove(&rowid);
+                            false
+                        }
+                    },
+                    Err(_) => false,
+                };
+                if !again {
+                    break;
+                }
             }
         });
     }

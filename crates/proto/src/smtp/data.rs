@@ -142,8 +142,9 @@ impl DataDecoder {
         while i < input.len() {
             match self.state {
                 State::LineStart if self.dot && input[i] == b'.' => {
+                    // The transparency dot does not count towards the line length
+                    // (RFC 5321 §4.5.3.1.6).
                     self.state = State::Dot;
-                    self.grow_line(1);
                     i += 1;
                 }
                 State::LineStart | State::Text => {
@@ -311,6 +312,14 @@ mod tests {
         let mut long = vec![b'a'; 999];
         long.extend_from_slice(b"\r\n.\r\n");
         assert!(decode(&long).unwrap().1.long_line);
+        // A 998-octet line that starts with a period is sent as 999 octets: still legal.
+        let mut dotted = vec![b'.'; 1];
+        dotted.extend_from_slice(&[b'.'; 1]);
+        dotted.extend_from_slice(&[b'd'; 997]);
+        dotted.extend_from_slice(b"\r\n.\r\n");
+        let (text, flaws, _) = decode(&dotted).unwrap();
+        assert!(flaws.is_clean(), "{flaws:?}");
+        assert_eq!(text.len(), 998 + 2);
     }
 
     #[test]

@@ -57,8 +57,10 @@ CREATE TABLE mail (
     UNIQUE (mailbox_id, uid)
 );
 
+-- AUTOINCREMENT: a row ID is never reused, so a message's ID cannot be mistaken for an earlier
+-- one that has left the queue (notifications and paging rely on that).
 CREATE TABLE queue (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     queue_id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     sender TEXT NOT NULL,

@@ -1,0 +1,60 @@
+"""Fixtures of the black-box suite: `mailroom` servers on free ports and temporary data
+directories, always stopped at teardown. The helpers themselves live in helpers.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import BIN, DOMAIN, HOSTNAME, Mailroom  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    if not os.access(BIN, os.X_OK):
+        raise pytest.UsageError(
+            f"mailroom binary not found at {BIN}: build it (cargo build --workspace --bins) "
+            "or set MAILROOM_BIN")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
+
+
+@pytest.fixture
+def make_server(tmp_path, request):
+    """A factory: make_server(settings={"smtp.max_recipients": 5}, start=True) returns a Mailroom
+    whose mailroom.toml was written by `mailroom init` (free ports) and then edited. Every server
+    made is stopped at teardown; a failed test shows the servers' logs."""
+    servers: list[Mailroom] = []
+
+    def make(settings: dict | None = None, start: bool = True, domain: str = DOMAIN,
+             hostname: str = HOSTNAME) -> Mailroom:
+        root = tmp_path / f"server{len(servers)}"
+        root.mkdir()
+        m = Mailroom(root, domain=domain, hostname=hostname).init(settings)
+        servers.append(m)
+        if start:
+            m.start()
+        return m
+
+    yield make
+    for m in servers:
+        m.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for i, m in enumerate(servers):
+            sys.stderr.write(f"\n----- server{i} log ({m.log_path}) -----\n{m.log()}\n")
+
+
+@pytest.fixture
+def server(make_server) -> Mailroom:
+    """A running server with the default configuration (and a short POP3 failure delay)."""
+    return make_server()
