@@ -1,5 +1,6 @@
 """Fixtures of the black-box suite: `mailroom` servers on free ports and temporary data
-directories, always stopped at teardown. The helpers themselves live in helpers.py."""
+directories, third-party SMTP peers and test DNS servers, always stopped at teardown. The helpers
+themselves live in helpers.py and peers.py."""
 
 from __future__ import annotations
 
@@ -12,13 +13,26 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import BIN, DOMAIN, HOSTNAME, Mailroom  # noqa: E402
+try:
+    from peers import TESTDNS, DnsServer, Peer  # noqa: E402
+    MISSING = None
+except ImportError as e:  # a virtualenv made before aiosmtpd was required
+    MISSING = e
 
 
 def pytest_sessionstart(session):
+    if MISSING is not None:
+        raise pytest.UsageError(
+            f"{MISSING}: install tests/blackbox/requirements.txt into the virtualenv "
+            f"({sys.executable} -m pip install -r tests/blackbox/requirements.txt)")
     if not os.access(BIN, os.X_OK):
         raise pytest.UsageError(
             f"mailroom binary not found at {BIN}: build it (cargo build --workspace --bins) "
             "or set MAILROOM_BIN")
+    if not os.access(TESTDNS, os.X_OK):
+        raise pytest.UsageError(
+            f"mailroom-testdns binary not found at {TESTDNS}: build it (cargo build --workspace "
+            "--bins) or set MAILROOM_TESTDNS")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -58,3 +72,41 @@ def make_server(tmp_path, request):
 def server(make_server) -> Mailroom:
     """A running server with the default configuration (and a short POP3 failure delay)."""
     return make_server()
+
+
+@pytest.fixture
+def make_peer():
+    """A factory: make_peer(start=True, **options) returns a third-party SMTP server on loopback
+    (peers.Peer: aiosmtpd recording what it receives). Every peer is stopped at teardown."""
+    peers: list[Peer] = []
+
+    def make(start: bool = True, **options) -> Peer:
+        p = Peer(**options)
+        peers.append(p)
+        if start:
+            p.start()
+        return p
+
+    yield make
+    for p in peers:
+        p.stop()
+
+
+@pytest.fixture
+def make_dns(tmp_path, request):
+    """A factory: make_dns({"example.org": zone_text, ...}) returns a started mailroom-testdns
+    serving those zones. Stopped at teardown; a failed test shows its log."""
+    servers: list[DnsServer] = []
+
+    def make(zones: dict[str, str]) -> DnsServer:
+        d = DnsServer(tmp_path / f"dns{len(servers)}", zones)
+        servers.append(d)
+        return d.start()
+
+    yield make
+    for d in servers:
+        d.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for i, d in enumerate(servers):
+            sys.stderr.write(f"\n----- dns{i} log -----\n{d.log()}\n")

@@ -18,6 +18,7 @@ import re
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
@@ -64,6 +65,16 @@ def poll(fn: Callable[[], object], timeout: float, what: str, interval: float = 
         time.sleep(interval)
 
 
+def holds(fn: Callable[[], object], seconds: float, what: str, interval: float = 0.1) -> None:
+    """Checks that `fn` stays true for `seconds` (something that must not happen does not)."""
+    deadline = Deadline(seconds)
+    while True:
+        assert fn(), f"no longer true: {what}"
+        if deadline.expired():
+            return
+        time.sleep(interval)
+
+
 def free_ports(n: int) -> list[int]:
     """`n` distinct TCP ports that were free a moment ago (bound to port 0 together)."""
     socks = []
@@ -101,6 +112,8 @@ def toml_value(v) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"no TOML for {v!r}")
 
 
@@ -335,6 +348,11 @@ def check_copy(raw: bytes, *, sender: str, rcpt: str, original: bytes, queue_id:
     return f
 
 
+def nospace(s: Optional[str]) -> Optional[str]:
+    """A header value without its white space (`dns; host` and `dns;host` compare equal)."""
+    return None if s is None else re.sub(r"\s+", "", str(s))
+
+
 def subject_of(raw: bytes) -> str:
     return dict((n.lower(), v) for n, v in header_fields(raw))["subject"]
 
@@ -443,6 +461,11 @@ class Mailroom:
         self.proc.wait(10)
         self._close_log()
 
+    def refused_start(self) -> subprocess.CompletedProcess:
+        """`serve` that is expected to refuse to start (killed after a timeout if it starts)."""
+        return subprocess.run([BIN, "--data", str(self.data), "serve"], capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+
     def restart(self) -> "Mailroom":
         self.stop()
         return self.start()
@@ -457,6 +480,18 @@ class Mailroom:
             return self.log_path.read_text(errors="replace")[-20000:]
         except OSError:
             return ""
+
+    def sql(self, statement: str, *params) -> int:
+        """Runs one SQL statement on the store of the stopped server (to damage a record on
+        purpose); returns the number of rows changed."""
+        assert self.proc is None or self.proc.poll() is not None, "stop the server first"
+        db = sqlite3.connect(self.data / "mailroom.db")
+        try:
+            n = db.execute(statement, params).rowcount
+            db.commit()
+            return n
+        finally:
+            db.close()
 
     # -- the command line -------------------------------------------------------------------
 
@@ -509,6 +544,18 @@ class Mailroom:
         if since is not None:
             args += ["--since", since]
         return args
+
+    def queue(self, *args: str, input: Optional[str] = None):
+        """`mailroom queue ARGS --json`, parsed."""
+        return json.loads(self.cli("queue", *args, "--json", input=input).stdout)
+
+    def queue_messages(self, *args: str) -> list[dict]:
+        """`queue show ARGS --json`: the queued messages that match."""
+        return self.queue("show", *args)
+
+    def queues(self) -> dict[str, dict]:
+        """`queue list --json`, by queue key (`local`, `link:example.org`, ...)."""
+        return {q["queue"]: q for q in self.queue("list")}
 
     def wait_track(self, event_id: int, count: int = 1, timeout: float = DELIVERY_TIMEOUT, **query) -> list[dict]:
         """Polls `track` until at least `count` events `event_id` match the query; returns all events."""

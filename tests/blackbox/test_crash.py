@@ -15,7 +15,7 @@ from helpers import (check_copy, event_ids, make_message, of_queue, parse_ndr, p
 SENDER = "sender@example.org"
 # No periodic queue scan during these tests: what the restarted server delivers, it finds in its
 # start-up scan. (Sentinels sent after that go back to the suite's short scan interval.)
-NO_PERIODIC_SCAN = {"queue.scan_interval": "1h"}
+NO_PERIODIC_SCAN = {"queue.poll_interval": "1h"}
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def restart_adds_nothing(server, rcpts: list[str], expected: dict[str, int], kil
         server.kill9()
     else:
         assert server.stop() == 0
-    server.configure({"queue.scan_interval": "1s"})
+    server.configure({"queue.poll_interval": "1s"})
     server.start()
     name = f"sentinel {uuid.uuid4()}"
     with server.raw_smtp() as c:
@@ -121,7 +121,7 @@ def test_report_survives_a_crash_and_is_sent_once(server):
     ndr = parse_ndr(raw)
     assert ndr.per_recipient[0]["Status"].strip() == "5.2.2"
     assert server.stop() == 0
-    server.configure({"queue.scan_interval": "1s"})
+    server.configure({"queue.poll_interval": "1s"})
     server.start()
     with server.raw_smtp() as c:
         assert c.transaction(SENDER, [alice], make_message("sentinel")).code == 250

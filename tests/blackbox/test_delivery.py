@@ -268,7 +268,7 @@ def test_text_arriving_in_small_pieces(server):
 def test_no_accepted_message_waits_for_the_queue_scan(make_server):
     """Four sessions send back to back; after each round every accepted message must be in the
     mailbox within seconds. With no periodic scan to fall back on, a lost notification shows."""
-    server = make_server({"queue.scan_interval": "1h"})
+    server = make_server({"queue.poll_interval": "1h"})
     alice = server.add_user("alice")
     message = make_message("prompt delivery")
 

@@ -13,6 +13,11 @@ use mailroom_proto::smtp::Reply;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+/// Room read into while waiting for a command line.
+pub const COMMAND_READ: usize = 1024;
+/// Room read into while receiving message text.
+pub const TEXT_READ: usize = 64 * 1024;
+
 /// Why no more input came.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -54,8 +59,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub fn new(stream: S, max_line: usize) -> Conn<S> {
         Conn {
             stream,
-            rbuf: Vec::with_capacity(16 * 1024),
-            wbuf: Vec::with_capacity(1024),
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
             framer: LineFramer::new(max_line),
             enhanced: false,
         }
@@ -78,14 +83,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads at least one more byte into the buffer, waiting at most `timeout`; if `shutdown` is
-    /// given, a shutdown signal ends the wait too.
+    /// given, a shutdown signal ends the wait too. `want` is how much room to read into: small
+    /// while waiting for commands, so that an idle connection costs little memory
+    /// ([`COMMAND_READ`]), large for message text ([`TEXT_READ`]).
     pub async fn fill(
         &mut self,
         timeout: Duration,
         shutdown: Option<&mut watch::Receiver<bool>>,
+        want: usize,
     ) -> Result<(), ReadError> {
-        let mut chunk = [0u8; 16 * 1024];
-        let read = tokio::time::timeout(timeout, self.stream.read(&mut chunk));
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * want {
+            // Give a large buffer back while the connection waits.
+            self.rbuf = Vec::new();
+        }
+        self.rbuf.reserve(want);
+        let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.rbuf));
         let n = match shutdown {
             Some(sd) => {
                 if *sd.borrow() {
@@ -102,10 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(n)) => {
-                self.rbuf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(Ok(_)) => Ok(()),
         }
     }
 
@@ -129,6 +138,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
+            if self.wbuf.capacity() > 16 * 1024 {
+                self.wbuf = Vec::new();
+            }
         }
         self.stream.flush().await
     }

@@ -36,6 +36,12 @@ pub enum ServerError {
         /// The cause.
         source: StoreError,
     },
+    /// The DNS resolver could not be set up.
+    #[error("the DNS resolver cannot start: {reason}")]
+    Dns {
+        /// The cause.
+        reason: String,
+    },
     /// A listener could not be bound.
     #[error("the {service} service cannot listen on {addr}: {source}")]
     Bind {
@@ -78,14 +84,25 @@ pub async fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
+    for (key, advice) in config.legacy_settings() {
+        tracing::warn!(key, "legacy setting: {advice}");
+    }
     let config = Arc::new(config);
     let sqlite = open_store(data)?;
     let store: Arc<dyn Store> = sqlite.clone();
     let smtp = bind("smtp", &config.smtp.listen).await?;
     let pop3 = bind("pop3", &config.pop3.listen).await?;
 
+    let resolver = crate::route::dns::HickoryResolver::new(&config.dns.nameservers)
+        .map_err(|reason| ServerError::Dns { reason })?;
     let (handle, rx) = QueueHandle::channel();
-    let manager = Manager::new(store.clone(), config.clone(), handle.clone());
+    let manager = Manager::new(
+        store.clone(),
+        config.clone(),
+        handle.clone(),
+        Arc::new(crate::queue::clock::SystemClock),
+        Arc::new(resolver),
+    );
     let ingest = Arc::new(Ingest::new(store.clone(), config.clone(), handle));
     let smtp_ctx = Arc::new(crate::receive::Context {
         config: config.clone(),

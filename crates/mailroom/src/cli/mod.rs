@@ -5,6 +5,7 @@
 
 mod admin;
 mod init;
+mod queue;
 mod track;
 
 use std::net::SocketAddr;
@@ -47,6 +48,84 @@ pub enum Command {
     List(ListCommand),
     /// Show the tracking history of messages.
     Track(TrackArgs),
+    /// See and steer the queues (Exchange's Queue Viewer; Postfix's postqueue and postsuper).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+/// Which messages a queue command means: a queue ID, a Message-ID or a queue name, and filters.
+#[derive(Debug, Args, Default, Clone)]
+pub struct QueueSelect {
+    /// A queue ID, a Message-ID (`<...@...>`), or a queue name (`local`, `retry`,
+    /// `unreachable`, `dsn`, or a link queue such as `example.org`).
+    pub target: Option<String>,
+    /// Messages from this sender.
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// Messages to this recipient.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Messages with a recipient in this domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Messages at least this old (`2h`, `3d`).
+    #[arg(long)]
+    pub older_than: Option<String>,
+}
+
+/// `queue …`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Every queue: kind, state, messages, size, oldest, next retry, last error.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages with their recipients, each recipient's state, attempts and last reply.
+    Show {
+        #[command(flatten)]
+        select: QueueSelect,
+        /// Show the quarantined (unreadable) records instead.
+        #[arg(long)]
+        quarantined: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hold messages: no delivery attempts until thawed.
+    Freeze(QueueAction),
+    /// Release held messages.
+    Thaw(QueueAction),
+    /// Attempt waiting recipients now.
+    Retry(QueueAction),
+    /// Remove messages from the queue (with --ndr the senders are told).
+    Delete {
+        #[command(flatten)]
+        action: QueueAction,
+        /// Send a non-delivery report to each sender.
+        #[arg(long)]
+        ndr: bool,
+    },
+    /// Queued recipients by destination domain and age (like Postfix's qshape).
+    Summary {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The arguments of an action on queued messages.
+#[derive(Debug, Args)]
+pub struct QueueAction {
+    #[command(flatten)]
+    pub select: QueueSelect,
+    /// Do not ask for confirmation of a bulk delete.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `init`
@@ -202,5 +281,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alias(c) => admin::alias(&cli.data, c).await,
         Command::List(c) => admin::list(&cli.data, c).await,
         Command::Track(a) => track::track(&cli.data, &a).await,
+        Command::Queue(c) => queue::queue(&cli.data, c).await,
     }
 }

@@ -58,6 +58,12 @@ pub struct Config {
     /// Queue and delivery.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Outbound SMTP.
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+    /// DNS resolution for outbound mail.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// `[server]`
@@ -153,24 +159,142 @@ impl Default for Pop3Config {
     }
 }
 
-/// `[queue]`
+/// `[queue]`: delivery concurrency and the timers of retries, delay reports and expiry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Messages delivered at the same time.
     pub delivery_concurrency: usize,
-    /// How often the queue is scanned for work that no notification announced.
+    /// How often the queue is checked for work that has come due (retries, reports).
     #[serde(with = "humantime_serde")]
-    pub scan_interval: Duration,
+    pub poll_interval: Duration,
+    /// Waits between attempts after a transient failure; the last one repeats. Exchange's
+    /// default: 10, 10, 10 minutes, then every 15 minutes.
+    #[serde(with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    /// Random spread of each retry wait, as a fraction (0.1 = ±10%), so that retries to one
+    /// destination do not all come at once.
+    pub retry_jitter: f64,
+    /// After a connection could not be made or broke off, the first retries come sooner
+    /// ("glitch retry"): this many of them...
+    pub glitch_retries: u32,
+    /// ...this far apart.
+    #[serde(with = "humantime_serde")]
+    pub glitch_retry: Duration,
+    /// Age at which the sender is told that delivery is delayed (if NOTIFY asks for DELAY).
+    #[serde(with = "humantime_serde")]
+    pub delay_notification: Duration,
+    /// Age at which delivery is given up and the sender gets a non-delivery report.
+    #[serde(with = "humantime_serde")]
+    pub expiry: Duration,
+    /// Legacy (before `poll_interval`): accepted so that older files still load, and otherwise
+    /// ignored; the server warns about it at start-up.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub scan_interval: Option<Duration>,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(60 * m);
         QueueConfig {
             delivery_concurrency: 64,
-            scan_interval: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            retry_schedule: vec![min(10), min(10), min(10), min(15)],
+            retry_jitter: 0.1,
+            glitch_retries: 3,
+            glitch_retry: Duration::from_secs(60),
+            delay_notification: Duration::from_secs(12 * 3600),
+            expiry: Duration::from_secs(2 * 86400),
+            scan_interval: None,
         }
     }
+}
+
+/// A list of durations written like `["10m", "1h"]`.
+mod durations {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| humantime::format_duration(*d).to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let v: Vec<String> = Vec::deserialize(d)?;
+        v.iter()
+            .map(|s| {
+                humantime::parse_duration(s)
+                    .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// `[outbound]`: delivery to other servers over SMTP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Send all outbound mail through this server (`host:port`) instead of looking up MX records.
+    pub smart_host: Option<String>,
+    /// Smart hosts for particular domains (`"example.org" = "relay.example.net:25"`).
+    pub smart_hosts: std::collections::BTreeMap<String, String>,
+    /// The port of servers found by MX lookup (25; tests use others).
+    pub port: u16,
+    /// The name this server gives in EHLO (default: `server.hostname`).
+    pub helo_name: Option<String>,
+    /// Messages sent over one connection before it is closed (Exchange: 20).
+    pub max_messages_per_connection: u32,
+    /// Simultaneous outbound connections, in total (Exchange: 1,000).
+    pub max_connections: usize,
+    /// Simultaneous outbound connections to one destination (Exchange: 100).
+    pub max_connections_per_domain: usize,
+    /// Waiting for a TCP connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Waiting for the greeting and for replies to EHLO, MAIL and RCPT (RFC 5321 §4.5.3.2: 5 min).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Waiting for the reply to DATA (RFC 5321 §4.5.3.2.4: 2 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    /// Sending each block of message text (RFC 5321 §4.5.3.2.5: 3 minutes).
+    #[serde(with = "humantime_serde")]
+    pub block_timeout: Duration,
+    /// Waiting for the reply after the end of the message (RFC 5321 §4.5.3.2.6: 10 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_end_timeout: Duration,
+    /// Keeping an idle connection open for the next message to the same destination.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            smart_host: None,
+            smart_hosts: Default::default(),
+            port: 25,
+            helo_name: None,
+            max_messages_per_connection: 20,
+            max_connections: 1000,
+            max_connections_per_domain: 100,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(120),
+            block_timeout: Duration::from_secs(180),
+            data_end_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Name servers to ask (`ip:port`); empty means the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
 }
 
 impl Config {
@@ -184,6 +308,8 @@ impl Config {
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
             queue: QueueConfig::default(),
+            outbound: OutboundConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 
@@ -265,20 +391,20 @@ impl Config {
                 "must be at least 1024 octets".into(),
             ));
         }
-        if s.max_connections < 1 || s.max_connections_per_ip < 1 {
-            return Err((
-                "smtp.max_connections",
-                "connection limits must be at least 1".into(),
-            ));
+        if s.max_connections < 1 {
+            return Err(("smtp.max_connections", "must be at least 1".into()));
+        }
+        if s.max_connections_per_ip < 1 {
+            return Err(("smtp.max_connections_per_ip", "must be at least 1".into()));
         }
         if s.max_errors < 1 {
             return Err(("smtp.max_errors", "must be at least 1".into()));
         }
-        if s.command_timeout.is_zero() || s.data_timeout.is_zero() {
-            return Err((
-                "smtp.command_timeout",
-                "timeouts must be greater than zero".into(),
-            ));
+        if s.command_timeout.is_zero() {
+            return Err(("smtp.command_timeout", "must be greater than zero".into()));
+        }
+        if s.data_timeout.is_zero() {
+            return Err(("smtp.data_timeout", "must be greater than zero".into()));
         }
         if s.max_received_headers < 1 {
             return Err(("smtp.max_received_headers", "must be at least 1".into()));
@@ -286,13 +412,90 @@ impl Config {
         if self.pop3.listen.is_empty() {
             return Err(("pop3.listen", "at least one address is required".into()));
         }
-        if self.pop3.max_connections < 1 || self.pop3.max_auth_failures < 1 {
-            return Err(("pop3.max_connections", "limits must be at least 1".into()));
+        if self.pop3.max_connections < 1 {
+            return Err(("pop3.max_connections", "must be at least 1".into()));
         }
-        if self.queue.delivery_concurrency < 1 {
+        if self.pop3.max_auth_failures < 1 {
+            return Err(("pop3.max_auth_failures", "must be at least 1".into()));
+        }
+        let q = &self.queue;
+        if q.delivery_concurrency < 1 {
             return Err(("queue.delivery_concurrency", "must be at least 1".into()));
         }
+        if q.retry_schedule.is_empty() || q.retry_schedule.iter().any(|d| d.is_zero()) {
+            return Err((
+                "queue.retry_schedule",
+                "needs at least one wait, each greater than zero".into(),
+            ));
+        }
+        if !(0.0..=0.5).contains(&q.retry_jitter) {
+            return Err(("queue.retry_jitter", "must be between 0 and 0.5".into()));
+        }
+        for (key, d) in [
+            ("queue.expiry", q.expiry),
+            ("queue.poll_interval", q.poll_interval),
+            ("queue.glitch_retry", q.glitch_retry),
+        ] {
+            if d.is_zero() {
+                return Err((key, "must be greater than zero".into()));
+            }
+        }
+        if q.delay_notification >= q.expiry {
+            return Err((
+                "queue.delay_notification",
+                "must be shorter than queue.expiry".into(),
+            ));
+        }
+        let o = &self.outbound;
+        for (key, hop) in o
+            .smart_host
+            .iter()
+            .map(|h| ("outbound.smart_host", h))
+            .chain(o.smart_hosts.values().map(|h| ("outbound.smart_hosts", h)))
+        {
+            if crate::route::parse_host_port(hop, 25).is_none() {
+                return Err((key, format!("{hop:?} is not host:port")));
+            }
+        }
+        for (key, n) in [
+            (
+                "outbound.max_messages_per_connection",
+                o.max_messages_per_connection as usize,
+            ),
+            ("outbound.max_connections", o.max_connections),
+            (
+                "outbound.max_connections_per_domain",
+                o.max_connections_per_domain,
+            ),
+        ] {
+            if n < 1 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        for (key, d) in [
+            ("outbound.connect_timeout", o.connect_timeout),
+            ("outbound.command_timeout", o.command_timeout),
+            ("outbound.data_timeout", o.data_timeout),
+            ("outbound.block_timeout", o.block_timeout),
+            ("outbound.data_end_timeout", o.data_end_timeout),
+        ] {
+            if d.is_zero() {
+                return Err((key, "must be greater than zero".into()));
+            }
+        }
         Ok(())
+    }
+
+    /// Settings that are accepted but no longer have an effect, as (key, advice).
+    pub fn legacy_settings(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        if self.queue.scan_interval.is_some() {
+            out.push((
+                "queue.scan_interval",
+                "no longer used: the queue is checked every queue.poll_interval; remove it",
+            ));
+        }
+        out
     }
 
     /// True when `domain` (lower case) is one of this server's local domains.

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Pop3Config, QueueConfig, SmtpConfig};
+use super::{OutboundConfig, Pop3Config, QueueConfig, SmtpConfig};
 
 /// Renders the configuration file for a new server. Values are the defaults unless given; the
 /// comments explain each key so that the file documents itself.
@@ -15,6 +15,7 @@ pub fn template(
     let s = SmtpConfig::default();
     let p = Pop3Config::default();
     let q = QueueConfig::default();
+    let o = OutboundConfig::default();
     let smtp = smtp.unwrap_or(s.listen[0]);
     let pop3 = pop3.unwrap_or(p.listen[0]);
     let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
@@ -66,8 +67,41 @@ max_auth_failures = {max_auth_failures}
 [queue]
 # Messages delivered at the same time.
 delivery_concurrency = {delivery_concurrency}
-# How often the queue is scanned for work that was not announced (after a restart, say).
-scan_interval = "{scan_interval}"
+# How often the queue is checked for work that has come due (retries, reports).
+poll_interval = "{poll_interval}"
+# Waits between attempts after a temporary failure; the last one repeats.
+retry_schedule = [{retry_schedule}]
+# Random spread of each wait (0.1 = plus or minus 10%).
+retry_jitter = {retry_jitter}
+# After a connection failed or broke off, this many quicker retries, this far apart.
+glitch_retries = {glitch_retries}
+glitch_retry = "{glitch_retry}"
+# When the sender is told that delivery is delayed, and when delivery is given up.
+delay_notification = "{delay_notification}"
+expiry = "{expiry}"
+
+[outbound]
+# Send all mail for other domains through one server ("host:port") instead of MX lookup:
+# smart_host = "relay.example.net:25"
+# Per-domain smart hosts:
+# smart_hosts = {{ "example.org" = "mx.example.org:2525" }}
+# Port of the servers found by MX lookup.
+port = {port}
+# Messages per connection, and simultaneous connections in total and per destination.
+max_messages_per_connection = {max_messages_per_connection}
+max_connections = {out_max_connections}
+max_connections_per_domain = {max_connections_per_domain}
+# Timeouts (RFC 5321 section 4.5.3.2).
+connect_timeout = "{connect_timeout}"
+command_timeout = "{out_command_timeout}"
+data_timeout = "{out_data_timeout}"
+block_timeout = "{block_timeout}"
+data_end_timeout = "{data_end_timeout}"
+idle_timeout = "{out_idle_timeout}"
+
+[dns]
+# Name servers ("ip:port"); empty: the system's, from /etc/resolv.conf.
+nameservers = []
 "#,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
@@ -84,6 +118,27 @@ scan_interval = "{scan_interval}"
         pop_max_connections = p.max_connections,
         max_auth_failures = p.max_auth_failures,
         delivery_concurrency = q.delivery_concurrency,
-        scan_interval = dur(q.scan_interval),
+        poll_interval = dur(q.poll_interval),
+        retry_schedule = q
+            .retry_schedule
+            .iter()
+            .map(|d| format!("\"{}\"", dur(*d)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        retry_jitter = q.retry_jitter,
+        glitch_retries = q.glitch_retries,
+        glitch_retry = dur(q.glitch_retry),
+        delay_notification = dur(q.delay_notification),
+        expiry = dur(q.expiry),
+        port = o.port,
+        max_messages_per_connection = o.max_messages_per_connection,
+        out_max_connections = o.max_connections,
+        max_connections_per_domain = o.max_connections_per_domain,
+        connect_timeout = dur(o.connect_timeout),
+        out_command_timeout = dur(o.command_timeout),
+        out_data_timeout = dur(o.data_timeout),
+        block_timeout = dur(o.block_timeout),
+        data_end_timeout = dur(o.data_end_timeout),
+        out_idle_timeout = dur(o.idle_timeout),
     )
 }

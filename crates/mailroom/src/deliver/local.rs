@@ -8,6 +8,7 @@
 
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
 use crate::queue::{MailboxDrop, QueuedMessage, QueuedRecipient, Route};
+use crate::route::NextHop;
 
 /// The local mailbox store as a delivery target.
 #[derive(Debug, Default)]
@@ -27,7 +28,8 @@ impl DeliveryTarget for LocalTarget {
     fn start<'a>(
         &'a self,
         msg: &'a QueuedMessage,
-    ) -> DeliveryFuture<'a, Result<Box<dyn Delivery + 'a>, Failure>> {
+        _hop: &'a NextHop,
+    ) -> DeliveryFuture<'a, Result<Box<dyn Delivery>, Failure>> {
         Box::pin(async move {
             Ok(Box::new(LocalDelivery {
                 sender: msg.sender.clone(),

@@ -13,48 +13,32 @@
 //! at-least-once that RFC 5321 §6.1 accepts for relaying.
 
 pub mod local;
+pub mod smtp;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use mailroom_proto::smtp::Status;
-
 use crate::queue::{MailboxDrop, QueuedMessage, QueuedRecipient};
+use crate::route::NextHop;
 
 /// A boxed future of a delivery step.
 pub type DeliveryFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Why a recipient was not delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// RFC 3463 status; its class says transient or permanent.
-    pub status: Status,
-    /// The reason in plain words, for the report's human part.
-    pub reason: String,
-    /// The remote server's reply, or a local diagnostic, for `Diagnostic-Code`.
-    pub diagnostic: Option<String>,
-}
-
-impl Failure {
-    /// A failure with no diagnostic.
-    pub fn new(status: &str, reason: impl Into<String>) -> Failure {
-        Failure {
-            status: Status::parse(status).unwrap_or(Status::new(
-                mailroom_proto::smtp::Class::Permanent,
-                0,
-                0,
-            )),
-            reason: reason.into(),
-            diagnostic: None,
-        }
-    }
-}
+pub use crate::queue::Failure;
 
 /// The outcome of delivering one recipient: a closed set.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Delivered; a local mailbox copy to write with the queue update, if any.
+    /// Delivered locally; the mailbox copy to write with the queue update.
     Delivered(Option<MailboxDrop>),
+    /// Accepted by the next server (`remote_mta`); `dsn` says whether that server took the DSN
+    /// parameters along (if not, the recipient was "relayed", RFC 3461 §4.2).
+    Relayed {
+        /// The server that accepted it.
+        remote_mta: String,
+        /// Whether the peer supports DSN.
+        dsn: bool,
+    },
     /// Not delivered now; try again later (status class 4).
     Deferred(Failure),
     /// Not delivered, never will be (status class 5).
@@ -74,11 +58,12 @@ impl Outcome {
 
 /// A destination for messages.
 pub trait DeliveryTarget: Send + Sync {
-    /// Starts delivering `msg`.
+    /// Starts delivering `msg` to recipients that share the next hop `hop`.
     fn start<'a>(
         &'a self,
         msg: &'a QueuedMessage,
-    ) -> DeliveryFuture<'a, Result<Box<dyn Delivery + 'a>, Failure>>;
+        hop: &'a NextHop,
+    ) -> DeliveryFuture<'a, Result<Box<dyn Delivery>, Failure>>;
 }
 
 /// One message being delivered.

@@ -1,4 +1,4 @@
-//! Delivery status notifications: the non-delivery report (RFC 3464, with RFC 3463 codes).
+//! Delivery status notifications (RFC 3464, with RFC 3463 codes): failures, delays and successes.
 //!
 //! A report is a `multipart/report; report-type=delivery-status` (RFC 6522) with three parts:
 //! a human-readable explanation that names each failed recipient, the reason in plain words, the
@@ -21,28 +21,62 @@ use mailroom_proto::smtp::{DsnRet, Status};
 /// Originals up to this size are returned whole when RET was not given; larger ones as headers.
 pub const DEFAULT_FULL_RETURN_LIMIT: usize = 256 * 1024;
 
-/// One recipient to report as failed.
+/// The action of a recipient block (RFC 3464 §2.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Could not be delivered; no more attempts.
+    Failed,
+    /// Not delivered yet; attempts continue.
+    Delayed,
+    /// Delivered to the recipient's mailbox here.
+    Delivered,
+    /// Passed to a server that does not send delivery reports.
+    Relayed,
+    /// Delivered to a list address and passed on to its members.
+    Expanded,
+}
+
+impl Action {
+    /// The field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
+            Action::Expanded => "expanded",
+        }
+    }
+}
+
+/// One recipient to report on.
 #[derive(Debug, Clone)]
-pub struct FailedRecipient {
+pub struct ReportRecipient {
     /// The final recipient address.
     pub address: String,
     /// ORCPT as given by the sender (`rfc822;user@example.com`), if any.
     pub orcpt: Option<String>,
     /// The recipient as given at RCPT, when it differs from the final one (alias or list).
     pub original: Option<String>,
+    /// What happened.
+    pub action: Action,
     /// The status.
     pub status: Status,
-    /// The reason, in plain words.
+    /// What happened, in plain words.
     pub reason: String,
     /// The remote reply or local diagnostic, as an SMTP reply line if there is one.
     pub diagnostic: Option<String>,
+    /// The server that gave the reply (`Remote-MTA`).
+    pub remote_mta: Option<String>,
     /// When delivery was last attempted.
-    pub last_attempt: DateTime<Utc>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// For delays: when attempts will stop (`Will-Retry-Until`).
+    pub will_retry_until: Option<DateTime<Utc>>,
 }
 
-/// Everything a failure report needs.
+/// Everything a report needs.
 #[derive(Debug, Clone)]
-pub struct FailureReport<'a> {
+pub struct Report<'a> {
     /// This server's name (Reporting-MTA).
     pub reporting_mta: &'a str,
     /// The report's own Message-ID (without brackets).
@@ -57,8 +91,8 @@ pub struct FailureReport<'a> {
     pub ret: Option<DsnRet>,
     /// The original message.
     pub original: &'a [u8],
-    /// The failed recipients.
-    pub recipients: &'a [FailedRecipient],
+    /// The recipients.
+    pub recipients: &'a [ReportRecipient],
 }
 
 /// Makes text safe for a `message/delivery-status` field: ASCII, one line, bounded.
@@ -92,8 +126,19 @@ fn rfc5322_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
 }
 
-/// Builds a non-delivery report.
-pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
+/// The opening sentence and the heading of each action's section of the human part.
+fn section(action: Action) -> &'static str {
+    match action {
+        Action::Failed => "Your message could not be delivered to these recipients; mailroom has given up:",
+        Action::Delayed => "Your message has not been delivered to these recipients yet. Nothing needs to be done; \r\nmailroom keeps trying and will tell you if it gives up:",
+        Action::Delivered => "Your message was delivered to these recipients:",
+        Action::Relayed => "Your message was passed on to the next server for these recipients. That server does \r\nnot send delivery reports, so this is the last news you will get about them:",
+        Action::Expanded => "Your message was delivered to these distribution lists, which passed it on to their members:",
+    }
+}
+
+/// Builds a delivery status notification.
+pub fn report(r: &Report<'_>) -> Vec<u8> {
     let headers = mail_parser::MessageParser::default().parse_headers(r.original);
     let subject = headers
         .as_ref()
@@ -105,29 +150,53 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
         .and_then(|m| m.date())
         .map(|d| d.to_rfc822())
         .unwrap_or_else(|| rfc5322_date(r.arrival));
+    let has = |a: Action| r.recipients.iter().any(|x| x.action == a);
 
     // The human part.
     let mut text = String::new();
-    text.push_str("Your message did not reach some or all of its recipients.\r\n\r\n");
     text.push_str(&format!("      Subject:  {subject}\r\n"));
     text.push_str(&format!("      Sent:     {sent}\r\n\r\n"));
-    text.push_str("The following recipient(s) could not be reached:\r\n\r\n");
-    for f in r.recipients {
-        text.push_str(&format!("      {}\r\n", f.address));
-        if let Some(o) = &f.original {
-            text.push_str(&format!("            (you wrote to {o})\r\n"));
+    for action in [
+        Action::Failed,
+        Action::Delayed,
+        Action::Delivered,
+        Action::Relayed,
+        Action::Expanded,
+    ] {
+        let rcpts: Vec<_> = r.recipients.iter().filter(|x| x.action == action).collect();
+        if rcpts.is_empty() {
+            continue;
         }
-        text.push_str(&format!("            {}\r\n", capitalise(&f.reason)));
-        text.push_str(&format!(
-            "            Status {} ({}), reported by {}\r\n",
-            f.status,
-            codes::describe(f.status),
-            r.reporting_mta
-        ));
-        if let Some(d) = &f.diagnostic {
-            text.push_str(&format!("            The server said: {d}\r\n"));
+        text.push_str(section(action));
+        text.push_str("\r\n\r\n");
+        for f in rcpts {
+            text.push_str(&format!("      {}\r\n", f.address));
+            if let Some(o) = &f.original {
+                text.push_str(&format!("            (you wrote to {o})\r\n"));
+            }
+            text.push_str(&format!("            {}\r\n", f.reason));
+            if action == Action::Failed || action == Action::Delayed {
+                text.push_str(&format!(
+                    "            Status {} ({}), reported by {}\r\n",
+                    f.status,
+                    codes::describe(f.status),
+                    r.reporting_mta
+                ));
+            }
+            if let Some(d) = &f.diagnostic {
+                match &f.remote_mta {
+                    Some(m) => text.push_str(&format!("            {m} said: {d}\r\n")),
+                    None => text.push_str(&format!("            The server said: {d}\r\n")),
+                }
+            }
+            if let Some(t) = f.will_retry_until {
+                text.push_str(&format!(
+                    "            mailroom will keep trying until {}\r\n",
+                    rfc5322_date(t)
+                ));
+            }
+            text.push_str("\r\n");
         }
-        text.push_str("\r\n");
     }
     text.push_str(&format!(
         "This report was generated by mailroom at {}. The delivery status part below has the\r\n\
@@ -157,25 +226,34 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
             "Final-Recipient: rfc822; {}\r\n",
             field_text(&f.address)
         ));
-        ds.push_str("Action: failed\r\n");
+        ds.push_str(&format!("Action: {}\r\n", f.action.as_str()));
         ds.push_str(&format!("Status: {}\r\n", f.status));
-        let diag = match &f.diagnostic {
-            Some(d) => d.clone(),
-            None => format!("{} {} {}", codes::basic_code(f.status), f.status, f.reason),
-        };
-        ds.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", field_text(&diag)));
-        ds.push_str(&format!(
-            "Last-Attempt-Date: {}\r\n",
-            rfc5322_date(f.last_attempt)
-        ));
+        if let Some(m) = &f.remote_mta {
+            ds.push_str(&format!("Remote-MTA: dns; {}\r\n", field_text(m)));
+        }
+        if f.action == Action::Failed || f.action == Action::Delayed || f.diagnostic.is_some() {
+            let diag = match &f.diagnostic {
+                Some(d) => d.clone(),
+                None => format!("{} {} {}", codes::basic_code(f.status), f.status, f.reason),
+            };
+            ds.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", field_text(&diag)));
+        }
+        if let Some(t) = f.last_attempt {
+            ds.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc5322_date(t)));
+        }
+        if let Some(t) = f.will_retry_until {
+            ds.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(t)));
+        }
     }
 
-    // The original.
-    let full = match r.ret {
-        Some(DsnRet::Full) => true,
-        Some(DsnRet::Hdrs) => false,
-        None => r.original.len() <= DEFAULT_FULL_RETURN_LIMIT,
-    };
+    // The original: whole or headers as RET asks, for failures (RFC 3461 §4.3); headers only for
+    // delays and successes.
+    let full = has(Action::Failed)
+        && match r.ret {
+            Some(DsnRet::Full) => true,
+            Some(DsnRet::Hdrs) => false,
+            None => r.original.len() <= DEFAULT_FULL_RETURN_LIMIT,
+        };
     let eight_bit = |b: &[u8]| if b.is_ascii() { "7bit" } else { "8bit" };
     let original = if full {
         MimePart::new("message/rfc822", r.original.to_vec())
@@ -185,7 +263,7 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
         MimePart::new("text/rfc822-headers", h.to_vec()).transfer_encoding(eight_bit(h))
     };
 
-    let report = MimePart::new(
+    let body = MimePart::new(
         mail_builder::headers::content_type::ContentType::new("multipart/report")
             .attribute("report-type", "delivery-status"),
         vec![
@@ -194,10 +272,21 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
             original,
         ],
     );
-    let subject = if subject.is_empty() {
-        "Undeliverable: (no subject)".to_string()
+    let what = if has(Action::Failed) {
+        "Undeliverable"
+    } else if has(Action::Delayed) {
+        "Delivery delayed"
+    } else if has(Action::Relayed) {
+        "Relayed"
+    } else if has(Action::Expanded) && !has(Action::Delivered) {
+        "Expanded"
     } else {
-        format!("Undeliverable: {subject}")
+        "Delivered"
+    };
+    let subject = if subject.is_empty() {
+        format!("{what}: (no subject)")
+    } else {
+        format!("{what}: {subject}")
     };
     let builder = MessageBuilder::new()
         .from((
@@ -211,17 +300,9 @@ pub fn failure_report(r: &FailureReport<'_>) -> Vec<u8> {
             Utc::now().timestamp(),
         ))
         .header("Auto-Submitted", Raw::new("auto-replied"))
-        .body(report);
+        .body(body);
     // Writing to a Vec cannot fail.
     builder.write_to_vec().unwrap_or_default()
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,25 @@
 use super::*;
 use mail_parser::MimeHeaders;
 
-fn sample(ret: Option<DsnRet>) -> Vec<u8> {
-    let original =
-        b"Received: from x\r\nSubject: Quarterly figures\r\nMessage-ID: <a@b>\r\n\r\nBody line\r\n";
-    let rcpts = vec![FailedRecipient {
+fn rcpt(action: Action, status: &str) -> ReportRecipient {
+    ReportRecipient {
         address: "bob@example.com".into(),
         orcpt: Some("rfc822;team@example.com".into()),
         original: Some("team@example.com".into()),
-        status: Status::parse("5.2.2").unwrap(),
+        action,
+        status: Status::parse(status).unwrap(),
         reason: "the recipient's mailbox is full".into(),
         diagnostic: None,
-        last_attempt: Utc::now(),
-    }];
-    failure_report(&FailureReport {
+        remote_mta: None,
+        last_attempt: Some(Utc::now()),
+        will_retry_until: None,
+    }
+}
+
+fn build(ret: Option<DsnRet>, rcpts: &[ReportRecipient]) -> Vec<u8> {
+    let original =
+        b"Received: from x\r\nSubject: Quarterly figures\r\nMessage-ID: <a@b>\r\n\r\nBody line\r\n";
+    report(&Report {
         reporting_mta: "mx.example.com",
         message_id: "ndr1@mx.example.com",
         to: "alice@example.com",
@@ -21,13 +27,13 @@ fn sample(ret: Option<DsnRet>) -> Vec<u8> {
         arrival: Utc::now(),
         ret,
         original,
-        recipients: &rcpts,
+        recipients: rcpts,
     })
 }
 
 #[test]
-fn report_structure() {
-    let out = sample(None);
+fn failure_report_structure() {
+    let out = build(None, &[rcpt(Action::Failed, "5.2.2")]);
     let msg = mail_parser::MessageParser::default().parse(&out).unwrap();
     let ct = msg.content_type().unwrap();
     assert_eq!(ct.ctype(), "multipart");
@@ -35,28 +41,75 @@ fn report_structure() {
     assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
     assert_eq!(msg.subject(), Some("Undeliverable: Quarterly figures"));
     let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("Reporting-MTA: dns; mx.example.com"));
-    assert!(text.contains("Original-Envelope-Id: env+2B1"));
-    assert!(text.contains("Final-Recipient: rfc822; bob@example.com"));
-    assert!(text.contains("Original-Recipient: rfc822; team@example.com"));
-    assert!(text.contains("Action: failed"));
-    assert!(text.contains("Status: 5.2.2"));
-    assert!(text.contains("Diagnostic-Code: smtp; 552 5.2.2 the recipient's mailbox is full"));
-    assert!(text.contains("Content-Type: message/rfc822"));
-    assert!(text.contains("Body line"));
-    assert!(text.contains("Auto-Submitted: auto-replied"));
+    for want in [
+        "Reporting-MTA: dns; mx.example.com",
+        "Original-Envelope-Id: env+2B1",
+        "Final-Recipient: rfc822; bob@example.com",
+        "Original-Recipient: rfc822; team@example.com",
+        "Action: failed",
+        "Status: 5.2.2",
+        "Diagnostic-Code: smtp; 552 5.2.2 the recipient's mailbox is full",
+        "Content-Type: message/rfc822",
+        "Body line",
+        "Auto-Submitted: auto-replied",
+    ] {
+        assert!(text.contains(want), "missing {want:?}");
+    }
     let human = msg.body_text(0).unwrap();
-    assert!(human.contains("bob@example.com"), "{human}");
-    assert!(human.contains("mailbox is full"), "{human}");
-    assert!(human.contains("5.2.2"), "{human}");
-    assert!(human.contains("mx.example.com"), "{human}");
+    for want in [
+        "bob@example.com",
+        "mailbox is full",
+        "5.2.2",
+        "mx.example.com",
+    ] {
+        assert!(human.contains(want), "{want:?} not in {human}");
+    }
 }
 
 #[test]
 fn ret_hdrs_returns_only_headers() {
-    let out = sample(Some(DsnRet::Hdrs));
+    let out = build(Some(DsnRet::Hdrs), &[rcpt(Action::Failed, "5.2.2")]);
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("Content-Type: text/rfc822-headers"));
     assert!(text.contains("Subject: Quarterly figures"));
     assert!(!text.contains("Body line"));
+}
+
+#[test]
+fn delay_report_has_will_retry_until_and_only_headers() {
+    let mut r = rcpt(Action::Delayed, "4.4.1");
+    r.reason = "no answer from mx.example.org".into();
+    r.remote_mta = Some("mx.example.org".into());
+    r.diagnostic = Some("421 4.4.1 try later".into());
+    r.will_retry_until = Some(Utc::now());
+    let out = build(Some(DsnRet::Full), &[r]);
+    let text = String::from_utf8_lossy(&out);
+    for want in [
+        "Action: delayed",
+        "Status: 4.4.1",
+        "Will-Retry-Until:",
+        "Remote-MTA: dns; mx.example.org",
+        "Diagnostic-Code: smtp; 421 4.4.1 try later",
+        "Subject: Delivery delayed: Quarterly figures",
+        "text/rfc822-headers",
+    ] {
+        assert!(text.contains(want), "missing {want:?}");
+    }
+    assert!(!text.contains("Body line"));
+}
+
+#[test]
+fn success_reports() {
+    let out = build(None, &[rcpt(Action::Delivered, "2.0.0")]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("Action: delivered")
+            && text.contains("Subject: Delivered: Quarterly figures")
+    );
+    assert!(!text.contains("Diagnostic-Code"));
+    let mut r = rcpt(Action::Relayed, "2.0.0");
+    r.remote_mta = Some("mx.other.test".into());
+    let out = build(None, &[r]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("Action: relayed") && text.contains("Remote-MTA: dns; mx.other.test"));
 }

@@ -14,10 +14,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::Utc;
-use mailroom_proto::smtp::{RcptParams, Reply};
+use mailroom_proto::smtp::{Class, Notify, RcptParams, Reply, Status};
 
 use crate::config::Config;
 use crate::directory::{Redirect, Target};
+use crate::dsn::{Action, ReportRecipient};
 use crate::ids::QueueId;
 use crate::queue::manager::QueueHandle;
 use crate::queue::{EnvelopeParams, MessageKind, NewMessage, NewRecipient, Route};
@@ -139,7 +140,26 @@ impl Ingest {
                     .status("250"),
             );
         }
-        let recipients = merge_recipients(&env.rcpts, &base, &mut events);
+        let mut rcpts = env.rcpts;
+        let expanded = expansions(&mut rcpts, &env.sender);
+        let recipients = merge_recipients(&rcpts, &base, &mut events);
+        let mut reports = Vec::new();
+        if !expanded.is_empty() {
+            let report = self
+                .expanded_report(&env.sender, &env.params, now, &content, &expanded)
+                .await?;
+            for l in &expanded {
+                events.push(
+                    base.event(EventId::SuccessReported, Some(&l.address))
+                        .status("expanded")
+                        .detail(format!(
+                            "success report queued as {} for {}",
+                            report.queue_id, env.sender
+                        )),
+                );
+            }
+            reports.push(report);
+        }
         let msg = NewMessage {
             queue_id: env.queue_id,
             sender: env.sender,
@@ -152,10 +172,82 @@ impl Ingest {
             recipients,
             events,
         };
-        let rowid = self.store.submit(msg).await?;
-        self.queue.notify(rowid);
+        let mut batch = vec![msg];
+        batch.extend(reports);
+        for rowid in self.store.submit_batch(batch).await? {
+            self.queue.notify(rowid);
+        }
         Ok(env.queue_id)
     }
+
+    /// The "expanded" report for `lines`, addressed to the sender.
+    async fn expanded_report(
+        &self,
+        sender: &str,
+        params: &EnvelopeParams,
+        arrival: chrono::DateTime<Utc>,
+        content: &[u8],
+        lines: &[ReportRecipient],
+    ) -> Result<NewMessage, StoreError> {
+        let host = &self.config.server.hostname;
+        let queue_id = QueueId::generate();
+        let message_id = format!("{queue_id}@{host}");
+        let bytes = crate::dsn::report(&crate::dsn::Report {
+            reporting_mta: host,
+            message_id: &message_id,
+            to: sender,
+            envid: params.envid.as_deref(),
+            arrival,
+            ret: params.ret,
+            original: content,
+            recipients: lines,
+        });
+        let targets =
+            crate::queue::resolve_sender(self.store.as_ref(), &self.config, sender).await?;
+        Ok(crate::queue::report_message(
+            host, queue_id, message_id, sender, targets, bytes, arrival,
+        ))
+    }
+}
+
+/// Recipients that are lists (or aliases to several addresses) and asked for a success notice:
+/// they get an "expanded" report now, and their members are passed NOTIFY without SUCCESS, so
+/// that the sender hears once about the list, not from every member (RFC 3461 §6.2.7.3).
+/// Returns the report lines (none for a null sender).
+fn expansions(rcpts: &mut [AcceptedRcpt], sender: &str) -> Vec<ReportRecipient> {
+    let mut out = Vec::new();
+    for r in rcpts.iter_mut() {
+        let Some(notify) = r.params.notify else {
+            continue;
+        };
+        let expands = r.redirects.iter().any(|x| x.kind == "list") || r.targets.len() > 1;
+        if !notify.success || !expands || r.redirects.is_empty() {
+            continue;
+        }
+        r.params.notify = Some(Notify {
+            success: false,
+            ..notify
+        });
+        if sender.is_empty() {
+            continue;
+        }
+        out.push(ReportRecipient {
+            address: r.given.clone(),
+            orcpt: r.params.orcpt.as_ref().map(|o| o.to_string()),
+            original: None,
+            action: Action::Expanded,
+            status: Status::new(Class::Success, 0, 0),
+            reason: format!(
+                "delivered to the list, which passed it on to its {} member(s)",
+                r.targets.len()
+            ),
+            diagnostic: None,
+            remote_mta: None,
+            last_attempt: Some(Utc::now()),
+            will_retry_until: None,
+        });
+    }
+    out
 }
 
 /// Turns accepted recipients into the queue's recipients: one per final address, keeping the

@@ -121,7 +121,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.conn.flush().await.ok()?;
             let timeout = self.ctx.config.pop3.idle_timeout;
-            match self.conn.fill(timeout, Some(&mut self.shutdown)).await {
+            match self
+                .conn
+                .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
+                .await
+            {
                 Ok(()) => {}
                 Err(ReadError::Timeout) => {
                     self.err("idle too long, closing");

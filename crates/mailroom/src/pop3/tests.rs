@@ -70,10 +70,10 @@ async fn harness(messages: &[&str]) -> Harness {
             base,
             vec![(
                 r,
-                Settle::Delivered(Some(MailboxDrop {
+                Settle::local(MailboxDrop {
                     user_id: user,
                     prefix: vec![],
-                })),
+                }),
             )],
         )
         .await

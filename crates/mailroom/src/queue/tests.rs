@@ -5,12 +5,14 @@ use std::sync::Arc;
 use mailroom_proto::smtp::{Notify, RcptParams};
 use tokio::sync::{mpsc, watch};
 
+use super::clock::SystemClock;
 use super::manager::{Manager, QueueHandle};
 use crate::config::Config;
 use crate::directory::{self, Resolution};
 use crate::ids::QueueId;
 use crate::ingest::{AcceptedRcpt, Envelope, Ingest};
 use crate::queue::EnvelopeParams;
+use crate::route::dns::StaticResolver;
 use crate::store::{Store, TrackFilter};
 use crate::testutil::{config, TempStore};
 
@@ -41,7 +43,13 @@ async fn world() -> World {
     let cfg = Arc::new(config());
     let (handle, rx) = QueueHandle::channel();
     let ingest = Ingest::new(ts.dyn_store(), cfg.clone(), handle.clone());
-    let manager = Manager::new(ts.dyn_store(), cfg.clone(), handle);
+    let manager = Manager::new(
+        ts.dyn_store(),
+        cfg.clone(),
+        handle,
+        Arc::new(SystemClock),
+        Arc::new(StaticResolver::default()),
+    );
     World {
         ts,
         cfg,
@@ -173,7 +181,13 @@ async fn quota_failure_sends_one_ndr_to_a_local_sender() {
     assert!(ndr.contains("Reporting-MTA: dns; mx.example.com"));
     let ev = w.events(&qid).await;
     assert!(ev.contains(&2001) && ev.contains(&1030), "{ev:?}");
-    assert!(w.ts.store.unreported(10).await.unwrap().is_empty());
+    assert!(w
+        .ts
+        .store
+        .queue_messages(Default::default())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -184,7 +198,13 @@ async fn null_sender_failures_are_absorbed() {
     w.drain().await;
     assert!(w.mailbox(w.alice).await.is_empty());
     assert_eq!(w.events(&qid).await, vec![1019, 1033, 1036, 2001, 1018]);
-    assert!(w.ts.store.ready(0, 10).await.unwrap().is_empty());
+    assert!(w
+        .ts
+        .store
+        .queue_messages(Default::default())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -220,7 +240,13 @@ async fn a_restarted_manager_resumes_the_queue() {
     .await;
     while w.rx.try_recv().is_ok() {} // the notifications are lost, as in a crash
     let (handle, rx) = QueueHandle::channel();
-    let fresh = Manager::new(w.ts.dyn_store(), w.cfg.clone(), handle);
+    let fresh = Manager::new(
+        w.ts.dyn_store(),
+        w.cfg.clone(),
+        handle,
+        Arc::new(SystemClock),
+        Arc::new(StaticResolver::default()),
+    );
     let (stop, sd) = watch::channel(false);
     let run = tokio::spawn(fresh.run(rx, sd));
     for _ in 0..200 {
@@ -233,4 +259,308 @@ async fn a_restarted_manager_resumes_the_queue() {
     run.await.unwrap();
     assert_eq!(w.mailbox(w.alice).await.len(), 2);
     let _ = w.bob;
+}
+
+mod timers {
+    //! Retries, delay reports and expiry, with a clock the test moves.
+
+    use std::sync::Arc;
+
+    use chrono::Duration;
+    use mailroom_proto::smtp::{Notify, RcptParams};
+
+    use crate::directory::Target;
+    use crate::ids::QueueId;
+    use crate::ingest::{AcceptedRcpt, Envelope, Ingest};
+    use crate::queue::clock::{Clock, ManualClock};
+    use crate::queue::manager::{Manager, QueueHandle};
+    use crate::queue::{EnvelopeParams, RcptState, Route};
+    use crate::route::dns::StaticResolver;
+    use crate::store::{QueueFilter, Store, TrackFilter};
+    use crate::testutil::{config, TempStore};
+
+    struct Rig {
+        ts: TempStore,
+        clock: Arc<ManualClock>,
+        ingest: Ingest,
+        manager: Arc<Manager>,
+        rx: tokio::sync::mpsc::UnboundedReceiver<i64>,
+        alice: i64,
+    }
+
+    async fn rig() -> Rig {
+        let ts = TempStore::new();
+        let alice = ts
+            .store
+            .user_add("alice@example.com", None, None)
+            .await
+            .unwrap();
+        // A smart host nobody listens on: every attempt fails to connect.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let mut cfg = config();
+        cfg.outbound.smart_host = Some(format!("127.0.0.1:{port}"));
+        cfg.queue.retry_jitter = 0.0;
+        let cfg = Arc::new(cfg);
+        let clock = Arc::new(ManualClock::new(chrono::SubsecRound::trunc_subsecs(
+            chrono::Utc::now(),
+            3,
+        )));
+        let (handle, rx) = QueueHandle::channel();
+        let ingest = Ingest::new(ts.dyn_store(), cfg.clone(), handle.clone());
+        let manager = Manager::new(
+            ts.dyn_store(),
+            cfg,
+            handle,
+            clock.clone(),
+            Arc::new(StaticResolver::default()),
+        );
+        Rig {
+            ts,
+            clock,
+            ingest,
+            manager,
+            rx,
+            alice,
+        }
+    }
+
+    impl Rig {
+        async fn send(&self, notify: Option<Notify>) -> (String, i64) {
+            let env = Envelope {
+                queue_id: QueueId::generate(),
+                sender: "alice@example.com".into(),
+                params: EnvelopeParams::default(),
+                rcpts: vec![AcceptedRcpt {
+                    given: "bob@far.test".into(),
+                    params: RcptParams {
+                        notify,
+                        orcpt: None,
+                    },
+                    targets: vec![Target {
+                        address: "bob@far.test".into(),
+                        route: Route::Remote,
+                    }],
+                    redirects: vec![],
+                }],
+                client_ip: "127.0.0.1".parse().unwrap(),
+                helo: "c".into(),
+                protocol: "ESMTP",
+            };
+            let qid = self
+                .ingest
+                .accept(env, b"Subject: far away\r\n\r\nhi\r\n".to_vec())
+                .await
+                .unwrap();
+            let msgs = self
+                .ts
+                .store
+                .queue_messages(QueueFilter {
+                    queue_id: Some(qid.to_string()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (qid.to_string(), msgs[0].rowid)
+        }
+
+        /// Processes the message and any report it produced.
+        async fn run(&mut self, rowid: i64) {
+            self.manager.process(rowid).await.unwrap();
+            while let Ok(id) = self.rx.try_recv() {
+                self.manager.process(id).await.unwrap();
+            }
+        }
+
+        async fn state(&self, rowid: i64) -> Option<(RcptState, u32)> {
+            let m = self.ts.store.queued(rowid).await.unwrap()?;
+            Some((m.recipients[0].state.clone(), m.recipients[0].attempts))
+        }
+
+        async fn alice_mail(&self) -> Vec<String> {
+            let s = self.ts.store.as_ref();
+            let mut out = Vec::new();
+            for m in s.mailbox_list(self.alice).await.unwrap() {
+                out.push(String::from_utf8(s.mail_read(self.alice, m.id).await.unwrap()).unwrap());
+            }
+            out
+        }
+    }
+
+    #[tokio::test]
+    async fn glitch_retries_then_schedule_then_delay_report_then_expiry() {
+        let mut r = rig().await;
+        let (qid, row) = r.send(None).await;
+        while r.rx.try_recv().is_ok() {}
+        let t0 = r.clock.now();
+        r.run(row).await;
+        let (state, attempts) = r.state(row).await.unwrap();
+        let RcptState::Deferred {
+            next_attempt,
+            last_error,
+        } = state
+        else {
+            panic!("{state:?}")
+        };
+        assert_eq!(attempts, 1);
+        assert_eq!(last_error.status.to_string(), "4.4.1");
+        assert_eq!(
+            next_attempt - t0,
+            Duration::seconds(60),
+            "a connection failure is retried after the glitch interval"
+        );
+        let queues = r.ts.store.queues(r.clock.now()).await.unwrap();
+        let link = queues
+            .iter()
+            .find(|q| q.kind.key().starts_with("link:127.0.0.1"))
+            .unwrap();
+        assert_eq!((link.state.as_str(), link.messages), ("Retry", 1));
+        assert!(link.last_error.as_deref().unwrap().starts_with("4.4.1"));
+
+        // Not due yet: nothing happens.
+        r.clock.advance(Duration::seconds(30));
+        r.run(row).await;
+        assert_eq!(r.state(row).await.unwrap().1, 1);
+        // Three glitch retries a minute apart, then the schedule's 10 minutes.
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let RcptState::Deferred { next_attempt, .. } = r.state(row).await.unwrap().0 else {
+                panic!()
+            };
+            let now = r.clock.now();
+            r.clock.advance(next_attempt - now);
+            r.run(row).await;
+            let RcptState::Deferred {
+                next_attempt: n2, ..
+            } = r.state(row).await.unwrap().0
+            else {
+                panic!()
+            };
+            waits.push((n2 - r.clock.now()).num_seconds());
+        }
+        assert_eq!(waits, vec![60, 60, 600, 600]);
+        assert!(
+            r.alice_mail().await.is_empty(),
+            "no report before the delay notification time"
+        );
+
+        // After 12 hours: one delay report.
+        r.clock.advance(Duration::hours(12));
+        r.run(row).await;
+        r.clock.advance(Duration::hours(1));
+        r.run(row).await;
+        let mail = r.alice_mail().await;
+        assert_eq!(mail.len(), 1, "exactly one delay report");
+        assert!(mail[0].contains("Subject: Delivery delayed: far away"));
+        assert!(mail[0].contains("Action: delayed") && mail[0].contains("Will-Retry-Until:"));
+
+        // After two days: the expiry NDR, which says how long, where, and the last error.
+        r.clock.advance(Duration::days(2));
+        r.run(row).await;
+        assert!(
+            r.state(row).await.is_none(),
+            "the message has left the queue"
+        );
+        let mail = r.alice_mail().await;
+        assert_eq!(mail.len(), 2);
+        let ndr = &mail[1];
+        assert!(ndr.contains("Subject: Undeliverable: far away"), "{ndr}");
+        assert!(ndr.contains("Status: 5.4.7"));
+        assert!(
+            ndr.contains("tried to deliver the message for 2 days"),
+            "{ndr}"
+        );
+        assert!(
+            ndr.contains("no mail server for far.test answered"),
+            "{ndr}"
+        );
+        let ev: Vec<u16> =
+            r.ts.store
+                .track_query(TrackFilter {
+                    message_id: Some(qid),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.event.number())
+                .collect();
+        assert!(ev.starts_with(&[1019, 1033, 1034, 1035]), "{ev:?}");
+        assert!(ev.contains(&2003) && ev.ends_with(&[2001, 1030]), "{ev:?}");
+    }
+
+    #[tokio::test]
+    async fn notify_failure_only_gets_no_delay_report() {
+        let mut r = rig().await;
+        let (_, row) = r.send(Notify::parse("FAILURE")).await;
+        r.run(row).await;
+        r.clock.advance(Duration::hours(13));
+        r.run(row).await;
+        assert!(r.alice_mail().await.is_empty());
+        r.clock.advance(Duration::days(2));
+        r.run(row).await;
+        let mail = r.alice_mail().await;
+        let ev =
+            r.ts.store
+                .track_query(TrackFilter {
+                    sender: Some("alice@example.com".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        assert_eq!(mail.len(), 1, "{ev:#?}");
+        assert!(mail[0].contains("Status: 5.4.7"));
+    }
+
+    #[tokio::test]
+    async fn frozen_messages_wait_and_retry_brings_them_back() {
+        let mut r = rig().await;
+        let (qid, row) = r.send(None).await;
+        let f = QueueFilter {
+            queue_id: Some(qid.clone()),
+            ..Default::default()
+        };
+        let n =
+            r.ts.store
+                .queue_admin(f.clone(), crate::store::AdminAction::Freeze, "mx".into())
+                .await
+                .unwrap();
+        assert_eq!(n, 1);
+        r.run(row).await;
+        assert_eq!(
+            r.state(row).await.unwrap(),
+            (RcptState::Ready, 0),
+            "a frozen message is not attempted"
+        );
+        r.ts.store
+            .queue_admin(f.clone(), crate::store::AdminAction::Thaw, "mx".into())
+            .await
+            .unwrap();
+        r.run(row).await;
+        assert_eq!(r.state(row).await.unwrap().1, 1);
+        r.ts.store
+            .queue_admin(f.clone(), crate::store::AdminAction::Retry, "mx".into())
+            .await
+            .unwrap();
+        assert_eq!(r.state(row).await.unwrap().0, RcptState::Ready);
+        let n =
+            r.ts.store
+                .queue_admin(
+                    f,
+                    crate::store::AdminAction::Delete { ndr: true },
+                    "mx".into(),
+                )
+                .await
+                .unwrap();
+        assert_eq!(n, 1);
+        r.run(row).await;
+        let mail = r.alice_mail().await;
+        assert_eq!(mail.len(), 1);
+        assert!(
+            mail[0].contains("Status: 5.3.2")
+                && mail[0].contains("deleted from the queue by an administrator")
+        );
+        assert!(r.state(row).await.is_none());
+    }
 }

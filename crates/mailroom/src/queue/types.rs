@@ -67,48 +67,159 @@ pub enum Route {
     Unresolved,
 }
 
-/// Whether the sender has been told about a failure.
+/// The queues of the queue viewer (Exchange's system queues and one link queue per next hop).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueKind {
+    /// Recipients waiting for local delivery.
+    Local,
+    /// Local deliveries that failed transiently and wait for a retry ("failed message retry").
+    Retry,
+    /// Remote recipients whose destination could not be found or reached at all.
+    Unreachable,
+    /// Outcomes waiting for their report ("DSN messages pending submission").
+    Dsn,
+    /// One queue per next hop (a domain, or a smart host).
+    Link(String),
+}
+
+impl QueueKind {
+    /// The stored key (`local`, `retry`, `unreachable`, `dsn`, `link:HOP`).
+    pub fn key(&self) -> String {
+        match self {
+            QueueKind::Local => "local".into(),
+            QueueKind::Retry => "retry".into(),
+            QueueKind::Unreachable => "unreachable".into(),
+            QueueKind::Dsn => "dsn".into(),
+            QueueKind::Link(h) => format!("link:{h}"),
+        }
+    }
+
+    /// Parses a stored key or a name an operator typed (`example.org` means its link queue).
+    pub fn parse(s: &str) -> QueueKind {
+        match s {
+            "local" => QueueKind::Local,
+            "retry" => QueueKind::Retry,
+            "unreachable" => QueueKind::Unreachable,
+            "dsn" => QueueKind::Dsn,
+            other => QueueKind::Link(other.strip_prefix("link:").unwrap_or(other).to_lowercase()),
+        }
+    }
+
+    /// The queue's name in the viewer, as Exchange names it.
+    pub fn describe(&self) -> String {
+        match self {
+            QueueKind::Local => "Local delivery".into(),
+            QueueKind::Retry => "Failed message retry".into(),
+            QueueKind::Unreachable => "Messages with an unreachable destination".into(),
+            QueueKind::Dsn => "DSN messages pending submission".into(),
+            QueueKind::Link(h) => format!("Link queue to {h}"),
+        }
+    }
+
+    /// The system queues, always shown even when empty.
+    pub fn system() -> [QueueKind; 4] {
+        [
+            QueueKind::Local,
+            QueueKind::Retry,
+            QueueKind::Unreachable,
+            QueueKind::Dsn,
+        ]
+    }
+}
+
+/// A delivery problem: what went wrong, in codes and in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// RFC 3463 status; its class says transient (4) or permanent (5).
+    pub status: Status,
+    /// The reason in plain words, for the report's human part.
+    pub reason: String,
+    /// The remote server's reply (`550 5.1.1 ...`) or a local diagnostic, for `Diagnostic-Code`.
+    pub diagnostic: Option<String>,
+    /// The server that gave the reply, for `Remote-MTA`.
+    pub remote_mta: Option<String>,
+}
+
+impl Failure {
+    /// A failure with no diagnostic. An unparsable status literal becomes `5.0.0`.
+    pub fn new(status: &str, reason: impl Into<String>) -> Failure {
+        Failure {
+            status: Status::parse(status).unwrap_or(Status::new(
+                mailroom_proto::smtp::Class::Permanent,
+                0,
+                0,
+            )),
+            reason: reason.into(),
+            diagnostic: None,
+            remote_mta: None,
+        }
+    }
+
+    /// True when retrying may help (class 4).
+    pub fn is_transient(&self) -> bool {
+        self.status.class != mailroom_proto::smtp::Class::Permanent
+    }
+}
+
+/// Whether the sender has been told about a recipient's outcome (RFC 3461).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportState {
-    /// Not yet: a report must still be generated (the "DSN messages pending submission" work).
+    /// Nothing to report (delivered without NOTIFY=SUCCESS, or still in progress).
+    None,
+    /// A report must still be generated (the "DSN messages pending submission" queue).
     Pending,
-    /// A non-delivery report was queued under this queue ID.
+    /// A report was queued under this queue ID.
     Sent(String),
     /// The sender is null: the failure was absorbed (event 1018).
     Absorbed,
-    /// NOTIFY excluded FAILURE: no report, by the sender's choice.
+    /// NOTIFY excluded this outcome: no report, by the sender's choice.
     NotRequested,
 }
 
 /// A recipient's delivery state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptState {
-    /// Waiting for a delivery attempt.
+    /// Due for a delivery attempt now.
     Ready,
-    /// Delivered; final.
+    /// Waiting to be retried after a transient failure.
+    Deferred {
+        /// When the next attempt is due.
+        next_attempt: DateTime<Utc>,
+        /// What the last attempt ran into.
+        last_error: Failure,
+    },
+    /// Delivered into a local mailbox or handed to the next server; final.
     Delivered {
         /// When.
         at: DateTime<Utc>,
+        /// The server that took it, for remote delivery.
+        remote_mta: Option<String>,
+        /// True when the next server does not support DSN, so it was "relayed" (RFC 3461 §4.2).
+        relayed: bool,
     },
     /// Failed permanently; final.
     Failed {
-        /// RFC 3463 status (class 5).
-        status: Status,
-        /// The reason in plain words, for the NDR's human part.
-        reason: String,
-        /// The remote server's reply or local diagnostic, for `Diagnostic-Code`.
-        diagnostic: Option<String>,
         /// When.
         at: DateTime<Utc>,
-        /// Whether the sender was told.
-        report: ReportState,
+        /// Why.
+        failure: Failure,
     },
 }
 
 impl RcptState {
     /// True for Delivered and Failed.
     pub fn is_final(&self) -> bool {
-        !matches!(self, RcptState::Ready)
+        matches!(self, RcptState::Delivered { .. } | RcptState::Failed { .. })
+    }
+
+    /// The stored name of the state.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RcptState::Ready => "ready",
+            RcptState::Deferred { .. } => "deferred",
+            RcptState::Delivered { .. } => "delivered",
+            RcptState::Failed { .. } => "failed",
+        }
     }
 }
 
@@ -175,6 +286,8 @@ pub struct QueuedMessage {
     pub content_id: i64,
     /// Size of the content.
     pub size: u64,
+    /// Held by an administrator: no delivery attempts until thawed.
+    pub frozen: bool,
     /// Recipients.
     pub recipients: Vec<QueuedRecipient>,
 }
@@ -196,6 +309,12 @@ pub struct QueuedRecipient {
     pub route: Route,
     /// State.
     pub state: RcptState,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Whether the sender has been told of the outcome.
+    pub report: ReportState,
+    /// Whether a delay report was sent (at most one per recipient).
+    pub delay_reported: bool,
 }
 
 impl QueuedRecipient {
@@ -214,18 +333,41 @@ pub struct MailboxDrop {
     pub prefix: Vec<u8>,
 }
 
-/// How one recipient was settled by a delivery attempt.
+/// What a delivery attempt did to one recipient.
 #[derive(Debug, Clone)]
 pub enum Settle {
-    /// Delivered; for local delivery, the mailbox copy to create in the same transaction.
-    Delivered(Option<MailboxDrop>),
-    /// Failed permanently.
-    Failed {
-        /// Status (class 5).
-        status: Status,
-        /// Reason in plain words.
-        reason: String,
-        /// Diagnostic for `Diagnostic-Code`.
-        diagnostic: Option<String>,
+    /// Delivered.
+    Delivered {
+        /// For local delivery, the mailbox copy to create in the same transaction.
+        drop: Option<MailboxDrop>,
+        /// The server that accepted it, for remote delivery.
+        remote_mta: Option<String>,
+        /// Handed to a server without DSN support.
+        relayed: bool,
+        /// Whether a success (or relayed) report is owed to the sender.
+        report: bool,
     },
+    /// Failed for now; try again at `next_attempt`.
+    Deferred {
+        /// What went wrong.
+        failure: Failure,
+        /// When to try again.
+        next_attempt: DateTime<Utc>,
+        /// The queue it waits in: its link queue, or "unreachable" when no route was found.
+        queue: QueueKind,
+    },
+    /// Failed for good; a report is owed (unless the sender is null or asked for none).
+    Failed(Failure),
+}
+
+impl Settle {
+    /// Delivered into a local mailbox, with no report owed.
+    pub fn local(drop: MailboxDrop) -> Settle {
+        Settle::Delivered {
+            drop: Some(drop),
+            remote_mta: None,
+            relayed: false,
+            report: false,
+        }
+    }
 }

@@ -130,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Some(Flow::Close);
         }
         let timeout = self.ctx.config.smtp.data_timeout;
-        match self.conn.fill(timeout, None).await {
+        match self.conn.fill(timeout, None, crate::conn::TEXT_READ).await {
             Ok(()) => None,
             Err(ReadError::Timeout) => {
                 let host = self.ctx.config.server.hostname.clone();

@@ -119,7 +119,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         return;
                     }
                     let timeout = self.ctx.config.smtp.command_timeout;
-                    match self.conn.fill(timeout, Some(&mut self.shutdown)).await {
+                    match self
+                        .conn
+                        .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
+                        .await
+                    {
                         Ok(()) => continue,
                         Err(ReadError::Timeout) => {
                             let r = Reply::code(

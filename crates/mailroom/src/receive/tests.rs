@@ -87,7 +87,11 @@ async fn start() -> Harness {
 
 impl Harness {
     async fn queued_messages(&self) -> Vec<QueuedMessage> {
-        self.ts.store.ready(0, 100).await.unwrap()
+        self.ts
+            .store
+            .queue_messages(Default::default())
+            .await
+            .unwrap()
     }
 }
 
@@ -233,9 +237,23 @@ async fn data_is_stored_with_trace_headers_and_resolved_recipients() {
     let qid = r.rsplit(' ').next().unwrap().to_string();
     assert!(h.queued.try_recv().is_ok());
     let msgs = h.queued_messages().await;
-    assert_eq!(msgs.len(), 1);
-    let m = &msgs[0];
-    assert_eq!(m.queue_id, qid);
+    // The message, and an "expanded" report: team is an alias to two addresses and its RCPT
+    // asked for NOTIFY=SUCCESS (RFC 3461 §6.2.7.3).
+    assert_eq!(msgs.len(), 2);
+    let m = msgs.iter().find(|m| m.queue_id == qid).unwrap();
+    let report = msgs.iter().find(|m| m.queue_id != qid).unwrap();
+    assert_eq!(report.sender, "");
+    assert_eq!(report.recipients[0].address, "carol@other.test");
+    let text = String::from_utf8(h.ts.store.content(report.content_id).await.unwrap()).unwrap();
+    assert!(
+        text.contains("Action: expanded")
+            && text.contains("Final-Recipient: rfc822; team@example.com")
+    );
+    // The members are passed NOTIFY without SUCCESS.
+    assert_eq!(
+        m.recipients[0].notify.map(|n| n.to_string()).as_deref(),
+        Some("FAILURE")
+    );
     assert_eq!(m.sender, "carol@other.test");
     assert_eq!(m.params.envid.as_deref(), Some("e1"));
     let rcpts: Vec<(&str, &str)> = m

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::queue::{NewMessage, QueuedMessage, ReportState, Settle};
+use crate::queue::{NewMessage, QueueKind, QueuedMessage, ReportState, Settle};
 use crate::track::{Event, EventBase};
 
 /// A boxed future returned by store methods.
@@ -135,13 +135,25 @@ pub trait Store: Send + Sync + 'static {
     // --- queue -----------------------------------------------------------------------------
     /// Stores a new message with its recipients and events. Durable when it returns.
     fn submit(&self, msg: NewMessage) -> StoreFuture<'_, i64>;
-    /// Messages that have recipients in state Ready, oldest first, skipping those at or below
-    /// `after` (row ID) and returning at most `limit`.
-    fn ready(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<QueuedMessage>>;
+    /// Stores several messages in one transaction (a message and the reports it causes at once).
+    fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<i64>>;
+    /// Messages with work to do at `now`: a delivery attempt due (Ready, or Deferred until no
+    /// later than `now`), a report pending, or a delay report due (arrived no later than
+    /// `delay_cutoff` and still deferred). Frozen messages are left out. Row IDs above `after`,
+    /// at most `limit`, oldest first. Unreadable messages are returned apart, by row ID with the
+    /// reason, for [`Store::quarantine`].
+    fn due(
+        &self,
+        now: DateTime<Utc>,
+        delay_cutoff: DateTime<Utc>,
+        after: i64,
+        limit: usize,
+    ) -> StoreFuture<'_, Loaded>;
     /// One message by row ID, if still queued.
     fn queued(&self, rowid: i64) -> StoreFuture<'_, Option<QueuedMessage>>;
-    /// Messages with failures not yet reported.
-    fn unreported(&self, limit: usize) -> StoreFuture<'_, Vec<QueuedMessage>>;
+    /// Every queued message, due or not, by row ID above `after`, at most `limit`: the start-up
+    /// check that finds unreadable records before they come due.
+    fn scan(&self, after: i64, limit: usize) -> StoreFuture<'_, Loaded>;
     /// The content of a queued message.
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>>;
     /// Settles recipients that are still Ready, atomically with their mailbox copies and their
@@ -155,15 +167,37 @@ pub trait Store: Send + Sync + 'static {
         base: EventBase,
         results: Vec<(i64, Settle)>,
     ) -> StoreFuture<'_, Vec<(i64, SettledAs)>>;
-    /// Records how failures were reported, atomically with the report message (if any) and
-    /// events; removes the message when nothing is left to do.
+    /// Records how outcomes were reported and which delays were dealt with, atomically with the
+    /// report message (if any) and events; removes the message when nothing is left to do.
+    /// Returns the report's row ID.
     fn record_reports(
         &self,
         message: i64,
         reports: Vec<(i64, ReportState)>,
+        delays_done: Vec<i64>,
         report_message: Option<NewMessage>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, Option<i64>>;
+    /// Moves an unreadable message to quarantine (event 2011); the rest of the queue flows on.
+    fn quarantine(&self, message: i64, reason: String, server: String) -> StoreFuture<'_, ()>;
+
+    // --- queue viewer ----------------------------------------------------------------------
+    /// Every queue with its figures: the system queues always, link queues when not empty.
+    fn queues(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<QueueInfo>>;
+    /// The messages that match a filter, with their recipients.
+    fn queue_messages(&self, filter: QueueFilter) -> StoreFuture<'_, Vec<QueuedMessage>>;
+    /// Applies an administrator's action to the matching messages (events 2010); returns how many
+    /// messages it touched.
+    fn queue_admin(
+        &self,
+        filter: QueueFilter,
+        action: AdminAction,
+        server: String,
+    ) -> StoreFuture<'_, usize>;
+    /// Queued recipients counted by destination domain and age (like Postfix's qshape).
+    fn queue_summary(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<SummaryRow>>;
+    /// Quarantined records.
+    fn quarantined(&self) -> StoreFuture<'_, Vec<QuarantineEntry>>;
 
     // --- mailboxes -------------------------------------------------------------------------
     /// The messages in a user's INBOX, in delivery order.
@@ -180,6 +214,16 @@ pub trait Store: Send + Sync + 'static {
     fn track_query(&self, filter: TrackFilter) -> StoreFuture<'_, Vec<Event>>;
 }
 
+/// Messages loaded from the queue, and those that could not be read (row ID and reason), which
+/// are to be quarantined rather than dropped.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The readable messages.
+    pub messages: Vec<QueuedMessage>,
+    /// Unreadable messages: row ID and what is wrong.
+    pub unreadable: Vec<(i64, String)>,
+}
+
 /// The state a recipient ended in after [`Store::settle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettledAs {
@@ -192,6 +236,142 @@ pub enum SettledAs {
         /// Reason.
         reason: String,
     },
-    /// It was no longer Ready (settled before, for example by an earlier attempt).
+    /// Deferred for a retry.
+    Deferred,
+    /// It was no longer open (settled before, for example by an earlier attempt).
     AlreadySettled,
+}
+
+/// Which queued messages an operator means.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    /// One message by queue ID.
+    pub queue_id: Option<String>,
+    /// Messages by Message-ID (without brackets).
+    pub message_id: Option<String>,
+    /// Messages with a recipient waiting in this queue.
+    pub queue: Option<QueueKind>,
+    /// By envelope sender.
+    pub sender: Option<String>,
+    /// By recipient (final or as given).
+    pub recipient: Option<String>,
+    /// By recipient domain.
+    pub domain: Option<String>,
+    /// Messages that arrived at or before this time.
+    pub older_than: Option<DateTime<Utc>>,
+}
+
+impl QueueFilter {
+    /// True when the filter selects nothing in particular (everything).
+    pub fn is_everything(&self) -> bool {
+        self.queue_id.is_none()
+            && self.message_id.is_none()
+            && self.queue.is_none()
+            && self.sender.is_none()
+            && self.recipient.is_none()
+            && self.domain.is_none()
+            && self.older_than.is_none()
+    }
+}
+
+/// An operator's action on queued messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Hold: no delivery attempts until thawed.
+    Freeze,
+    /// Release a hold.
+    Thaw,
+    /// Attempt waiting recipients now.
+    Retry,
+    /// Remove from the queue; with `ndr`, the sender is told (status 5.3.2).
+    Delete {
+        /// Send a non-delivery report.
+        ndr: bool,
+    },
+}
+
+impl AdminAction {
+    /// The action in words, for tracking.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AdminAction::Freeze => "frozen by an administrator",
+            AdminAction::Thaw => "thawed by an administrator",
+            AdminAction::Retry => "retry requested by an administrator",
+            AdminAction::Delete { ndr: true } => "deleted by an administrator, with NDR",
+            AdminAction::Delete { ndr: false } => "deleted by an administrator, without NDR",
+        }
+    }
+}
+
+/// The state of a queue, as the queue viewer shows it (Exchange's states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueState {
+    /// Nothing in it.
+    Empty,
+    /// Work is due now.
+    Ready,
+    /// Everything in it waits for a retry.
+    Retry,
+    /// Everything in it is frozen.
+    Frozen,
+}
+
+impl QueueState {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Empty => "Empty",
+            QueueState::Ready => "Ready",
+            QueueState::Retry => "Retry",
+            QueueState::Frozen => "Frozen",
+        }
+    }
+}
+
+/// One queue's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueInfo {
+    /// Which queue.
+    pub kind: QueueKind,
+    /// Its state.
+    pub state: QueueState,
+    /// Messages in it.
+    pub messages: u64,
+    /// Recipients in it.
+    pub recipients: u64,
+    /// Total size of its messages, in octets.
+    pub size: u64,
+    /// Arrival time of its oldest message.
+    pub oldest: Option<DateTime<Utc>>,
+    /// The earliest next retry among its waiting recipients.
+    pub next_retry: Option<DateTime<Utc>>,
+    /// The most recent error seen in it.
+    pub last_error: Option<String>,
+}
+
+/// One line of `queue summary`: recipients to a domain, by age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    /// Destination domain.
+    pub domain: String,
+    /// Total recipients.
+    pub total: u64,
+    /// Counts by age: under 5, 10, 20, 40, 80, 160, 320, 640 minutes, and older.
+    pub buckets: [u64; 9],
+}
+
+/// The age buckets of [`SummaryRow`], in minutes (upper bounds).
+pub const SUMMARY_BUCKETS: [u64; 8] = [5, 10, 20, 40, 80, 160, 320, 640];
+
+/// A quarantined queue record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// When it was quarantined.
+    pub time: DateTime<Utc>,
+    /// Its queue ID, if that much was readable.
+    pub queue_id: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The raw record, as text.
+    pub record: String,
 }

@@ -18,14 +18,20 @@ pub enum EventId {
     ReportAbsorbed,
     /// 1019: the message was received over SMTP and submitted to the queue.
     SmtpReceived,
+    /// 1020: an outbound SMTP transfer started.
+    OutboundStarted,
     /// 1028: delivered into a local mailbox.
     DeliveredLocally,
     /// 1030: a non-delivery report was generated.
     NdrGenerated,
+    /// 1031: an outbound SMTP transfer succeeded: the next server accepted the recipient.
+    OutboundSucceeded,
     /// 1033: categorized (recipients resolved) and queued for routing.
     Categorized,
     /// 1034: routed and queued for remote delivery.
     QueuedRemote,
+    /// 1035: a delivery attempt failed transiently; the recipient waits for a retry.
+    RetryRouting,
     /// 1036: queued for local delivery.
     QueuedLocal,
     /// 1042: redirected to an alternate recipient (alias or distribution list).
@@ -34,21 +40,36 @@ pub enum EventId {
     RecipientFailed,
     /// 2002: a report was not sent because the sender asked for none (NOTIFY, mailroom).
     ReportNotRequested,
+    /// 2003: a delay report was generated (mailroom).
+    DelayReported,
+    /// 2004: a success report (delivered, relayed or expanded) was generated (mailroom).
+    SuccessReported,
+    /// 2010: an administrator acted on the message (freeze, thaw, retry, delete; mailroom).
+    AdminAction,
+    /// 2011: an unreadable queue record was moved to quarantine (mailroom).
+    Quarantined,
 }
 
 impl EventId {
     /// Every event ID, for documentation and tests.
-    pub const ALL: [EventId; 10] = [
+    pub const ALL: [EventId; 17] = [
         EventId::ReportAbsorbed,
         EventId::SmtpReceived,
+        EventId::OutboundStarted,
         EventId::DeliveredLocally,
         EventId::NdrGenerated,
+        EventId::OutboundSucceeded,
         EventId::Categorized,
         EventId::QueuedRemote,
+        EventId::RetryRouting,
         EventId::QueuedLocal,
         EventId::Redirected,
         EventId::RecipientFailed,
         EventId::ReportNotRequested,
+        EventId::DelayReported,
+        EventId::SuccessReported,
+        EventId::AdminAction,
+        EventId::Quarantined,
     ];
 
     /// The stable number.
@@ -56,6 +77,13 @@ impl EventId {
         match self {
             EventId::ReportAbsorbed => 1018,
             EventId::SmtpReceived => 1019,
+            EventId::OutboundStarted => 1020,
+            EventId::OutboundSucceeded => 1031,
+            EventId::RetryRouting => 1035,
+            EventId::DelayReported => 2003,
+            EventId::SuccessReported => 2004,
+            EventId::AdminAction => 2010,
+            EventId::Quarantined => 2011,
             EventId::DeliveredLocally => 1028,
             EventId::NdrGenerated => 1030,
             EventId::Categorized => 1033,
@@ -72,6 +100,13 @@ impl EventId {
         match self {
             EventId::ReportAbsorbed => "report absorbed (null sender)",
             EventId::SmtpReceived => "received over SMTP",
+            EventId::OutboundStarted => "outbound transfer started",
+            EventId::OutboundSucceeded => "outbound transfer succeeded",
+            EventId::RetryRouting => "deferred, will retry",
+            EventId::DelayReported => "delay report generated",
+            EventId::SuccessReported => "success report generated",
+            EventId::AdminAction => "administrator action",
+            EventId::Quarantined => "moved to quarantine",
             EventId::DeliveredLocally => "delivered locally",
             EventId::NdrGenerated => "NDR generated",
             EventId::Categorized => "categorized and queued for routing",

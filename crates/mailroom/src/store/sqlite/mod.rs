@@ -14,6 +14,7 @@
 //! Reads use a small pool of separate connections (WAL readers never block the writer) on tokio's
 //! blocking threads.
 
+mod admin;
 mod directory;
 mod mailbox;
 mod queue;
@@ -28,9 +29,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::{DirEntry, MailEntry, SettledAs, Store, StoreError, StoreFuture, TrackFilter, User};
+use super::{
+    AdminAction, DirEntry, Loaded, MailEntry, QuarantineEntry, QueueFilter, QueueInfo, SettledAs,
+    Store, StoreError, StoreFuture, SummaryRow, TrackFilter, User,
+};
 use crate::queue::{NewMessage, QueuedMessage, ReportState, Settle};
 use crate::track::{Event, EventBase};
+use chrono::{DateTime, Utc};
 
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "mailroom.db";
@@ -329,14 +334,23 @@ impl Store for SqliteStore {
     fn submit(&self, msg: NewMessage) -> StoreFuture<'_, i64> {
         self.write(move |c| queue::submit(c, &msg))
     }
-    fn ready(&self, after: i64, limit: usize) -> StoreFuture<'_, Vec<QueuedMessage>> {
-        self.read(move |c| queue::ready(c, after, limit))
+    fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<i64>> {
+        self.write(move |c| msgs.iter().map(|m| queue::submit(c, m)).collect())
+    }
+    fn due(
+        &self,
+        now: DateTime<Utc>,
+        delay_cutoff: DateTime<Utc>,
+        after: i64,
+        limit: usize,
+    ) -> StoreFuture<'_, Loaded> {
+        self.read(move |c| queue::due(c, now, delay_cutoff, after, limit))
     }
     fn queued(&self, rowid: i64) -> StoreFuture<'_, Option<QueuedMessage>> {
         self.read(move |c| queue::load(c, rowid))
     }
-    fn unreported(&self, limit: usize) -> StoreFuture<'_, Vec<QueuedMessage>> {
-        self.read(move |c| queue::unreported(c, limit))
+    fn scan(&self, after: i64, limit: usize) -> StoreFuture<'_, Loaded> {
+        self.read(move |c| queue::scan(c, after, limit))
     }
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>> {
         self.read(move |c| queue::content(c, content_id))
@@ -353,12 +367,44 @@ impl Store for SqliteStore {
         &self,
         message: i64,
         reports: Vec<(i64, ReportState)>,
+        delays_done: Vec<i64>,
         report_message: Option<NewMessage>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, Option<i64>> {
         self.write(move |c| {
-            queue::record_reports(c, message, &reports, report_message.as_ref(), &events)
+            queue::record_reports(
+                c,
+                message,
+                &reports,
+                &delays_done,
+                report_message.as_ref(),
+                &events,
+            )
         })
+    }
+    fn quarantine(&self, message: i64, reason: String, server: String) -> StoreFuture<'_, ()> {
+        self.write(move |c| queue::quarantine(c, message, &reason, &server))
+    }
+
+    fn queues(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<QueueInfo>> {
+        self.read(move |c| admin::queues(c, now))
+    }
+    fn queue_messages(&self, filter: QueueFilter) -> StoreFuture<'_, Vec<QueuedMessage>> {
+        self.read(move |c| admin::messages(c, &filter))
+    }
+    fn queue_admin(
+        &self,
+        filter: QueueFilter,
+        action: AdminAction,
+        server: String,
+    ) -> StoreFuture<'_, usize> {
+        self.write(move |c| admin::act(c, &filter, action, &server))
+    }
+    fn queue_summary(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<SummaryRow>> {
+        self.read(move |c| admin::summary(c, now))
+    }
+    fn quarantined(&self) -> StoreFuture<'_, Vec<QuarantineEntry>> {
+        self.read(admin::quarantined)
     }
 
     fn mailbox_list(&self, user_id: i64) -> StoreFuture<'_, Vec<MailEntry>> {

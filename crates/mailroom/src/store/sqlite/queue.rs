@@ -1,16 +1,16 @@
-//! Queue tables: messages, their recipients, and the shared content.
+//! Queue tables: messages, their recipients, the shared content, and quarantine.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use mailroom_proto::smtp::{Body, DsnRet, Notify, Status};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, track};
 use crate::queue::{
-    EnvelopeParams, MessageKind, NewMessage, QueuedMessage, QueuedRecipient, RcptState,
-    ReportState, Route, Settle,
+    EnvelopeParams, Failure, MessageKind, NewMessage, QueueKind, QueuedMessage, QueuedRecipient,
+    RcptState, ReportState, Route, Settle,
 };
-use crate::store::{SettledAs, StoreError};
-use crate::track::{EventBase, EventId};
+use crate::store::{Loaded, SettledAs, StoreError};
+use crate::track::{Event, EventBase, EventId};
 
 fn body_str(b: Body) -> &'static str {
     match b {
@@ -29,8 +29,9 @@ fn parse_body(s: &str) -> Option<Body> {
     }
 }
 
-fn report_str(r: &ReportState) -> String {
+pub(super) fn report_str(r: &ReportState) -> String {
     match r {
+        ReportState::None => "none".into(),
         ReportState::Pending => "pending".into(),
         ReportState::Sent(q) => format!("sent:{q}"),
         ReportState::Absorbed => "absorbed".into(),
@@ -40,11 +41,25 @@ fn report_str(r: &ReportState) -> String {
 
 fn parse_report(s: &str) -> Option<ReportState> {
     Some(match s {
+        "none" => ReportState::None,
         "pending" => ReportState::Pending,
         "absorbed" => ReportState::Absorbed,
         "not-requested" => ReportState::NotRequested,
         _ => ReportState::Sent(s.strip_prefix("sent:")?.to_string()),
     })
+}
+
+/// The queue a new recipient starts in.
+fn initial_queue(route: &Route, address: &str) -> QueueKind {
+    match route {
+        Route::Local { .. } | Route::Unresolved => QueueKind::Local,
+        Route::Remote => QueueKind::Link(
+            address
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default(),
+        ),
+    }
 }
 
 /// Stores a message: content, envelope, recipients and events.
@@ -74,8 +89,8 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> 
     let msg = c.last_insert_rowid();
     let now = micros(Utc::now());
     let mut st = c.prepare_cached(
-        "INSERT INTO queue_rcpt (msg, address, original, orcpt, notify, route, user_id, state, updated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8)",
+        "INSERT INTO queue_rcpt (msg, address, original, orcpt, notify, route, user_id, state, queue, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9)",
     )?;
     for r in &m.recipients {
         let (route, user) = match r.route {
@@ -91,6 +106,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> 
             r.notify.map(|n| n.to_string()),
             route,
             user,
+            initial_queue(&r.route, &r.address).key(),
             now
         ])?;
     }
@@ -100,7 +116,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> 
 
 const MSG_COLS: &str =
     "id, queue_id, kind, sender, envid, ret, body, smtputf8, message_id, arrival, \
-                        client_ip, content_id, size";
+                        client_ip, content_id, size, frozen";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, String>> {
     let kind: String = r.get(2)?;
@@ -138,21 +154,22 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, 
         client_ip: r.get(10)?,
         content_id: r.get(11)?,
         size: r.get::<_, i64>(12)? as u64,
+        frozen: r.get(13)?,
         recipients: Vec::new(),
     }))
 }
 
 fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreError> {
     let mut st = c.prepare_cached(
-        "SELECT id, address, original, orcpt, notify, route, user_id, state, status, reason,
-                diagnostic, report, updated
+        "SELECT id, address, original, orcpt, notify, route, user_id, state, next_attempt, attempts,
+                status, reason, diagnostic, remote_mta, relayed, report, delay_done, updated
          FROM queue_rcpt WHERE msg = ?1 ORDER BY id",
     )?;
     let mut out = Vec::new();
     let mut rows = st.query([msg])?;
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("recipient {id}: {what}"));
+        let bad = |what: &str| StoreError::Corrupt(format!("recipient {id}: bad {what}"));
         let notify: Option<String> = r.get(4)?;
         let notify = match notify {
             None => None,
@@ -164,31 +181,40 @@ fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreErr
             ("unresolved", _) => Route::Unresolved,
             _ => return Err(bad("route")),
         };
-        let at = from_micros(r.get(12)?);
-        let state = match r.get::<_, String>(7)?.as_str() {
-            "ready" => RcptState::Ready,
-            "delivered" => RcptState::Delivered { at },
-            "failed" => {
-                let status: Option<String> = r.get(8)?;
-                let status = status
+        let at = from_micros(r.get(17)?);
+        let failure = || -> Result<Failure, StoreError> {
+            let status: Option<String> = r.get(10)?;
+            Ok(Failure {
+                status: status
                     .as_deref()
                     .and_then(Status::parse)
-                    .ok_or_else(|| bad("status"))?;
-                let report: Option<String> = r.get(11)?;
-                let report = report
-                    .as_deref()
-                    .and_then(parse_report)
-                    .ok_or_else(|| bad("report"))?;
-                RcptState::Failed {
-                    status,
-                    reason: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-                    diagnostic: r.get(10)?,
-                    at,
-                    report,
-                }
-            }
+                    .ok_or_else(|| bad("status"))?,
+                reason: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                diagnostic: r.get(12)?,
+                remote_mta: r.get(13)?,
+            })
+        };
+        let state = match r.get::<_, String>(7)?.as_str() {
+            "ready" => RcptState::Ready,
+            "deferred" => RcptState::Deferred {
+                next_attempt: from_micros(
+                    r.get::<_, Option<i64>>(8)?
+                        .ok_or_else(|| bad("next attempt"))?,
+                ),
+                last_error: failure()?,
+            },
+            "delivered" => RcptState::Delivered {
+                at,
+                remote_mta: r.get(13)?,
+                relayed: r.get(14)?,
+            },
+            "failed" => RcptState::Failed {
+                at,
+                failure: failure()?,
+            },
             _ => return Err(bad("state")),
         };
+        let report: String = r.get(15)?;
         out.push(QueuedRecipient {
             id,
             address: r.get(1)?,
@@ -197,6 +223,9 @@ fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreErr
             notify,
             route,
             state,
+            attempts: r.get::<_, i64>(9)? as u32,
+            report: parse_report(&report).ok_or_else(|| bad("report"))?,
+            delay_reported: r.get(16)?,
         });
     }
     Ok(out)
@@ -218,46 +247,53 @@ pub(super) fn load(c: &Connection, rowid: i64) -> Result<Option<QueuedMessage>, 
     }
 }
 
-fn load_many(c: &Connection, ids: Vec<i64>) -> Result<Vec<QueuedMessage>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
+/// Loads messages; unreadable ones are listed apart (to be quarantined), never dropped silently.
+pub(super) fn load_many(c: &Connection, ids: Vec<i64>) -> Result<Loaded, StoreError> {
+    let mut out = Loaded::default();
     for id in ids {
         match load(c, id) {
-            Ok(Some(m)) => out.push(m),
+            Ok(Some(m)) => out.messages.push(m),
             Ok(None) => {}
-            // An unreadable record must not stop the rest of the queue; it stays in place for
-            // the operator (quarantine and `queue show --quarantined` come with the queue viewer).
-            Err(StoreError::Corrupt(e)) => {
-                tracing::error!(error = %e, "unreadable queue record skipped")
-            }
+            Err(StoreError::Corrupt(e)) => out.unreadable.push((id, e)),
             Err(e) => return Err(e),
         }
     }
     Ok(out)
 }
 
-/// Messages with recipients in state Ready.
-pub(super) fn ready(
+/// Messages with work to do at `now`: an attempt due, a report pending, or a delay report due
+/// (arrived before `delay_cutoff`). Frozen messages are skipped.
+pub(super) fn due(
     c: &Connection,
+    now: DateTime<Utc>,
+    delay_cutoff: DateTime<Utc>,
     after: i64,
     limit: usize,
-) -> Result<Vec<QueuedMessage>, StoreError> {
+) -> Result<Loaded, StoreError> {
     let mut st = c.prepare_cached(
-        "SELECT DISTINCT msg FROM queue_rcpt WHERE state = 'ready' AND msg > ?1 ORDER BY msg LIMIT ?2",
+        "SELECT DISTINCT r.msg FROM queue_rcpt r JOIN queue q ON q.id = r.msg
+         WHERE r.msg > ?1 AND q.frozen = 0 AND (
+               r.state = 'ready'
+            OR (r.state = 'deferred' AND r.next_attempt <= ?2)
+            OR r.report = 'pending'
+            OR (r.state = 'deferred' AND r.delay_done = 0 AND q.arrival <= ?3)
+            OR r.state NOT IN ('ready', 'deferred', 'delivered', 'failed'))
+         ORDER BY r.msg LIMIT ?4",
     )?;
     let ids: Vec<i64> = st
-        .query_map(params![after, limit as i64], |r| r.get(0))?
+        .query_map(
+            params![after, micros(now), micros(delay_cutoff), limit as i64],
+            |r| r.get(0),
+        )?
         .collect::<Result<_, _>>()?;
     load_many(c, ids)
 }
 
-/// Messages with failures awaiting a report.
-pub(super) fn unreported(c: &Connection, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
-    let mut st = c.prepare_cached(
-        "SELECT DISTINCT msg FROM queue_rcpt WHERE state = 'failed' AND report = 'pending'
-         ORDER BY msg LIMIT ?1",
-    )?;
-    let ids: Vec<i64> = st
-        .query_map([limit as i64], |r| r.get(0))?
+/// Every message above `after` (row ID), at most `limit`.
+pub(super) fn scan(c: &Connection, after: i64, limit: usize) -> Result<Loaded, StoreError> {
+    let ids: Vec<i64> = c
+        .prepare_cached("SELECT id FROM queue WHERE id > ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![after, limit as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     load_many(c, ids)
 }
@@ -279,17 +315,8 @@ pub(super) fn release_content(c: &Connection, id: i64) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Removes a message once no recipient needs anything more.
-fn finish_if_done(c: &Connection, msg: i64) -> Result<(), StoreError> {
-    let open: i64 = c
-        .prepare_cached(
-            "SELECT count(*) FROM queue_rcpt WHERE msg = ?1
-             AND (state = 'ready' OR (state = 'failed' AND report = 'pending'))",
-        )?
-        .query_row([msg], |r| r.get(0))?;
-    if open > 0 {
-        return Ok(());
-    }
+/// Removes a message from the queue (its content stays while mailboxes refer to it).
+pub(super) fn remove(c: &Connection, msg: i64) -> Result<(), StoreError> {
     let content: Option<i64> = c
         .prepare_cached("SELECT content_id FROM queue WHERE id = ?1")?
         .query_row([msg], |r| r.get(0))
@@ -300,6 +327,20 @@ fn finish_if_done(c: &Connection, msg: i64) -> Result<(), StoreError> {
         .execute([msg])?;
     if let Some(id) = content {
         release_content(c, id)?;
+    }
+    Ok(())
+}
+
+/// Removes a message once no recipient needs anything more.
+pub(super) fn finish_if_done(c: &Connection, msg: i64) -> Result<(), StoreError> {
+    let open: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM queue_rcpt WHERE msg = ?1
+             AND (state IN ('ready', 'deferred') OR report = 'pending')",
+        )?
+        .query_row([msg], |r| r.get(0))?;
+    if open == 0 {
+        remove(c, msg)?;
     }
     Ok(())
 }
@@ -333,58 +374,101 @@ pub(super) fn settle(
             out.push((rcpt, SettledAs::AlreadySettled));
             continue;
         };
-        if state != "ready" {
+        if state != "ready" && state != "deferred" {
             out.push((rcpt, SettledAs::AlreadySettled));
             continue;
         }
         let settled = match settle {
-            Settle::Delivered(None) => SettledAs::Delivered,
-            Settle::Delivered(Some(drop)) => {
-                let total = size + drop.prefix.len() as i64;
-                match super::mailbox::insert(c, drop.user_id, content_id, &drop.prefix, total, now)?
-                {
-                    None => SettledAs::Delivered,
-                    Some((status, reason)) => SettledAs::Failed { status, reason },
-                }
-            }
-            Settle::Failed {
-                status,
-                reason,
-                diagnostic,
+            Settle::Delivered {
+                drop,
+                remote_mta,
+                relayed,
+                report,
             } => {
-                c.prepare_cached("UPDATE queue_rcpt SET diagnostic = ?2 WHERE id = ?1")?
-                    .execute(params![rcpt, diagnostic])?;
-                SettledAs::Failed {
-                    status: status.to_string(),
-                    reason,
+                let quota_failure = match &drop {
+                    Some(d) => {
+                        let total = size + d.prefix.len() as i64;
+                        super::mailbox::insert(c, d.user_id, content_id, &d.prefix, total, now)?
+                    }
+                    None => None,
+                };
+                match quota_failure {
+                    Some((status, reason)) => fail(
+                        c,
+                        rcpt,
+                        &Failure::new(&status, reason),
+                        now,
+                        base,
+                        &address,
+                        &mut events,
+                    )?,
+                    None => {
+                        c.prepare_cached(
+                            "UPDATE queue_rcpt SET state = 'delivered', queue = ?2, remote_mta = ?3, relayed = ?4,
+                             report = ?5, attempts = attempts + 1, updated = ?6 WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            rcpt,
+                            report.then(|| QueueKind::Dsn.key()),
+                            remote_mta,
+                            relayed,
+                            if report { "pending" } else { "none" },
+                            micros(now)
+                        ])?;
+                        let (event, detail) = match &remote_mta {
+                            None => (EventId::DeliveredLocally, None),
+                            Some(m) => {
+                                (EventId::OutboundSucceeded, Some(format!("accepted by {m}")))
+                            }
+                        };
+                        let mut e = base.event(event, Some(&address)).status("2.0.0");
+                        e.detail = detail;
+                        events.push(e);
+                        SettledAs::Delivered
+                    }
                 }
             }
+            Settle::Deferred {
+                failure,
+                next_attempt,
+                queue,
+            } => {
+                c.prepare_cached(
+                    "UPDATE queue_rcpt SET state = 'deferred', queue = ?2, next_attempt = ?3,
+                     attempts = attempts + 1, status = ?4, reason = ?5, diagnostic = ?6, remote_mta = ?7,
+                     updated = ?8 WHERE id = ?1",
+                )?
+                .execute(params![
+                    rcpt,
+                    queue.key(),
+                    micros(next_attempt),
+                    failure.status.to_string(),
+                    failure.reason,
+                    failure.diagnostic,
+                    failure.remote_mta,
+                    micros(now)
+                ])?;
+                let detail = match &failure.diagnostic {
+                    Some(d) => format!(
+                        "{}; the server said: {d}; next attempt {}",
+                        failure.reason,
+                        next_attempt.to_rfc3339()
+                    ),
+                    None => format!(
+                        "{}; next attempt {}",
+                        failure.reason,
+                        next_attempt.to_rfc3339()
+                    ),
+                };
+                events.push(
+                    base.event(EventId::RetryRouting, Some(&address))
+                        .status(failure.status.to_string())
+                        .detail(detail),
+                );
+                SettledAs::Deferred
+            }
+            Settle::Failed(f) => fail(c, rcpt, &f, now, base, &address, &mut events)?,
         };
-        match &settled {
-            SettledAs::Delivered => {
-                c.prepare_cached(
-                    "UPDATE queue_rcpt SET state = 'delivered', updated = ?2 WHERE id = ?1",
-                )?
-                .execute(params![rcpt, micros(now)])?;
-                events.push(
-                    base.event(EventId::DeliveredLocally, Some(&address))
-                        .status("2.0.0"),
-                );
-            }
-            SettledAs::Failed { status, reason } => {
-                c.prepare_cached(
-                    "UPDATE queue_rcpt SET state = 'failed', status = ?2, reason = ?3,
-                     report = 'pending', updated = ?4 WHERE id = ?1",
-                )?
-                .execute(params![rcpt, status, reason, micros(now)])?;
-                events.push(
-                    base.event(EventId::RecipientFailed, Some(&address))
-                        .status(status.clone())
-                        .detail(reason.clone()),
-                );
-            }
-            SettledAs::AlreadySettled => {}
-        }
         out.push((rcpt, settled));
     }
     track::insert(c, &events)?;
@@ -392,25 +476,134 @@ pub(super) fn settle(
     Ok(out)
 }
 
+fn fail(
+    c: &Connection,
+    rcpt: i64,
+    f: &Failure,
+    now: DateTime<Utc>,
+    base: &EventBase,
+    address: &str,
+    events: &mut Vec<Event>,
+) -> Result<SettledAs, StoreError> {
+    c.prepare_cached(
+        "UPDATE queue_rcpt SET state = 'failed', queue = ?2, status = ?3, reason = ?4, diagnostic = ?5,
+         remote_mta = ?6, report = 'pending', attempts = attempts + 1, updated = ?7 WHERE id = ?1",
+    )?
+    .execute(params![
+        rcpt,
+        QueueKind::Dsn.key(),
+        f.status.to_string(),
+        f.reason,
+        f.diagnostic,
+        f.remote_mta,
+        micros(now)
+    ])?;
+    let mut e = base
+        .event(EventId::RecipientFailed, Some(address))
+        .status(f.status.to_string());
+    e.detail = Some(match &f.diagnostic {
+        Some(d) => format!("{}; the server said: {d}", f.reason),
+        None => f.reason.clone(),
+    });
+    events.push(e);
+    Ok(SettledAs::Failed {
+        status: f.status.to_string(),
+        reason: f.reason.clone(),
+    })
+}
+
 /// Records reports (see [`crate::store::Store::record_reports`]).
 pub(super) fn record_reports(
     c: &Connection,
     msg: i64,
     reports: &[(i64, ReportState)],
+    delays_done: &[i64],
     report_message: Option<&NewMessage>,
-    events: &[crate::track::Event],
+    events: &[Event],
 ) -> Result<Option<i64>, StoreError> {
-    let ndr = match report_message {
+    let report = match report_message {
         Some(m) => Some(submit(c, m)?),
         None => None,
     };
     for (rcpt, state) in reports {
         c.prepare_cached(
-            "UPDATE queue_rcpt SET report = ?3 WHERE id = ?1 AND msg = ?2 AND state = 'failed'",
+            "UPDATE queue_rcpt SET report = ?3,
+             queue = CASE WHEN state IN ('delivered', 'failed') THEN NULL ELSE queue END
+             WHERE id = ?1 AND msg = ?2",
         )?
         .execute(params![rcpt, msg, report_str(state)])?;
     }
+    for rcpt in delays_done {
+        c.prepare_cached("UPDATE queue_rcpt SET delay_done = 1 WHERE id = ?1 AND msg = ?2")?
+            .execute(params![rcpt, msg])?;
+    }
     track::insert(c, events)?;
     finish_if_done(c, msg)?;
-    Ok(ndr)
+    Ok(report)
+}
+
+/// Moves an unreadable message aside: its rows, as text, go to `quarantine`; the content is kept
+/// (its reference passes to the quarantine record).
+pub(super) fn quarantine(
+    c: &Connection,
+    msg: i64,
+    reason: &str,
+    server: &str,
+) -> Result<(), StoreError> {
+    let exists: i64 = c.query_row("SELECT count(*) FROM queue WHERE id = ?1", [msg], |r| {
+        r.get(0)
+    })?;
+    if exists == 0 {
+        // Already quarantined (or gone) by another path.
+        return Ok(());
+    }
+    let dump = |sql: &str| -> Result<Vec<String>, StoreError> {
+        let mut st = c.prepare(sql)?;
+        let n = st.column_count();
+        let rows = st.query_map([msg], |r| {
+            let mut cols = Vec::with_capacity(n);
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i)?;
+                cols.push(format!("{v:?}"));
+            }
+            Ok(cols.join(", "))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let message = dump("SELECT * FROM queue WHERE id = ?1")?;
+    let rcpts = dump("SELECT * FROM queue_rcpt WHERE msg = ?1")?;
+    let queue_id: Option<String> = c
+        .query_row("SELECT queue_id FROM queue WHERE id = ?1", [msg], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let record = format!(
+        "queue: {}\nrecipients:\n{}",
+        message.join("\n"),
+        rcpts.join("\n")
+    );
+    let now = Utc::now();
+    c.execute(
+        "INSERT INTO quarantine (time, queue_id, reason, record) VALUES (?1, ?2, ?3, ?4)",
+        params![micros(now), queue_id, reason, record],
+    )?;
+    c.execute("DELETE FROM queue_rcpt WHERE msg = ?1", [msg])?;
+    c.execute("DELETE FROM queue WHERE id = ?1", [msg])?;
+    let e = Event {
+        time: now,
+        server: server.to_string(),
+        event: EventId::Quarantined,
+        queue_id: queue_id.unwrap_or_else(|| format!("row {msg}")),
+        message_id: None,
+        sender: String::new(),
+        recipient: None,
+        client_ip: None,
+        size: None,
+        status: None,
+        detail: Some(format!(
+            "unreadable queue record moved to quarantine: {reason}"
+        )),
+    };
+    track::insert(c, &[e])?;
+    Ok(())
 }

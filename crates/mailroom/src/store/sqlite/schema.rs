@@ -72,8 +72,12 @@ CREATE TABLE queue (
     arrival INTEGER NOT NULL,
     client_ip TEXT,
     content_id INTEGER NOT NULL REFERENCES contents(id),
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    frozen INTEGER NOT NULL DEFAULT 0
 );
+-- One row per recipient. `queue` names the queue the recipient waits in ('local', 'retry',
+-- 'unreachable', 'dsn', 'link:<next hop>'), kept with every transition so that the queue viewer
+-- is one indexed GROUP BY; NULL once nothing is left to do for it.
 CREATE TABLE queue_rcpt (
     id INTEGER PRIMARY KEY,
     msg INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
@@ -84,14 +88,31 @@ CREATE TABLE queue_rcpt (
     route TEXT NOT NULL,
     user_id INTEGER,
     state TEXT NOT NULL,
+    queue TEXT,
+    next_attempt INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
     status TEXT,
     reason TEXT,
     diagnostic TEXT,
-    report TEXT,
+    remote_mta TEXT,
+    relayed INTEGER NOT NULL DEFAULT 0,
+    report TEXT NOT NULL DEFAULT 'none',
+    delay_done INTEGER NOT NULL DEFAULT 0,
     updated INTEGER NOT NULL
 );
 CREATE INDEX queue_rcpt_msg ON queue_rcpt (msg);
-CREATE INDEX queue_rcpt_work ON queue_rcpt (state, report);
+CREATE INDEX queue_rcpt_due ON queue_rcpt (state, next_attempt);
+CREATE INDEX queue_rcpt_queue ON queue_rcpt (queue);
+CREATE INDEX queue_rcpt_report ON queue_rcpt (report);
+
+-- Queue records that could not be read, moved aside whole for the operator; never deleted.
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    queue_id TEXT,
+    reason TEXT NOT NULL,
+    record TEXT NOT NULL
+);
 
 CREATE TABLE track (
     id INTEGER PRIMARY KEY,

@@ -7,7 +7,7 @@ use crate::queue::{
     EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, RcptState, ReportState,
     Route, Settle,
 };
-use crate::store::{DirEntry, SettledAs, Store, StoreError, TrackFilter};
+use crate::store::{AdminAction, DirEntry, QueueFilter, SettledAs, Store, StoreError, TrackFilter};
 use crate::testutil::TempStore;
 use crate::track::{EventBase, EventId};
 
@@ -123,10 +123,10 @@ async fn queue_life_cycle_shares_content_and_is_idempotent() {
     assert_eq!(q.recipients.len(), 2);
     assert!(q.recipients.iter().all(|r| r.state == RcptState::Ready));
     let drop = |u, a: &str| {
-        Settle::Delivered(Some(MailboxDrop {
+        Settle::local(MailboxDrop {
             user_id: u,
             prefix: format!("Delivered-To: {a}\r\n").into_bytes(),
-        }))
+        })
     };
     let (r1, r2) = (q.recipients[0].id, q.recipients[1].id);
     let out = s
@@ -202,26 +202,30 @@ async fn quota_turns_delivery_into_failure_and_reports_finish_the_message() {
     let qid = msg.queue_id.to_string();
     let row = s.submit(msg).await.unwrap();
     let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
-    let drop = Settle::Delivered(Some(MailboxDrop {
+    let drop = Settle::local(MailboxDrop {
         user_id: bob,
         prefix: Vec::new(),
-    }));
+    });
     let out = s.settle(row, base(&qid), vec![(r, drop)]).await.unwrap();
     assert!(matches!(&out[0].1, SettledAs::Failed { status, .. } if status == "5.2.2"));
-    let q = s.unreported(10).await.unwrap();
+    let l = s.due(Utc::now(), Utc::now(), 0, 10).await.unwrap();
+    let (q, bad) = (l.messages, l.unreadable);
+    assert!(bad.is_empty());
     assert_eq!(q.len(), 1);
-    assert!(matches!(
-        &q[0].recipients[0].state,
-        RcptState::Failed {
-            report: ReportState::Pending,
-            ..
-        }
-    ));
-    s.record_reports(row, vec![(r, ReportState::Absorbed)], None, vec![])
+    assert!(
+        matches!(&q[0].recipients[0].state, RcptState::Failed { failure, .. } if failure.status.to_string() == "5.2.2")
+    );
+    assert_eq!(q[0].recipients[0].report, ReportState::Pending);
+    s.record_reports(row, vec![(r, ReportState::Absorbed)], vec![], None, vec![])
         .await
         .unwrap();
     assert!(s.queued(row).await.unwrap().is_none());
-    assert!(s.unreported(10).await.unwrap().is_empty());
+    assert!(s
+        .due(Utc::now(), Utc::now(), 0, 10)
+        .await
+        .unwrap()
+        .messages
+        .is_empty());
     assert!(s.mailbox_list(bob).await.unwrap().is_empty());
 }
 
@@ -242,10 +246,10 @@ async fn user_with_mail_is_deleted_only_with_purge() {
         base(&qid),
         vec![(
             r,
-            Settle::Delivered(Some(MailboxDrop {
+            Settle::local(MailboxDrop {
                 user_id: u,
                 prefix: vec![],
-            })),
+            }),
         )],
     )
     .await
@@ -281,5 +285,156 @@ async fn concurrent_writes_share_commits() {
     rows.sort();
     rows.dedup();
     assert_eq!(rows.len(), 200);
-    assert_eq!(store.ready(0, 1000).await.unwrap().len(), 200);
+    assert_eq!(
+        store
+            .queue_messages(Default::default())
+            .await
+            .unwrap()
+            .len(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unreadable_records_are_quarantined_and_the_rest_flows() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let good = s
+        .submit(message(
+            vec![("u@example.com", Route::Local { user_id: u })],
+            b"good\r\n",
+        ))
+        .await
+        .unwrap();
+    let bad = message(
+        vec![("u@example.com", Route::Local { user_id: u })],
+        b"bad\r\n",
+    );
+    let bad_qid = bad.queue_id.to_string();
+    let bad = s.submit(bad).await.unwrap();
+    rusqlite::Connection::open(ts.store.path_for_tests())
+        .unwrap()
+        .execute(
+            "UPDATE queue_rcpt SET state = 'bogus' WHERE msg = ?1",
+            [bad],
+        )
+        .unwrap();
+    let now = Utc::now();
+    let l = s.due(now, now, 0, 10).await.unwrap();
+    let (msgs, unreadable) = (l.messages, l.unreadable);
+    assert_eq!(msgs.iter().map(|m| m.rowid).collect::<Vec<_>>(), vec![good]);
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].0, bad);
+    assert!(unreadable[0].1.contains("bad state"), "{}", unreadable[0].1);
+    s.quarantine(bad, unreadable[0].1.clone(), "mx".into())
+        .await
+        .unwrap();
+    let q = s.quarantined().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].queue_id.as_deref(), Some(bad_qid.as_str()));
+    assert!(q[0].record.contains("bogus"));
+    assert!(s.due(now, now, 0, 10).await.unwrap().unreadable.is_empty());
+    let ev = s
+        .track_query(TrackFilter {
+            message_id: Some(bad_qid),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ev.last().unwrap().event, EventId::Quarantined);
+}
+
+#[tokio::test]
+async fn queue_viewer_figures() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    s.submit(message(
+        vec![("u@example.com", Route::Local { user_id: u })],
+        b"1234\r\n",
+    ))
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        s.submit(message(vec![("x@a.test", Route::Remote)], b"12\r\n"))
+            .await
+            .unwrap();
+    }
+    s.submit(message(
+        vec![("y@b.test", Route::Remote), ("z@b.test", Route::Remote)],
+        b"1\r\n",
+    ))
+    .await
+    .unwrap();
+    let qs = s.queues(Utc::now()).await.unwrap();
+    let get = |k: &str| qs.iter().find(|q| q.kind.key() == k).unwrap().clone();
+    assert_eq!(
+        (
+            get("local").messages,
+            get("local").size,
+            get("local").state.as_str()
+        ),
+        (1, 6, "Ready")
+    );
+    assert_eq!(
+        (
+            get("link:a.test").messages,
+            get("link:a.test").recipients,
+            get("link:a.test").size
+        ),
+        (3, 3, 12)
+    );
+    assert_eq!(
+        (get("link:b.test").messages, get("link:b.test").recipients),
+        (1, 2)
+    );
+    assert_eq!(get("retry").state.as_str(), "Empty");
+    let sum = s.queue_summary(Utc::now()).await.unwrap();
+    let rows: Vec<(String, u64, u64)> = sum
+        .iter()
+        .map(|r| (r.domain.clone(), r.total, r.buckets[0]))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("a.test".into(), 3, 3),
+            ("b.test".into(), 2, 2),
+            ("example.com".into(), 1, 1)
+        ]
+    );
+    let f = QueueFilter {
+        domain: Some("a.test".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.queue_messages(f.clone()).await.unwrap().len(), 3);
+    assert_eq!(
+        s.queue_admin(f.clone(), AdminAction::Freeze, "mx".into())
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.queue_admin(f.clone(), AdminAction::Freeze, "mx".into())
+            .await
+            .unwrap(),
+        0,
+        "already frozen"
+    );
+    let qs = s.queues(Utc::now()).await.unwrap();
+    assert_eq!(
+        qs.iter()
+            .find(|q| q.kind.key() == "link:a.test")
+            .unwrap()
+            .state
+            .as_str(),
+        "Frozen"
+    );
+    assert_eq!(
+        s.queue_admin(f.clone(), AdminAction::Delete { ndr: false }, "mx".into())
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(s.queue_messages(f).await.unwrap().is_empty());
 }

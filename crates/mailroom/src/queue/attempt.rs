@@ -1,0 +1,202 @@
+//! Delivery attempts: which recipients are due, which target serves them, and what their
+//! outcomes mean for the queue (settled, deferred until when, or expired).
+
+use chrono::{DateTime, Utc};
+
+use super::manager::Manager;
+use super::retry;
+use super::{Failure, QueueKind, QueuedMessage, QueuedRecipient, RcptState, Settle};
+use crate::deliver::{DeliveryTarget, Outcome};
+use crate::route::{self, next_hop, NextHop};
+use crate::store::StoreError;
+use crate::track::EventBase;
+
+impl Manager {
+    pub(super) fn event_base(&self, msg: &QueuedMessage) -> EventBase {
+        EventBase {
+            server: self.config.server.hostname.clone(),
+            queue_id: msg.queue_id.clone(),
+            message_id: msg.message_id.clone(),
+            sender: msg.sender.clone(),
+            client_ip: None,
+            size: Some(msg.size),
+        }
+    }
+
+    /// Attempts the message's due recipients and records the outcomes.
+    pub(super) async fn attempt(
+        &self,
+        msg: &QueuedMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let expires = retry::expires_at(&self.config.queue, msg.arrival);
+        let due: Vec<&QueuedRecipient> = msg
+            .recipients
+            .iter()
+            .filter(|r| match &r.state {
+                RcptState::Ready => true,
+                RcptState::Deferred { next_attempt, .. } => *next_attempt <= now,
+                _ => false,
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut settles = Vec::new();
+        let mut groups: Vec<(NextHop, Vec<QueuedRecipient>)> = Vec::new();
+        for r in due {
+            if now >= expires {
+                settles.push((r.id, Settle::Failed(self.expired(msg, r, now))));
+                continue;
+            }
+            let hop = next_hop(r);
+            match groups.iter_mut().find(|(h, _)| *h == hop) {
+                Some((_, g)) => g.push(r.clone()),
+                None => groups.push((hop, vec![r.clone()])),
+            }
+        }
+        for (hop, rcpts) in groups {
+            let target: &dyn DeliveryTarget = match hop {
+                NextHop::Local => &self.local,
+                NextHop::Remote(_) => &self.smtp,
+            };
+            for (id, outcome) in run_delivery(target, msg, &hop, &rcpts).await {
+                let Some(r) = rcpts.iter().find(|r| r.id == id) else {
+                    continue;
+                };
+                settles.push((id, self.settle_for(r, &hop, outcome, now, expires)));
+            }
+        }
+        self.store
+            .settle(msg.rowid, self.event_base(msg), settles)
+            .await?;
+        Ok(())
+    }
+
+    /// What an outcome means for the queue.
+    fn settle_for(
+        &self,
+        r: &QueuedRecipient,
+        hop: &NextHop,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Settle {
+        let notify = r.effective_notify();
+        match outcome {
+            Outcome::Delivered(drop) => Settle::Delivered {
+                drop,
+                remote_mta: None,
+                relayed: false,
+                report: notify.success,
+            },
+            Outcome::Relayed { remote_mta, dsn } => Settle::Delivered {
+                drop: None,
+                remote_mta: Some(remote_mta),
+                relayed: !dsn,
+                // A peer with DSN carries NOTIFY on; without, we say "relayed" if asked.
+                report: !dsn && notify.success,
+            },
+            Outcome::Failed(f) => Settle::Failed(f),
+            Outcome::Deferred(f) => {
+                let attempts = r.attempts + 1;
+                let wait = retry::next_wait(
+                    &self.config.queue,
+                    attempts,
+                    retry::is_glitch(f.status),
+                    rand::random(),
+                );
+                let next_attempt = (now + wait).min(expires);
+                let queue = match hop {
+                    NextHop::Local => QueueKind::Retry,
+                    NextHop::Remote(_) if is_routing_failure(&f) => QueueKind::Unreachable,
+                    NextHop::Remote(domain) => route::link_queue(&self.config, domain),
+                };
+                Settle::Deferred {
+                    failure: f,
+                    next_attempt,
+                    queue,
+                }
+            }
+        }
+    }
+
+    /// The failure of a recipient whose message expired: how long, where, and the last error.
+    fn expired(&self, msg: &QueuedMessage, r: &QueuedRecipient, now: DateTime<Utc>) -> Failure {
+        let tried = retry::in_words(now - msg.arrival);
+        let mut reason = format!(
+            "mailroom tried to deliver the message for {tried} ({} attempt{}) and gave up when it expired",
+            r.attempts,
+            if r.attempts == 1 { "" } else { "s" }
+        );
+        let mut diagnostic = None;
+        let mut remote_mta = None;
+        if let RcptState::Deferred { last_error, .. } = &r.state {
+            match &last_error.remote_mta {
+                Some(m) => reason.push_str(&format!("; it was trying {m}")),
+                None => reason.push_str(&format!(
+                    "; it was trying to reach {}",
+                    route::domain_of(&r.address)
+                )),
+            }
+            reason.push_str(&format!("; the last attempt failed: {}", last_error.reason));
+            diagnostic = last_error.diagnostic.clone();
+            remote_mta = last_error.remote_mta.clone();
+        }
+        let status =
+            mailroom_proto::smtp::Status::new(mailroom_proto::smtp::Class::Permanent, 4, 7);
+        Failure {
+            status,
+            reason,
+            diagnostic,
+            remote_mta,
+        }
+    }
+}
+
+/// True when no destination could be found at all (DNS), as opposed to one that refused.
+fn is_routing_failure(f: &Failure) -> bool {
+    f.remote_mta.is_none() && f.status.subject == 4 && matches!(f.status.detail, 3 | 4)
+}
+
+/// Runs one delivery through a target: start → add recipients → body → commit.
+async fn run_delivery(
+    target: &dyn DeliveryTarget,
+    msg: &QueuedMessage,
+    hop: &NextHop,
+    rcpts: &[QueuedRecipient],
+) -> Vec<(i64, Outcome)> {
+    let mut outcomes = Vec::new();
+    let mut d = match target.start(msg, hop).await {
+        Ok(d) => d,
+        Err(f) => {
+            return rcpts
+                .iter()
+                .map(|r| (r.id, Outcome::from_failure(f.clone())))
+                .collect()
+        }
+    };
+    let mut added = Vec::new();
+    for r in rcpts {
+        match d.add_recipient(r).await {
+            Ok(()) => added.push(r.id),
+            Err(o) => outcomes.push((r.id, o)),
+        }
+    }
+    if added.is_empty() {
+        d.abort();
+        return outcomes;
+    }
+    match d.body().await {
+        Ok(()) => outcomes.extend(d.commit().await),
+        Err(f) => {
+            d.abort();
+            outcomes.extend(
+                added
+                    .into_iter()
+                    .map(|id| (id, Outcome::from_failure(f.clone()))),
+            );
+        }
+    }
+    outcomes
+}

@@ -1,0 +1,308 @@
+//! Reports to the sender (RFC 3461, RFC 3464): failures, delays, successes and relays.
+//!
+//! Whether the sender is told is decided here, once: a null sender never is (RFC 5321 §4.5.5;
+//! the failure is absorbed, event 1018); a NOTIFY without the matching keyword is respected
+//! (event 2002); otherwise one report per pass names every recipient with news (event 1030 for
+//! failures, 2003 for delays, 2004 for successes). The report is queued in the same transaction
+//! that records it, so a crash can neither lose it nor send it twice.
+
+use chrono::{DateTime, Utc};
+
+use super::manager::Manager;
+use super::retry;
+use super::{
+    MessageKind, NewMessage, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route,
+};
+use crate::directory::{self, Resolution, Target};
+use crate::dsn::{self, Action, Report, ReportRecipient};
+use crate::ids::QueueId;
+use crate::ingest::{self, AcceptedRcpt};
+use crate::store::StoreError;
+use crate::track::{EventBase, EventId};
+
+impl Manager {
+    /// Reports what is due for the message: settled outcomes awaiting a report, and delays.
+    pub(super) async fn report(&self, rowid: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(msg) = self.store.queued(rowid).await? else {
+            return Ok(());
+        };
+        let base = self.event_base(&msg);
+        let delay_due = retry::delay_due_at(&self.config.queue, msg.arrival);
+        let pending: Vec<&QueuedRecipient> = msg
+            .recipients
+            .iter()
+            .filter(|r| r.report == ReportState::Pending)
+            .collect();
+        let delayed: Vec<&QueuedRecipient> = msg
+            .recipients
+            .iter()
+            .filter(|r| {
+                matches!(r.state, RcptState::Deferred { .. })
+                    && !r.delay_reported
+                    && now >= delay_due
+            })
+            .collect();
+        if pending.is_empty() && delayed.is_empty() {
+            return Ok(());
+        }
+        let mut reports = Vec::new();
+        let mut delays_done: Vec<i64> = delayed.iter().map(|r| r.id).collect();
+        let mut events = Vec::new();
+        if msg.sender.is_empty() {
+            for r in &pending {
+                reports.push((r.id, ReportState::Absorbed));
+                if matches!(r.state, RcptState::Failed { .. }) {
+                    events.push(
+                        base.event(EventId::ReportAbsorbed, Some(&r.address))
+                            .detail(
+                                "the sender is null (this is itself a report); no report is sent",
+                            ),
+                    );
+                }
+            }
+            self.store
+                .record_reports(rowid, reports, delays_done, None, events)
+                .await?;
+            return Ok(());
+        }
+        let expires = retry::expires_at(&self.config.queue, msg.arrival);
+        let mut lines: Vec<(Option<i64>, ReportRecipient)> = Vec::new();
+        for r in &pending {
+            let notify = r.effective_notify();
+            let line =
+                |action, status, reason: String, diagnostic, remote_mta, at| ReportRecipient {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    original: (r.original != r.address).then(|| r.original.clone()),
+                    action,
+                    status,
+                    reason,
+                    diagnostic,
+                    remote_mta,
+                    last_attempt: Some(at),
+                    will_retry_until: None,
+                };
+            match &r.state {
+                RcptState::Failed { at, failure } if notify.failure => {
+                    lines.push((
+                        Some(r.id),
+                        line(
+                            Action::Failed,
+                            failure.status,
+                            failure.reason.clone(),
+                            failure.diagnostic.clone(),
+                            failure.remote_mta.clone(),
+                            *at,
+                        ),
+                    ));
+                }
+                RcptState::Failed { failure, .. } => {
+                    reports.push((r.id, ReportState::NotRequested));
+                    events.push(
+                        base.event(EventId::ReportNotRequested, Some(&r.address))
+                            .status(failure.status.to_string()),
+                    );
+                }
+                RcptState::Delivered {
+                    at,
+                    remote_mta,
+                    relayed,
+                } => {
+                    let (action, reason) = match (remote_mta, relayed) {
+                        (Some(m), true) => (
+                            Action::Relayed,
+                            format!("passed on to {m}, which does not support delivery reports"),
+                        ),
+                        (Some(m), false) => (Action::Relayed, format!("passed on to {m}")),
+                        (None, _) => (
+                            Action::Delivered,
+                            "delivered to the recipient's mailbox".to_string(),
+                        ),
+                    };
+                    let status = mailroom_proto::smtp::Status::new(
+                        mailroom_proto::smtp::Class::Success,
+                        0,
+                        0,
+                    );
+                    lines.push((
+                        Some(r.id),
+                        line(action, status, reason, None, remote_mta.clone(), *at),
+                    ));
+                }
+                _ => reports.push((r.id, ReportState::None)),
+            }
+        }
+        for r in &delayed {
+            let RcptState::Deferred { last_error, .. } = &r.state else {
+                continue;
+            };
+            if !r.effective_notify().delay {
+                continue;
+            }
+            lines.push((
+                None,
+                ReportRecipient {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    original: (r.original != r.address).then(|| r.original.clone()),
+                    action: Action::Delayed,
+                    status: last_error
+                        .status
+                        .with_class(mailroom_proto::smtp::Class::Transient),
+                    reason: format!(
+                        "not delivered yet after {}: {}",
+                        retry::in_words(now - msg.arrival),
+                        last_error.reason
+                    ),
+                    diagnostic: last_error.diagnostic.clone(),
+                    remote_mta: last_error.remote_mta.clone(),
+                    last_attempt: Some(now),
+                    will_retry_until: Some(expires),
+                },
+            ));
+        }
+        let mut report_msg = None;
+        if !lines.is_empty() {
+            let content = self.store.content(msg.content_id).await?;
+            let recipients: Vec<ReportRecipient> = lines.iter().map(|(_, l)| l.clone()).collect();
+            let m = self.build_report(&msg, &content, &recipients, now).await?;
+            for (id, l) in &lines {
+                let (event, status, what) = match l.action {
+                    Action::Failed => (EventId::NdrGenerated, l.status.to_string(), "NDR"),
+                    Action::Delayed => {
+                        (EventId::DelayReported, l.status.to_string(), "delay report")
+                    }
+                    _ => (
+                        EventId::SuccessReported,
+                        l.action.as_str().to_string(),
+                        "success report",
+                    ),
+                };
+                events.push(
+                    base.event(event, Some(&l.address))
+                        .status(status)
+                        .detail(format!(
+                            "{what} queued as {} for {}",
+                            m.queue_id, msg.sender
+                        )),
+                );
+                if let Some(id) = id {
+                    reports.push((*id, ReportState::Sent(m.queue_id.to_string())));
+                }
+            }
+            report_msg = Some(m);
+        }
+        delays_done.dedup();
+        if let Some(id) = self
+            .store
+            .record_reports(rowid, reports, delays_done, report_msg, events)
+            .await?
+        {
+            self.handle.notify(id);
+        }
+        Ok(())
+    }
+
+    /// Builds a report about `recipients`, addressed to the message's sender.
+    async fn build_report(
+        &self,
+        msg: &QueuedMessage,
+        content: &[u8],
+        recipients: &[ReportRecipient],
+        now: DateTime<Utc>,
+    ) -> Result<NewMessage, StoreError> {
+        let host = &self.config.server.hostname;
+        let queue_id = QueueId::generate();
+        let message_id = format!("{queue_id}@{host}");
+        let bytes = dsn::report(&Report {
+            reporting_mta: host,
+            message_id: &message_id,
+            to: &msg.sender,
+            envid: msg.params.envid.as_deref(),
+            arrival: msg.arrival,
+            ret: msg.params.ret,
+            original: content,
+            recipients,
+        });
+        let targets = self.resolve_sender(&msg.sender).await?;
+        Ok(report_message(
+            host,
+            queue_id,
+            message_id,
+            &msg.sender,
+            targets,
+            bytes,
+            now,
+        ))
+    }
+
+    /// Where a report to `sender` goes.
+    pub(super) async fn resolve_sender(&self, sender: &str) -> Result<Vec<Target>, StoreError> {
+        resolve_sender(self.store.as_ref(), &self.config, sender).await
+    }
+}
+
+/// Where a report to `sender` goes: a local sender through the directory, others out.
+pub async fn resolve_sender(
+    store: &dyn crate::store::Store,
+    config: &crate::config::Config,
+    sender: &str,
+) -> Result<Vec<Target>, StoreError> {
+    let key = sender.to_lowercase();
+    let local = key
+        .rsplit_once('@')
+        .is_some_and(|(_, d)| config.is_local_domain(d));
+    if !local {
+        return Ok(vec![Target {
+            address: key,
+            route: Route::Remote,
+        }]);
+    }
+    Ok(match directory::resolve(store, config, &key).await? {
+        Resolution::Targets { targets, .. } => targets,
+        _ => vec![Target {
+            address: key,
+            route: Route::Unresolved,
+        }],
+    })
+}
+
+/// A report as a queued message from the null sender, with its submission events.
+pub fn report_message(
+    host: &str,
+    queue_id: QueueId,
+    message_id: String,
+    to: &str,
+    targets: Vec<Target>,
+    bytes: Vec<u8>,
+    arrival: DateTime<Utc>,
+) -> NewMessage {
+    let base = EventBase {
+        server: host.to_string(),
+        queue_id: queue_id.to_string(),
+        message_id: Some(message_id.clone()),
+        sender: String::new(),
+        client_ip: None,
+        size: Some(bytes.len() as u64),
+    };
+    let accepted = AcceptedRcpt {
+        given: to.to_lowercase(),
+        params: Default::default(),
+        targets,
+        redirects: Vec::new(),
+    };
+    let mut events = Vec::new();
+    let rcpts = ingest::merge_recipients(std::slice::from_ref(&accepted), &base, &mut events);
+    NewMessage {
+        queue_id,
+        sender: String::new(),
+        params: ingest::report_params(),
+        message_id: Some(message_id),
+        arrival,
+        client_ip: None,
+        kind: MessageKind::Report,
+        content: bytes,
+        recipients: rcpts,
+        events,
+    }
+}

@@ -1,0 +1,281 @@
+//! The queue viewer's queries and the operator's actions.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params_from_iter, Connection};
+
+use super::{from_micros, micros, queue, track};
+use crate::queue::QueueKind;
+use crate::store::{
+    AdminAction, QuarantineEntry, QueueFilter, QueueInfo, QueueState, StoreError, SummaryRow,
+    SUMMARY_BUCKETS,
+};
+use crate::track::{Event, EventId};
+
+/// The SQL condition (on `queue q`) and arguments for a filter.
+fn condition(f: &QueueFilter) -> (String, Vec<String>) {
+    let mut cond = vec!["1".to_string()];
+    let mut args: Vec<String> = Vec::new();
+    let arg = |v: String, args: &mut Vec<String>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(q) = &f.queue_id {
+        let a = arg(q.to_uppercase(), &mut args);
+        cond.push(format!("q.queue_id = {a}"));
+    }
+    if let Some(m) = &f.message_id {
+        let a = arg(
+            m.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+            &mut args,
+        );
+        cond.push(format!("q.message_id = {a}"));
+    }
+    if let Some(k) = &f.queue {
+        let a = arg(k.key(), &mut args);
+        cond.push(format!(
+            "EXISTS (SELECT 1 FROM queue_rcpt r WHERE r.msg = q.id AND r.queue = {a})"
+        ));
+    }
+    if let Some(s) = &f.sender {
+        let a = arg(
+            s.trim_start_matches('<').trim_end_matches('>').to_string(),
+            &mut args,
+        );
+        cond.push(format!("q.sender = {a} COLLATE NOCASE"));
+    }
+    if let Some(r) = &f.recipient {
+        let a = arg(
+            r.trim_start_matches('<').trim_end_matches('>').to_string(),
+            &mut args,
+        );
+        cond.push(format!(
+            "EXISTS (SELECT 1 FROM queue_rcpt r WHERE r.msg = q.id AND (r.address = {a} COLLATE NOCASE OR r.original = {a} COLLATE NOCASE))"
+        ));
+    }
+    if let Some(d) = &f.domain {
+        let a = arg(format!("%@{}", d.to_lowercase()), &mut args);
+        cond.push(format!(
+            "EXISTS (SELECT 1 FROM queue_rcpt r WHERE r.msg = q.id AND r.address LIKE {a})"
+        ));
+    }
+    if let Some(t) = f.older_than {
+        let a = arg(micros(t).to_string(), &mut args);
+        cond.push(format!("q.arrival <= CAST({a} AS INTEGER)"));
+    }
+    (cond.join(" AND "), args)
+}
+
+fn matching(c: &Connection, f: &QueueFilter) -> Result<Vec<i64>, StoreError> {
+    let (cond, args) = condition(f);
+    let mut st = c.prepare(&format!(
+        "SELECT q.id FROM queue q WHERE {cond} ORDER BY q.id"
+    ))?;
+    let ids = st
+        .query_map(params_from_iter(args.iter()), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Every queue with its figures.
+pub(super) fn queues(c: &Connection, now: DateTime<Utc>) -> Result<Vec<QueueInfo>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT r.queue, count(DISTINCT r.msg), count(*), min(q.arrival),
+                min(CASE WHEN r.state = 'deferred' THEN r.next_attempt END),
+                sum(CASE WHEN q.frozen = 0 AND (r.state = 'ready' OR r.report = 'pending'
+                         OR (r.state = 'deferred' AND r.next_attempt <= ?1)) THEN 1 ELSE 0 END),
+                sum(CASE WHEN q.frozen = 1 THEN 1 ELSE 0 END)
+         FROM queue_rcpt r JOIN queue q ON q.id = r.msg
+         WHERE r.queue IS NOT NULL GROUP BY r.queue ORDER BY r.queue",
+    )?;
+    let rows = st.query_map([micros(now)], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut out: Vec<QueueInfo> = Vec::new();
+    for row in rows {
+        let (key, messages, recipients, oldest, next, due, frozen) = row?;
+        let kind = QueueKind::parse(&key);
+        let size: i64 = c.query_row(
+            "SELECT coalesce(sum(size), 0) FROM queue WHERE id IN (SELECT DISTINCT msg FROM queue_rcpt WHERE queue = ?1)",
+            [&key],
+            |r| r.get(0),
+        )?;
+        let last_error: Option<String> = c
+            .query_row(
+                "SELECT status || ' ' || coalesce(reason, '') || coalesce('; the server said: ' || diagnostic, '')
+                 FROM queue_rcpt WHERE queue = ?1 AND status IS NOT NULL ORDER BY updated DESC LIMIT 1",
+                [&key],
+                |r| r.get(0),
+            )
+            .ok();
+        let state = if frozen == recipients {
+            QueueState::Frozen
+        } else if due > 0 {
+            QueueState::Ready
+        } else {
+            QueueState::Retry
+        };
+        out.push(QueueInfo {
+            kind,
+            state,
+            messages: messages as u64,
+            recipients: recipients as u64,
+            size: size as u64,
+            oldest: oldest.map(from_micros),
+            next_retry: next.map(from_micros),
+            last_error,
+        });
+    }
+    for sys in QueueKind::system() {
+        if !out.iter().any(|q| q.kind == sys) {
+            out.push(QueueInfo {
+                kind: sys,
+                state: QueueState::Empty,
+                messages: 0,
+                recipients: 0,
+                size: 0,
+                oldest: None,
+                next_retry: None,
+                last_error: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.kind.cmp(&b.kind));
+    Ok(out)
+}
+
+/// The messages matching a filter.
+pub(super) fn messages(
+    c: &Connection,
+    f: &QueueFilter,
+) -> Result<Vec<crate::queue::QueuedMessage>, StoreError> {
+    let ids = matching(c, f)?;
+    let loaded = queue::load_many(c, ids)?;
+    let mut msgs = loaded.messages;
+    for (id, reason) in loaded.unreadable {
+        tracing::warn!(message = id, %reason, "unreadable queue record not shown");
+    }
+    msgs.sort_by_key(|m| m.rowid);
+    Ok(msgs)
+}
+
+/// Applies an operator's action; returns the number of messages touched.
+pub(super) fn act(
+    c: &Connection,
+    f: &QueueFilter,
+    action: AdminAction,
+    server: &str,
+) -> Result<usize, StoreError> {
+    let ids = matching(c, f)?;
+    let now = Utc::now();
+    let mut touched = 0;
+    for id in ids {
+        let (qid, mid, sender): (String, Option<String>, String) = c.query_row(
+            "SELECT queue_id, message_id, sender FROM queue WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let changed = match action {
+            AdminAction::Freeze => c.execute("UPDATE queue SET frozen = 1 WHERE id = ?1 AND frozen = 0", [id])?,
+            AdminAction::Thaw => c.execute("UPDATE queue SET frozen = 0 WHERE id = ?1 AND frozen = 1", [id])?,
+            AdminAction::Retry => c.execute(
+                "UPDATE queue_rcpt SET state = 'ready', next_attempt = NULL WHERE msg = ?1 AND state = 'deferred'",
+                [id],
+            )?,
+            AdminAction::Delete { ndr: false } => {
+                queue::remove(c, id)?;
+                1
+            }
+            AdminAction::Delete { ndr: true } => {
+                let n = c.execute(
+                    "UPDATE queue_rcpt SET state = 'failed', queue = 'dsn', status = '5.3.2',
+                     reason = 'the message was deleted from the queue by an administrator before it could be delivered',
+                     diagnostic = NULL, report = 'pending', updated = ?2
+                     WHERE msg = ?1 AND state IN ('ready', 'deferred')",
+                    rusqlite::params![id, micros(now)],
+                )?;
+                // A frozen message is thawed so that its report can go out.
+                c.execute("UPDATE queue SET frozen = 0 WHERE id = ?1", [id])?;
+                queue::finish_if_done(c, id)?;
+                n
+            }
+        };
+        if changed == 0 {
+            continue;
+        }
+        touched += 1;
+        let e = Event {
+            time: now,
+            server: server.to_string(),
+            event: EventId::AdminAction,
+            queue_id: qid,
+            message_id: mid,
+            sender,
+            recipient: None,
+            client_ip: None,
+            size: None,
+            status: None,
+            detail: Some(action.describe().to_string()),
+        };
+        track::insert(c, &[e])?;
+    }
+    Ok(touched)
+}
+
+/// Recipients waiting, by domain and age.
+pub(super) fn summary(c: &Connection, now: DateTime<Utc>) -> Result<Vec<SummaryRow>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT lower(substr(r.address, instr(r.address, '@') + 1)), q.arrival
+         FROM queue_rcpt r JOIN queue q ON q.id = r.msg WHERE r.state IN ('ready', 'deferred')",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out: Vec<SummaryRow> = Vec::new();
+    for row in rows {
+        let (domain, arrival) = row?;
+        let age_min = ((now - from_micros(arrival)).num_seconds().max(0) / 60) as u64;
+        let bucket = SUMMARY_BUCKETS
+            .iter()
+            .position(|&b| age_min < b)
+            .unwrap_or(SUMMARY_BUCKETS.len());
+        let i = match out.iter().position(|s| s.domain == domain) {
+            Some(i) => i,
+            None => {
+                out.push(SummaryRow {
+                    domain,
+                    total: 0,
+                    buckets: [0; 9],
+                });
+                out.len() - 1
+            }
+        };
+        out[i].total += 1;
+        out[i].buckets[bucket] += 1;
+    }
+    out.sort_by(|a, b| b.total.cmp(&a.total).then(a.domain.cmp(&b.domain)));
+    Ok(out)
+}
+
+/// Quarantined records, newest first.
+pub(super) fn quarantined(c: &Connection) -> Result<Vec<QuarantineEntry>, StoreError> {
+    let mut st =
+        c.prepare("SELECT time, queue_id, reason, record FROM quarantine ORDER BY id DESC")?;
+    let rows = st.query_map([], |r| {
+        Ok(QuarantineEntry {
+            time: from_micros(r.get(0)?),
+            queue_id: r.get(1)?,
+            reason: r.get(2)?,
+            record: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
