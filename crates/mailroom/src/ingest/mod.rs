@@ -174,8 +174,10 @@ impl Ingest {
         };
         let mut batch = vec![msg];
         batch.extend(reports);
-        for rowid in self.store.submit_batch(batch).await? {
-            self.queue.notify(rowid);
+        for s in self.store.submit_batch(batch).await? {
+            if s.pending {
+                self.queue.notify(s.rowid);
+            }
         }
         Ok(env.queue_id)
     }
@@ -251,7 +253,9 @@ fn expansions(rcpts: &mut [AcceptedRcpt], sender: &str) -> Vec<ReportRecipient> 
 }
 
 /// Turns accepted recipients into the queue's recipients: one per final address, keeping the
-/// parameters of the first RCPT that led to it, with events 1042, 1033 and 1036/1034.
+/// parameters of the first RCPT that led to it, with events 1042, 1033 and 1036/1034. Local
+/// recipients get their mailbox copy (Return-Path from `base.sender`) to be made in the
+/// submission's own transaction.
 pub fn merge_recipients(
     rcpts: &[AcceptedRcpt],
     base: &EventBase,
@@ -275,6 +279,13 @@ pub fn merge_recipients(
                 orcpt: r.params.orcpt.as_ref().map(|o| o.to_string()),
                 notify: r.params.notify,
                 route: t.route.clone(),
+                deliver_now: match t.route {
+                    Route::Local { user_id } => Some(crate::queue::MailboxDrop {
+                        user_id,
+                        prefix: crate::deliver::local::prefix(&base.sender, &t.address),
+                    }),
+                    _ => None,
+                },
             });
         }
     }

@@ -51,11 +51,13 @@ async fn harness(messages: &[&str]) -> Harness {
                     orcpt: None,
                     notify: None,
                     route: Route::Local { user_id: user },
+                    deliver_now: None,
                 }],
                 events: vec![],
             })
             .await
-            .unwrap();
+            .unwrap()
+            .rowid;
         let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
         let base = EventBase {
             server: "mx".into(),

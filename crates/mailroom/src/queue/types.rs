@@ -261,6 +261,19 @@ pub struct NewRecipient {
     pub notify: Option<Notify>,
     /// Where it goes.
     pub route: Route,
+    /// For a local recipient: its mailbox copy, written in the same transaction as the
+    /// submission. Delivery then costs no second transaction; if the copy cannot be made (the
+    /// quota), the recipient stays queued and takes the ordinary path.
+    pub deliver_now: Option<MailboxDrop>,
+}
+
+/// What became of a submitted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    /// Its row ID.
+    pub rowid: i64,
+    /// True when the queue still has work for it (remote recipients, a failure, a report).
+    pub pending: bool,
 }
 
 /// A message in the queue with its recipients.
@@ -325,7 +338,7 @@ impl QueuedRecipient {
 }
 
 /// A message to put into a local mailbox as part of settling a recipient.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxDrop {
     /// The user.
     pub user_id: i64,

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::queue::{NewMessage, QueueKind, QueuedMessage, ReportState, Settle};
+use crate::queue::{NewMessage, QueueKind, QueuedMessage, ReportState, Settle, Submitted};
 use crate::track::{Event, EventBase};
 
 /// A boxed future returned by store methods.
@@ -134,9 +134,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- queue -----------------------------------------------------------------------------
     /// Stores a new message with its recipients and events. Durable when it returns.
-    fn submit(&self, msg: NewMessage) -> StoreFuture<'_, i64>;
+    fn submit(&self, msg: NewMessage) -> StoreFuture<'_, Submitted>;
     /// Stores several messages in one transaction (a message and the reports it causes at once).
-    fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<i64>>;
+    fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<Submitted>>;
     /// Messages with work to do at `now`: a delivery attempt due (Ready, or Deferred until no
     /// later than `now`), a report pending, or a delay report due (arrived no later than
     /// `delay_cutoff` and still deferred). Frozen messages are left out. Row IDs above `after`,

@@ -33,7 +33,7 @@ use super::{
     AdminAction, DirEntry, Loaded, MailEntry, QuarantineEntry, QueueFilter, QueueInfo, SettledAs,
     Store, StoreError, StoreFuture, SummaryRow, TrackFilter, User,
 };
-use crate::queue::{NewMessage, QueuedMessage, ReportState, Settle};
+use crate::queue::{NewMessage, QueuedMessage, ReportState, Settle, Submitted};
 use crate::track::{Event, EventBase};
 use chrono::{DateTime, Utc};
 
@@ -331,10 +331,10 @@ impl Store for SqliteStore {
         self.read(|c| directory::group_list(c, directory::Group::List))
     }
 
-    fn submit(&self, msg: NewMessage) -> StoreFuture<'_, i64> {
+    fn submit(&self, msg: NewMessage) -> StoreFuture<'_, Submitted> {
         self.write(move |c| queue::submit(c, &msg))
     }
-    fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<i64>> {
+    fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<Submitted>> {
         self.write(move |c| msgs.iter().map(|m| queue::submit(c, m)).collect())
     }
     fn due(

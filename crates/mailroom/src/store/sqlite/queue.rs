@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{from_micros, micros, track};
 use crate::queue::{
     EnvelopeParams, Failure, MessageKind, NewMessage, QueueKind, QueuedMessage, QueuedRecipient,
-    RcptState, ReportState, Route, Settle,
+    RcptState, ReportState, Route, Settle, Submitted,
 };
 use crate::store::{Loaded, SettledAs, StoreError};
 use crate::track::{Event, EventBase, EventId};
@@ -62,8 +62,9 @@ fn initial_queue(route: &Route, address: &str) -> QueueKind {
     }
 }
 
-/// Stores a message: content, envelope, recipients and events.
-pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> {
+/// Stores a message: content, envelope, recipients and events; makes the mailbox copies of
+/// recipients delivered at once, and removes the message if nothing is left to do.
+pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreError> {
     c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 1)")?
         .execute([&m.content])?;
     let content_id = c.last_insert_rowid();
@@ -92,6 +93,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> 
         "INSERT INTO queue_rcpt (msg, address, original, orcpt, notify, route, user_id, state, queue, updated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9)",
     )?;
+    let mut now_delivered = Vec::new();
     for r in &m.recipients {
         let (route, user) = match r.route {
             Route::Local { user_id } => ("local", Some(user_id)),
@@ -109,9 +111,63 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> 
             initial_queue(&r.route, &r.address).key(),
             now
         ])?;
+        if let Some(drop) = &r.deliver_now {
+            now_delivered.push((c.last_insert_rowid(), r, drop));
+        }
     }
     track::insert(c, &m.events)?;
-    Ok(msg)
+    let mut events = Vec::new();
+    let delivered_at = Utc::now();
+    for (rcpt, r, drop) in now_delivered {
+        let size = m.content.len() as i64 + drop.prefix.len() as i64;
+        if super::mailbox::insert(
+            c,
+            drop.user_id,
+            content_id,
+            &drop.prefix,
+            size,
+            delivered_at,
+        )?
+        .is_some()
+        {
+            // Over quota (or the user is gone): the queue handles it, with a report.
+            continue;
+        }
+        let report = r.notify.is_some_and(|n| n.success);
+        c.prepare_cached(
+            "UPDATE queue_rcpt SET state = 'delivered', queue = ?2, report = ?3, attempts = 1, updated = ?4
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            rcpt,
+            report.then(|| QueueKind::Dsn.key()),
+            if report { "pending" } else { "none" },
+            micros(delivered_at)
+        ])?;
+        let mut e = Event {
+            time: delivered_at,
+            server: String::new(),
+            event: EventId::DeliveredLocally,
+            queue_id: m.queue_id.to_string(),
+            message_id: m.message_id.clone(),
+            sender: m.sender.clone(),
+            recipient: Some(r.address.clone()),
+            client_ip: None,
+            size: Some(m.content.len() as u64),
+            status: Some("2.0.0".into()),
+            detail: None,
+        };
+        if let Some(first) = m.events.first() {
+            e.server = first.server.clone();
+        }
+        events.push(e);
+    }
+    track::insert(c, &events)?;
+    let removed = finish_if_done(c, msg)?;
+    Ok(Submitted {
+        rowid: msg,
+        pending: !removed,
+    })
 }
 
 const MSG_COLS: &str =
@@ -331,8 +387,8 @@ pub(super) fn remove(c: &Connection, msg: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Removes a message once no recipient needs anything more.
-pub(super) fn finish_if_done(c: &Connection, msg: i64) -> Result<(), StoreError> {
+/// Removes a message once no recipient needs anything more; says whether it did.
+pub(super) fn finish_if_done(c: &Connection, msg: i64) -> Result<bool, StoreError> {
     let open: i64 = c
         .prepare_cached(
             "SELECT count(*) FROM queue_rcpt WHERE msg = ?1
@@ -342,7 +398,7 @@ pub(super) fn finish_if_done(c: &Connection, msg: i64) -> Result<(), StoreError>
     if open == 0 {
         remove(c, msg)?;
     }
-    Ok(())
+    Ok(open == 0)
 }
 
 /// Settles recipients (see [`crate::store::Store::settle`]).
@@ -522,7 +578,7 @@ pub(super) fn record_reports(
     events: &[Event],
 ) -> Result<Option<i64>, StoreError> {
     let report = match report_message {
-        Some(m) => Some(submit(c, m)?),
+        Some(m) => Some(submit(c, m)?).filter(|s| s.pending).map(|s| s.rowid),
         None => None,
     };
     for (rcpt, state) in reports {

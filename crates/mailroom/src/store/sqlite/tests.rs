@@ -31,6 +31,7 @@ fn message(rcpts: Vec<(&str, Route)>, content: &[u8]) -> NewMessage {
                 orcpt: None,
                 notify: None,
                 route,
+                deliver_now: None,
             })
             .collect(),
         events: vec![base.event(EventId::SmtpReceived, Some("alice@example.com"))],
@@ -118,7 +119,7 @@ async fn queue_life_cycle_shares_content_and_is_idempotent() {
         b"Subject: x\r\n\r\nbody\r\n",
     );
     let qid = msg.queue_id.to_string();
-    let row = s.submit(msg).await.unwrap();
+    let row = s.submit(msg).await.unwrap().rowid;
     let q = s.queued(row).await.unwrap().unwrap();
     assert_eq!(q.recipients.len(), 2);
     assert!(q.recipients.iter().all(|r| r.state == RcptState::Ready));
@@ -200,7 +201,7 @@ async fn quota_turns_delivery_into_failure_and_reports_finish_the_message() {
         b"Subject: too big\r\n\r\n",
     );
     let qid = msg.queue_id.to_string();
-    let row = s.submit(msg).await.unwrap();
+    let row = s.submit(msg).await.unwrap().rowid;
     let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
     let drop = Settle::local(MailboxDrop {
         user_id: bob,
@@ -239,7 +240,7 @@ async fn user_with_mail_is_deleted_only_with_purge() {
         b"x\r\n",
     );
     let qid = msg.queue_id.to_string();
-    let row = s.submit(msg).await.unwrap();
+    let row = s.submit(msg).await.unwrap().rowid;
     let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
     s.settle(
         row,
@@ -275,7 +276,7 @@ async fn concurrent_writes_share_commits() {
                 vec![("u@example.com", Route::Local { user_id: u })],
                 format!("n{i}\r\n").as_bytes(),
             );
-            s.submit(m).await.unwrap()
+            s.submit(m).await.unwrap().rowid
         }));
     }
     let mut rows = Vec::new();
@@ -306,13 +307,14 @@ async fn unreadable_records_are_quarantined_and_the_rest_flows() {
             b"good\r\n",
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .rowid;
     let bad = message(
         vec![("u@example.com", Route::Local { user_id: u })],
         b"bad\r\n",
     );
     let bad_qid = bad.queue_id.to_string();
-    let bad = s.submit(bad).await.unwrap();
+    let bad = s.submit(bad).await.unwrap().rowid;
     rusqlite::Connection::open(ts.store.path_for_tests())
         .unwrap()
         .execute(
@@ -355,18 +357,21 @@ async fn queue_viewer_figures() {
         b"1234\r\n",
     ))
     .await
-    .unwrap();
+    .unwrap()
+    .rowid;
     for _ in 0..3 {
         s.submit(message(vec![("x@a.test", Route::Remote)], b"12\r\n"))
             .await
-            .unwrap();
+            .unwrap()
+            .rowid;
     }
     s.submit(message(
         vec![("y@b.test", Route::Remote), ("z@b.test", Route::Remote)],
         b"1\r\n",
     ))
     .await
-    .unwrap();
+    .unwrap()
+    .rowid;
     let qs = s.queues(Utc::now()).await.unwrap();
     let get = |k: &str| qs.iter().find(|q| q.kind.key() == k).unwrap().clone();
     assert_eq!(
