@@ -10,7 +10,7 @@ use super::Context;
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::queue::manager::QueueHandle;
-use crate::queue::{QueuedMessage, Route};
+use crate::queue::QueuedMessage;
 use crate::store::Store;
 use crate::testutil::{config, peer, Client, TempStore};
 

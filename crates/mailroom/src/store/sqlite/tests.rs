@@ -357,21 +357,18 @@ async fn queue_viewer_figures() {
         b"1234\r\n",
     ))
     .await
-    .unwrap()
-    .rowid;
+    .unwrap();
     for _ in 0..3 {
         s.submit(message(vec![("x@a.test", Route::Remote)], b"12\r\n"))
             .await
-            .unwrap()
-            .rowid;
+            .unwrap();
     }
     s.submit(message(
         vec![("y@b.test", Route::Remote), ("z@b.test", Route::Remote)],
         b"1\r\n",
     ))
     .await
-    .unwrap()
-    .rowid;
+    .unwrap();
     let qs = s.queues(Utc::now()).await.unwrap();
     let get = |k: &str| qs.iter().find(|q| q.kind.key() == k).unwrap().clone();
     assert_eq!(
