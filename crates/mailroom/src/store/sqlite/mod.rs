@@ -68,16 +68,16 @@ where
 {
     fn run(&mut self, conn: &Connection) {
         let Some(f) = self.f.take() else { return };
-        let result = match conn.execute_batch("SAVEPOINT job") {
+        let result = match exec(conn, "SAVEPOINT job") {
             Err(e) => Err(e.into()),
             Ok(()) => {
                 let r = f(conn);
                 let end = if r.is_ok() {
-                    "RELEASE job"
+                    exec(conn, "RELEASE job")
                 } else {
-                    "ROLLBACK TO job; RELEASE job"
+                    exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
                 };
-                match conn.execute_batch(end) {
+                match end {
                     Ok(()) => r,
                     Err(e) => Err(e.into()),
                 }
@@ -97,11 +97,34 @@ where
     }
 }
 
+/// Runs a statement without parameters through the statement cache (no parsing per call).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// How often the checkpointer copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies committed pages from the WAL into the database file, off the writer's path: the
+/// writer commits (one fsync of the WAL) and goes on, and the checkpoint's writes and fsync of
+/// the database file happen here (SQLite's default would run them inside a commit).
+fn checkpoint_loop(conn: Connection, stop: Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed; will retry");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -124,15 +147,25 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
         let mut conn = open_conn(path)?;
         migrate(&mut conn)?;
+        // Checkpoints are the checkpointer thread's job; the log file is trimmed after each.
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ckpt_conn = open_conn(path)?;
+        let s2 = stop.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint_loop(ckpt_conn, s2))
+            .map_err(|e| StoreError::Engine(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Arc::new(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some((checkpointer, stop))),
             readers: Arc::new(Mutex::new(Vec::new())),
         }))
     }
@@ -149,6 +182,10 @@ impl SqliteStore {
             w.take();
         }
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+        if let Some((t, stop)) = self.checkpointer.lock().ok().and_then(|mut t| t.take()) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = t.join();
         }
     }

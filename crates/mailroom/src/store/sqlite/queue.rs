@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, track};
 use crate::queue::{
-    EnvelopeParams, Failure, MessageKind, NewMessage, QueueKind, QueuedMessage, QueuedRecipient,
+    EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueKind, QueuedMessage, QueuedRecipient,
     RcptState, ReportState, Route, Settle, Submitted,
 };
 use crate::store::{Loaded, SettledAs, StoreError};
@@ -62,12 +62,54 @@ fn initial_queue(route: &Route, address: &str) -> QueueKind {
     }
 }
 
-/// Stores a message: content, envelope, recipients and events; makes the mailbox copies of
-/// recipients delivered at once, and removes the message if nothing is left to do.
+/// Stores a message: content, mailbox copies of the recipients delivered at once, and queue
+/// rows only for what is left to do (remote recipients, a copy over quota, a report owed). A
+/// message delivered in full never touches the queue tables: its content is kept alive by the
+/// mailbox copies alone.
 pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreError> {
-    c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 1)")?
+    c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
         .execute([&m.content])?;
     let content_id = c.last_insert_rowid();
+    let now = Utc::now();
+    // Local copies first: they decide whether the message needs the queue at all.
+    let mut delivered = vec![false; m.recipients.len()];
+    let mut events = Vec::new();
+    let server = m.events.first().map(|e| e.server.clone()).unwrap_or_default();
+    for (i, r) in m.recipients.iter().enumerate() {
+        let Some(drop) = &r.deliver_now else { continue };
+        let size = m.content.len() as i64 + drop.prefix.len() as i64;
+        if super::mailbox::insert(c, drop.user_id, content_id, &drop.prefix, size, now)?.is_some() {
+            // Over quota (or the user is gone): the queue handles it, with a report.
+            continue;
+        }
+        delivered[i] = true;
+        events.push(Event {
+            time: now,
+            server: server.clone(),
+            event: EventId::DeliveredLocally,
+            queue_id: m.queue_id.to_string(),
+            message_id: m.message_id.clone(),
+            sender: m.sender.clone(),
+            recipient: Some(r.address.clone()),
+            client_ip: None,
+            size: Some(m.content.len() as u64),
+            status: Some("2.0.0".into()),
+            detail: None,
+        });
+    }
+    let owes_report = |i: usize, r: &NewRecipient| delivered[i] && r.notify.is_some_and(|n| n.success);
+    let pending = m
+        .recipients
+        .iter()
+        .enumerate()
+        .any(|(i, r)| !delivered[i] || owes_report(i, r));
+    track::insert(c, &m.events)?;
+    track::insert(c, &events)?;
+    if !pending {
+        return Ok(Submitted { rowid: 0, pending: false });
+    }
+    c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
+        .execute([content_id])?;
     c.prepare_cached(
         "INSERT INTO queue (queue_id, kind, sender, envid, ret, body, smtputf8, message_id,
                             arrival, client_ip, content_id, size)
@@ -88,17 +130,22 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         m.content.len() as i64,
     ])?;
     let msg = c.last_insert_rowid();
-    let now = micros(Utc::now());
     let mut st = c.prepare_cached(
-        "INSERT INTO queue_rcpt (msg, address, original, orcpt, notify, route, user_id, state, queue, updated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8, ?9)",
+        "INSERT INTO queue_rcpt (msg, address, original, orcpt, notify, route, user_id, state, queue,
+                                 report, attempts, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
-    let mut now_delivered = Vec::new();
-    for r in &m.recipients {
+    for (i, r) in m.recipients.iter().enumerate() {
         let (route, user) = match r.route {
             Route::Local { user_id } => ("local", Some(user_id)),
             Route::Remote => ("remote", None),
             Route::Unresolved => ("unresolved", None),
+        };
+        let (state, queue, report, attempts) = if delivered[i] {
+            let owed = owes_report(i, r);
+            ("delivered", owed.then(|| QueueKind::Dsn.key()), if owed { "pending" } else { "none" }, 1)
+        } else {
+            ("ready", Some(initial_queue(&r.route, &r.address).key()), "none", 0)
         };
         st.execute(params![
             msg,
@@ -108,66 +155,14 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
             r.notify.map(|n| n.to_string()),
             route,
             user,
-            initial_queue(&r.route, &r.address).key(),
-            now
+            state,
+            queue,
+            report,
+            attempts,
+            micros(now)
         ])?;
-        if let Some(drop) = &r.deliver_now {
-            now_delivered.push((c.last_insert_rowid(), r, drop));
-        }
     }
-    track::insert(c, &m.events)?;
-    let mut events = Vec::new();
-    let delivered_at = Utc::now();
-    for (rcpt, r, drop) in now_delivered {
-        let size = m.content.len() as i64 + drop.prefix.len() as i64;
-        if super::mailbox::insert(
-            c,
-            drop.user_id,
-            content_id,
-            &drop.prefix,
-            size,
-            delivered_at,
-        )?
-        .is_some()
-        {
-            // Over quota (or the user is gone): the queue handles it, with a report.
-            continue;
-        }
-        let report = r.notify.is_some_and(|n| n.success);
-        c.prepare_cached(
-            "UPDATE queue_rcpt SET state = 'delivered', queue = ?2, report = ?3, attempts = 1, updated = ?4
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            rcpt,
-            report.then(|| QueueKind::Dsn.key()),
-            if report { "pending" } else { "none" },
-            micros(delivered_at)
-        ])?;
-        let mut e = Event {
-            time: delivered_at,
-            server: String::new(),
-            event: EventId::DeliveredLocally,
-            queue_id: m.queue_id.to_string(),
-            message_id: m.message_id.clone(),
-            sender: m.sender.clone(),
-            recipient: Some(r.address.clone()),
-            client_ip: None,
-            size: Some(m.content.len() as u64),
-            status: Some("2.0.0".into()),
-            detail: None,
-        };
-        if let Some(first) = m.events.first() {
-            e.server = first.server.clone();
-        }
-        events.push(e);
-    }
-    track::insert(c, &events)?;
-    let removed = finish_if_done(c, msg)?;
-    Ok(Submitted {
-        rowid: msg,
-        pending: !removed,
-    })
+    Ok(Submitted { rowid: msg, pending: true })
 }
 
 const MSG_COLS: &str =
