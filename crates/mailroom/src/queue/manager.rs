@@ -102,36 +102,26 @@ impl Manager {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Reads every queued message once, in the background after start-up, so that a record that
-    /// cannot be read is quarantined now rather than when it comes due.
+    /// Sweeps the queue once after start-up for records that cannot be read, so that they are
+    /// quarantined now rather than when they come due.
     pub async fn verify(&self) {
         let server = self.config.server.hostname.clone();
-        let mut after = 0;
-        loop {
-            let page = match self.store.scan(after, 1000).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "queue check at start-up failed");
-                    return;
-                }
-            };
-            let last = page
-                .messages
-                .iter()
-                .map(|m| m.rowid)
-                .chain(page.unreadable.iter().map(|u| u.0))
-                .max();
-            for (rowid, reason) in page.unreadable {
-                tracing::error!(message = rowid, %reason, "unreadable queue record: moving it to quarantine");
-                if let Err(e) = self.store.quarantine(rowid, reason, server.clone()).await {
-                    tracing::error!(error = %e, "quarantine failed");
-                }
+        let started = std::time::Instant::now();
+        let found = match self.store.suspects().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "queue check at start-up failed");
+                return;
             }
-            match last {
-                Some(l) => after = l,
-                None => break,
+        };
+        let n = found.unreadable.len();
+        for (rowid, reason) in found.unreadable {
+            tracing::error!(message = rowid, %reason, "unreadable queue record: moving it to quarantine");
+            if let Err(e) = self.store.quarantine(rowid, reason, server.clone()).await {
+                tracing::error!(error = %e, "quarantine failed");
             }
         }
+        tracing::info!(quarantined = n, elapsed = ?started.elapsed(), "queue checked");
     }
 
     /// Schedules every message with work due now; quarantines unreadable ones.

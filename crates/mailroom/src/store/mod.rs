@@ -151,9 +151,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Loaded>;
     /// One message by row ID, if still queued.
     fn queued(&self, rowid: i64) -> StoreFuture<'_, Option<QueuedMessage>>;
-    /// Every queued message, due or not, by row ID above `after`, at most `limit`: the start-up
-    /// check that finds unreadable records before they come due.
-    fn scan(&self, after: i64, limit: usize) -> StoreFuture<'_, Loaded>;
+    /// Messages whose stored values look damaged, checked by loading them: the start-up sweep
+    /// that finds unreadable records before they come due.
+    fn suspects(&self) -> StoreFuture<'_, Loaded>;
     /// The content of a queued message.
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>>;
     /// Settles recipients that are still Ready, atomically with their mailbox copies and their

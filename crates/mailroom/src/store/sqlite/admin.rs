@@ -1,7 +1,7 @@
 //! The queue viewer's queries and the operator's actions.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
 use super::{from_micros, micros, queue, track};
 use crate::queue::QueueKind;
@@ -79,58 +79,64 @@ fn matching(c: &Connection, f: &QueueFilter) -> Result<Vec<i64>, StoreError> {
     Ok(ids)
 }
 
-/// Every queue with its figures.
+/// Every queue with its figures: counts from `queue_stats` (kept by triggers), the rest from
+/// one index seek each, so that the answer takes the same time for ten messages or a million.
 pub(super) fn queues(c: &Connection, now: DateTime<Utc>) -> Result<Vec<QueueInfo>, StoreError> {
     let mut st = c.prepare(
-        "SELECT r.queue, count(DISTINCT r.msg), count(*), min(q.arrival),
-                min(CASE WHEN r.state = 'deferred' THEN r.next_attempt END),
-                sum(CASE WHEN q.frozen = 0 AND (r.state = 'ready' OR r.report = 'pending'
-                         OR (r.state = 'deferred' AND r.next_attempt <= ?1)) THEN 1 ELSE 0 END),
-                sum(CASE WHEN q.frozen = 1 THEN 1 ELSE 0 END)
-         FROM queue_rcpt r JOIN queue q ON q.id = r.msg
-         WHERE r.queue IS NOT NULL GROUP BY r.queue ORDER BY r.queue",
+        "SELECT queue, recipients, messages, size, last_error FROM queue_stats
+         WHERE recipients > 0 ORDER BY queue",
     )?;
-    let rows = st.query_map([micros(now)], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, i64>(6)?,
-        ))
-    })?;
+    let rows: Vec<(String, i64, i64, i64, Option<String>)> = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
     let mut out: Vec<QueueInfo> = Vec::new();
-    for row in rows {
-        let (key, messages, recipients, oldest, next, due, frozen) = row?;
-        let kind = QueueKind::parse(&key);
-        let size: i64 = c.query_row(
-            "SELECT coalesce(sum(size), 0) FROM queue WHERE id IN (SELECT DISTINCT msg FROM queue_rcpt WHERE queue = ?1)",
-            [&key],
-            |r| r.get(0),
-        )?;
-        let last_error: Option<String> = c
-            .query_row(
-                "SELECT status || ' ' || coalesce(reason, '') || coalesce('; the server said: ' || diagnostic, '')
-                 FROM queue_rcpt WHERE queue = ?1 AND status IS NOT NULL ORDER BY updated DESC LIMIT 1",
-                [&key],
-                |r| r.get(0),
-            )
-            .ok();
-        let state = if frozen == recipients {
-            QueueState::Frozen
-        } else if due > 0 {
+    for (key, recipients, messages, size, last_error) in rows {
+        let oldest: Option<i64> = c
+            .prepare_cached(
+                "SELECT q.arrival FROM queue_rcpt r JOIN queue q ON q.id = r.msg
+                 WHERE r.queue = ?1 ORDER BY r.id LIMIT 1",
+            )?
+            .query_row([&key], |r| r.get(0))
+            .optional()?;
+        let next: Option<i64> = c
+            .prepare_cached(
+                "SELECT next_attempt FROM queue_rcpt INDEXED BY queue_rcpt_queue_next
+                 WHERE queue = ?1 AND next_attempt IS NOT NULL AND state = 'deferred'
+                 ORDER BY next_attempt LIMIT 1",
+            )?
+            .query_row([&key], |r| r.get(0))
+            .optional()?;
+        let due: bool = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM queue_rcpt r INDEXED BY queue_rcpt_queue_next
+                 JOIN queue q ON q.id = r.msg
+                 WHERE r.queue = ?1 AND (r.next_attempt IS NULL OR r.next_attempt <= ?2)
+                   AND (r.state IN ('ready', 'deferred') OR r.report = 'pending') AND q.frozen = 0)",
+            )?
+            .query_row(rusqlite::params![&key, micros(now)], |r| r.get(0))?;
+        let state = if due {
             QueueState::Ready
         } else {
-            QueueState::Retry
+            let thawed: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM queue_rcpt r JOIN queue q ON q.id = r.msg
+                     WHERE r.queue = ?1 AND q.frozen = 0)",
+                )?
+                .query_row([&key], |r| r.get(0))?;
+            if thawed {
+                QueueState::Retry
+            } else {
+                QueueState::Frozen
+            }
         };
         out.push(QueueInfo {
-            kind,
+            kind: QueueKind::parse(&key),
             state,
-            messages: messages as u64,
-            recipients: recipients as u64,
-            size: size as u64,
+            messages: messages.max(0) as u64,
+            recipients: recipients.max(0) as u64,
+            size: size.max(0) as u64,
             oldest: oldest.map(from_micros),
             next_retry: next.map(from_micros),
             last_error,

@@ -108,10 +108,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Copies committed pages from the WAL into the database file, off the writer's path: the
 /// writer commits (one fsync of the WAL) and goes on, and the checkpoint's writes and fsync of
 /// the database file happen here (SQLite's default would run them inside a commit).
-fn checkpoint_loop(conn: Connection, stop: Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(CHECKPOINT_EVERY);
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "checkpoint failed; will retry");
         }
@@ -124,7 +122,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    checkpointer: Mutex<Option<(std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>>,
+    checkpointer: Mutex<Option<(std::thread::JoinHandle<()>, mpsc::Sender<()>)>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -154,12 +152,11 @@ impl SqliteStore {
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel();
         let ckpt_conn = open_conn(path)?;
-        let s2 = stop.clone();
         let checkpointer = std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || checkpoint_loop(ckpt_conn, s2))
+            .spawn(move || checkpoint_loop(ckpt_conn, stopped))
             .map_err(|e| StoreError::Engine(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Arc::new(SqliteStore {
             path: path.to_path_buf(),
@@ -185,7 +182,7 @@ impl SqliteStore {
             let _ = t.join();
         }
         if let Some((t, stop)) = self.checkpointer.lock().ok().and_then(|mut t| t.take()) {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(stop);
             let _ = t.join();
         }
     }
@@ -386,8 +383,8 @@ impl Store for SqliteStore {
     fn queued(&self, rowid: i64) -> StoreFuture<'_, Option<QueuedMessage>> {
         self.read(move |c| queue::load(c, rowid))
     }
-    fn scan(&self, after: i64, limit: usize) -> StoreFuture<'_, Loaded> {
-        self.read(move |c| queue::scan(c, after, limit))
+    fn suspects(&self) -> StoreFuture<'_, Loaded> {
+        self.read(queue::suspects)
     }
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>> {
         self.read(move |c| queue::content(c, content_id))

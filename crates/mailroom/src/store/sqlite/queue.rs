@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, track};
 use crate::queue::{
-    EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueKind, QueuedMessage, QueuedRecipient,
-    RcptState, ReportState, Route, Settle, Submitted,
+    EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueKind, QueuedMessage,
+    QueuedRecipient, RcptState, ReportState, Route, Settle, Submitted,
 };
 use crate::store::{Loaded, SettledAs, StoreError};
 use crate::track::{Event, EventBase, EventId};
@@ -74,7 +74,11 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
     // Local copies first: they decide whether the message needs the queue at all.
     let mut delivered = vec![false; m.recipients.len()];
     let mut events = Vec::new();
-    let server = m.events.first().map(|e| e.server.clone()).unwrap_or_default();
+    let server = m
+        .events
+        .first()
+        .map(|e| e.server.clone())
+        .unwrap_or_default();
     for (i, r) in m.recipients.iter().enumerate() {
         let Some(drop) = &r.deliver_now else { continue };
         let size = m.content.len() as i64 + drop.prefix.len() as i64;
@@ -97,7 +101,8 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
             detail: None,
         });
     }
-    let owes_report = |i: usize, r: &NewRecipient| delivered[i] && r.notify.is_some_and(|n| n.success);
+    let owes_report =
+        |i: usize, r: &NewRecipient| delivered[i] && r.notify.is_some_and(|n| n.success);
     let pending = m
         .recipients
         .iter()
@@ -106,7 +111,10 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
     track::insert(c, &m.events)?;
     track::insert(c, &events)?;
     if !pending {
-        return Ok(Submitted { rowid: 0, pending: false });
+        return Ok(Submitted {
+            rowid: 0,
+            pending: false,
+        });
     }
     c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
         .execute([content_id])?;
@@ -143,9 +151,19 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         };
         let (state, queue, report, attempts) = if delivered[i] {
             let owed = owes_report(i, r);
-            ("delivered", owed.then(|| QueueKind::Dsn.key()), if owed { "pending" } else { "none" }, 1)
+            (
+                "delivered",
+                owed.then(|| QueueKind::Dsn.key()),
+                if owed { "pending" } else { "none" },
+                1,
+            )
         } else {
-            ("ready", Some(initial_queue(&r.route, &r.address).key()), "none", 0)
+            (
+                "ready",
+                Some(initial_queue(&r.route, &r.address).key()),
+                "none",
+                0,
+            )
         };
         st.execute(params![
             msg,
@@ -162,7 +180,10 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
             micros(now)
         ])?;
     }
-    Ok(Submitted { rowid: msg, pending: true })
+    Ok(Submitted {
+        rowid: msg,
+        pending: true,
+    })
 }
 
 const MSG_COLS: &str =
@@ -321,15 +342,16 @@ pub(super) fn due(
     after: i64,
     limit: usize,
 ) -> Result<Loaded, StoreError> {
+    // One indexed branch per kind of work, so that a million recipients waiting for later
+    // cost nothing to poll.
     let mut st = c.prepare_cached(
-        "SELECT DISTINCT r.msg FROM queue_rcpt r JOIN queue q ON q.id = r.msg
-         WHERE r.msg > ?1 AND q.frozen = 0 AND (
-               r.state = 'ready'
-            OR (r.state = 'deferred' AND r.next_attempt <= ?2)
-            OR r.report = 'pending'
-            OR (r.state = 'deferred' AND r.delay_done = 0 AND q.arrival <= ?3)
-            OR r.state NOT IN ('ready', 'deferred', 'delivered', 'failed'))
-         ORDER BY r.msg LIMIT ?4",
+        "SELECT w.msg FROM (
+             SELECT msg FROM queue_rcpt WHERE state = 'ready' AND next_attempt IS NULL AND msg > ?1
+             UNION SELECT msg FROM queue_rcpt WHERE state = 'deferred' AND next_attempt <= ?2 AND msg > ?1
+             UNION SELECT msg FROM queue_rcpt WHERE report = 'pending' AND msg > ?1
+             UNION SELECT msg FROM queue_rcpt WHERE state = 'deferred' AND delay_done = 0 AND msg > ?1
+                 AND msg <= (SELECT max(id) FROM queue WHERE arrival <= ?3)
+         ) w JOIN queue q ON q.id = w.msg WHERE q.frozen = 0 ORDER BY w.msg LIMIT ?4",
     )?;
     let ids: Vec<i64> = st
         .query_map(
@@ -340,11 +362,29 @@ pub(super) fn due(
     load_many(c, ids)
 }
 
-/// Every message above `after` (row ID), at most `limit`.
-pub(super) fn scan(c: &Connection, after: i64, limit: usize) -> Result<Loaded, StoreError> {
+/// Messages whose rows hold values the decoder would refuse, found by one sweep in SQL (fast
+/// on a million rows); each is then loaded to confirm before it is quarantined. The decoder
+/// stays the judge: a record this sweep misses is quarantined when it comes due.
+pub(super) fn suspects(c: &Connection) -> Result<Loaded, StoreError> {
     let ids: Vec<i64> = c
-        .prepare_cached("SELECT id FROM queue WHERE id > ?1 ORDER BY id LIMIT ?2")?
-        .query_map(params![after, limit as i64], |r| r.get(0))?
+        .prepare(
+            "SELECT id FROM queue WHERE kind NOT IN ('normal', 'report')
+                 OR (ret IS NOT NULL AND ret NOT IN ('FULL', 'HDRS'))
+                 OR (body IS NOT NULL AND body NOT IN ('7BIT', '8BITMIME', 'BINARYMIME'))
+                 OR NOT EXISTS (SELECT 1 FROM contents WHERE contents.id = queue.content_id)
+             UNION
+             SELECT msg FROM queue_rcpt
+             WHERE state NOT IN ('ready', 'deferred', 'delivered', 'failed')
+                 OR route NOT IN ('local', 'remote', 'unresolved')
+                 OR (route = 'local' AND user_id IS NULL)
+                 OR (report NOT IN ('none', 'pending', 'absorbed', 'not-requested') AND report NOT LIKE 'sent:%')
+                 OR (state = 'deferred' AND next_attempt IS NULL)
+                 OR (state IN ('deferred', 'failed') AND (status IS NULL OR status NOT GLOB '[245].[0-9]*.[0-9]*'))
+                 OR (notify IS NOT NULL AND notify NOT IN ('NEVER', 'SUCCESS', 'FAILURE', 'DELAY',
+                     'SUCCESS,FAILURE', 'SUCCESS,DELAY', 'FAILURE,DELAY', 'SUCCESS,FAILURE,DELAY'))
+             ORDER BY 1",
+        )?
+        .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     load_many(c, ids)
 }

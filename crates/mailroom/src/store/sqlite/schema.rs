@@ -100,10 +100,76 @@ CREATE TABLE queue_rcpt (
     delay_done INTEGER NOT NULL DEFAULT 0,
     updated INTEGER NOT NULL
 );
+CREATE INDEX queue_arrival ON queue (arrival);
 CREATE INDEX queue_rcpt_msg ON queue_rcpt (msg);
-CREATE INDEX queue_rcpt_due ON queue_rcpt (state, next_attempt);
+CREATE INDEX queue_rcpt_due ON queue_rcpt (state, next_attempt, msg);
+-- The queue viewer: the oldest of a queue (first by row ID), its next retry and what is due.
 CREATE INDEX queue_rcpt_queue ON queue_rcpt (queue);
-CREATE INDEX queue_rcpt_report ON queue_rcpt (report);
+CREATE INDEX queue_rcpt_queue_next ON queue_rcpt (queue, next_attempt);
+CREATE INDEX queue_rcpt_report ON queue_rcpt (report) WHERE report = 'pending';
+-- Deferred recipients whose delay report is still to be decided.
+CREATE INDEX queue_rcpt_delay ON queue_rcpt (msg) WHERE state = 'deferred' AND delay_done = 0;
+
+-- Figures of each queue, kept by triggers in the same transactions that move recipients, so
+-- that `queue list` reads them instead of counting a million rows.
+CREATE TABLE queue_stats (
+    queue TEXT PRIMARY KEY,
+    recipients INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+) WITHOUT ROWID;
+CREATE TRIGGER queue_stats_enter AFTER INSERT ON queue_rcpt WHEN NEW.queue IS NOT NULL BEGIN
+    INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;
+    UPDATE queue_stats SET
+        recipients = recipients + 1,
+        messages = messages + (NOT EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)),
+        size = size + CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)
+            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = NEW.msg), 0) END
+    WHERE queue = NEW.queue;
+END;
+CREATE TRIGGER queue_stats_leave AFTER DELETE ON queue_rcpt WHEN OLD.queue IS NOT NULL BEGIN
+    UPDATE queue_stats SET
+        recipients = recipients - 1,
+        messages = messages - (NOT EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = OLD.msg AND queue = OLD.queue)),
+        size = size - CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = OLD.msg AND queue = OLD.queue)
+            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = OLD.msg), 0) END
+    WHERE queue = OLD.queue;
+END;
+CREATE TRIGGER queue_stats_move_out AFTER UPDATE OF queue ON queue_rcpt
+    WHEN OLD.queue IS NOT NULL AND (NEW.queue IS NULL OR NEW.queue != OLD.queue) BEGIN
+    UPDATE queue_stats SET
+        recipients = recipients - 1,
+        messages = messages - (NOT EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = OLD.msg AND queue = OLD.queue)),
+        size = size - CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = OLD.msg AND queue = OLD.queue)
+            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = OLD.msg), 0) END
+    WHERE queue = OLD.queue;
+END;
+CREATE TRIGGER queue_stats_move_in AFTER UPDATE OF queue ON queue_rcpt
+    WHEN NEW.queue IS NOT NULL AND (OLD.queue IS NULL OR NEW.queue != OLD.queue) BEGIN
+    INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;
+    UPDATE queue_stats SET
+        recipients = recipients + 1,
+        messages = messages + (NOT EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)),
+        size = size + CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
+            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)
+            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = NEW.msg), 0) END
+    WHERE queue = NEW.queue;
+END;
+CREATE TRIGGER queue_stats_error AFTER UPDATE OF status, reason, diagnostic ON queue_rcpt
+    WHEN NEW.queue IS NOT NULL AND NEW.status IS NOT NULL BEGIN
+    INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;
+    UPDATE queue_stats SET last_error = NEW.status || ' ' || coalesce(NEW.reason, '')
+        || coalesce('; the server said: ' || NEW.diagnostic, '')
+    WHERE queue = NEW.queue;
+END;
 
 -- Queue records that could not be read, moved aside whole for the operator; never deleted.
 CREATE TABLE quarantine (
