@@ -198,5 +198,4 @@ CREATE INDEX track_queue_id ON track (queue_id);
 CREATE INDEX track_message_id ON track (message_id);
 CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
 CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
-CREATE INDEX track_time ON track (time);
 "#;
