@@ -8,7 +8,7 @@
 /// The schema version this code reads and writes.
 pub const VERSION: i64 = 1;
 
-/// Creates the schema in an empty database.
+/// Creates the schema in an empty database (with [`triggers`]).
 pub const CREATE: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
@@ -119,50 +119,7 @@ CREATE TABLE queue_stats (
     size INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
 ) WITHOUT ROWID;
-CREATE TRIGGER queue_stats_enter AFTER INSERT ON queue_rcpt WHEN NEW.queue IS NOT NULL BEGIN
-    INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;
-    UPDATE queue_stats SET
-        recipients = recipients + 1,
-        messages = messages + (NOT EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)),
-        size = size + CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)
-            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = NEW.msg), 0) END
-    WHERE queue = NEW.queue;
-END;
-CREATE TRIGGER queue_stats_leave AFTER DELETE ON queue_rcpt WHEN OLD.queue IS NOT NULL BEGIN
-    UPDATE queue_stats SET
-        recipients = recipients - 1,
-        messages = messages - (NOT EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = OLD.msg AND queue = OLD.queue)),
-        size = size - CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = OLD.msg AND queue = OLD.queue)
-            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = OLD.msg), 0) END
-    WHERE queue = OLD.queue;
-END;
-CREATE TRIGGER queue_stats_move_out AFTER UPDATE OF queue ON queue_rcpt
-    WHEN OLD.queue IS NOT NULL AND (NEW.queue IS NULL OR NEW.queue != OLD.queue) BEGIN
-    UPDATE queue_stats SET
-        recipients = recipients - 1,
-        messages = messages - (NOT EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = OLD.msg AND queue = OLD.queue)),
-        size = size - CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = OLD.msg AND queue = OLD.queue)
-            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = OLD.msg), 0) END
-    WHERE queue = OLD.queue;
-END;
-CREATE TRIGGER queue_stats_move_in AFTER UPDATE OF queue ON queue_rcpt
-    WHEN NEW.queue IS NOT NULL AND (OLD.queue IS NULL OR NEW.queue != OLD.queue) BEGIN
-    INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;
-    UPDATE queue_stats SET
-        recipients = recipients + 1,
-        messages = messages + (NOT EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)),
-        size = size + CASE WHEN EXISTS (SELECT 1 FROM queue_rcpt
-            WHERE msg = NEW.msg AND queue = NEW.queue AND id != NEW.id)
-            THEN 0 ELSE coalesce((SELECT size FROM queue WHERE id = NEW.msg), 0) END
-    WHERE queue = NEW.queue;
-END;
+-- (the triggers that keep queue_stats are made by triggers() below)
 CREATE TRIGGER queue_stats_error AFTER UPDATE OF status, reason, diagnostic ON queue_rcpt
     WHEN NEW.queue IS NOT NULL AND NEW.status IS NOT NULL BEGIN
     INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;
@@ -199,3 +156,47 @@ CREATE INDEX track_message_id ON track (message_id);
 CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
 CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
 "#;
+
+/// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and
+/// size of `queue_stats` change by one recipient, and by its message when it is the message's
+/// only recipient in that queue.
+fn stats_change(sign: char, row: &str) -> String {
+    let other = if row == "NEW" {
+        format!(" AND id != {row}.id")
+    } else {
+        String::new()
+    };
+    let others =
+        format!("SELECT 1 FROM queue_rcpt WHERE msg = {row}.msg AND queue = {row}.queue{other}");
+    format!(
+        "UPDATE queue_stats SET
+            recipients = recipients {sign} 1,
+            messages = messages {sign} (NOT EXISTS ({others})),
+            size = size {sign} CASE WHEN EXISTS ({others}) THEN 0
+                ELSE coalesce((SELECT size FROM queue WHERE id = {row}.msg), 0) END
+        WHERE queue = {row}.queue;"
+    )
+}
+
+/// The triggers that keep `queue_stats` in step with `queue_rcpt`.
+pub fn triggers() -> String {
+    let enter = stats_change('+', "NEW");
+    let leave = stats_change('-', "OLD");
+    let create_row = "INSERT INTO queue_stats (queue) VALUES (NEW.queue) ON CONFLICT DO NOTHING;";
+    format!(
+        "CREATE TRIGGER queue_stats_enter AFTER INSERT ON queue_rcpt WHEN NEW.queue IS NOT NULL BEGIN
+            {create_row} {enter}
+        END;
+        CREATE TRIGGER queue_stats_leave AFTER DELETE ON queue_rcpt WHEN OLD.queue IS NOT NULL BEGIN
+            {leave}
+        END;
+        CREATE TRIGGER queue_stats_move_out AFTER UPDATE OF queue ON queue_rcpt
+            WHEN OLD.queue IS NOT NULL AND (NEW.queue IS NULL OR NEW.queue != OLD.queue) BEGIN
+            {leave}
+        END;
+        CREATE TRIGGER queue_stats_move_in AFTER UPDATE OF queue ON queue_rcpt
+            WHEN NEW.queue IS NOT NULL AND (OLD.queue IS NULL OR NEW.queue != OLD.queue) BEGIN
+            {create_row} {enter}
+        END;"
+    )
+}
