@@ -163,9 +163,7 @@ impl SqliteStore {
         let mut conn = open_conn(path)?;
         migrate(&mut conn)?;
         // Checkpoints are the checkpointer thread's job; the log file is trimmed after each.
-        conn.execute_batch(
-            "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-65536;",
-        )?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -319,11 +317,28 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    if v != schema::VERSION.to_string() {
-        return Err(StoreError::Corrupt(format!(
-            "database schema version {v}, this mailroom reads version {}",
-            schema::VERSION
-        )));
+    let mut v: i64 = match v.parse() {
+        Ok(v) if (1..=schema::VERSION).contains(&v) => v,
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {v}, this mailroom reads versions 1 to {}",
+                schema::VERSION
+            )))
+        }
+    };
+    while v < schema::VERSION {
+        let step = schema::MIGRATIONS
+            .get((v - 1) as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("no migration from schema version {v}")))?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [(v + 1).to_string()],
+        )?;
+        tx.commit()?;
+        tracing::info!(from = v, to = v + 1, "store schema migrated");
+        v += 1;
     }
     Ok(())
 }

@@ -534,3 +534,64 @@ async fn queue_stats_match_a_recount() {
         .unwrap();
     recount();
 }
+
+#[tokio::test]
+async fn a_version_1_store_is_migrated_and_its_tracking_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let qid = {
+        let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+        let u = s.user_add("u@example.com", None, None).await.unwrap();
+        let m = message(
+            vec![("u@example.com", Route::Local { user_id: u })],
+            b"x\r\n",
+        );
+        let qid = m.queue_id.to_string();
+        s.submit(m).await.unwrap();
+        qid
+    };
+    // Back to version 1 as it was shipped: three indexes on `track`, no `track_keys`.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE track_keys;
+             CREATE INDEX track_message_id ON track (message_id);
+             CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
+             CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let ev = s
+        .track_query(TrackFilter {
+            sender: Some("Carol@Other.test".into()),
+            message_id: Some("<m1@other.test>".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!ev.is_empty());
+    assert!(ev.iter().all(|e| e.queue_id == qid));
+    let version: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    drop(s);
+    // A newer store than this code knows is refused, not misread.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE meta SET value = '9' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+    let err = crate::store::sqlite::SqliteStore::open(&path)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("version 9"), "{err}");
+}
