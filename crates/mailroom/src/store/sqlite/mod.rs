@@ -143,7 +143,19 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+/// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
+/// writer's cache holds the B-tree pages every commit walks; readers answer point lookups (a few
+/// pages each, and the operating system caches the file anyway); the checkpointer copies pages
+/// without caching them. At most [`MAX_READERS`] readers are kept, so the caches never hold
+/// more than 2 MiB + 8 × 512 KiB + 64 KiB: memory stays flat under any load.
+const WRITER_CACHE_KIB: i64 = 2048;
+const READER_CACHE_KIB: i64 = 512;
+const CHECKPOINTER_CACHE_KIB: i64 = 64;
+
+/// Reader connections kept open between reads.
+const MAX_READERS: usize = 8;
+
+fn open_conn(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -154,23 +166,38 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
     )?;
+    conn.execute_batch(&format!("PRAGMA cache_size=-{cache_kib};"))?;
     Ok(conn)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
-        let mut conn = open_conn(path)?;
+        SqliteStore::open_with(path, WAL_TRIM_BYTES, WAL_HARD_BYTES)
+    }
+
+    /// [`SqliteStore::open`] with other log bounds (tests use small ones).
+    pub(crate) fn open_with(
+        path: &Path,
+        wal_trim_bytes: u64,
+        wal_hard_bytes: u64,
+    ) -> Result<Arc<SqliteStore>, StoreError> {
+        let mut conn = open_conn(path, WRITER_CACHE_KIB)?;
         migrate(&mut conn)?;
         // Checkpoints are the checkpointer thread's job; the log file is trimmed after each.
-        conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={wal_trim_bytes};"
+        ))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &wal, wal_hard_bytes))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
         let (stop, stopped) = mpsc::channel();
-        let ckpt_conn = open_conn(path)?;
+        let ckpt_conn = open_conn(path, CHECKPOINTER_CACHE_KIB)?;
         let checkpointer = std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || checkpoint_loop(ckpt_conn, stopped))
@@ -238,11 +265,11 @@ impl SqliteStore {
             tokio::task::spawn_blocking(move || {
                 let conn = match readers.lock().ok().and_then(|mut r| r.pop()) {
                     Some(c) => c,
-                    None => open_conn(&path)?,
+                    None => open_conn(&path, READER_CACHE_KIB)?,
                 };
                 let r = f(&conn);
                 if let Ok(mut r) = readers.lock() {
-                    if r.len() < 8 {
+                    if r.len() < MAX_READERS {
                         r.push(conn);
                     }
                 }
@@ -260,7 +287,62 @@ impl Drop for SqliteStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+/// The size the log file is trimmed to when it starts again from the beginning.
+const WAL_TRIM_BYTES: u64 = 64 << 20;
+
+/// The log size past which the writer itself checkpoints before taking more work.
+///
+/// The checkpointer copies the log in the background; when the disk cannot keep up with the
+/// rate of commits (the log is written once and the database again), a log left alone grows
+/// without bound, and with it the shared-memory index every connection maps. Past this size
+/// the writer runs a RESTART checkpoint itself: sessions wait for their `250` a little longer
+/// (backpressure) and the log starts again from its beginning. The log file is trimmed to
+/// [`WAL_TRIM_BYTES`] when it starts again, so a file larger than that means the current log
+/// really is that long.
+const WAL_HARD_BYTES: u64 = 256 << 20;
+
+/// Holds the writer back until the log has been copied into the database (see
+/// [`WAL_HARD_BYTES`]). The checkpointer may be in the middle of a pass: then the RESTART is
+/// busy, and the writer waits for it rather than adding to the log meanwhile.
+fn catch_up(conn: &Connection) {
+    let started = std::time::Instant::now();
+    loop {
+        let r = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        });
+        match r {
+            Ok((0, frames)) => {
+                tracing::info!(
+                    frames,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "the log outgrew the checkpointer: writes waited for it to be copied"
+                );
+                return;
+            }
+            Ok(_) if started.elapsed() < CATCH_UP_LIMIT => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Ok(_) => {
+                tracing::warn!("the log is long and could not be checkpointed; writes go on");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writer checkpoint failed; writes go on");
+                return;
+            }
+        }
+    }
+}
+
+/// The longest the writer waits for a checkpoint before taking work again.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Box<dyn WriteJob>>,
+    wal: &Path,
+    wal_hard_bytes: u64,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -291,6 +373,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
         }
         for job in batch {
             job.complete(committed.clone());
+        }
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > wal_hard_bytes) {
+            catch_up(&conn);
         }
     }
 }
