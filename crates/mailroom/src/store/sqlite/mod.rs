@@ -163,7 +163,7 @@ fn open_conn(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
     )?;
@@ -174,20 +174,20 @@ fn open_conn(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
-        SqliteStore::open_with(path, WAL_TRIM_BYTES, WAL_HARD_BYTES)
+        SqliteStore::open_with(path, LogBounds::default())
     }
 
     /// [`SqliteStore::open`] with other log bounds (tests use small ones).
     pub(crate) fn open_with(
         path: &Path,
-        wal_trim_bytes: u64,
-        wal_hard_bytes: u64,
+        bounds: LogBounds,
     ) -> Result<Arc<SqliteStore>, StoreError> {
         let mut conn = open_conn(path, WRITER_CACHE_KIB)?;
         migrate(&mut conn)?;
         // Checkpoints are the checkpointer thread's job; the log file is trimmed after each.
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={wal_trim_bytes};"
+            "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={};",
+            bounds.trim_bytes
         ))?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
@@ -195,7 +195,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, wal_hard_bytes))
+            .spawn(move || writer_loop(conn, rx, &wal, bounds))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
         let (stop, stopped) = mpsc::channel();
         let ckpt_conn = open_conn(path, CHECKPOINTER_CACHE_KIB)?;
@@ -304,8 +304,18 @@ const WAL_HARD_BYTES: u64 = 256 << 20;
 
 /// Holds the writer back until the log has been copied into the database (see
 /// [`WAL_HARD_BYTES`]). The checkpointer may be in the middle of a pass: then the RESTART is
-/// busy, and the writer waits for it rather than adding to the log meanwhile.
-fn catch_up(conn: &Connection) {
+/// busy, and the writer waits for it rather than adding to the log meanwhile. Returns whether
+/// the log was copied in full.
+fn catch_up(conn: &Connection, wait: Duration) -> bool {
+    // A RESTART also waits (in the busy handler) for readers of old snapshots: keep that wait
+    // within the bound too.
+    let _ = conn.busy_timeout(wait);
+    let copied = catch_up_within(conn, wait);
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    copied
+}
+
+fn catch_up_within(conn: &Connection, wait: Duration) -> bool {
     let started = std::time::Instant::now();
     loop {
         let r = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
@@ -318,32 +328,54 @@ fn catch_up(conn: &Connection) {
                     waited_ms = started.elapsed().as_millis() as u64,
                     "the log outgrew the checkpointer: writes waited for it to be copied"
                 );
-                return;
+                return true;
             }
-            Ok(_) if started.elapsed() < CATCH_UP_LIMIT => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            Ok(_) if started.elapsed() < wait => std::thread::sleep(Duration::from_millis(5)),
             Ok(_) => {
                 tracing::warn!("the log is long and could not be checkpointed; writes go on");
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "writer checkpoint failed; writes go on");
-                return;
+                return false;
             }
         }
     }
 }
 
+/// How long a connection waits for a lock another holds before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The longest the writer waits for a checkpoint before taking work again.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// The write-ahead log's bounds (see [`WAL_TRIM_BYTES`], [`WAL_HARD_BYTES`], [`CATCH_UP_WAIT`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogBounds {
+    pub trim_bytes: u64,
+    pub hard_bytes: u64,
+    pub catch_up_wait: Duration,
+}
+
+impl Default for LogBounds {
+    fn default() -> Self {
+        LogBounds {
+            trim_bytes: WAL_TRIM_BYTES,
+            hard_bytes: WAL_HARD_BYTES,
+            catch_up_wait: CATCH_UP_WAIT,
+        }
+    }
+}
 
 fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Box<dyn WriteJob>>,
     wal: &Path,
-    wal_hard_bytes: u64,
+    bounds: LogBounds,
 ) {
+    // Past this size the writer catches up. After a failed attempt (a reader held an old snapshot
+    // for long) it is raised, so that commits are not held back again at every batch.
+    let mut limit = bounds.hard_bytes;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -375,8 +407,13 @@ fn writer_loop(
         for job in batch {
             job.complete(committed.clone());
         }
-        if std::fs::metadata(wal).is_ok_and(|m| m.len() > wal_hard_bytes) {
-            catch_up(&conn);
+        let len = std::fs::metadata(wal).map_or(0, |m| m.len());
+        if len > limit {
+            limit = if catch_up(&conn, bounds.catch_up_wait) {
+                bounds.hard_bytes
+            } else {
+                len.saturating_add(bounds.hard_bytes)
+            };
         }
     }
 }

@@ -603,7 +603,12 @@ async fn the_log_stays_bounded_when_writes_outrun_the_checkpointer() {
     // must hold commits back until the log is copied.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let s = crate::store::sqlite::SqliteStore::open_with(&path, 512 << 10, 1 << 20).unwrap();
+    let bounds = crate::store::sqlite::LogBounds {
+        trim_bytes: 512 << 10,
+        hard_bytes: 1 << 20,
+        catch_up_wait: std::time::Duration::from_secs(10),
+    };
+    let s = crate::store::sqlite::SqliteStore::open_with(&path, bounds).unwrap();
     let u = s.user_add("u@example.com", None, None).await.unwrap();
     let body = vec![b'x'; 10 * 1024];
     let mut tasks = tokio::task::JoinSet::new();
@@ -630,4 +635,53 @@ async fn the_log_stays_bounded_when_writes_outrun_the_checkpointer() {
         .len();
     // The bound, plus what one batch (at most eight messages here) adds before the check.
     assert!(wal < 2 << 20, "the log grew to {wal} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_pinning_the_log_delays_writes_once_not_at_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let bounds = crate::store::sqlite::LogBounds {
+        trim_bytes: 256 << 10,
+        hard_bytes: 1 << 20,
+        catch_up_wait: std::time::Duration::from_millis(300),
+    };
+    let s = crate::store::sqlite::SqliteStore::open_with(&path, bounds).unwrap();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let body = vec![b'x'; 10 * 1024];
+    let submit = |n: usize| {
+        let s = s.clone();
+        let body = body.clone();
+        async move {
+            for _ in 0..n {
+                let m = message(vec![("u@example.com", Route::Local { user_id: u })], &body);
+                s.submit(m).await.unwrap();
+            }
+        }
+    };
+    // A reader in a long transaction pins the log: no checkpoint can copy past its snapshot.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM users;")
+        .unwrap();
+    let t = std::time::Instant::now();
+    submit(300).await; // about 3 MB, one commit each: past the bound twice over
+    let waited = t.elapsed();
+    // Each failed catch-up raises the bound by another MiB, so the writer waits (300 ms) two or
+    // three times; waiting at each of the ~200 commits past the first MiB would take a minute.
+    assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
+    let pinned = std::fs::metadata(dir.path().join("t.db-wal"))
+        .unwrap()
+        .len();
+    assert!(pinned > 2 << 20, "the log was pinned at {pinned} bytes");
+    // The reader lets go: the next catch-up copies the log, and it starts again, trimmed.
+    reader.execute_batch("COMMIT").unwrap();
+    submit(150).await;
+    let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+        .unwrap()
+        .len();
+    assert!(
+        wal < 2 << 20,
+        "the log is {wal} bytes after the reader let go"
+    );
 }
