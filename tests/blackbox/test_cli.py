@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from helpers import (BIN, CLI_TIMEOUT, PASSWORD, Mailroom, RawSMTP, check_copy, make_message, poll, port_is_free,
-                     smtp_send)
+                     smtp_send, subject_of)
 
 SENDER = "sender@example.org"
 
@@ -69,9 +69,11 @@ def test_serve_on_an_empty_directory_writes_a_config_for_localhost(tmp_path):
             qid = smtp_send(s, SENDER, [alice], message)
         [copy] = server.wait_for_mail(alice, 1)
         check_copy(copy, sender=SENDER, rcpt=alice, original=message, queue_id=qid, hostname="localhost")
+        assert "postmaster@localhost" in [u["address"] for u in server.users()]
     finally:
         assert server.stop() == 0
     assert "no configuration found" in server.log()
+    assert "created the mailbox postmaster@localhost" in server.log()
 
 
 def test_user_add_for_a_foreign_domain_fails_clearly(server):
@@ -80,12 +82,13 @@ def test_user_add_for_a_foreign_domain_fails_clearly(server):
     assert "other.example" in p.stderr and "not a local domain" in p.stderr, p.stderr
     p = server.cli("alias", "add", "team@other.example", f"x@{server.domain}", check=False)
     assert p.returncode != 0 and "not a local domain" in p.stderr, p.stderr
-    assert server.users() == []
+    # Only the postmaster mailbox that `init` created.
+    assert [u["address"] for u in server.users()] == [f"postmaster@{server.domain}"]
     # And for the record: a local user is fine, a second time is not.
     server.add_user("bob")
     p = server.cli("user", "add", f"bob@{server.domain}", "--password-stdin", input="pw\n", check=False)
     assert p.returncode != 0
-    assert [u["address"] for u in server.users()] == [f"bob@{server.domain}"]
+    assert sorted(u["address"] for u in server.users()) == [f"bob@{server.domain}", f"postmaster@{server.domain}"]
 
 
 def test_directory_changes_apply_while_the_server_runs(server):
@@ -172,3 +175,29 @@ def test_init_does_not_overwrite(server):
     p = server.cli("init", "--domain", "other.example", check=False)
     assert p.returncode != 0 and "already exists" in p.stderr, p.stderr
     assert f'domains = ["{server.domain}"]' in server.config_path.read_text()
+
+
+def test_init_provisions_the_postmaster_mailbox(server):
+    """RFC 5321 §4.5.1: postmaster, in any case, and the bare <Postmaster>, reach a mailbox that
+    `init` created; an administrator gives it a password and reads it over POP3."""
+    postmaster = f"postmaster@{server.domain}"
+    [entry] = [u for u in server.users() if u["address"] == postmaster]
+    assert entry["messages"] == 0
+    with server.smtp() as s:
+        smtp_send(s, SENDER, [f"PostMaster@{server.domain.upper()}"], make_message("to the postmaster"))
+    with RawSMTP(server.smtp_port) as raw:
+        raw.ehlo()
+        assert raw.cmd(f"MAIL FROM:<{SENDER}>").code == 250
+        assert raw.cmd("RCPT TO:<Postmaster>").code == 250
+        assert raw.data(make_message("bare postmaster")).code == 250
+    # Nobody can read it until it has a password.
+    with pytest.raises(poplib.error_proto):
+        server.pop3(postmaster, password="")
+    server.cli("user", "passwd", postmaster, "--password-stdin", input=PASSWORD + "\n")
+    server.passwords[postmaster] = PASSWORD
+    [one, two] = server.wait_for_mail(postmaster, 2)
+    assert {subject_of(one), subject_of(two)} == {"to the postmaster", "bare postmaster"}
+    # `init --force` on a server that has one leaves it as it is.
+    server.cli("init", "--domain", server.domain, "--hostname", server.hostname, "--force",
+               "--smtp", f"127.0.0.1:{server.smtp_port}", "--pop3", f"127.0.0.1:{server.pop3_port}")
+    assert server.stat(postmaster) == 2

@@ -6,6 +6,7 @@ use anyhow::{bail, Context as _};
 
 use super::{InitArgs, ServeArgs};
 use crate::config::{self, Config};
+use crate::store::Store;
 
 /// Creates the data directory (private to its owner).
 fn make_data_dir(data: &Path) -> anyhow::Result<()> {
@@ -43,10 +44,31 @@ fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf>
 }
 
 /// `mailroom init`.
-pub fn init(data: &Path, a: &InitArgs) -> anyhow::Result<()> {
+pub async fn init(data: &Path, a: &InitArgs) -> anyhow::Result<()> {
     let file = write_config(data, a)?;
     println!("wrote {}", file.display());
+    if let Some(m) = provision_postmaster(data, &a.domain).await? {
+        println!("{m}");
+    }
     Ok(())
+}
+
+/// Creates the postmaster mailbox of a new server's domain, unless the address is already taken.
+///
+/// RFC 5321 §4.5.1: every server that delivers mail MUST accept `postmaster` (and `<Postmaster>`
+/// with no domain), case-insensitively. It is a mailbox without a password: nobody can read it
+/// until an administrator sets one, or replaces it with an alias to a real person.
+async fn provision_postmaster(data: &Path, domain: &str) -> anyhow::Result<Option<String>> {
+    let address = format!("postmaster@{}", domain.to_lowercase());
+    let store = crate::server::open_store(data)?;
+    if store.lookup(&address).await?.is_some() {
+        return Ok(None);
+    }
+    store.user_add(&address, None, None).await?;
+    Ok(Some(format!(
+        "created the mailbox {address} (RFC 5321 requires it); give it a password with \
+         `mailroom user passwd {address} --password-stdin`, or replace it with an alias"
+    )))
 }
 
 /// Loads the configuration of a data directory.
@@ -77,6 +99,9 @@ pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
             file.display(),
             a.domain
         );
+        if let Some(m) = provision_postmaster(data, &a.domain).await? {
+            eprintln!("mailroom: {m}");
+        }
     }
     let cfg = match load(data) {
         Ok(c) => c,

@@ -275,7 +275,7 @@ pub struct TrackArgs {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init(a) => init::init(&cli.data, &a),
+        Command::Init(a) => init::init(&cli.data, &a).await,
         Command::Serve(a) => init::serve(&cli.data, &a).await,
         Command::User(c) => admin::user(&cli.data, c).await,
         Command::Alias(c) => admin::alias(&cli.data, c).await,
