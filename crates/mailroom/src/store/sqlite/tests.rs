@@ -596,90 +596,82 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
     assert!(err.to_string().contains("version 9"), "{err}");
 }
 
+/// A store whose log is bounded at 1 MiB (trimmed to `trim_bytes`), with the user `u@example.com`.
+async fn small_log_store(
+    dir: &std::path::Path,
+    trim_bytes: u64,
+    catch_up_wait: std::time::Duration,
+) -> (std::sync::Arc<crate::store::sqlite::SqliteStore>, i64) {
+    let bounds = crate::store::sqlite::LogBounds {
+        trim_bytes,
+        hard_bytes: 1 << 20,
+        catch_up_wait,
+    };
+    let s = crate::store::sqlite::SqliteStore::open_with(&dir.join("t.db"), bounds).unwrap();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    (s, u)
+}
+
+/// Submits `n` messages of 10 KB for the user, one after another.
+async fn submit_10k(s: &crate::store::sqlite::SqliteStore, user_id: i64, n: usize) {
+    let body = vec![b'x'; 10 * 1024];
+    for _ in 0..n {
+        let m = message(vec![("u@example.com", Route::Local { user_id })], &body);
+        s.submit(m).await.unwrap();
+    }
+}
+
+fn log_size(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join("t.db-wal")).unwrap().len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_stays_bounded_when_writes_outrun_the_checkpointer() {
     // 12 MB of messages in a burst, against a log bound of 1 MiB: the background checkpointer
     // (every 200 ms, restarting the log only past 64 MiB) cannot keep the log short; the writer
     // must hold commits back until the log is copied.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let bounds = crate::store::sqlite::LogBounds {
-        trim_bytes: 512 << 10,
-        hard_bytes: 1 << 20,
-        catch_up_wait: std::time::Duration::from_secs(10),
-    };
-    let s = crate::store::sqlite::SqliteStore::open_with(&path, bounds).unwrap();
-    let u = s.user_add("u@example.com", None, None).await.unwrap();
-    let body = vec![b'x'; 10 * 1024];
+    let (s, u) = small_log_store(dir.path(), 512 << 10, std::time::Duration::from_secs(10)).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let s = s.clone();
-        let body = body.clone();
-        tasks.spawn(async move {
-            for _ in 0..150 {
-                let m = message(vec![("u@example.com", Route::Local { user_id: u })], &body);
-                s.submit(m).await.unwrap();
-            }
-        });
+        tasks.spawn(async move { submit_10k(&s, u, 150).await });
     }
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    let queued: i64 = rusqlite::Connection::open(&path)
+    let queued: i64 = rusqlite::Connection::open(dir.path().join("t.db"))
         .unwrap()
         .query_row("SELECT count(*) FROM queue", [], |r| r.get(0))
         .unwrap();
     assert_eq!(queued, 1200);
-    let wal = std::fs::metadata(dir.path().join("t.db-wal"))
-        .unwrap()
-        .len();
     // The bound, plus what one batch (at most eight messages here) adds before the check.
+    let wal = log_size(dir.path());
     assert!(wal < 2 << 20, "the log grew to {wal} bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_pinning_the_log_delays_writes_once_not_at_every_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let bounds = crate::store::sqlite::LogBounds {
-        trim_bytes: 256 << 10,
-        hard_bytes: 1 << 20,
-        catch_up_wait: std::time::Duration::from_millis(300),
-    };
-    let s = crate::store::sqlite::SqliteStore::open_with(&path, bounds).unwrap();
-    let u = s.user_add("u@example.com", None, None).await.unwrap();
-    let body = vec![b'x'; 10 * 1024];
-    let submit = |n: usize| {
-        let s = s.clone();
-        let body = body.clone();
-        async move {
-            for _ in 0..n {
-                let m = message(vec![("u@example.com", Route::Local { user_id: u })], &body);
-                s.submit(m).await.unwrap();
-            }
-        }
-    };
+    let (s, u) =
+        small_log_store(dir.path(), 256 << 10, std::time::Duration::from_millis(300)).await;
     // A reader in a long transaction pins the log: no checkpoint can copy past its snapshot.
-    let reader = rusqlite::Connection::open(&path).unwrap();
+    let reader = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
     reader
         .execute_batch("BEGIN; SELECT count(*) FROM users;")
         .unwrap();
     let t = std::time::Instant::now();
-    submit(300).await; // about 3 MB, one commit each: past the bound twice over
+    submit_10k(&s, u, 300).await; // about 3 MB, one commit each: past the bound twice over
     let waited = t.elapsed();
     // Each failed catch-up raises the bound by another MiB, so the writer waits (300 ms) two or
     // three times; waiting at each of the ~200 commits past the first MiB would take a minute.
     assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
-    let pinned = std::fs::metadata(dir.path().join("t.db-wal"))
-        .unwrap()
-        .len();
+    let pinned = log_size(dir.path());
     assert!(pinned > 2 << 20, "the log was pinned at {pinned} bytes");
     // The reader lets go: the next catch-up copies the log, and it starts again, trimmed.
     reader.execute_batch("COMMIT").unwrap();
-    submit(150).await;
-    let wal = std::fs::metadata(dir.path().join("t.db-wal"))
-        .unwrap()
-        .len();
+    submit_10k(&s, u, 150).await;
+    let wal = log_size(dir.path());
     assert!(
         wal < 2 << 20,
         "the log is {wal} bytes after the reader let go"
