@@ -427,6 +427,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if !has_meta {
         let tx = conn.transaction()?;
         tx.execute_batch(schema::CREATE)?;
+        tx.execute_batch(schema::TRACK_KEYS)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -454,7 +455,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .get((v - 1) as usize)
             .ok_or_else(|| StoreError::Corrupt(format!("no migration from schema version {v}")))?;
         let tx = conn.transaction()?;
-        tx.execute_batch(step)?;
+        for sql in *step {
+            tx.execute_batch(sql)?;
+        }
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
             [(v + 1).to_string()],

@@ -74,11 +74,18 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
     // Local copies first: they decide whether the message needs the queue at all.
     let mut delivered = vec![false; m.recipients.len()];
     let mut events = Vec::new();
-    let server = m
-        .events
-        .first()
-        .map(|e| e.server.clone())
-        .unwrap_or_default();
+    let base = EventBase {
+        server: m
+            .events
+            .first()
+            .map(|e| e.server.clone())
+            .unwrap_or_default(),
+        queue_id: m.queue_id.to_string(),
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        client_ip: None,
+        size: Some(m.content.len() as u64),
+    };
     for (i, r) in m.recipients.iter().enumerate() {
         let Some(drop) = &r.deliver_now else { continue };
         let size = m.content.len() as i64 + drop.prefix.len() as i64;
@@ -89,16 +96,9 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         delivered[i] = true;
         events.push(Event {
             time: now,
-            server: server.clone(),
-            event: EventId::DeliveredLocally,
-            queue_id: m.queue_id.to_string(),
-            message_id: m.message_id.clone(),
-            sender: m.sender.clone(),
-            recipient: Some(r.address.clone()),
-            client_ip: None,
-            size: Some(m.content.len() as u64),
-            status: Some("2.0.0".into()),
-            detail: None,
+            ..base
+                .event(EventId::DeliveredLocally, Some(&r.address))
+                .status("2.0.0")
         });
     }
     let owes_report =

@@ -8,7 +8,7 @@
 /// The schema version this code reads and writes.
 pub const VERSION: i64 = 2;
 
-/// Creates the schema in an empty database (with [`triggers`]).
+/// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
@@ -152,8 +152,11 @@ CREATE TABLE track (
     detail TEXT
 );
 CREATE INDEX track_queue_id ON track (queue_id);
--- What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`), one entry per message
--- rather than an index entry per event: a message's five events cost one row each here.
+"#;
+
+/// What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`): one entry per message
+/// and key rather than an index entry per event. Part of a new schema, and of migration 1 -> 2.
+pub const TRACK_KEYS: &str = r#"
 CREATE TABLE track_keys (
     key TEXT NOT NULL,
     queue_id TEXT NOT NULL,
@@ -161,17 +164,15 @@ CREATE TABLE track_keys (
 ) WITHOUT ROWID;
 "#;
 
-/// Steps from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`.
-/// Each runs in one transaction with the version bump, so a crash leaves the old version whole.
-pub const MIGRATIONS: &[&str] = &[
+/// Steps from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`,
+/// running its statements in order. Each step runs in one transaction with the version bump, so a
+/// crash leaves the old version whole.
+pub const MIGRATIONS: &[&[&str]] = &[
     // 1 -> 2: tracking searched through `track_keys` instead of three indexes on every event.
     // (SQLite's lower() folds ASCII only; keys written from now on fold all of Unicode.)
-    r#"
-CREATE TABLE track_keys (
-    key TEXT NOT NULL,
-    queue_id TEXT NOT NULL,
-    PRIMARY KEY (key, queue_id)
-) WITHOUT ROWID;
+    &[
+        TRACK_KEYS,
+        r#"
 INSERT OR IGNORE INTO track_keys (key, queue_id)
     SELECT 'm:' || message_id, queue_id FROM track WHERE message_id IS NOT NULL;
 INSERT OR IGNORE INTO track_keys (key, queue_id)
@@ -182,6 +183,7 @@ DROP INDEX IF EXISTS track_message_id;
 DROP INDEX IF EXISTS track_sender;
 DROP INDEX IF EXISTS track_recipient;
 "#,
+    ],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

@@ -452,26 +452,22 @@ async fn queue_stats_match_a_recount() {
     let s = ts.store.as_ref();
     let recount = || {
         let c = rusqlite::Connection::open(ts.store.path_for_tests()).unwrap();
-        let mut st = c
-            .prepare(
-                "SELECT r.queue, count(*), count(DISTINCT r.msg),
-                        (SELECT sum(size) FROM queue WHERE id IN (SELECT msg FROM queue_rcpt WHERE queue = r.queue))
-                 FROM queue_rcpt r WHERE r.queue IS NOT NULL GROUP BY r.queue ORDER BY r.queue",
-            )
-            .unwrap();
-        let brute: Vec<(String, i64, i64, i64)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let mut st = c
-            .prepare("SELECT queue, recipients, messages, size FROM queue_stats WHERE recipients != 0 ORDER BY queue")
-            .unwrap();
-        let kept: Vec<(String, i64, i64, i64)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let figures = |sql: &str| -> Vec<(String, i64, i64, i64)> {
+            c.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let brute = figures(
+            "SELECT r.queue, count(*), count(DISTINCT r.msg),
+                    (SELECT sum(size) FROM queue WHERE id IN (SELECT msg FROM queue_rcpt WHERE queue = r.queue))
+             FROM queue_rcpt r WHERE r.queue IS NOT NULL GROUP BY r.queue ORDER BY r.queue",
+        );
+        let kept = figures(
+            "SELECT queue, recipients, messages, size FROM queue_stats WHERE recipients != 0 ORDER BY queue",
+        );
         assert_eq!(kept, brute);
     };
     let mut rows = Vec::new();
@@ -517,22 +513,16 @@ async fn queue_stats_match_a_recount() {
         s.settle(*row, base(qid), settles).await.unwrap();
         recount();
     }
-    let f = QueueFilter {
-        domain: Some("two.test".into()),
-        ..Default::default()
-    };
-    s.queue_admin(f, AdminAction::Delete { ndr: true }, "mx".into())
-        .await
-        .unwrap();
-    recount();
-    let f = QueueFilter {
-        domain: Some("one.test".into()),
-        ..Default::default()
-    };
-    s.queue_admin(f, AdminAction::Delete { ndr: false }, "mx".into())
-        .await
-        .unwrap();
-    recount();
+    for (domain, ndr) in [("two.test", true), ("one.test", false)] {
+        let f = QueueFilter {
+            domain: Some(domain.into()),
+            ..Default::default()
+        };
+        s.queue_admin(f, AdminAction::Delete { ndr }, "mx".into())
+            .await
+            .unwrap();
+        recount();
+    }
 }
 
 #[tokio::test]
