@@ -5,7 +5,9 @@
 //! `queue.poll_interval` for work that has come due: retries, reports, delay notices, and
 //! anything a restart or an operator (`queue retry`) left for it. A message is worked on by one
 //! task at a time (the in-flight map; news that arrives meanwhile asks for another pass), and
-//! the store's settle is idempotent besides, so a message can never be delivered twice.
+//! the store's settle is idempotent besides: a local delivery happens exactly once, and an
+//! outbound one at most once per attempt (a crash between the peer's `250` and our record of it
+//! sends it again, the window RFC 1047 describes).
 //!
 //! - [`attempt`](super::attempt): delivery attempts, retry scheduling and expiry;
 //! - [`report`](super::report): failure, delay and success reports (RFC 3461, RFC 3464).

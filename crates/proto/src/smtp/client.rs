@@ -259,22 +259,64 @@ pub fn rcpt_command(
     s
 }
 
-/// Message text for DATA (RFC 5321 §4.5.2): lines starting with `.` get another, the text ends
-/// with CRLF, and `.CRLF` ends it.
+/// Message text for DATA (RFC 5321 §4.5.2), one piece at a time: lines starting with `.` get
+/// another, the text ends with CRLF, and `.CRLF` ends it.
+///
+/// Outbound delivery streams a message through this in chunks, so that each chunk is written
+/// under its own deadline (RFC 5321 §4.5.3.2.5 times each block, not the whole text) and no
+/// stuffed copy of a large message is ever held.
+#[derive(Debug, Clone)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    /// The last two octets written, to tell whether the text ended with CRLF.
+    tail: [u8; 2],
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            tail: [0, 0],
+        }
+    }
+}
+
+impl DotStuffer {
+    /// Appends the stuffed form of `chunk` to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        out.reserve(chunk.len() + chunk.len() / 64 + 1);
+        let mut start = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.at_line_start && b == b'.' {
+                out.extend_from_slice(&chunk[start..i]);
+                out.push(b'.');
+                start = i;
+            }
+            self.at_line_start = b == b'\n';
+        }
+        out.extend_from_slice(&chunk[start..]);
+        match chunk {
+            [] => {}
+            [b] => self.tail = [self.tail[1], *b],
+            [.., a, b] => self.tail = [*a, *b],
+        }
+    }
+
+    /// Appends the end: a CRLF if the text did not end with one, then `.CRLF`.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.tail != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// The whole of `msg` as DATA text (see [`DotStuffer`]).
 pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len() + msg.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in msg {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut s = DotStuffer::default();
+    s.push(msg, &mut out);
+    s.finish(&mut out);
     out
 }
 
@@ -345,5 +387,27 @@ mod tests {
         assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
+    }
+
+    #[test]
+    fn dot_stuffing_in_pieces_matches_the_whole() {
+        let msg: &[u8] = b".a\r\nb\r\n.\r\n..c\r\nd.e\r\n.";
+        let whole = dot_stuff(msg);
+        for size in 1..msg.len() {
+            let mut s = DotStuffer::default();
+            let mut out = Vec::new();
+            for chunk in msg.chunks(size) {
+                s.push(chunk, &mut out);
+            }
+            s.finish(&mut out);
+            assert_eq!(out, whole, "chunks of {size}");
+        }
+        // A text that ends in CR LF split across pieces gets no second CRLF.
+        let mut s = DotStuffer::default();
+        let mut out = Vec::new();
+        s.push(b"x\r", &mut out);
+        s.push(b"\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"x\r\n.\r\n");
     }
 }

@@ -15,16 +15,20 @@
 //! Connections are reused for up to `max_messages_per_connection` messages and kept idle for
 //! `idle_timeout`; at most `max_connections` are open in total and `max_connections_per_domain`
 //! to one hop.
+//!
+//! - [`transaction`]: one transaction, and when its outcomes stand;
+//! - [`pool`]: the connection limits and the idle connections;
+//! - [`conn`]: one connection, each command and reply under its RFC 5321 §4.5.3.2 timeout.
 
 mod conn;
+mod pool;
+mod transaction;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use mailroom_proto::smtp::client::{dot_stuff, mail_command, rcpt_command, Response};
-use mailroom_proto::smtp::{Body, Class};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use mailroom_proto::smtp::client::Response;
+use mailroom_proto::smtp::{Class, Status};
+use tokio::io::AsyncRead;
 
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
 use crate::config::Config;
@@ -33,7 +37,9 @@ use crate::route::dns::Resolver;
 use crate::route::{self, NextHop};
 use crate::store::Store;
 use crate::track::{EventBase, EventId};
-use conn::{Conn, ConnError};
+use conn::Conn;
+use pool::{Held, Pool, Slot};
+use transaction::{Transaction, TxError};
 
 /// Turns a reply to MAIL, RCPT or the end of data into an outcome (RFC 5321 §4.2.1: 2yz
 /// success, 4yz transient, 5yz permanent; the basic code decides, RFC 3463 §2).
@@ -57,28 +63,42 @@ pub fn classify(r: &Response, host: &str, what: &str) -> Outcome {
     })
 }
 
-/// An open connection with the connection-limit permits it holds (total, and for its hop).
-type Held = (Conn, OwnedSemaphorePermit, OwnedSemaphorePermit);
-
-/// A way to reach a hop: a cached connection, or permits to open one.
-enum Slot {
-    Idle(Box<Held>),
-    New(OwnedSemaphorePermit, OwnedSemaphorePermit),
+/// The text of a message to send: its size, whether it has 8-bit octets, and a reader that can
+/// be opened more than once (a second transaction, on a fresh connection, reads it again).
+pub trait MessageText: Send + Sync {
+    /// Its size in octets.
+    fn size(&self) -> u64;
+    /// True when an octet has the high bit set (RFC 6152: it needs 8BITMIME).
+    fn eight_bit(&self) -> bool;
+    /// A reader of the whole text from its start.
+    fn open(&self) -> DeliveryFuture<'_, std::io::Result<Box<dyn AsyncRead + Send + Unpin + '_>>>;
 }
 
-struct Inner {
-    config: Arc<Config>,
-    resolver: Arc<dyn Resolver>,
-    store: Arc<dyn Store>,
-    total: Arc<Semaphore>,
-    per_hop: Mutex<HashMap<String, Arc<Semaphore>>>,
-    idle: Mutex<HashMap<String, Vec<Held>>>,
+/// A text held in memory.
+impl MessageText for &[u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn eight_bit(&self) -> bool {
+        !self.is_ascii()
+    }
+    fn open(&self) -> DeliveryFuture<'_, std::io::Result<Box<dyn AsyncRead + Send + Unpin + '_>>> {
+        let text: &[u8] = self;
+        Box::pin(async move { Ok(Box::new(text) as Box<dyn AsyncRead + Send + Unpin>) })
+    }
 }
 
 /// The outbound SMTP delivery target.
 #[derive(Clone)]
 pub struct SmtpTarget {
     inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    resolver: Arc<dyn Resolver>,
+    store: Arc<dyn Store>,
+    pool: Pool,
 }
 
 impl SmtpTarget {
@@ -88,158 +108,107 @@ impl SmtpTarget {
         resolver: Arc<dyn Resolver>,
         store: Arc<dyn Store>,
     ) -> SmtpTarget {
-        let total = Arc::new(Semaphore::new(config.outbound.max_connections));
+        let o = &config.outbound;
+        let pool = Pool::new(
+            o.max_connections,
+            o.max_connections_per_domain,
+            o.max_messages_per_connection,
+            o.idle_timeout,
+        );
         SmtpTarget {
             inner: Arc::new(Inner {
                 config,
                 resolver,
                 store,
-                total,
-                per_hop: Mutex::new(HashMap::new()),
-                idle: Mutex::new(HashMap::new()),
+                pool,
             }),
         }
     }
 
     /// Closes idle connections older than the idle timeout.
     pub async fn purge_idle(&self) {
-        let timeout = self.inner.config.outbound.idle_timeout;
-        let stale: Vec<Conn> = match self.inner.idle.lock() {
-            Ok(mut idle) => {
-                let mut out = Vec::new();
-                for conns in idle.values_mut() {
-                    let (old, keep): (Vec<_>, Vec<_>) = conns
-                        .drain(..)
-                        .partition(|(c, _, _)| c.idle_since.elapsed() >= timeout);
-                    *conns = keep;
-                    out.extend(old.into_iter().map(|(c, _, _)| c));
-                }
-                idle.retain(|_, v| !v.is_empty());
-                out
-            }
-            Err(_) => Vec::new(),
-        };
-        for c in stale {
-            c.quit().await;
-        }
+        self.inner.pool.purge_idle().await;
     }
 
-    fn hop_limit(&self, hop: &str) -> Arc<Semaphore> {
-        let max = self.inner.config.outbound.max_connections_per_domain;
-        match self.inner.per_hop.lock() {
-            Ok(mut m) => m
-                .entry(hop.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(max)))
-                .clone(),
-            Err(_) => Arc::new(Semaphore::new(max)),
-        }
-    }
-
-    /// Waits for a way to reach `hop` within the connection limits: an idle connection to it, or
-    /// permits for a new one. Idle connections keep their permits, so while waiting this looks
-    /// again at the idle pool (where a connection to this hop may have come back), and closes
-    /// idle connections to other hops when the total limit is what stands in the way.
-    async fn connection_slot(&self, hop: &str) -> Slot {
-        let per_hop = self.hop_limit(hop);
-        loop {
-            if let Some(c) = self.take_idle(hop) {
-                return Slot::Idle(Box::new(c));
-            }
-            if let Ok(h) = per_hop.clone().try_acquire_owned() {
-                match self.inner.total.clone().try_acquire_owned() {
-                    Ok(t) => return Slot::New(t, h),
-                    Err(_) => {
-                        drop(h);
-                        if let Some(c) = self.take_any_idle() {
-                            c.quit().await;
-                            continue;
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Takes the longest-idle connection to any hop.
-    fn take_any_idle(&self) -> Option<Conn> {
-        let mut idle = self.inner.idle.lock().ok()?;
-        let hop = idle
-            .iter()
-            .filter_map(|(h, v)| v.first().map(|c| (h.clone(), c.0.idle_since)))
-            .min_by_key(|(_, t)| *t)?
-            .0;
-        let conns = idle.get_mut(&hop)?;
-        let (c, _, _) = conns.remove(0);
-        if conns.is_empty() {
-            idle.remove(&hop);
-        }
-        Some(c)
-    }
-
-    fn take_idle(&self, hop: &str) -> Option<Held> {
-        let timeout = self.inner.config.outbound.idle_timeout;
-        let mut idle = self.inner.idle.lock().ok()?;
-        let conns = idle.get_mut(hop)?;
-        while let Some(c) = conns.pop() {
-            if c.0.idle_since.elapsed() < timeout {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn put_idle(
-        &self,
-        hop: &str,
-        mut c: (Conn, OwnedSemaphorePermit, OwnedSemaphorePermit),
-    ) -> Option<Conn> {
-        if c.0.messages >= self.inner.config.outbound.max_messages_per_connection {
-            return Some(c.0);
-        }
-        c.0.idle_since = Instant::now();
-        match self.inner.idle.lock() {
-            Ok(mut idle) => {
-                idle.entry(hop.to_string()).or_default().push(c);
-                None
-            }
-            Err(_) => Some(c.0),
-        }
-    }
-
-    /// Delivers `content` for `rcpts` of `msg` to the servers of `domain`.
+    /// Delivers `text` for `rcpts` of `msg` to the servers of `domain`. Recipients that a peer
+    /// puts off because of its recipient limit go in further transactions at once, for as long as
+    /// each transaction makes progress.
     pub async fn deliver(
         &self,
         msg: &QueuedMessage,
-        content: &[u8],
+        text: &dyn MessageText,
         domain: &str,
         rcpts: &[QueuedRecipient],
     ) -> Vec<(i64, Outcome)> {
+        let mut outcomes = Vec::with_capacity(rcpts.len());
+        let mut pending = rcpts.to_vec();
+        loop {
+            let (done, excess) = self.deliver_once(msg, text, domain, &pending).await;
+            let progress = !done.is_empty();
+            outcomes.extend(done);
+            if excess.is_empty() {
+                break;
+            }
+            if !progress {
+                // The peer took none of them: they wait for the next attempt like any 4yz.
+                let host = self.hop_host(domain);
+                outcomes.extend(
+                    excess
+                        .into_iter()
+                        .map(|(r, reply)| (r.id, classify(&reply, &host, "recipient"))),
+                );
+                break;
+            }
+            pending = excess.into_iter().map(|(r, _)| r).collect();
+        }
+        outcomes
+    }
+
+    fn hop_host(&self, domain: &str) -> String {
+        route::smart_host(&self.inner.config, domain)
+            .map(|(h, _)| h)
+            .unwrap_or_else(|| domain.to_string())
+    }
+
+    /// One transaction for `rcpts`: on a connection left idle by an earlier delivery, or on a
+    /// new one to the first destination that answers. Returns the outcomes that stand and the
+    /// recipients the peer put off with `452`.
+    async fn deliver_once(
+        &self,
+        msg: &QueuedMessage,
+        text: &dyn MessageText,
+        domain: &str,
+        rcpts: &[QueuedRecipient],
+    ) -> (Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>) {
         let cfg = &self.inner.config;
         let all = |o: Outcome| rcpts.iter().map(|r| (r.id, o.clone())).collect::<Vec<_>>();
         let hop = route::link_queue(cfg, domain).key();
-        // A cached connection if there is one; if it turns out dead before anything was
-        // settled, a fresh one.
-        let (total, per_hop) = match self.connection_slot(&hop).await {
-            Slot::New(t, h) => (t, h),
-            Slot::Idle(c) => match self.transaction(*c, msg, content, rcpts, &hop).await {
-                Ok(outcomes) => return outcomes,
-                Err(e) => {
-                    tracing::debug!(hop, error = %e, "cached connection failed; opening a new one");
-                    match self.connection_slot(&hop).await {
-                        Slot::New(t, h) => (t, h),
-                        Slot::Idle(held) => {
-                            let (c, t, h) = *held;
-                            c.quit().await;
-                            (t, h)
+        let permits = match self.inner.pool.slot(&hop).await {
+            Slot::New(p) => p,
+            Slot::Idle(held) => {
+                let host = held.conn.host.clone();
+                match self.transaction(*held, msg, text, rcpts, &hop).await {
+                    Ok(tx) => return tx,
+                    Err(TxError::Unknown(e)) => return (all(broke_off(&host, &e)), Vec::new()),
+                    Err(TxError::NotSent(e)) => {
+                        // Nothing was delivered on the cached connection (it had gone stale): a
+                        // fresh one may send it now.
+                        tracing::debug!(hop, error = %e, "cached connection failed; opening a new one");
+                        match self.inner.pool.slot(&hop).await {
+                            Slot::New(p) => p,
+                            Slot::Idle(held) => {
+                                let Held { conn, permits } = *held;
+                                conn.quit().await;
+                                permits
+                            }
                         }
                     }
                 }
-            },
+            }
         };
         let dests = match route::destinations(cfg, self.inner.resolver.as_ref(), domain).await {
             Ok(d) => d,
-            Err(f) => return all(Outcome::from_failure(f)),
+            Err(f) => return (all(Outcome::from_failure(f)), Vec::new()),
         };
         let helo = cfg
             .outbound
@@ -247,6 +216,7 @@ impl SmtpTarget {
             .clone()
             .unwrap_or_else(|| cfg.server.hostname.clone());
         let mut last = String::from("no mail host could be reached");
+        let mut permits = Some(permits);
         for d in &dests {
             for addr in &d.addrs {
                 let opened = Conn::open(
@@ -257,7 +227,7 @@ impl SmtpTarget {
                     cfg.outbound.command_timeout,
                 )
                 .await;
-                let c = match opened {
+                let conn = match opened {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::info!(host = %d.host, %addr, error = %e, "outbound connection failed");
@@ -265,188 +235,58 @@ impl SmtpTarget {
                         continue;
                     }
                 };
-                match self
-                    .transaction((c, total, per_hop), msg, content, rcpts, &hop)
+                let Some(permits) = permits.take() else {
+                    break;
+                };
+                return match self
+                    .transaction(Held { conn, permits }, msg, text, rcpts, &hop)
                     .await
                 {
-                    Ok(outcomes) => return outcomes,
-                    Err(e) => {
-                        // The connection broke mid-transaction: retry later rather than risk
-                        // sending twice to another host.
-                        return all(Outcome::Deferred(Failure {
-                            status: mailroom_proto::smtp::Status::new(Class::Transient, 4, 2),
-                            reason: format!(
-                                "the connection to {} broke off during delivery",
-                                d.host
-                            ),
-                            diagnostic: Some(e.0),
-                            remote_mta: Some(d.host.clone()),
-                        }));
+                    Ok(tx) => tx,
+                    // The connection broke mid-transaction: retry later rather than risk
+                    // sending twice to another host.
+                    Err(TxError::NotSent(e) | TxError::Unknown(e)) => {
+                        (all(broke_off(&d.host, &e)), Vec::new())
                     }
-                }
+                };
             }
         }
-        all(Outcome::Deferred(Failure {
-            status: mailroom_proto::smtp::Status::new(Class::Transient, 4, 1),
-            reason: format!(
-                "no mail server for {domain} answered (tried {})",
-                dests
-                    .iter()
-                    .map(|d| d.host.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        let tried = dests
+            .iter()
+            .map(|d| d.host.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let f = Failure {
+            status: Status::new(Class::Transient, 4, 1),
+            reason: format!("no mail server for {domain} answered (tried {tried})"),
             diagnostic: Some(last),
             remote_mta: None,
-        }))
+        };
+        (all(Outcome::Deferred(f)), Vec::new())
     }
 
-    /// One transaction on an open connection. `Err` means the connection failed before any
-    /// recipient was settled.
+    /// Runs one transaction, records its start (event 1020), and keeps the connection for the
+    /// next message when it is fit for one.
     async fn transaction(
         &self,
-        (mut c, total, per_hop): Held,
+        held: Held,
         msg: &QueuedMessage,
-        content: &[u8],
+        text: &dyn MessageText,
         rcpts: &[QueuedRecipient],
         hop: &str,
-    ) -> Result<Vec<(i64, Outcome)>, ConnError> {
-        let o = &self.inner.config.outbound;
-        let host = c.host.clone();
-        let caps = c.caps.clone();
-        let all = |o: Outcome| rcpts.iter().map(|r| (r.id, o.clone())).collect::<Vec<_>>();
-
-        // What the peer lacks (RFC 1870 §6, RFC 6531 §3.2, RFC 6152 §3).
-        let size = content.len() as u64;
-        let eight_bit = msg.params.body == Some(Body::EightBitMime) || !content.is_ascii();
-        let refusal = if caps.size_limit().is_some_and(|l| size > l) {
-            Some(Failure::new(
-                "5.3.4",
-                format!(
-                    "the message ({size} octets) is larger than {host} accepts ({} octets)",
-                    caps.size_limit().unwrap_or(0)
-                ),
-            ))
-        } else if msg.params.smtputf8 && !caps.smtputf8 {
-            Some(Failure::new("5.6.7", format!("the message needs SMTPUTF8 (international addresses), which {host} does not support")))
-        } else if eight_bit && !caps.eight_bit_mime {
-            Some(Failure::new(
-                "5.6.3",
-                format!("the message has 8-bit content and {host} does not support 8BITMIME"),
-            ))
-        } else {
-            None
-        };
-        if let Some(mut f) = refusal {
-            f.remote_mta = Some(host.clone());
-            let out = all(Outcome::Failed(f));
-            if let Some(c) = self.put_idle(hop, (c, total, per_hop)) {
-                c.quit().await;
-            }
-            return Ok(out);
-        }
-
-        self.track_start(msg, rcpts, &c).await;
-        let mail = mail_command(
-            &msg.sender,
-            &caps,
-            size,
-            eight_bit,
-            msg.params.smtputf8,
-            msg.params.ret,
-            msg.params.envid.as_deref(),
-        );
-        let rcpt_lines: Vec<String> = rcpts
-            .iter()
-            .map(|r| rcpt_command(&r.address, &caps, r.notify, r.orcpt.as_deref()))
-            .collect();
-        let mut outcomes: Vec<(i64, Outcome)> = Vec::new();
-        let mut accepted: Vec<&QueuedRecipient> = Vec::new();
-        let mail_reply;
-        if caps.pipelining {
-            // RFC 2920: MAIL, every RCPT and DATA in one write, then the replies in order.
-            let mut batch = mail.clone().into_bytes();
-            for l in &rcpt_lines {
-                batch.extend_from_slice(l.as_bytes());
-            }
-            batch.extend_from_slice(b"DATA\r\n");
-            c.send(&batch, o.command_timeout).await?;
-            mail_reply = c.read(o.command_timeout).await?;
-            for r in rcpts {
-                let reply = c.read(o.command_timeout).await?;
-                self.settle_rcpt(&mail_reply, &reply, r, &host, &mut outcomes, &mut accepted);
-            }
-        } else {
-            c.send(mail.as_bytes(), o.command_timeout).await?;
-            mail_reply = c.read(o.command_timeout).await?;
-            if mail_reply.is_success() {
-                for (r, line) in rcpts.iter().zip(&rcpt_lines) {
-                    c.send(line.as_bytes(), o.command_timeout).await?;
-                    let reply = c.read(o.command_timeout).await?;
-                    self.settle_rcpt(&mail_reply, &reply, r, &host, &mut outcomes, &mut accepted);
-                }
-            } else {
-                for r in rcpts {
-                    outcomes.push((r.id, classify(&mail_reply, &host, "sender")));
-                }
-            }
-            if !accepted.is_empty() {
-                c.send(b"DATA\r\n", o.command_timeout).await?;
+    ) -> Result<(Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>), TxError> {
+        self.track_start(msg, rcpts, &held.conn).await;
+        let Transaction {
+            outcomes,
+            excess,
+            conn,
+        } = transaction::run(held, &self.inner.config.outbound, msg, text, rcpts).await?;
+        if let Some(held) = conn {
+            if let Some(old) = self.inner.pool.put_idle(hop, held) {
+                old.conn.quit().await;
             }
         }
-
-        let dsn = caps.dsn;
-        let data_sent = caps.pipelining || !accepted.is_empty();
-        if data_sent {
-            let go = c.read(o.data_timeout).await?;
-            if go.code == 354 && !accepted.is_empty() {
-                let body = dot_stuff(content);
-                c.send(&body, o.block_timeout).await?;
-                let end = c.read(o.data_end_timeout).await?;
-                for r in &accepted {
-                    outcomes.push((r.id, with_dsn(classify(&end, &host, "message"), dsn)));
-                }
-            } else if go.code == 354 {
-                // Pipelined DATA went through although no recipient was accepted: end it empty.
-                c.send(b".\r\n", o.block_timeout).await?;
-                let _ = c.read(o.data_end_timeout).await?;
-            } else {
-                for r in &accepted {
-                    outcomes.push((r.id, classify(&go, &host, "message")));
-                }
-            }
-        }
-        c.messages += 1;
-        let clean = outcomes
-            .iter()
-            .all(|(_, o)| matches!(o, Outcome::Relayed { .. }));
-        if !clean {
-            // Leave the connection in a known state for the next message.
-            c.send(b"RSET\r\n", o.command_timeout).await?;
-            let _ = c.read(o.command_timeout).await?;
-        }
-        if let Some(c) = self.put_idle(hop, (c, total, per_hop)) {
-            c.quit().await;
-        }
-        Ok(outcomes)
-    }
-
-    fn settle_rcpt<'r>(
-        &self,
-        mail: &Response,
-        reply: &Response,
-        r: &'r QueuedRecipient,
-        host: &str,
-        outcomes: &mut Vec<(i64, Outcome)>,
-        accepted: &mut Vec<&'r QueuedRecipient>,
-    ) {
-        if !mail.is_success() {
-            outcomes.push((r.id, classify(mail, host, "sender")));
-        } else if reply.is_success() {
-            accepted.push(r);
-        } else {
-            outcomes.push((r.id, classify(reply, host, "recipient")));
-        }
+        Ok((outcomes, excess))
     }
 
     async fn track_start(&self, msg: &QueuedMessage, rcpts: &[QueuedRecipient], c: &Conn) {
@@ -471,12 +311,14 @@ impl SmtpTarget {
     }
 }
 
-/// Marks a success with whether the peer took the DSN parameters along.
-fn with_dsn(o: Outcome, dsn: bool) -> Outcome {
-    match o {
-        Outcome::Relayed { remote_mta, .. } => Outcome::Relayed { remote_mta, dsn },
-        other => other,
-    }
+/// The outcome of recipients whose connection broke off during the transaction.
+fn broke_off(host: &str, e: &conn::ConnError) -> Outcome {
+    Outcome::Deferred(Failure {
+        status: Status::new(Class::Transient, 4, 2),
+        reason: format!("the connection to {host} broke off during delivery"),
+        diagnostic: Some(e.0.clone()),
+        remote_mta: Some(host.to_string()),
+    })
 }
 
 struct SmtpDelivery {
@@ -545,7 +387,7 @@ impl Delivery for SmtpDelivery {
         Box::pin(async move {
             let content = self.content.unwrap_or_default();
             self.target
-                .deliver(&self.msg, &content, &self.domain, &self.rcpts)
+                .deliver(&self.msg, &content.as_slice(), &self.domain, &self.rcpts)
                 .await
         })
     }

@@ -23,6 +23,15 @@ struct Script {
     rcpt_replies: HashMap<&'static str, &'static str>,
     end_reply: Option<&'static str>,
     hang_up_after_data: bool,
+    /// Closes the connection when RSET comes.
+    hang_up_on_rset: bool,
+    /// Answers DATA with 354 even when no recipient was accepted (RFC 2920 says 554), and hangs
+    /// up after the empty text.
+    data_without_recipients: bool,
+    /// Recipients taken per transaction; beyond it, `452 4.5.3` (RFC 5321 §4.5.3.1.10).
+    max_rcpts: Option<usize>,
+    /// Reads message text at about this many octets per second.
+    read_rate: Option<usize>,
 }
 
 #[derive(Default, Debug)]
@@ -48,6 +57,7 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                 let mut r = BufReader::new(r);
                 w.write_all(b"220 peer.test ESMTP\r\n").await.unwrap();
                 let mut line = String::new();
+                let mut taken = 0usize;
                 loop {
                     line.clear();
                     if r.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -71,41 +81,29 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                             s
                         }
                         "HELO" => "250 peer.test\r\n".into(),
-                        "MAIL" => format!("{}\r\n", script.mail_reply.unwrap_or("250 2.1.0 ok")),
+                        "MAIL" => {
+                            taken = 0;
+                            format!("{}\r\n", script.mail_reply.unwrap_or("250 2.1.0 ok"))
+                        }
                         "RCPT" => {
                             let to = cmd
                                 .split('<')
                                 .nth(1)
                                 .and_then(|x| x.split('>').next())
                                 .unwrap_or("");
-                            format!(
-                                "{}\r\n",
-                                script
-                                    .rcpt_replies
-                                    .get(to)
-                                    .copied()
-                                    .unwrap_or("250 2.1.5 ok")
-                            )
+                            match script.rcpt_replies.get(to) {
+                                Some(r) => format!("{r}\r\n"),
+                                None if script.max_rcpts.is_some_and(|m| taken >= m) => {
+                                    "452 4.5.3 Too many recipients\r\n".into()
+                                }
+                                None => {
+                                    taken += 1;
+                                    "250 2.1.5 ok\r\n".into()
+                                }
+                            }
                         }
                         "DATA" => {
-                            let accepted = seen
-                                .lock()
-                                .unwrap()
-                                .commands
-                                .iter()
-                                .rev()
-                                .take_while(|c| !c.starts_with("MAIL"))
-                                .any(|c| {
-                                    c.starts_with("RCPT") && {
-                                        let to = c
-                                            .split('<')
-                                            .nth(1)
-                                            .and_then(|x| x.split('>').next())
-                                            .unwrap_or("");
-                                        !script.rcpt_replies.contains_key(to)
-                                    }
-                                });
-                            if !accepted {
+                            if taken == 0 && !script.data_without_recipients {
                                 w.write_all(b"554 5.5.1 no valid recipients\r\n")
                                     .await
                                     .unwrap();
@@ -113,9 +111,18 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                             }
                             w.write_all(b"354 go ahead\r\n").await.unwrap();
                             let mut data = Vec::new();
+                            let mut since_pause = 0usize;
                             loop {
                                 let mut l = Vec::new();
                                 r.read_until(b'\n', &mut l).await.unwrap();
+                                if let Some(rate) = script.read_rate {
+                                    since_pause += l.len();
+                                    if since_pause >= rate / 20 {
+                                        since_pause = 0;
+                                        tokio::time::sleep(std::time::Duration::from_millis(50))
+                                            .await;
+                                    }
+                                }
                                 if l == b".\r\n" {
                                     break;
                                 }
@@ -126,6 +133,10 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                                 };
                                 data.extend_from_slice(&l);
                             }
+                            if taken == 0 {
+                                // The empty text after a DATA without recipients.
+                                return;
+                            }
                             seen.lock().unwrap().messages.push(data);
                             if script.hang_up_after_data {
                                 return;
@@ -135,7 +146,11 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                                 script.end_reply.unwrap_or("250 2.0.0 queued as X1")
                             )
                         }
-                        "RSET" => "250 2.0.0 ok\r\n".into(),
+                        "RSET" if script.hang_up_on_rset => return,
+                        "RSET" => {
+                            taken = 0;
+                            "250 2.0.0 ok\r\n".into()
+                        }
                         "QUIT" => {
                             let _ = w.write_all(b"221 2.0.0 bye\r\n").await;
                             return;
@@ -230,7 +245,7 @@ async fn pipelined_delivery_passes_dsn_parameters_on() {
         ("bob@far.test", Notify::parse("SUCCESS,FAILURE")),
         ("carol@far.test", None),
     ]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["relayed dsn=true", "relayed dsn=true"]);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.messages, vec![BODY.to_vec()]);
@@ -253,7 +268,7 @@ async fn without_dsn_or_pipelining_parameters_are_dropped() {
     let (port, seen) = peer(Script::default()).await;
     let r = rig(port, |_| {});
     let m = message(&[("bob@far.test", Notify::parse("SUCCESS"))]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     let seen = seen.lock().unwrap();
     assert!(
@@ -284,7 +299,7 @@ async fn each_recipient_gets_its_own_reply() {
         ("busy@far.test", None),
         ("ok@far.test", None),
     ]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(
         statuses(&out),
         vec!["failed 5.1.1", "deferred 4.2.1", "relayed dsn=false"]
@@ -306,7 +321,7 @@ async fn refusals_before_and_after_the_text() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None), ("b@far.test", None)]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["failed 5.3.4", "failed 5.3.4"]);
 
     let (port, _) = peer(Script {
@@ -316,7 +331,7 @@ async fn refusals_before_and_after_the_text() {
     })
     .await;
     let r = rig(port, |_| {});
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["deferred 4.3.0", "deferred 4.3.0"]);
 }
 
@@ -329,7 +344,7 @@ async fn what_the_peer_lacks_is_refused_without_sending() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None)]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["failed 5.3.4"]);
     let (port, seen) = peer(Script {
         extensions: vec!["SIZE 100000"],
@@ -341,7 +356,7 @@ async fn what_the_peer_lacks_is_refused_without_sending() {
         .target
         .deliver(
             &m,
-            "Subject: é\r\n\r\nx\r\n".as_bytes(),
+            &"Subject: é\r\n\r\nx\r\n".as_bytes(),
             "far.test",
             &m.recipients,
         )
@@ -351,7 +366,7 @@ async fn what_the_peer_lacks_is_refused_without_sending() {
     utf8.params.smtputf8 = true;
     let out = r
         .target
-        .deliver(&utf8, b"x\r\n", "far.test", &utf8.recipients)
+        .deliver(&utf8, &&b"x\r\n"[..], "far.test", &utf8.recipients)
         .await;
     assert_eq!(statuses(&out), vec!["failed 5.6.7"]);
     assert!(!seen
@@ -372,7 +387,7 @@ async fn connections_are_reused_up_to_the_limit() {
     let r = rig(port, |c| c.outbound.max_messages_per_connection = 2);
     let m = message(&[("a@far.test", None)]);
     for _ in 0..3 {
-        let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+        let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
         assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     }
     let seen = seen.lock().unwrap();
@@ -391,7 +406,7 @@ async fn connection_failures_are_transient() {
     drop(l);
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None)]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["deferred 4.4.1"]);
 
     let (port, seen) = peer(Script {
@@ -400,7 +415,7 @@ async fn connection_failures_are_transient() {
     })
     .await;
     let r = rig(port, |_| {});
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["deferred 4.4.2"]);
     assert_eq!(seen.lock().unwrap().messages.len(), 1);
 }
@@ -414,7 +429,7 @@ async fn helo_when_ehlo_is_refused() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None)]);
-    let out = r.target.deliver(&m, BODY, "far.test", &m.recipients).await;
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     assert!(seen
         .lock()
@@ -440,4 +455,139 @@ fn classify_table() {
         let got = statuses(&[(1, classify(&r, "peer.test", "recipient"))]);
         assert_eq!(got, vec![want.to_string()], "{reply:?}");
     }
+}
+
+/// Once the peer has answered the end of data, the outcomes stand: a connection that breaks at
+/// the RSET after a partly refused transaction must not make the message go out again, neither
+/// at once on a fresh connection (the cached one) nor at the next attempt (a fresh one).
+#[tokio::test]
+async fn duplicate_outbound_delivery_after_a_failed_rset() {
+    let mut replies = HashMap::new();
+    replies.insert("gone@far.test", "550 5.1.1 no such user here");
+    let (port, seen) = peer(Script {
+        extensions: vec!["PIPELINING"],
+        rcpt_replies: replies,
+        hang_up_on_rset: true,
+        ..Default::default()
+    })
+    .await;
+    let r = rig(port, |_| {});
+    // A first message leaves a cached connection behind.
+    let warm = message(&[("ok@far.test", None)]);
+    let out = r
+        .target
+        .deliver(&warm, &BODY, "far.test", &warm.recipients)
+        .await;
+    assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
+    for round in 0..2 {
+        let m = message(&[("gone@far.test", None), ("ok@far.test", None)]);
+        let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+        assert_eq!(
+            statuses(&out),
+            vec!["failed 5.1.1", "relayed dsn=false"],
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        seen.lock().unwrap().messages.len(),
+        3,
+        "each message sent exactly once"
+    );
+}
+
+/// The pipelined sequence: every recipient refused, the peer still says 354 to DATA and hangs
+/// up after the empty text. The refusals stand; they are not turned into a retry.
+#[tokio::test]
+async fn duplicate_outbound_delivery_pipelined_refusals_stand() {
+    let mut replies = HashMap::new();
+    replies.insert("gone@far.test", "550 5.1.1 no such user here");
+    let (port, seen) = peer(Script {
+        extensions: vec!["PIPELINING"],
+        rcpt_replies: replies,
+        data_without_recipients: true,
+        ..Default::default()
+    })
+    .await;
+    let r = rig(port, |_| {});
+    let m = message(&[("gone@far.test", None)]);
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    assert_eq!(statuses(&out), vec!["failed 5.1.1"]);
+    assert!(seen.lock().unwrap().messages.is_empty());
+}
+
+/// RFC 5321 §4.5.3.2.5 times each block of text: a 16 MB message to a peer that reads 4 MB/s
+/// takes four seconds, and must not fail on a block timeout of one and a half.
+#[tokio::test]
+async fn big_messages_reach_slow_peers() {
+    let (port, seen) = peer(Script {
+        read_rate: Some(4 << 20),
+        ..Default::default()
+    })
+    .await;
+    let r = rig(port, |c| {
+        c.outbound.block_timeout = std::time::Duration::from_millis(1500)
+    });
+    let line = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n";
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    while big.len() < 16 << 20 {
+        big.extend_from_slice(line);
+    }
+    let m = message(&[("a@far.test", None)]);
+    let started = std::time::Instant::now();
+    let out = r
+        .target
+        .deliver(&m, &big.as_slice(), "far.test", &m.recipients)
+        .await;
+    assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
+    assert!(started.elapsed() > std::time::Duration::from_millis(1500));
+    assert_eq!(seen.lock().unwrap().messages, vec![big]);
+}
+
+/// A peer that takes two recipients per transaction and answers `452 4.5.3` beyond: the rest go
+/// in further transactions at once (RFC 5321 §4.5.3.1.10), not at the next retry.
+#[tokio::test]
+async fn excess_recipients_go_in_further_transactions_at_once() {
+    let (port, seen) = peer(Script {
+        extensions: vec!["PIPELINING"],
+        max_rcpts: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let r = rig(port, |_| {});
+    let addrs = [
+        "a@far.test",
+        "b@far.test",
+        "c@far.test",
+        "d@far.test",
+        "e@far.test",
+    ];
+    let rcpts: Vec<_> = addrs.iter().map(|a| (*a, None)).collect();
+    let m = message(&rcpts);
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let mut ids: Vec<i64> = out.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5], "one outcome per recipient");
+    assert!(
+        statuses(&out).iter().all(|s| s == "relayed dsn=false"),
+        "{out:?}"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.messages.len(), 3, "2 + 2 + 1 recipients");
+    assert_eq!(seen.connections, 1, "all on one connection");
+}
+
+/// A peer that puts off every recipient with 452 makes no progress: they wait for the next
+/// attempt, deferred with its reply.
+#[tokio::test]
+async fn excess_recipients_without_progress_are_deferred() {
+    let (port, seen) = peer(Script {
+        max_rcpts: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let r = rig(port, |_| {});
+    let m = message(&[("a@far.test", None), ("b@far.test", None)]);
+    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    assert_eq!(statuses(&out), vec!["deferred 4.5.3", "deferred 4.5.3"]);
+    assert!(seen.lock().unwrap().messages.is_empty());
 }
