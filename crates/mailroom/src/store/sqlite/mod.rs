@@ -29,6 +29,7 @@ pub mod schema;
 mod track;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,19 +59,34 @@ impl From<rusqlite::Error> for StoreError {
 
 /// A write job: runs inside the batch transaction, then learns whether the batch committed.
 ///
-/// **Contract.** A job that fails with anything but [`StoreError::Engine`] has written nothing
-/// (every write operation checks before it writes), so the batch can commit without it. An engine
-/// error (disk full, I/O) leaves the transaction in an unknown state: the whole batch is rolled
-/// back and every job in it fails. This is what lets a batch run without a savepoint per job,
-/// whose sub-journal writes cost about a tenth of the writer's time.
+/// **Contract: a job that fails writes nothing.** This holds by construction, not by each job's
+/// care: when a job fails, the whole batch transaction is rolled back, the failed job is answered
+/// with its error, and the other jobs run again in a fresh transaction without it. Only a
+/// transaction in which every job succeeded is ever committed. Failures are rare (a conflict, an
+/// unreadable record, a full disk), so the common path pays nothing for this: no savepoint per
+/// job, whose sub-journal writes cost about a tenth of the writer's time. A job may therefore run
+/// more than once, and its function is `Fn`.
 trait WriteJob: Send {
-    /// Runs the job; returns the engine error if it hit one.
-    fn run(&mut self, conn: &Connection) -> Option<String>;
+    /// Runs the job in `conn`'s open transaction; says whether it succeeded, and if not,
+    /// whether the engine itself failed.
+    fn run(&mut self, conn: &Connection) -> JobRun;
+    /// Answers the caller: with the job's own result once the batch committed, or with the
+    /// commit's error.
     fn complete(self: Box<Self>, committed: Result<(), String>);
 }
 
+/// How one run of a job went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobRun {
+    Done,
+    /// It failed for a reason of its own (a conflict, missing or unreadable data).
+    Failed,
+    /// The engine failed (disk full, I/O error): the others may fail the same way.
+    EngineFailed,
+}
+
 struct Job<T, F> {
-    f: Option<F>,
+    f: F,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -78,27 +94,83 @@ struct Job<T, F> {
 impl<T, F> WriteJob for Job<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> Option<String> {
-        let f = self.f.take()?;
-        let r = f(conn);
-        let engine = match &r {
-            Err(StoreError::Engine(e)) => Some(e.clone()),
-            _ => None,
+    fn run(&mut self, conn: &Connection) -> JobRun {
+        let r = (self.f)(conn);
+        let run = match &r {
+            Ok(_) => JobRun::Done,
+            Err(StoreError::Engine(_)) => JobRun::EngineFailed,
+            Err(_) => JobRun::Failed,
         };
         self.result = Some(r);
-        engine
+        run
     }
 
     fn complete(self: Box<Self>, committed: Result<(), String>) {
         let r = match (committed, self.result) {
+            // A job that failed is answered with its own error: it was left out of the commit.
+            (_, Some(Err(e))) => Err(e),
             (Err(e), _) => Err(StoreError::Engine(e)),
             (Ok(()), Some(r)) => r,
             (Ok(()), None) => Err(StoreError::Closed),
         };
         let _ = self.reply.send(r);
     }
+}
+
+/// Runs a batch of jobs and commits those that succeeded (see [`WriteJob`]): returns how many
+/// transactions were committed (0 or 1).
+fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> usize {
+    let mut engine_failures = 0;
+    while !batch.is_empty() {
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = format!("cannot begin a transaction: {e}");
+                tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+                for job in batch {
+                    job.complete(Err(e.clone()));
+                }
+                return 0;
+            }
+        };
+        let failed = batch
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, job)| match job.run(&tx) {
+                JobRun::Done => None,
+                run => Some((i, run)),
+            });
+        let Some((i, run)) = failed else {
+            let committed = tx.commit().map_err(|e| e.to_string());
+            if let Err(e) = &committed {
+                tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+            }
+            let n = usize::from(committed.is_ok());
+            for job in batch {
+                job.complete(committed.clone());
+            }
+            return n;
+        };
+        // Dropping the transaction rolls back everything the batch wrote, the failed job's
+        // writes included; it is answered, and the rest run again without it.
+        drop(tx);
+        batch.remove(i).complete(Ok(()));
+        if run == JobRun::EngineFailed {
+            engine_failures += 1;
+            if engine_failures >= 2 {
+                // The engine fails for everyone (a full disk): do not run each job once more.
+                let e = "the storage engine failed for several jobs in a row".to_string();
+                tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+                for job in batch {
+                    job.complete(Err(e.clone()));
+                }
+                return 0;
+            }
+        }
+    }
+    0
 }
 
 /// How often the checkpointer copies the write-ahead log into the database.
@@ -141,6 +213,7 @@ pub struct SqliteStore {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<(std::thread::JoinHandle<()>, mpsc::Sender<()>)>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    commits: Arc<AtomicU64>,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -193,9 +266,11 @@ impl SqliteStore {
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, bounds))
+            .spawn(move || writer_loop(conn, rx, &wal, bounds, &counted))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
         let (stop, stopped) = mpsc::channel();
         let ckpt_conn = open_conn(path, CHECKPOINTER_CACHE_KIB)?;
@@ -209,6 +284,7 @@ impl SqliteStore {
             thread: Mutex::new(Some(thread)),
             checkpointer: Mutex::new(Some((checkpointer, stop))),
             readers: Arc::new(Mutex::new(Vec::new())),
+            commits,
         }))
     }
 
@@ -216,6 +292,13 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) fn path_for_tests(&self) -> &Path {
         &self.path
+    }
+
+    /// Transactions the writer has committed since the store was opened. Each carries every job
+    /// that was waiting when it began (group commit), so under load this grows far slower than
+    /// the number of writes.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Stops the writer after the jobs already queued; later writes fail with `Closed`.
@@ -235,11 +318,11 @@ impl SqliteStore {
     fn write<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn WriteJob> = Box::new(Job {
-            f: Some(f),
+            f,
             result: None,
             reply,
         });
@@ -372,6 +455,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Box<dyn WriteJob>>,
     wal: &Path,
     bounds: LogBounds,
+    commits: &AtomicU64,
 ) {
     // Past this size the writer catches up. After a failed attempt (a reader held an old snapshot
     // for long) it is raised, so that commits are not held back again at every batch.
@@ -384,29 +468,8 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let committed = (|| -> Result<(), String> {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-            let mut failed = None;
-            for job in batch.iter_mut() {
-                if let Some(e) = job.run(&tx) {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            match failed {
-                // Dropping the transaction rolls it back.
-                Some(e) => Err(format!("the batch was rolled back: {e}")),
-                None => tx.commit().map_err(|e| e.to_string()),
-            }
-        })();
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
-        }
-        for job in batch {
-            job.complete(committed.clone());
-        }
+        let n = run_batch(&mut conn, batch);
+        commits.fetch_add(n as u64, Ordering::Relaxed);
         let len = std::fs::metadata(wal).map_or(0, |m| m.len());
         if len > limit {
             limit = if catch_up(&conn, bounds.catch_up_wait) {
@@ -450,6 +513,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             )))
         }
     };
+    // Some steps rebuild tables; with foreign keys on, dropping the old table would cascade
+    // into the tables that refer to it (SQLite's ALTER TABLE procedure, step 1). The pragma has
+    // no effect inside a transaction, so it is set around them.
+    if v == schema::VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("PRAGMA foreign_keys=OFF")?;
     while v < schema::VERSION {
         let step = schema::MIGRATIONS
             .get((v - 1) as usize)
@@ -465,6 +535,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
         tracing::info!(from = v, to = v + 1, "store schema migrated");
         v += 1;
+    }
+    let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    conn.execute_batch("PRAGMA foreign_keys=ON")?;
+    if broken > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{broken} row(s) refer to rows that do not exist (foreign key check)"
+        )));
     }
     Ok(())
 }
@@ -565,7 +644,7 @@ impl Store for SqliteStore {
         base: EventBase,
         results: Vec<(i64, Settle)>,
     ) -> StoreFuture<'_, Vec<(i64, SettledAs)>> {
-        self.write(move |c| queue::settle(c, message, &base, results))
+        self.write(move |c| queue::settle(c, message, &base, &results))
     }
     fn record_reports(
         &self,

@@ -441,7 +441,7 @@ pub(super) fn settle(
     c: &Connection,
     msg: i64,
     base: &EventBase,
-    results: Vec<(i64, Settle)>,
+    results: &[(i64, Settle)],
 ) -> Result<Vec<(i64, SettledAs)>, StoreError> {
     let Some((content_id, size)) = c
         .prepare_cached("SELECT content_id, size FROM queue WHERE id = ?1")?
@@ -449,14 +449,14 @@ pub(super) fn settle(
         .optional()?
     else {
         return Ok(results
-            .into_iter()
-            .map(|(id, _)| (id, SettledAs::AlreadySettled))
+            .iter()
+            .map(|(id, _)| (*id, SettledAs::AlreadySettled))
             .collect());
     };
     let now = Utc::now();
     let mut out = Vec::with_capacity(results.len());
     let mut events = Vec::new();
-    for (rcpt, settle) in results {
+    for &(rcpt, ref settle) in results {
         let row: Option<(String, String)> = c
             .prepare_cached("SELECT state, address FROM queue_rcpt WHERE id = ?1 AND msg = ?2")?
             .query_row(params![rcpt, msg], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -503,7 +503,7 @@ pub(super) fn settle(
                             report.then(|| QueueKind::Dsn.key()),
                             remote_mta,
                             relayed,
-                            if report { "pending" } else { "none" },
+                            if *report { "pending" } else { "none" },
                             micros(now)
                         ])?;
                         let (event, detail) = match &remote_mta {
@@ -532,7 +532,7 @@ pub(super) fn settle(
                 .execute(params![
                     rcpt,
                     queue.key(),
-                    micros(next_attempt),
+                    micros(*next_attempt),
                     failure.status.to_string(),
                     failure.reason,
                     failure.diagnostic,
@@ -558,7 +558,7 @@ pub(super) fn settle(
                 );
                 SettledAs::Deferred
             }
-            Settle::Failed(f) => fail(c, rcpt, &f, now, base, &address, &mut events)?,
+            Settle::Failed(f) => fail(c, rcpt, f, now, base, &address, &mut events)?,
         };
         out.push((rcpt, settled));
     }

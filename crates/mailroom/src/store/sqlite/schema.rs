@@ -6,14 +6,17 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
+-- AUTOINCREMENT: a user's ID is never given to another user. Queued recipients name their
+-- mailbox by user ID; were an ID reused after `user del`, mail for the deleted user would go to
+-- whoever got it next. Gone, it fails with 5.1.1 instead.
 CREATE TABLE users (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     address TEXT NOT NULL UNIQUE,
     password TEXT,
     quota INTEGER,
@@ -184,6 +187,31 @@ DROP INDEX IF EXISTS track_sender;
 DROP INDEX IF EXISTS track_recipient;
 "#,
     ],
+    // 2 -> 3: user IDs are never reused (AUTOINCREMENT). The table is rebuilt (SQLite cannot
+    // add AUTOINCREMENT in place) with foreign keys off, as SQLite's documented procedure asks,
+    // and the sequence starts above every ID a mailbox or a queued recipient still names.
+    &[r#"
+CREATE TABLE users_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    address TEXT NOT NULL UNIQUE,
+    password TEXT,
+    quota INTEGER,
+    used INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+INSERT INTO users_new (id, address, password, quota, used, messages, created)
+    SELECT id, address, password, quota, used, messages, created FROM users;
+DROP TABLE users;
+ALTER TABLE users_new RENAME TO users;
+INSERT INTO sqlite_sequence (name, seq) SELECT 'users', 0
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'users');
+UPDATE sqlite_sequence SET seq = max(seq,
+        coalesce((SELECT max(id) FROM users), 0),
+        coalesce((SELECT max(user_id) FROM mailboxes), 0),
+        coalesce((SELECT max(user_id) FROM queue_rcpt), 0))
+    WHERE name = 'users';
+"#],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

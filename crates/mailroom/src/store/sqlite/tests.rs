@@ -263,11 +263,33 @@ async fn user_with_mail_is_deleted_only_with_purge() {
     assert_eq!(s.lookup("u@example.com").await.unwrap(), None);
 }
 
+/// Holds the writer inside a transaction until the returned sender is dropped or sent to, so
+/// that the writes made meanwhile queue up and are committed together as one batch.
+fn hold_writer(s: &crate::store::sqlite::SqliteStore) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let (started, wait_started) = std::sync::mpsc::channel::<()>();
+    let started = std::sync::Mutex::new(started);
+    drop(s.write(move |_| {
+        if let Ok(tx) = started.lock() {
+            let _ = tx.send(());
+        }
+        if let Ok(rx) = held.lock() {
+            let _ = rx.recv();
+        }
+        Ok(())
+    }));
+    wait_started.recv().unwrap();
+    release
+}
+
 #[tokio::test]
 async fn concurrent_writes_share_commits() {
     let ts = TempStore::new();
     let store = ts.dyn_store();
     let u = store.user_add("u@example.com", None, None).await.unwrap();
+    let before = ts.store.commits();
+    let release = hold_writer(&ts.store);
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = store.clone();
@@ -279,6 +301,9 @@ async fn concurrent_writes_share_commits() {
             s.submit(m).await.unwrap().rowid
         }));
     }
+    // Let every submission reach the writer's queue while it is held.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(release);
     let mut rows = Vec::new();
     for t in tasks {
         rows.push(t.await.unwrap());
@@ -294,6 +319,189 @@ async fn concurrent_writes_share_commits() {
             .len(),
         200
     );
+    // The held job's transaction, then the 200 submissions in one or two batches (MAX_BATCH).
+    let commits = ts.store.commits() - before;
+    assert!(commits <= 3, "200 submissions took {commits} commits");
+}
+
+/// "A job that fails writes nothing", by construction: a job that writes and then fails is
+/// rolled back with its batch, and the other jobs of that batch are committed without it.
+#[tokio::test]
+async fn the_commit_contract_a_failed_job_writes_nothing() {
+    let ts = TempStore::new();
+    let release = hold_writer(&ts.store);
+    let add = |addr: &'static str, fail: bool| {
+        ts.store.write(move |c| {
+            super::directory::user_add(c, addr, None, None)?;
+            if fail {
+                return Err(StoreError::Conflict(format!(
+                    "{addr} refused after writing"
+                )));
+            }
+            Ok(())
+        })
+    };
+    let (a, b, c) = (
+        add("a@example.com", false),
+        add("b@example.com", true),
+        add("c@example.com", false),
+    );
+    let before = ts.store.commits();
+    drop(release);
+    let (a, b, c) = tokio::join!(a, b, c);
+    assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+    assert!(matches!(b, Err(StoreError::Conflict(_))), "{b:?}");
+    let s = ts.store.as_ref();
+    assert!(s.lookup("a@example.com").await.unwrap().is_some());
+    assert!(s.lookup("c@example.com").await.unwrap().is_some());
+    assert_eq!(s.lookup("b@example.com").await.unwrap(), None);
+    assert_eq!(
+        ts.store.commits() - before,
+        2,
+        "the held job, then one batch"
+    );
+}
+
+/// The issue's case: a submission (a message with its report) fails part way, and the client
+/// will be told `451` and send again. Nothing of the first attempt may stay, or the recipients
+/// would get it twice.
+#[tokio::test]
+async fn the_commit_contract_a_failed_submission_leaves_no_message() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let ok = s.user_add("ok@example.com", None, None).await.unwrap();
+    let broken = s.user_add("broken@example.com", None, None).await.unwrap();
+    // A damaged directory: this user's INBOX is gone.
+    rusqlite::Connection::open(ts.store.path_for_tests())
+        .unwrap()
+        .execute("DELETE FROM mailboxes WHERE user_id = ?1", [broken])
+        .unwrap();
+    let drop_for = |user_id| {
+        Some(MailboxDrop {
+            user_id,
+            prefix: Vec::new(),
+        })
+    };
+    let mut first = message(
+        vec![("ok@example.com", Route::Local { user_id: ok })],
+        b"first\r\n",
+    );
+    first.recipients[0].deliver_now = drop_for(ok);
+    let mut second = message(
+        vec![("broken@example.com", Route::Local { user_id: broken })],
+        b"second\r\n",
+    );
+    second.recipients[0].deliver_now = drop_for(broken);
+    let qid = first.queue_id.to_string();
+    let r = s.submit_batch(vec![first, second]).await;
+    assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+    assert!(
+        s.mailbox_list(ok).await.unwrap().is_empty(),
+        "no copy delivered"
+    );
+    assert!(s
+        .queue_messages(Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let ev = s
+        .track_query(TrackFilter {
+            message_id: Some(qid),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(ev.is_empty(), "no tracking of what did not happen: {ev:?}");
+}
+
+/// Mail to the wrong person: a queued recipient names its mailbox by user ID. After `user del`,
+/// a new user must not get that ID, or the deleted user's mail would reach them.
+#[tokio::test]
+async fn mail_to_the_wrong_person_user_ids_are_never_reused() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    s.user_add("first@example.com", None, None).await.unwrap();
+    let alice = s.user_add("alice@example.com", None, None).await.unwrap();
+    let msg = message(
+        vec![("alice@example.com", Route::Local { user_id: alice })],
+        b"for alice\r\n",
+    );
+    let qid = msg.queue_id.to_string();
+    let row = s.submit(msg).await.unwrap().rowid;
+    let r = s.queued(row).await.unwrap().unwrap().recipients[0].id;
+    s.user_del("alice@example.com", false).await.unwrap();
+    let mallory = s.user_add("mallory@example.com", None, None).await.unwrap();
+    assert_ne!(mallory, alice, "a deleted user's ID is never given again");
+    let drop = Settle::local(MailboxDrop {
+        user_id: alice,
+        prefix: Vec::new(),
+    });
+    let out = s.settle(row, base(&qid), vec![(r, drop)]).await.unwrap();
+    assert!(
+        matches!(&out[0].1, SettledAs::Failed { status, .. } if status == "5.1.1"),
+        "{out:?}"
+    );
+    assert!(s.mailbox_list(mallory).await.unwrap().is_empty());
+    let q = s.queued(row).await.unwrap().unwrap();
+    assert_eq!(
+        q.recipients[0].report,
+        ReportState::Pending,
+        "the sender is told"
+    );
+}
+
+/// A version 2 store (IDs could be reused) is migrated: every user, mailbox and message stays,
+/// and new IDs start above every ID still in use, queued recipients' included.
+#[tokio::test]
+async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let gone = {
+        let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+        let keep = s.user_add("keep@example.com", None, None).await.unwrap();
+        let gone = s.user_add("gone@example.com", None, None).await.unwrap();
+        let mut m = message(
+            vec![("keep@example.com", Route::Local { user_id: keep })],
+            b"kept\r\n",
+        );
+        m.recipients[0].deliver_now = Some(MailboxDrop {
+            user_id: keep,
+            prefix: Vec::new(),
+        });
+        s.submit(m).await.unwrap();
+        let m = message(
+            vec![("gone@example.com", Route::Local { user_id: gone })],
+            b"queued\r\n",
+        );
+        s.submit(m).await.unwrap();
+        s.user_del("gone@example.com", false).await.unwrap();
+        gone
+    };
+    // Back to version 2 as it was shipped: `users` without AUTOINCREMENT.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys=OFF;
+             CREATE TABLE users_old (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
+                 password TEXT, quota INTEGER, used INTEGER NOT NULL DEFAULT 0,
+                 messages INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+             INSERT INTO users_old SELECT * FROM users;
+             DROP TABLE users;
+             ALTER TABLE users_old RENAME TO users;
+             DELETE FROM sqlite_sequence WHERE name = 'users';
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let new = s.user_add("new@example.com", None, None).await.unwrap();
+    assert!(new > gone, "new ID {new} must be above the queued {gone}");
+    let Some(DirEntry::User(keep)) = s.lookup("keep@example.com").await.unwrap() else {
+        panic!("the user survived the migration")
+    };
+    let mail = s.mailbox_list(keep.id).await.unwrap();
+    assert_eq!(mail.len(), 1, "the mailbox survived the migration");
+    assert_eq!(s.mail_read(keep.id, mail[0].id).await.unwrap(), b"kept\r\n");
+    assert_eq!(s.queue_messages(Default::default()).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -570,7 +778,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(version, crate::store::sqlite::schema::VERSION.to_string());
     drop(s);
     // A newer store than this code knows is refused, not misread.
     rusqlite::Connection::open(&path)
