@@ -172,3 +172,28 @@ def test_quota_is_what_is_left_and_frees_up(mailboxes):
     assert server.stat(alice) == 1, "no second report"
     [entry] = [u for u in server.users() if u["address"] == small]
     assert entry["messages"] == 2 and QUOTA < entry["used"] <= QUOTA * 2
+
+
+def test_backscatter_a_full_mailbox_is_refused_at_rcpt_not_reported(mailboxes):
+    """Mail to a mailbox that is already full is refused at RCPT with 452 4.2.2 (or for the SIZE
+    the client declares): the sending server keeps it, and no report goes to a sender that may
+    be forged. The report path stays for a message that only overflows the mailbox."""
+    import smtplib
+
+    server, alice, small = mailboxes
+    server.cli("user", "quota", small, "1000")  # less than it already holds
+    with server.smtp() as s:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
+            s.sendmail("forged@victim.example", [small], make_message("hi", "x\r\n"))
+        code, text = e.value.recipients[small]
+        assert (code, text[:5]) == (452, b"4.2.2"), (code, text)
+    server.cli("user", "quota", small, str(QUOTA))
+    with server.smtp() as s:
+        s.ehlo()
+        code, _ = s.mail("forged@victim.example", ["SIZE=5000"])
+        assert code == 250
+        code, text = s.rcpt(small)
+        assert (code, text[:5]) == (452, b"4.2.2"), (code, text)
+        s.rset()
+    assert server.stat(small) == 1
+    assert not server.track(sender=""), "no report was made"

@@ -108,6 +108,26 @@ pub struct SmtpConfig {
     pub max_received_headers: usize,
     /// Networks whose clients may relay to non-local domains. Default: none.
     pub trusted_networks: Vec<IpNet>,
+    /// How a recipient whose mailbox is already full is refused at RCPT.
+    pub full_mailbox: FullMailbox,
+}
+
+/// The reply at RCPT for a mailbox that is already full (or has no room for the SIZE the client
+/// declared, RFC 1870 §6).
+///
+/// Refusing at RCPT, rather than accepting and then reporting, is what keeps a server from
+/// sending reports to forged senders (backscatter): the client's own server, which knows the
+/// real sender, keeps the message or tells its sender. The default is temporary: a full mailbox
+/// is usually emptied soon, and the sending server retries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FullMailbox {
+    /// `452 4.2.2` (RFC 3463: mailbox full, a temporary condition).
+    #[default]
+    Temporary,
+    /// `552 5.2.2`. RFC 5321 §4.5.3.1.10 asks clients to treat a 552 at RCPT as temporary too;
+    /// RFC 3463's 5.2.2 tells the sender's server to give up.
+    Permanent,
 }
 
 impl Default for SmtpConfig {
@@ -125,6 +145,7 @@ impl Default for SmtpConfig {
             data_timeout: Duration::from_secs(180),
             max_received_headers: 15,
             trusted_networks: Vec::new(),
+            full_mailbox: FullMailbox::Temporary,
         }
     }
 }

@@ -52,6 +52,9 @@ data_timeout = "{data_timeout}"
 max_received_headers = {max_received_headers}
 # Networks (CIDR) whose clients may send to non-local domains. Empty: nobody may relay.
 trusted_networks = []
+# A recipient whose mailbox is full is refused at RCPT (no report to a possibly forged sender):
+# "temporary" (452 4.2.2, the sending server retries) or "permanent" (552 5.2.2).
+full_mailbox = "temporary"
 
 [pop3]
 # Where the POP3 service listens.

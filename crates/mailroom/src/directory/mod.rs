@@ -26,6 +26,24 @@ pub struct Target {
     pub address: String,
     /// Where it goes. [`Route::Unresolved`] marks an alias or list member that does not exist.
     pub route: Route,
+    /// For a mailbox with a quota: the octets left under it (0 when full). `None` otherwise.
+    pub room: Option<u64>,
+}
+
+impl Target {
+    /// A recipient on another server.
+    pub fn remote(address: impl Into<String>) -> Target {
+        Target {
+            address: address.into(),
+            route: Route::Remote,
+            room: None,
+        }
+    }
+
+    /// True when this is a mailbox without room for `size` more octets (at least one).
+    pub fn is_full_for(&self, size: u64) -> bool {
+        matches!(self.route, Route::Local { .. }) && self.room.is_some_and(|r| r < size.max(1))
+    }
 }
 
 /// A step of an expansion, for tracking (event 1042).
@@ -59,20 +77,51 @@ pub enum Resolution {
     },
 }
 
-/// Resolves `address` (lower case, local domain) through the directory.
+/// Resolves `address` (lower case, local domain) through the directory. The whole expansion
+/// runs in one read of the store, on a blocking thread (a list of 10,000 members costs no
+/// async worker's time), and in time linear in the entries visited.
 pub async fn resolve(
     store: &dyn Store,
     config: &Config,
     address: &str,
 ) -> Result<Resolution, StoreError> {
+    store
+        .resolve(address.to_string(), config.server.domains.clone())
+        .await
+}
+
+/// The expansion itself, over any way of looking an address up (the store runs it inside one
+/// read transaction). `is_local` says whether an address belongs to a local domain.
+///
+/// Depth-first, keeping the aliases and lists on the current path to tell a loop (an entry that
+/// contains itself, directly or through others) from a second path to the same place. Every
+/// entry is looked up at most once and every member pushed once per entry that names it, so the
+/// work is linear in the size of the directory reached.
+pub fn expand(
+    address: &str,
+    is_local: impl Fn(&str) -> bool,
+    mut lookup: impl FnMut(&str) -> Result<Option<DirEntry>, StoreError>,
+) -> Result<Resolution, StoreError> {
     let mut targets = Vec::new();
     let mut redirects = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut loop_cut = false;
-    // Depth-first, with the current path kept to tell a loop from a second path to the same place.
-    let mut stack: Vec<(String, usize, Vec<String>)> = vec![(address.to_string(), 0, Vec::new())];
-    while let Some((addr, depth, path)) = stack.pop() {
-        if path.contains(&addr) {
+    // The path: the entries being expanded, and for each, how many of its members remain on
+    // the stack (an entry leaves the path when its last member has been taken).
+    let mut on_path: HashSet<String> = HashSet::new();
+    let mut path: Vec<(String, usize)> = Vec::new();
+    let mut stack: Vec<(String, usize)> = vec![(address.to_string(), 0)];
+    while let Some((addr, depth)) = stack.pop() {
+        // Leave the entries whose members have all been taken.
+        while let Some((_, 0)) = path.last() {
+            if let Some((done, _)) = path.pop() {
+                on_path.remove(&done);
+            }
+        }
+        if let Some((_, left)) = path.last_mut() {
+            *left -= 1;
+        }
+        if on_path.contains(&addr) {
             loop_cut = true;
             continue;
         }
@@ -82,17 +131,12 @@ pub async fn resolve(
         if depth > MAX_DEPTH || targets.len() > MAX_EXPANSION {
             return Ok(Resolution::TooLarge);
         }
-        let local = addr
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| config.is_local_domain(d));
+        let local = addr.rsplit_once('@').is_some_and(|(_, d)| is_local(d));
         if !local {
-            targets.push(Target {
-                address: addr,
-                route: Route::Remote,
-            });
+            targets.push(Target::remote(addr));
             continue;
         }
-        let (members, kind) = match store.lookup(&addr).await? {
+        let (members, kind) = match lookup(&addr)? {
             None => {
                 if depth == 0 {
                     return Ok(Resolution::Unknown);
@@ -100,11 +144,13 @@ pub async fn resolve(
                 targets.push(Target {
                     address: addr,
                     route: Route::Unresolved,
+                    room: None,
                 });
                 continue;
             }
             Some(DirEntry::User(u)) => {
                 targets.push(Target {
+                    room: u.quota.map(|q| q.saturating_sub(u.used)),
                     address: u.address,
                     route: Route::Local { user_id: u.id },
                 });
@@ -113,8 +159,6 @@ pub async fn resolve(
             Some(DirEntry::Alias(t)) => (t, "alias"),
             Some(DirEntry::List(m)) => (m, "list"),
         };
-        let mut next_path = path.clone();
-        next_path.push(addr.clone());
         for m in &members {
             redirects.push(Redirect {
                 from: addr.clone(),
@@ -122,8 +166,13 @@ pub async fn resolve(
                 kind,
             });
         }
+        let n = members.len();
         for m in members.into_iter().rev() {
-            stack.push((m, depth + 1, next_path.clone()));
+            stack.push((m, depth + 1));
+        }
+        if n > 0 {
+            on_path.insert(addr.clone());
+            path.push((addr, n));
         }
     }
     if targets.is_empty() {
@@ -139,3 +188,6 @@ pub async fn resolve(
         loop_cut,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -262,6 +262,7 @@ pub fn merge_recipients(
     events: &mut Vec<crate::track::Event>,
 ) -> Vec<NewRecipient> {
     let mut out: Vec<NewRecipient> = Vec::new();
+    let mut taken: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for r in rcpts {
         for red in &r.redirects {
             events.push(
@@ -270,7 +271,7 @@ pub fn merge_recipients(
             );
         }
         for t in &r.targets {
-            if out.iter().any(|o| o.address == t.address) {
+            if !taken.insert(t.address.as_str()) {
                 continue;
             }
             out.push(NewRecipient {

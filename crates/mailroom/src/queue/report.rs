@@ -253,16 +253,14 @@ pub async fn resolve_sender(
         .rsplit_once('@')
         .is_some_and(|(_, d)| config.is_local_domain(d));
     if !local {
-        return Ok(vec![Target {
-            address: key,
-            route: Route::Remote,
-        }]);
+        return Ok(vec![Target::remote(key)]);
     }
     Ok(match directory::resolve(store, config, &key).await? {
         Resolution::Targets { targets, .. } => targets,
         _ => vec![Target {
             address: key,
             route: Route::Unresolved,
+            room: None,
         }],
     })
 }

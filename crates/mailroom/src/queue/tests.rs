@@ -274,7 +274,7 @@ mod timers {
     use crate::ingest::{AcceptedRcpt, Envelope, Ingest};
     use crate::queue::clock::{Clock, ManualClock};
     use crate::queue::manager::{Manager, QueueHandle};
-    use crate::queue::{EnvelopeParams, RcptState, Route};
+    use crate::queue::{EnvelopeParams, RcptState};
     use crate::route::dns::StaticResolver;
     use crate::store::{QueueFilter, Store, TrackFilter};
     use crate::testutil::{config, TempStore};
@@ -338,10 +338,7 @@ mod timers {
                         notify,
                         orcpt: None,
                     },
-                    targets: vec![Target {
-                        address: "bob@far.test".into(),
-                        route: Route::Remote,
-                    }],
+                    targets: vec![Target::remote("bob@far.test")],
                     redirects: vec![],
                 }],
                 client_ip: "127.0.0.1".parse().unwrap(),

@@ -15,10 +15,10 @@ use mailroom_proto::smtp::{Body, Domain, MailParams, Mailbox, RcptParams, Reply,
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::session::{param_reply, Session, State, Transaction};
+use crate::config::FullMailbox;
 use crate::directory::{self, Resolution, Target};
 use crate::ids::QueueId;
 use crate::ingest::AcceptedRcpt;
-use crate::queue::Route;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// MAIL FROM.
@@ -82,6 +82,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 (h.esmtp, tx.params.smtputf8, tx.rcpts.len())
             }
         };
+        let declared = match &self.state {
+            State::Mail(_, tx) => tx.params.size.unwrap_or(0),
+            _ => 0,
+        };
         if count >= self.ctx.config.smtp.max_recipients {
             return Reply::code(452, "4.5.3", "Too many recipients");
         }
@@ -112,7 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
         }
         let key = mailbox.key();
-        let accepted = match self.check_recipient(&mailbox, &key).await {
+        let accepted = match self.check_recipient(&mailbox, &key, declared).await {
             Ok(targets) => targets,
             Err(reply) => return reply,
         };
@@ -133,16 +137,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         &self,
         mailbox: &Mailbox,
         key: &str,
+        declared_size: u64,
     ) -> Result<(Vec<Target>, Vec<directory::Redirect>), Reply> {
         let cfg = &self.ctx.config;
         if !cfg.is_local_domain(mailbox.domain.as_str()) {
             let ip = self.peer.ip();
             if cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip)) {
-                let t = Target {
-                    address: key.to_string(),
-                    route: Route::Remote,
-                };
-                return Ok((vec![t], Vec::new()));
+                return Ok((vec![Target::remote(key)], Vec::new()));
             }
             return Err(Reply::code(
                 554,
@@ -188,6 +189,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } => {
                 if loop_cut {
                     tracing::warn!(address = key, "alias/list loop cut during expansion");
+                }
+                // Backscatter: a mailbox (or an alias to mailboxes) that is already full is
+                // refused now, not accepted and then reported to a sender who may be forged. A
+                // list with some full members is accepted; those members get the report path.
+                if targets.iter().all(|t| t.is_full_for(declared_size)) {
+                    let text = format!("<{mailbox}>: Mailbox full");
+                    return Err(match cfg.smtp.full_mailbox {
+                        FullMailbox::Temporary => Reply::code(452, "4.2.2", text),
+                        FullMailbox::Permanent => Reply::code(552, "5.2.2", text),
+                    });
                 }
                 Ok((targets, redirects))
             }

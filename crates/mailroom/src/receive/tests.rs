@@ -477,3 +477,80 @@ async fn idle_client_times_out() {
     assert!(r.starts_with("421 4.4.2"), "{r}");
     assert!(h.c.closed().await);
 }
+
+/// Backscatter: mail to a mailbox that is already full is refused at RCPT, so no report goes to
+/// a sender who may be forged. Without room for the declared SIZE (RFC 1870 §6) likewise; a list
+/// with a full member is still accepted.
+#[tokio::test]
+async fn backscatter_a_full_mailbox_is_refused_at_rcpt() {
+    let mut h = start().await;
+    let s = h.ts.store.as_ref();
+    s.user_add("full@example.com", None, Some(0)).await.unwrap();
+    s.list_add(
+        "mixed@example.com",
+        vec!["full@example.com".into(), "alice@example.com".into()],
+    )
+    .await
+    .unwrap();
+    s.alias_add("tofull@example.com", vec!["full@example.com".into()])
+        .await
+        .unwrap();
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<forged@victim.test>", "250").await;
+    h.c.cmd(
+        "RCPT TO:<full@example.com>",
+        "452 4.2.2 <full@example.com>: Mailbox full",
+    )
+    .await;
+    h.c.cmd("RCPT TO:<tofull@example.com>", "452 4.2.2").await;
+    h.c.cmd("RCPT TO:<mixed@example.com>", "250 2.1.5").await;
+    h.c.cmd("RSET", "250").await;
+    // bob has 1,000,000 octets of quota and none used.
+    h.c.cmd("MAIL FROM:<a@b.test> SIZE=2000000", "250").await;
+    h.c.cmd("RCPT TO:<bob@example.com>", "452 4.2.2").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("RSET", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test> SIZE=2000", "250").await;
+    h.c.cmd("RCPT TO:<bob@example.com>", "250").await;
+}
+
+#[tokio::test]
+async fn backscatter_the_permanent_choice() {
+    let mut cfg = config();
+    cfg.smtp.full_mailbox = crate::config::FullMailbox::Permanent;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.ts.store
+        .user_add("full@example.com", None, Some(0))
+        .await
+        .unwrap();
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<full@example.com>", "552 5.2.2").await;
+}
+
+/// A message to a list of 10,000 members: one RCPT, one copy for each member.
+#[tokio::test]
+async fn a_ten_thousand_member_list() {
+    let mut h = start().await;
+    let members: Vec<String> = (0..10_000).map(|i| format!("m{i}@example.com")).collect();
+    // Added all at once: they share the store's commits.
+    let mut adds = tokio::task::JoinSet::new();
+    for a in members.clone() {
+        let s = h.ts.dyn_store();
+        adds.spawn(async move { s.user_add(&a, None, None).await.unwrap() });
+    }
+    while adds.join_next().await.is_some() {}
+    h.ts.store
+        .list_add("everyone@example.com", members)
+        .await
+        .unwrap();
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<everyone@example.com>", "250 2.1.5").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd("Subject: all hands\r\n\r\nhi\r\n.", "250 2.0.0")
+        .await;
+    for a in ["m0@example.com", "m9999@example.com"] {
+        assert_eq!(h.mailbox(a).await.len(), 1, "{a}");
+    }
+}

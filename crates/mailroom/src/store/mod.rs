@@ -102,6 +102,13 @@ pub trait Store: Send + Sync + 'static {
     // --- directory -------------------------------------------------------------------------
     /// Looks up an address (lower case).
     fn lookup(&self, address: &str) -> StoreFuture<'_, Option<DirEntry>>;
+    /// Resolves an address of a local domain through aliases and lists to its final recipients
+    /// ([`crate::directory::expand`]), in one read. `local_domains` are the server's domains.
+    fn resolve(
+        &self,
+        address: String,
+        local_domains: Vec<String>,
+    ) -> StoreFuture<'_, crate::directory::Resolution>;
     /// The user and password hash for a login name.
     fn user_auth(&self, address: &str) -> StoreFuture<'_, Option<(User, String)>>;
     /// Adds a user with an INBOX. Fails if the address is already a user, alias or list.

@@ -563,6 +563,19 @@ impl Store for SqliteStore {
         let a = address.to_lowercase();
         self.read(move |c| directory::lookup(c, &a))
     }
+    fn resolve(
+        &self,
+        address: String,
+        local_domains: Vec<String>,
+    ) -> StoreFuture<'_, crate::directory::Resolution> {
+        self.read(move |c| {
+            crate::directory::expand(
+                &address.to_lowercase(),
+                |d| local_domains.iter().any(|l| l.eq_ignore_ascii_case(d)),
+                |a| directory::lookup(c, a),
+            )
+        })
+    }
     fn user_auth(&self, address: &str) -> StoreFuture<'_, Option<(User, String)>> {
         let a = address.to_lowercase();
         self.read(move |c| directory::user_auth(c, &a))
