@@ -4,9 +4,11 @@
 //! recipient resolution, durable submission) → [`queue`] (state and the delivery manager) →
 //! [`route`] → [`deliver`] (local mailboxes) → [`dsn`] (delivery reports). Beside the path:
 //! [`track`] (message tracking), [`config`], [`directory`] (users, aliases, lists), [`store`]
-//! (the storage engines), [`pop3`] (mailbox access) and [`cli`].
+//! (the storage engines), [`pop3`] (mailbox access), [`admin`] (the operator's operations) and
+//! [`cli`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod conn;

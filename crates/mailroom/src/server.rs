@@ -90,6 +90,14 @@ pub async fn run(
     let config = Arc::new(config);
     let sqlite = open_store(data)?;
     let store: Arc<dyn Store> = sqlite.clone();
+    // No delivery is in progress when the server starts, whatever a crash left recorded.
+    store
+        .clear_active()
+        .await
+        .map_err(|source| ServerError::Store {
+            path: data.join(sqlite::FILE_NAME),
+            source,
+        })?;
     let smtp = bind("smtp", &config.smtp.listen).await?;
     let pop3 = bind("pop3", &config.pop3.listen).await?;
 

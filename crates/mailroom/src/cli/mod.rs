@@ -107,12 +107,44 @@ pub enum QueueCommand {
         #[arg(long)]
         ndr: bool,
     },
+    /// Stop outbound mail to a queue, or to all (Exchange's "disable outbound mail"): nothing
+    /// is attempted from it until enabled; mail keeps arriving and waits.
+    Disable(QueueTarget),
+    /// Let outbound mail flow again from a queue, or from all.
+    Enable(QueueTarget),
+    /// Hold a queue's delivery until a time (the queue shows Scheduled), or clear that.
+    Schedule {
+        #[command(flatten)]
+        target: QueueTarget,
+        /// Until this time: RFC 3339, or `YYYY-MM-DD HH:MM` in UTC.
+        #[arg(long)]
+        at: Option<String>,
+        /// For this long from now (`30m`, `2h`).
+        #[arg(long = "in")]
+        r#in: Option<String>,
+        /// Clear the schedule: deliver as soon as due.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Queued recipients by destination domain and age (like Postfix's qshape).
     Summary {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// An outbound queue, or all of them.
+#[derive(Debug, Args)]
+pub struct QueueTarget {
+    /// A link queue (`example.org`, `link:relay.example.net:25`) or `unreachable`.
+    pub queue: Option<String>,
+    /// Every outbound queue.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The arguments of an action on queued messages.

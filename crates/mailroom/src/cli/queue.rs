@@ -1,7 +1,6 @@
-//! `mailroom queue`: the operator's view of the queues, and the actions on them.
-//!
-//! Works on the store directly, so it answers whether or not the server runs; a running server
-//! sees the changes at its next poll (`queue.poll_interval`, one second by default).
+//! `mailroom queue`: the operator's view of the queues, and the actions on them. The operations
+//! and their JSON are [`crate::admin::queue`]'s; this module reads the command line, asks for
+//! confirmation, and renders text.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -9,10 +8,9 @@ use std::path::Path;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 
-use super::{QueueAction, QueueCommand, QueueSelect};
-use crate::ids::QueueId;
-use crate::queue::{QueueKind, QueuedMessage, RcptState, ReportState};
-use crate::store::{AdminAction, QueueFilter, QueueInfo, Store, SUMMARY_BUCKETS};
+use super::{QueueAction, QueueCommand, QueueSelect, QueueTarget};
+use crate::admin::queue::{self as ops, Selection};
+use crate::store::{AdminAction, ControlChange, Store, SUMMARY_BUCKETS};
 
 fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     let s = (now - t).num_seconds().max(0);
@@ -28,106 +26,27 @@ fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// Turns the command line's selection into a store filter.
-pub fn filter(s: &QueueSelect) -> anyhow::Result<QueueFilter> {
-    let mut f = QueueFilter {
-        sender: s.sender.clone(),
-        recipient: s.recipient.clone(),
-        domain: s.domain.clone(),
-        ..Default::default()
-    };
-    if let Some(t) = &s.target {
-        if let Ok(q) = t.parse::<QueueId>() {
-            f.queue_id = Some(q.to_string());
-        } else if t.contains('@') {
-            f.message_id = Some(t.clone());
-        } else {
-            f.queue = Some(QueueKind::parse(t));
-        }
-    }
-    if let Some(o) = &s.older_than {
-        let d =
-            humantime::parse_duration(o).map_err(|e| anyhow::anyhow!("--older-than {o:?}: {e}"))?;
-        f.older_than = Some(Utc::now() - chrono::Duration::from_std(d)?);
-    }
-    Ok(f)
+fn rfc3339(t: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
-fn queue_json(q: &QueueInfo, now: DateTime<Utc>) -> serde_json::Value {
-    serde_json::json!({
-        "queue": q.kind.key(),
-        "name": q.kind.describe(),
-        "state": q.state.as_str(),
-        "messages": q.messages,
-        "recipients": q.recipients,
-        "size": q.size,
-        "oldest": q.oldest.map(|t| t.to_rfc3339()),
-        "oldest_age_seconds": q.oldest.map(|t| (now - t).num_seconds().max(0)),
-        "next_retry": q.next_retry.map(|t| t.to_rfc3339()),
-        "last_error": q.last_error,
-    })
-}
-
-fn rcpt_state(s: &RcptState) -> (&'static str, Option<String>, Option<String>) {
-    match s {
-        RcptState::Ready => ("ready", None, None),
-        RcptState::Deferred {
-            next_attempt,
-            last_error,
-        } => {
-            let reply = last_error
-                .diagnostic
-                .clone()
-                .unwrap_or_else(|| format!("{} {}", last_error.status, last_error.reason));
-            ("retry", Some(next_attempt.to_rfc3339()), Some(reply))
-        }
-        RcptState::Delivered { remote_mta, .. } => (
-            "delivered",
-            None,
-            remote_mta.as_ref().map(|m| format!("accepted by {m}")),
-        ),
-        RcptState::Failed { failure, .. } => {
-            let reply = failure
-                .diagnostic
-                .clone()
-                .unwrap_or_else(|| format!("{} {}", failure.status, failure.reason));
-            ("failed", None, Some(reply))
+impl From<&QueueSelect> for Selection {
+    fn from(s: &QueueSelect) -> Selection {
+        Selection {
+            target: s.target.clone(),
+            sender: s.sender.clone(),
+            recipient: s.recipient.clone(),
+            domain: s.domain.clone(),
+            older_than: s.older_than.clone(),
         }
     }
 }
 
-fn message_json(m: &QueuedMessage) -> serde_json::Value {
-    let rcpts: Vec<_> = m
-        .recipients
-        .iter()
-        .map(|r| {
-            let (state, next, last) = rcpt_state(&r.state);
-            serde_json::json!({
-                "address": r.address,
-                "original": r.original,
-                "state": state,
-                "attempts": r.attempts,
-                "next_attempt": next,
-                "last_reply": last,
-                "report": match &r.report {
-                    ReportState::None => None,
-                    ReportState::Pending => Some("pending".to_string()),
-                    ReportState::Sent(q) => Some(format!("sent as {q}")),
-                    ReportState::Absorbed => Some("absorbed".to_string()),
-                    ReportState::NotRequested => Some("not requested".to_string()),
-                },
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "queue_id": m.queue_id,
-        "message_id": m.message_id,
-        "sender": m.sender,
-        "arrival": m.arrival.to_rfc3339(),
-        "size": m.size,
-        "frozen": m.frozen,
-        "recipients": rcpts,
-    })
+fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
 async fn act(
@@ -136,7 +55,7 @@ async fn act(
     a: &QueueAction,
     action: AdminAction,
 ) -> anyhow::Result<()> {
-    let f = filter(&a.select)?;
+    let f = Selection::from(&a.select).filter(Utc::now())?;
     if f.is_everything() && !a.yes {
         bail!("no messages selected: give a queue ID, a queue name or a filter (--sender, --recipient, --domain, --older-than); to act on every message use --yes");
     }
@@ -156,14 +75,36 @@ async fn act(
             }
         }
     }
-    let n = store.queue_admin(f, action, server.to_string()).await?;
+    let done = ops::act(store, f, action, server).await?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({ "action": action.describe(), "messages": n })
-        );
+        // One line, as it always was.
+        println!("{}", serde_json::to_string(&done)?);
     } else {
-        println!("{n} message(s) {}", action.describe());
+        println!("{} message(s) {}", done.messages, done.action);
+    }
+    Ok(())
+}
+
+async fn control(
+    store: &dyn Store,
+    server: &str,
+    t: &QueueTarget,
+    change: ControlChange,
+) -> anyhow::Result<()> {
+    let queue = ops::outbound_queue(t.queue.as_deref(), t.all)?;
+    let v = ops::control(store, queue, change, server).await?;
+    if t.json {
+        return json(&v);
+    }
+    let what = if v.queue == "*" {
+        "all outbound queues".to_string()
+    } else {
+        v.queue.clone()
+    };
+    match (&v.disabled_since, &v.scheduled_until) {
+        (Some(since), _) => println!("{what}: outbound mail disabled since {since}"),
+        (None, Some(until)) => println!("{what}: delivery scheduled for {until}"),
+        (None, None) => println!("{what}: mail flows"),
     }
     Ok(())
 }
@@ -176,27 +117,44 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
     let server = cfg.server.hostname.clone();
     let now = Utc::now();
     match cmd {
-        QueueCommand::List { json } => {
-            let queues = store.queues(now).await?;
-            if json {
-                let v: Vec<_> = queues.iter().map(|q| queue_json(q, now)).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+        QueueCommand::List { json: j } => {
+            let queues = ops::list(store, now).await?;
+            if j {
+                return json(&queues);
+            }
+            let all = store.queue_controls().await?;
+            if let Some(c) = all.iter().find(|c| c.queue == "*") {
+                if let Some(since) = c.disabled_since {
+                    println!(
+                        "Outbound mail is DISABLED since {} (by {}): mailroom queue enable --all",
+                        time(since),
+                        c.by
+                    );
+                }
             }
             println!(
-                "{:<44} {:<7} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
+                "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
                 "QUEUE", "STATE", "MSGS", "RCPTS", "SIZE", "OLDEST", "NEXT RETRY"
             );
             for q in queues {
+                let next = q
+                    .scheduled_until
+                    .as_deref()
+                    .or(q.next_retry.as_deref())
+                    .and_then(rfc3339);
                 println!(
-                    "{:<44} {:<7} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
-                    format!("{} [{}]", q.kind.describe(), q.kind.key()),
-                    q.state.as_str(),
+                    "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
+                    format!("{} [{}]", q.name, q.queue),
+                    q.state,
                     q.messages,
                     q.recipients,
                     q.size,
-                    q.oldest.map(|t| age(now, t)).unwrap_or_else(|| "-".into()),
-                    q.next_retry.map(time).unwrap_or_else(|| "-".into()),
+                    q.oldest
+                        .as_deref()
+                        .and_then(rfc3339)
+                        .map(|t| age(now, t))
+                        .unwrap_or_else(|| "-".into()),
+                    next.map(time).unwrap_or_else(|| "-".into()),
                     q.last_error.unwrap_or_else(|| "-".into()),
                 );
             }
@@ -204,42 +162,37 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
         QueueCommand::Show {
             select,
             quarantined,
-            json,
+            json: j,
         } => {
             if quarantined {
-                let q = store.quarantined().await?;
-                if json {
-                    let v: Vec<_> = q
-                        .iter()
-                        .map(|e| serde_json::json!({"time": e.time.to_rfc3339(), "queue_id": e.queue_id, "reason": e.reason, "record": e.record}))
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else if q.is_empty() {
+                let q = ops::quarantined(store).await?;
+                if j {
+                    return json(&q);
+                }
+                if q.is_empty() {
                     println!("no quarantined records");
-                } else {
-                    for e in q {
-                        println!(
-                            "{}  {}  {}\n{}\n",
-                            time(e.time),
-                            e.queue_id.as_deref().unwrap_or("(unknown queue ID)"),
-                            e.reason,
-                            e.record
-                        );
-                    }
+                }
+                for e in q {
+                    let t = rfc3339(&e.time).map(time).unwrap_or(e.time);
+                    println!(
+                        "{t}  {}  {}\n{}\n",
+                        e.queue_id.as_deref().unwrap_or("(unknown queue ID)"),
+                        e.reason,
+                        e.record
+                    );
                 }
                 return Ok(());
             }
-            let msgs = store.queue_messages(filter(&select)?).await?;
-            if json {
-                let v: Vec<_> = msgs.iter().map(message_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+            let msgs = ops::show(store, Selection::from(&select).filter(now)?).await?;
+            if j {
+                return json(&msgs);
             }
             if msgs.is_empty() {
                 println!("no queued messages match");
             }
             for m in msgs {
                 let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
+                let arrival = rfc3339(&m.arrival).unwrap_or(now);
                 println!(
                     "{}{}  from {sender}  {} octets  arrived {} ({} ago){}",
                     m.queue_id,
@@ -248,19 +201,23 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
                         .map(|i| format!(" <{i}>"))
                         .unwrap_or_default(),
                     m.size,
-                    time(m.arrival),
-                    age(now, m.arrival),
+                    time(arrival),
+                    age(now, arrival),
                     if m.frozen { "  FROZEN" } else { "" }
                 );
                 for r in &m.recipients {
-                    let (state, next, last) = rcpt_state(&r.state);
-                    let mut line =
-                        format!("    {:<32} {:<9} attempts {}", r.address, state, r.attempts);
-                    if let Some(n) = next {
+                    let mut line = format!(
+                        "    {:<32} {:<9} attempts {}",
+                        r.address, r.state, r.attempts
+                    );
+                    if let Some(n) = &r.next_attempt {
                         line.push_str(&format!("  next {n}"));
                     }
+                    if let Some(h) = &r.held {
+                        line.push_str(&format!("  held: {h}"));
+                    }
                     println!("{line}");
-                    if let Some(l) = last {
+                    if let Some(l) = &r.last_reply {
                         println!("        last reply: {l}");
                     }
                 }
@@ -272,15 +229,30 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
         QueueCommand::Delete { action, ndr } => {
             act(store, &server, &action, AdminAction::Delete { ndr }).await?
         }
-        QueueCommand::Summary { json } => {
-            let rows = store.queue_summary(now).await?;
-            if json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|r| serde_json::json!({"domain": r.domain, "total": r.total, "buckets": r.buckets, "bucket_minutes": SUMMARY_BUCKETS}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+        QueueCommand::Disable(t) => control(store, &server, &t, ControlChange::Disable).await?,
+        QueueCommand::Enable(t) => control(store, &server, &t, ControlChange::Enable).await?,
+        QueueCommand::Schedule {
+            target,
+            at,
+            r#in,
+            clear,
+        } => {
+            let change = match (at, r#in, clear) {
+                (Some(t), None, false) => ControlChange::Schedule(parse_time(&t)?),
+                (None, Some(d), false) => {
+                    let d = humantime::parse_duration(&d)
+                        .map_err(|e| anyhow::anyhow!("--in {d:?}: {e}"))?;
+                    ControlChange::Schedule(now + chrono::Duration::from_std(d)?)
+                }
+                (None, None, true) => ControlChange::Unschedule,
+                _ => bail!("give one of --at TIME, --in DURATION or --clear"),
+            };
+            control(store, &server, &target, change).await?
+        }
+        QueueCommand::Summary { json: j } => {
+            let rows = ops::summary(store, now).await?;
+            if j {
+                return json(&rows);
             }
             let mut head = format!("{:<32} {:>6}", "DOMAIN", "TOTAL");
             for b in SUMMARY_BUCKETS {
@@ -307,4 +279,17 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An RFC 3339 time, or a date and time in UTC (`2026-12-01 18:00`).
+fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Some(t) = rfc3339(s) {
+        return Ok(t);
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+    }
+    bail!("--at {s:?}: not a time (RFC 3339, or YYYY-MM-DD HH:MM in UTC)")
 }

@@ -21,7 +21,7 @@ use crate::directory::{Redirect, Target};
 use crate::dsn::{Action, ReportRecipient};
 use crate::ids::QueueId;
 use crate::queue::manager::QueueHandle;
-use crate::queue::{EnvelopeParams, MessageKind, NewMessage, NewRecipient, Route};
+use crate::queue::{EnvelopeParams, MessageKind, NewMessage, NewRecipient, QueueKind, Route};
 use crate::store::{Store, StoreError};
 use crate::track::{EventBase, EventId};
 
@@ -142,7 +142,7 @@ impl Ingest {
         }
         let mut rcpts = env.rcpts;
         let expanded = expansions(&mut rcpts, &env.sender);
-        let recipients = merge_recipients(&rcpts, &base, &mut events);
+        let recipients = merge_recipients(&rcpts, &base, &self.config, &mut events);
         let mut reports = Vec::new();
         if !expanded.is_empty() {
             let report = self
@@ -207,7 +207,13 @@ impl Ingest {
         let targets =
             crate::queue::resolve_sender(self.store.as_ref(), &self.config, sender).await?;
         Ok(crate::queue::report_message(
-            host, queue_id, message_id, sender, targets, bytes, arrival,
+            &self.config,
+            queue_id,
+            message_id,
+            sender,
+            targets,
+            bytes,
+            arrival,
         ))
     }
 }
@@ -259,6 +265,7 @@ fn expansions(rcpts: &mut [AcceptedRcpt], sender: &str) -> Vec<ReportRecipient> 
 pub fn merge_recipients(
     rcpts: &[AcceptedRcpt],
     base: &EventBase,
+    config: &Config,
     events: &mut Vec<crate::track::Event>,
 ) -> Vec<NewRecipient> {
     let mut out: Vec<NewRecipient> = Vec::new();
@@ -280,6 +287,12 @@ pub fn merge_recipients(
                 orcpt: r.params.orcpt.as_ref().map(|o| o.to_string()),
                 notify: r.params.notify,
                 route: t.route.clone(),
+                queue: match t.route {
+                    Route::Remote => {
+                        crate::route::link_queue(config, &crate::route::domain_of(&t.address))
+                    }
+                    Route::Local { .. } | Route::Unresolved => QueueKind::Local,
+                },
                 deliver_now: match t.route {
                     Route::Local { user_id } => Some(crate::queue::MailboxDrop {
                         user_id,

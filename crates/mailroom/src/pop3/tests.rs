@@ -51,6 +51,7 @@ async fn harness(messages: &[&str]) -> Harness {
                     orcpt: None,
                     notify: None,
                     route: Route::Local { user_id: user },
+                    queue: crate::queue::QueueKind::Local,
                     deliver_now: None,
                 }],
                 events: vec![],

@@ -30,9 +30,11 @@ impl Manager {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let expires = retry::expires_at(&self.config.queue, msg.arrival);
+        // Recipients whose queue an administrator disabled or scheduled for later are not due.
         let due: Vec<&QueuedRecipient> = msg
             .recipients
             .iter()
+            .filter(|r| r.held.is_none())
             .filter(|r| match &r.state {
                 RcptState::Ready => true,
                 RcptState::Deferred { next_attempt, .. } => *next_attempt <= now,

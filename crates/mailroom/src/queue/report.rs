@@ -13,6 +13,7 @@ use super::retry;
 use super::{
     MessageKind, NewMessage, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route,
 };
+use crate::config::Config;
 use crate::directory::{self, Resolution, Target};
 use crate::dsn::{self, Action, Report, ReportRecipient};
 use crate::ids::QueueId;
@@ -226,7 +227,7 @@ impl Manager {
         });
         let targets = self.resolve_sender(&msg.sender).await?;
         Ok(report_message(
-            host,
+            &self.config,
             queue_id,
             message_id,
             &msg.sender,
@@ -267,7 +268,7 @@ pub async fn resolve_sender(
 
 /// A report as a queued message from the null sender, with its submission events.
 pub fn report_message(
-    host: &str,
+    config: &Config,
     queue_id: QueueId,
     message_id: String,
     to: &str,
@@ -276,7 +277,7 @@ pub fn report_message(
     arrival: DateTime<Utc>,
 ) -> NewMessage {
     let base = EventBase {
-        server: host.to_string(),
+        server: config.server.hostname.clone(),
         queue_id: queue_id.to_string(),
         message_id: Some(message_id.clone()),
         sender: String::new(),
@@ -290,7 +291,8 @@ pub fn report_message(
         redirects: Vec::new(),
     };
     let mut events = Vec::new();
-    let rcpts = ingest::merge_recipients(std::slice::from_ref(&accepted), &base, &mut events);
+    let rcpts =
+        ingest::merge_recipients(std::slice::from_ref(&accepted), &base, config, &mut events);
     NewMessage {
         queue_id,
         sender: String::new(),

@@ -261,6 +261,9 @@ pub struct NewRecipient {
     pub notify: Option<Notify>,
     /// Where it goes.
     pub route: Route,
+    /// The queue it waits in until its first attempt: `local`, or the link queue of its next
+    /// hop (named after the smart host when there is one).
+    pub queue: QueueKind,
     /// For a local recipient: its mailbox copy, written in the same transaction as the
     /// submission. Delivery then costs no second transaction; if the copy cannot be made (the
     /// quota), the recipient stays queued and takes the ordinary path.
@@ -328,6 +331,85 @@ pub struct QueuedRecipient {
     pub report: ReportState,
     /// Whether a delay report was sent (at most one per recipient).
     pub delay_reported: bool,
+    /// The queue it waits in, while it waits in one.
+    pub queue: Option<QueueKind>,
+    /// Why its queue may not be delivered from now, if it may not (an administrator's choice).
+    pub held: Option<Hold>,
+    /// When a delivery to it began, while one is in progress.
+    pub active_since: Option<DateTime<Utc>>,
+}
+
+/// Why an administrator holds a queue's delivery (Exchange's Disabled and Scheduled states).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Outbound mail to this queue, or to all, is disabled until enabled again.
+    Disabled {
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+    /// Delivery from this queue waits until this time.
+    Scheduled {
+        /// When delivery may start.
+        until: DateTime<Utc>,
+    },
+}
+
+/// The administrator's settings of one queue, or of all outbound queues (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueControl {
+    /// The queue's key, or `*` for every outbound queue.
+    pub queue: String,
+    /// Set while outbound mail to it is disabled.
+    pub disabled_since: Option<DateTime<Utc>>,
+    /// Set while its delivery is scheduled for later.
+    pub scheduled_until: Option<DateTime<Utc>>,
+    /// Who set it (the server or the command's user).
+    pub by: String,
+}
+
+impl QueueControl {
+    /// The key that stands for every outbound queue.
+    pub const ALL: &'static str = "*";
+
+    /// Whether this setting covers a recipient waiting in `queue` (a remote one when `remote`).
+    pub fn covers(&self, queue: &str, remote: bool) -> bool {
+        self.queue == queue || (self.queue == Self::ALL && remote)
+    }
+
+    /// The hold it puts on delivery at `now`, if any.
+    pub fn hold(&self, now: DateTime<Utc>) -> Option<Hold> {
+        if let Some(since) = self.disabled_since {
+            return Some(Hold::Disabled { since });
+        }
+        self.scheduled_until
+            .filter(|until| *until > now)
+            .map(|until| Hold::Scheduled { until })
+    }
+}
+
+/// The hold that `controls` put on a recipient waiting in `queue` at `now`: disabled wins over
+/// scheduled, and the latest schedule wins over earlier ones.
+pub fn hold_for(
+    controls: &[QueueControl],
+    queue: &str,
+    remote: bool,
+    now: DateTime<Utc>,
+) -> Option<Hold> {
+    let mut out: Option<Hold> = None;
+    for h in controls
+        .iter()
+        .filter(|c| c.covers(queue, remote))
+        .filter_map(|c| c.hold(now))
+    {
+        out = match (out, h) {
+            (Some(d @ Hold::Disabled { .. }), _) | (_, d @ Hold::Disabled { .. }) => Some(d),
+            (Some(Hold::Scheduled { until: a }), Hold::Scheduled { until: b }) => {
+                Some(Hold::Scheduled { until: a.max(b) })
+            }
+            (None, h) => Some(h),
+        };
+    }
+    out
 }
 
 impl QueuedRecipient {
@@ -381,6 +463,71 @@ impl Settle {
             remote_mta: None,
             relayed: false,
             report: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_table() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let c = |queue: &str, disabled: bool, until: Option<DateTime<Utc>>| QueueControl {
+            queue: queue.into(),
+            disabled_since: disabled.then_some(now - hour),
+            scheduled_until: until,
+            by: "admin".into(),
+        };
+        let link = "link:far.test";
+        let cases: Vec<(Vec<QueueControl>, &str, bool, Option<Hold>)> = vec![
+            (vec![], link, true, None),
+            (
+                vec![c(link, true, None)],
+                link,
+                true,
+                Some(Hold::Disabled { since: now - hour }),
+            ),
+            (vec![c("link:other.test", true, None)], link, true, None),
+            // "*" covers every outbound queue, never local delivery.
+            (
+                vec![c("*", true, None)],
+                link,
+                true,
+                Some(Hold::Disabled { since: now - hour }),
+            ),
+            (vec![c("*", true, None)], "local", false, None),
+            (
+                vec![c(link, false, Some(now + hour))],
+                link,
+                true,
+                Some(Hold::Scheduled { until: now + hour }),
+            ),
+            // A schedule that has passed holds nothing.
+            (vec![c(link, false, Some(now - hour))], link, true, None),
+            // Disabled wins over scheduled; the later schedule wins.
+            (
+                vec![c(link, false, Some(now + hour)), c("*", true, None)],
+                link,
+                true,
+                Some(Hold::Disabled { since: now - hour }),
+            ),
+            (
+                vec![
+                    c(link, false, Some(now + hour)),
+                    c("*", false, Some(now + hour + hour)),
+                ],
+                link,
+                true,
+                Some(Hold::Scheduled {
+                    until: now + hour + hour,
+                }),
+            ),
+        ];
+        for (i, (controls, queue, remote, want)) in cases.into_iter().enumerate() {
+            assert_eq!(hold_for(&controls, queue, remote, now), want, "case {i}");
         }
     }
 }

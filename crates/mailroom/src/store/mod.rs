@@ -17,7 +17,9 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::queue::{NewMessage, QueueKind, QueuedMessage, ReportState, Settle, Submitted};
+use crate::queue::{
+    Hold, NewMessage, QueueControl, QueueKind, QueuedMessage, ReportState, Settle, Submitted,
+};
 use crate::track::{Event, EventBase};
 
 /// A boxed future returned by store methods.
@@ -185,6 +187,16 @@ pub trait Store: Send + Sync + 'static {
         report_message: Option<NewMessage>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, Option<i64>>;
+    /// Records that a transfer of `message` from `queue` has begun (the queue shows Active until
+    /// the outcome is settled), with its events (1020).
+    fn transfer_started(
+        &self,
+        message: i64,
+        queue: String,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()>;
+    /// Forgets every transfer in progress: called when the server starts, since none can be.
+    fn clear_active(&self) -> StoreFuture<'_, ()>;
     /// Moves an unreadable message to quarantine (event 2011); the rest of the queue flows on.
     fn quarantine(&self, message: i64, reason: String, server: String) -> StoreFuture<'_, ()>;
 
@@ -201,6 +213,16 @@ pub trait Store: Send + Sync + 'static {
         action: AdminAction,
         server: String,
     ) -> StoreFuture<'_, usize>;
+    /// Changes an administrator's setting of an outbound queue (or of all, `*`): disable or
+    /// enable outbound mail, schedule delivery for later or clear the schedule.
+    fn queue_control(
+        &self,
+        queue: String,
+        change: ControlChange,
+        by: String,
+    ) -> StoreFuture<'_, ()>;
+    /// The administrator's queue settings in force.
+    fn queue_controls(&self) -> StoreFuture<'_, Vec<QueueControl>>;
     /// Queued recipients counted by destination domain and age (like Postfix's qshape).
     fn queue_summary(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<SummaryRow>>;
     /// Quarantined records.
@@ -310,11 +332,32 @@ impl AdminAction {
     }
 }
 
-/// The state of a queue, as the queue viewer shows it (Exchange's states).
+/// A change to an administrator's setting of an outbound queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlChange {
+    /// Stop outbound mail to it (Exchange's "disable outbound mail"): nothing is attempted
+    /// until it is enabled again; mail keeps arriving and waits.
+    Disable,
+    /// Let outbound mail flow again.
+    Enable,
+    /// Hold its delivery until this time.
+    Schedule(DateTime<Utc>),
+    /// Clear a schedule: deliver as soon as due.
+    Unschedule,
+}
+
+/// The state of a queue, as the queue viewer shows it (Exchange's states), in the order they
+/// take precedence: a delivery in progress shows as Active whatever else holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueState {
     /// Nothing in it.
     Empty,
+    /// A delivery from it is in progress.
+    Active,
+    /// An administrator disabled outbound mail to it (or to all).
+    Disabled,
+    /// An administrator scheduled its delivery for later.
+    Scheduled,
     /// Work is due now.
     Ready,
     /// Everything in it waits for a retry.
@@ -328,6 +371,9 @@ impl QueueState {
     pub fn as_str(self) -> &'static str {
         match self {
             QueueState::Empty => "Empty",
+            QueueState::Active => "Active",
+            QueueState::Disabled => "Disabled",
+            QueueState::Scheduled => "Scheduled",
             QueueState::Ready => "Ready",
             QueueState::Retry => "Retry",
             QueueState::Frozen => "Frozen",
@@ -354,6 +400,10 @@ pub struct QueueInfo {
     pub next_retry: Option<DateTime<Utc>>,
     /// The most recent error seen in it.
     pub last_error: Option<String>,
+    /// Deliveries from it in progress.
+    pub active: u64,
+    /// The administrator's hold on it, if any.
+    pub hold: Option<Hold>,
 }
 
 /// One line of `queue summary`: recipients to a domain, by age.

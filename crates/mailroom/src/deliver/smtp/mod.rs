@@ -275,7 +275,7 @@ impl SmtpTarget {
         rcpts: &[QueuedRecipient],
         hop: &str,
     ) -> Result<(Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>), TxError> {
-        self.track_start(msg, rcpts, &held.conn).await;
+        self.track_start(msg, rcpts, &held.conn, hop).await;
         let Transaction {
             outcomes,
             excess,
@@ -289,7 +289,15 @@ impl SmtpTarget {
         Ok((outcomes, excess))
     }
 
-    async fn track_start(&self, msg: &QueuedMessage, rcpts: &[QueuedRecipient], c: &Conn) {
+    /// Records the transfer's start: event 1020 for each recipient, and the queue shows Active
+    /// until the outcomes are settled.
+    async fn track_start(
+        &self,
+        msg: &QueuedMessage,
+        rcpts: &[QueuedRecipient],
+        c: &Conn,
+        hop: &str,
+    ) {
         let base = EventBase {
             server: self.inner.config.server.hostname.clone(),
             queue_id: msg.queue_id.clone(),
@@ -305,7 +313,11 @@ impl SmtpTarget {
                     .detail(format!("to {} [{}]", c.host, c.addr.ip()))
             })
             .collect();
-        if let Err(e) = self.inner.store.track(events).await {
+        let started = self
+            .inner
+            .store
+            .transfer_started(msg.rowid, hop.to_string(), events);
+        if let Err(e) = started.await {
             tracing::warn!(error = %e, "tracking event not written");
         }
     }

@@ -197,6 +197,9 @@ fn message(rcpts: &[(&str, Option<Notify>)]) -> QueuedMessage {
                 attempts: 0,
                 report: ReportState::None,
                 delay_reported: false,
+                queue: None,
+                held: None,
+                active_since: None,
             })
             .collect(),
     }

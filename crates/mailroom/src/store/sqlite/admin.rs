@@ -1,13 +1,13 @@
 //! The queue viewer's queries and the operator's actions.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{from_micros, micros, queue, track};
-use crate::queue::QueueKind;
+use crate::queue::{hold_for, Hold, QueueKind};
 use crate::store::{
-    AdminAction, QuarantineEntry, QueueFilter, QueueInfo, QueueState, StoreError, SummaryRow,
-    SUMMARY_BUCKETS,
+    AdminAction, ControlChange, QuarantineEntry, QueueFilter, QueueInfo, QueueState, StoreError,
+    SummaryRow, SUMMARY_BUCKETS,
 };
 use crate::track::{Event, EventId};
 
@@ -81,18 +81,26 @@ fn matching(c: &Connection, f: &QueueFilter) -> Result<Vec<i64>, StoreError> {
 
 /// Every queue with its figures: counts from `queue_stats` (kept by triggers), the rest from
 /// one index seek each, so that the answer takes the same time for ten messages or a million.
+/// Queues an administrator has disabled or scheduled are shown even when empty.
 pub(super) fn queues(c: &Connection, now: DateTime<Utc>) -> Result<Vec<QueueInfo>, StoreError> {
     let mut st = c.prepare(
         "SELECT queue, recipients, messages, size, last_error FROM queue_stats
-         WHERE recipients > 0 ORDER BY queue",
+         WHERE recipients > 0
+         UNION SELECT queue, 0, 0, 0, NULL FROM queue_control
+         WHERE queue != '*' AND queue NOT IN (SELECT queue FROM queue_stats WHERE recipients > 0)
+         ORDER BY 1",
     )?;
     let rows: Vec<(String, i64, i64, i64, Option<String>)> = st
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<Result<_, _>>()?;
+    let controls = queue::controls(c)?;
     let mut out: Vec<QueueInfo> = Vec::new();
     for (key, recipients, messages, size, last_error) in rows {
+        let kind = QueueKind::parse(&key);
+        let remote = matches!(kind, QueueKind::Link(_) | QueueKind::Unreachable);
+        let hold = hold_for(&controls, &key, remote, now);
         let oldest: Option<i64> = c
             .prepare_cached(
                 "SELECT q.arrival FROM queue_rcpt r JOIN queue q ON q.id = r.msg
@@ -108,31 +116,22 @@ pub(super) fn queues(c: &Connection, now: DateTime<Utc>) -> Result<Vec<QueueInfo
             )?
             .query_row([&key], |r| r.get(0))
             .optional()?;
-        let due: bool = c
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM queue_rcpt r INDEXED BY queue_rcpt_queue_next
-                 JOIN queue q ON q.id = r.msg
-                 WHERE r.queue = ?1 AND (r.next_attempt IS NULL OR r.next_attempt <= ?2)
-                   AND (r.state IN ('ready', 'deferred') OR r.report = 'pending') AND q.frozen = 0)",
-            )?
-            .query_row(rusqlite::params![&key, micros(now)], |r| r.get(0))?;
-        let state = if due {
-            QueueState::Ready
+        let active: i64 = c
+            .prepare_cached("SELECT count(*) FROM queue_active WHERE queue = ?1")?
+            .query_row([&key], |r| r.get(0))?;
+        let state = if active > 0 {
+            QueueState::Active
+        } else if recipients <= 0 && hold.is_none() {
+            QueueState::Empty
         } else {
-            let thawed: bool = c
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM queue_rcpt r JOIN queue q ON q.id = r.msg
-                     WHERE r.queue = ?1 AND q.frozen = 0)",
-                )?
-                .query_row([&key], |r| r.get(0))?;
-            if thawed {
-                QueueState::Retry
-            } else {
-                QueueState::Frozen
+            match &hold {
+                Some(Hold::Disabled { .. }) => QueueState::Disabled,
+                Some(Hold::Scheduled { .. }) => QueueState::Scheduled,
+                None => flow_state(c, &key, now)?,
             }
         };
         out.push(QueueInfo {
-            kind: QueueKind::parse(&key),
+            kind,
             state,
             messages: messages.max(0) as u64,
             recipients: recipients.max(0) as u64,
@@ -140,24 +139,101 @@ pub(super) fn queues(c: &Connection, now: DateTime<Utc>) -> Result<Vec<QueueInfo
             oldest: oldest.map(from_micros),
             next_retry: next.map(from_micros),
             last_error,
+            active: active.max(0) as u64,
+            hold,
         });
     }
     for sys in QueueKind::system() {
         if !out.iter().any(|q| q.kind == sys) {
+            let remote = sys == QueueKind::Unreachable;
+            let hold = hold_for(&controls, &sys.key(), remote, now);
             out.push(QueueInfo {
                 kind: sys,
-                state: QueueState::Empty,
+                state: match hold {
+                    Some(Hold::Disabled { .. }) => QueueState::Disabled,
+                    _ => QueueState::Empty,
+                },
                 messages: 0,
                 recipients: 0,
                 size: 0,
                 oldest: None,
                 next_retry: None,
                 last_error: None,
+                active: 0,
+                hold,
             });
         }
     }
     out.sort_by(|a, b| a.kind.cmp(&b.kind));
     Ok(out)
+}
+
+/// The state of a queue that nothing holds: Ready when work is due, Retry when everything waits
+/// for its next attempt, Frozen when everything is frozen.
+fn flow_state(c: &Connection, key: &str, now: DateTime<Utc>) -> Result<QueueState, StoreError> {
+    let due: bool = c
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM queue_rcpt r INDEXED BY queue_rcpt_queue_next
+             JOIN queue q ON q.id = r.msg
+             WHERE r.queue = ?1 AND (r.next_attempt IS NULL OR r.next_attempt <= ?2)
+               AND (r.state IN ('ready', 'deferred') OR r.report = 'pending') AND q.frozen = 0)",
+        )?
+        .query_row(rusqlite::params![key, micros(now)], |r| r.get(0))?;
+    if due {
+        return Ok(QueueState::Ready);
+    }
+    let thawed: bool = c
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM queue_rcpt r JOIN queue q ON q.id = r.msg
+             WHERE r.queue = ?1 AND q.frozen = 0)",
+        )?
+        .query_row([key], |r| r.get(0))?;
+    Ok(if thawed {
+        QueueState::Retry
+    } else {
+        QueueState::Frozen
+    })
+}
+
+/// Applies an administrator's change to an outbound queue's setting (or to all, `*`).
+pub(super) fn control(
+    c: &Connection,
+    queue: &str,
+    change: ControlChange,
+    by: &str,
+) -> Result<(), StoreError> {
+    let now = micros(Utc::now());
+    c.execute(
+        "INSERT INTO queue_control (queue, by) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![queue, by],
+    )?;
+    match change {
+        ControlChange::Disable => c.execute(
+            "UPDATE queue_control SET disabled_since = coalesce(disabled_since, ?2), by = ?3
+             WHERE queue = ?1",
+            params![queue, now, by],
+        )?,
+        ControlChange::Enable => c.execute(
+            "UPDATE queue_control SET disabled_since = NULL, by = ?2 WHERE queue = ?1",
+            params![queue, by],
+        )?,
+        ControlChange::Schedule(t) => c.execute(
+            "UPDATE queue_control SET scheduled_until = ?2, by = ?3 WHERE queue = ?1",
+            params![queue, micros(t), by],
+        )?,
+        ControlChange::Unschedule => c.execute(
+            "UPDATE queue_control SET scheduled_until = NULL, by = ?2 WHERE queue = ?1",
+            params![queue, by],
+        )?,
+    };
+    // A setting with nothing left in force is forgotten (a schedule that has passed is too, by
+    // the next change).
+    c.execute(
+        "DELETE FROM queue_control WHERE queue = ?1 AND disabled_since IS NULL
+         AND (scheduled_until IS NULL OR scheduled_until <= ?2)",
+        params![queue, now],
+    )?;
+    Ok(())
 }
 
 /// The messages matching a filter.
@@ -166,7 +242,7 @@ pub(super) fn messages(
     f: &QueueFilter,
 ) -> Result<Vec<crate::queue::QueuedMessage>, StoreError> {
     let ids = matching(c, f)?;
-    let loaded = queue::load_many(c, ids)?;
+    let loaded = queue::load_many(c, ids, Utc::now())?;
     let mut msgs = loaded.messages;
     for (id, reason) in loaded.unreadable {
         tracing::warn!(message = id, %reason, "unreadable queue record not shown");

@@ -38,10 +38,10 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::{
-    AdminAction, DirEntry, Loaded, MailEntry, QuarantineEntry, QueueFilter, QueueInfo, SettledAs,
-    Store, StoreError, StoreFuture, SummaryRow, TrackFilter, User,
+    AdminAction, ControlChange, DirEntry, Loaded, MailEntry, QuarantineEntry, QueueFilter,
+    QueueInfo, SettledAs, Store, StoreError, StoreFuture, SummaryRow, TrackFilter, User,
 };
-use crate::queue::{NewMessage, QueuedMessage, ReportState, Settle, Submitted};
+use crate::queue::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::track::{Event, EventBase};
 use chrono::{DateTime, Utc};
 
@@ -491,6 +491,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         tx.execute_batch(schema::CREATE)?;
         tx.execute_batch(schema::TRACK_KEYS)?;
+        tx.execute_batch(schema::QUEUE_CONTROL)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -643,7 +644,7 @@ impl Store for SqliteStore {
         self.read(move |c| queue::due(c, now, delay_cutoff, after, limit))
     }
     fn queued(&self, rowid: i64) -> StoreFuture<'_, Option<QueuedMessage>> {
-        self.read(move |c| queue::load(c, rowid))
+        self.read(move |c| queue::load(c, rowid, &queue::LoadContext::read(c, Utc::now())?))
     }
     fn suspects(&self) -> StoreFuture<'_, Loaded> {
         self.read(queue::suspects)
@@ -678,6 +679,20 @@ impl Store for SqliteStore {
             )
         })
     }
+    fn transfer_started(
+        &self,
+        message: i64,
+        queue: String,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        self.write(move |c| queue::transfer_started(c, message, &queue, &events))
+    }
+    fn clear_active(&self) -> StoreFuture<'_, ()> {
+        self.write(|c| {
+            c.execute("DELETE FROM queue_active", [])?;
+            Ok(())
+        })
+    }
     fn quarantine(&self, message: i64, reason: String, server: String) -> StoreFuture<'_, ()> {
         self.write(move |c| queue::quarantine(c, message, &reason, &server))
     }
@@ -695,6 +710,17 @@ impl Store for SqliteStore {
         server: String,
     ) -> StoreFuture<'_, usize> {
         self.write(move |c| admin::act(c, &filter, action, &server))
+    }
+    fn queue_control(
+        &self,
+        queue: String,
+        change: ControlChange,
+        by: String,
+    ) -> StoreFuture<'_, ()> {
+        self.write(move |c| admin::control(c, &queue, change, &by))
+    }
+    fn queue_controls(&self) -> StoreFuture<'_, Vec<QueueControl>> {
+        self.read(queue::controls)
     }
     fn queue_summary(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<SummaryRow>> {
         self.read(move |c| admin::summary(c, now))

@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, track};
 use crate::queue::{
-    EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueKind, QueuedMessage,
-    QueuedRecipient, RcptState, ReportState, Route, Settle, Submitted,
+    hold_for, EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueControl,
+    QueueKind, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route, Settle, Submitted,
 };
 use crate::store::{Loaded, SettledAs, StoreError};
 use crate::track::{Event, EventBase, EventId};
@@ -47,19 +47,6 @@ fn parse_report(s: &str) -> Option<ReportState> {
         "not-requested" => ReportState::NotRequested,
         _ => ReportState::Sent(s.strip_prefix("sent:")?.to_string()),
     })
-}
-
-/// The queue a new recipient starts in.
-fn initial_queue(route: &Route, address: &str) -> QueueKind {
-    match route {
-        Route::Local { .. } | Route::Unresolved => QueueKind::Local,
-        Route::Remote => QueueKind::Link(
-            address
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default(),
-        ),
-    }
 }
 
 /// Stores a message: content, mailbox copies of the recipients delivered at once, and queue
@@ -158,12 +145,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
                 1,
             )
         } else {
-            (
-                "ready",
-                Some(initial_queue(&r.route, &r.address).key()),
-                "none",
-                0,
-            )
+            ("ready", Some(r.queue.key()), "none", 0)
         };
         st.execute(params![
             msg,
@@ -231,10 +213,50 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, 
     }))
 }
 
-fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreError> {
+/// What a load needs besides the rows: the administrator's queue settings and the time, to tell
+/// which recipients are held.
+pub(super) struct LoadContext {
+    controls: Vec<QueueControl>,
+    now: DateTime<Utc>,
+}
+
+impl LoadContext {
+    pub(super) fn read(c: &Connection, now: DateTime<Utc>) -> Result<LoadContext, StoreError> {
+        Ok(LoadContext {
+            controls: controls(c)?,
+            now,
+        })
+    }
+}
+
+/// The administrator's queue settings (a handful of rows at most).
+pub(super) fn controls(c: &Connection) -> Result<Vec<QueueControl>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT queue, disabled_since, scheduled_until, by FROM queue_control ORDER BY queue",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(QueueControl {
+            queue: r.get(0)?,
+            disabled_since: r.get::<_, Option<i64>>(1)?.map(from_micros),
+            scheduled_until: r.get::<_, Option<i64>>(2)?.map(from_micros),
+            by: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn recipients(
+    c: &Connection,
+    msg: i64,
+    ctx: &LoadContext,
+) -> Result<Vec<QueuedRecipient>, StoreError> {
+    let mut active = c.prepare_cached("SELECT queue, since FROM queue_active WHERE msg = ?1")?;
+    let active: Vec<(String, i64)> = active
+        .query_map([msg], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
     let mut st = c.prepare_cached(
         "SELECT id, address, original, orcpt, notify, route, user_id, state, next_attempt, attempts,
-                status, reason, diagnostic, remote_mta, relayed, report, delay_done, updated
+                status, reason, diagnostic, remote_mta, relayed, report, delay_done, updated, queue
          FROM queue_rcpt WHERE msg = ?1 ORDER BY id",
     )?;
     let mut out = Vec::new();
@@ -287,6 +309,18 @@ fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreErr
             _ => return Err(bad("state")),
         };
         let report: String = r.get(15)?;
+        let queue: Option<String> = r.get(18)?;
+        let waiting = matches!(state, RcptState::Ready | RcptState::Deferred { .. });
+        let (held, active_since) = match (&queue, waiting) {
+            (Some(q), true) => (
+                hold_for(&ctx.controls, q, route == Route::Remote, ctx.now),
+                active
+                    .iter()
+                    .find(|(a, _)| a == q)
+                    .map(|(_, since)| from_micros(*since)),
+            ),
+            _ => (None, None),
+        };
         out.push(QueuedRecipient {
             id,
             address: r.get(1)?,
@@ -298,13 +332,20 @@ fn recipients(c: &Connection, msg: i64) -> Result<Vec<QueuedRecipient>, StoreErr
             attempts: r.get::<_, i64>(9)? as u32,
             report: parse_report(&report).ok_or_else(|| bad("report"))?,
             delay_reported: r.get(16)?,
+            queue: queue.as_deref().map(QueueKind::parse),
+            held,
+            active_since,
         });
     }
     Ok(out)
 }
 
 /// Loads one message with its recipients.
-pub(super) fn load(c: &Connection, rowid: i64) -> Result<Option<QueuedMessage>, StoreError> {
+pub(super) fn load(
+    c: &Connection,
+    rowid: i64,
+    ctx: &LoadContext,
+) -> Result<Option<QueuedMessage>, StoreError> {
     let row = c
         .prepare_cached(&format!("SELECT {MSG_COLS} FROM queue WHERE id = ?1"))?
         .query_row([rowid], message_row)
@@ -313,17 +354,22 @@ pub(super) fn load(c: &Connection, rowid: i64) -> Result<Option<QueuedMessage>, 
         None => Ok(None),
         Some(Err(e)) => Err(StoreError::Corrupt(format!("queue message {rowid}: {e}"))),
         Some(Ok(mut m)) => {
-            m.recipients = recipients(c, rowid)?;
+            m.recipients = recipients(c, rowid, ctx)?;
             Ok(Some(m))
         }
     }
 }
 
 /// Loads messages; unreadable ones are listed apart (to be quarantined), never dropped silently.
-pub(super) fn load_many(c: &Connection, ids: Vec<i64>) -> Result<Loaded, StoreError> {
+pub(super) fn load_many(
+    c: &Connection,
+    ids: Vec<i64>,
+    now: DateTime<Utc>,
+) -> Result<Loaded, StoreError> {
+    let ctx = LoadContext::read(c, now)?;
     let mut out = Loaded::default();
     for id in ids {
-        match load(c, id) {
+        match load(c, id, &ctx) {
             Ok(Some(m)) => out.messages.push(m),
             Ok(None) => {}
             Err(StoreError::Corrupt(e)) => out.unreadable.push((id, e)),
@@ -334,7 +380,8 @@ pub(super) fn load_many(c: &Connection, ids: Vec<i64>) -> Result<Loaded, StoreEr
 }
 
 /// Messages with work to do at `now`: an attempt due, a report pending, or a delay report due
-/// (arrived before `delay_cutoff`). Frozen messages are skipped.
+/// (arrived before `delay_cutoff`). Frozen messages are skipped, and so are recipients whose
+/// queue an administrator has disabled or scheduled for later (they are not due).
 pub(super) fn due(
     c: &Connection,
     now: DateTime<Utc>,
@@ -346,8 +393,14 @@ pub(super) fn due(
     // cost nothing to poll.
     let mut st = c.prepare_cached(
         "SELECT w.msg FROM (
-             SELECT msg FROM queue_rcpt WHERE state = 'ready' AND next_attempt IS NULL AND msg > ?1
-             UNION SELECT msg FROM queue_rcpt WHERE state = 'deferred' AND next_attempt <= ?2 AND msg > ?1
+             SELECT msg FROM queue_rcpt r WHERE state = 'ready' AND next_attempt IS NULL AND msg > ?1
+                 AND NOT EXISTS (SELECT 1 FROM queue_control k
+                     WHERE (k.queue = r.queue OR (k.queue = '*' AND r.route = 'remote'))
+                       AND (k.disabled_since IS NOT NULL OR k.scheduled_until > ?2))
+             UNION SELECT msg FROM queue_rcpt r WHERE state = 'deferred' AND next_attempt <= ?2 AND msg > ?1
+                 AND NOT EXISTS (SELECT 1 FROM queue_control k
+                     WHERE (k.queue = r.queue OR (k.queue = '*' AND r.route = 'remote'))
+                       AND (k.disabled_since IS NOT NULL OR k.scheduled_until > ?2))
              UNION SELECT msg FROM queue_rcpt WHERE report = 'pending' AND msg > ?1
              UNION SELECT msg FROM queue_rcpt WHERE state = 'deferred' AND delay_done = 0 AND msg > ?1
                  AND msg <= (SELECT max(id) FROM queue WHERE arrival <= ?3)
@@ -359,7 +412,7 @@ pub(super) fn due(
             |r| r.get(0),
         )?
         .collect::<Result<_, _>>()?;
-    load_many(c, ids)
+    load_many(c, ids, now)
 }
 
 /// Messages whose rows hold values the decoder would refuse, found by one sweep in SQL (fast
@@ -386,7 +439,7 @@ pub(super) fn suspects(c: &Connection) -> Result<Loaded, StoreError> {
         )?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    load_many(c, ids)
+    load_many(c, ids, Utc::now())
 }
 
 /// The content of a message.
@@ -413,6 +466,8 @@ pub(super) fn remove(c: &Connection, msg: i64) -> Result<(), StoreError> {
         .query_row([msg], |r| r.get(0))
         .optional()?;
     c.prepare_cached("DELETE FROM queue_rcpt WHERE msg = ?1")?
+        .execute([msg])?;
+    c.prepare_cached("DELETE FROM queue_active WHERE msg = ?1")?
         .execute([msg])?;
     c.prepare_cached("DELETE FROM queue WHERE id = ?1")?
         .execute([msg])?;
@@ -562,9 +617,32 @@ pub(super) fn settle(
         };
         out.push((rcpt, settled));
     }
+    // The attempt is over: its deliveries are no longer in progress.
+    c.prepare_cached("DELETE FROM queue_active WHERE msg = ?1")?
+        .execute([msg])?;
     track::insert(c, &events)?;
     finish_if_done(c, msg)?;
     Ok(out)
+}
+
+/// Records that a transfer of `msg` from `queue` has begun (queue state Active), with its
+/// events (1020).
+pub(super) fn transfer_started(
+    c: &Connection,
+    msg: i64,
+    queue: &str,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    let queued: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM queue WHERE id = ?1)")?
+        .query_row([msg], |r| r.get(0))?;
+    if queued {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO queue_active (msg, queue, since) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![msg, queue, micros(Utc::now())])?;
+    }
+    track::insert(c, events)
 }
 
 fn fail(

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -157,6 +157,29 @@ CREATE TABLE track (
 CREATE INDEX track_queue_id ON track (queue_id);
 "#;
 
+/// The administrator's queue settings (Disabled, Scheduled) and the deliveries in progress
+/// (Active). Part of a new schema, and of migration 3 -> 4.
+pub const QUEUE_CONTROL: &str = r#"
+-- One row per queue an administrator has disabled or scheduled; '*' stands for every outbound
+-- queue ("disable outbound mail").
+CREATE TABLE queue_control (
+    queue TEXT PRIMARY KEY,
+    disabled_since INTEGER,
+    scheduled_until INTEGER,
+    by TEXT NOT NULL
+) WITHOUT ROWID;
+-- Deliveries in progress: written with event 1020 when a transfer starts, removed in the
+-- transaction that settles its outcome, and cleared when the server starts (a crash leaves none
+-- in progress).
+CREATE TABLE queue_active (
+    msg INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (msg, queue)
+) WITHOUT ROWID;
+CREATE INDEX queue_active_queue ON queue_active (queue);
+"#;
+
 /// What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`): one entry per message
 /// and key rather than an index entry per event. Part of a new schema, and of migration 1 -> 2.
 pub const TRACK_KEYS: &str = r#"
@@ -212,6 +235,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
         coalesce((SELECT max(user_id) FROM queue_rcpt), 0))
     WHERE name = 'users';
 "#],
+    // 3 -> 4: queue states Active, Scheduled and Disabled.
+    &[QUEUE_CONTROL],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

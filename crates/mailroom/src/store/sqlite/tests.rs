@@ -30,6 +30,10 @@ fn message(rcpts: Vec<(&str, Route)>, content: &[u8]) -> NewMessage {
                 original: a.into(),
                 orcpt: None,
                 notify: None,
+                queue: match route {
+                    Route::Remote => crate::queue::QueueKind::Link(crate::route::domain_of(a)),
+                    _ => crate::queue::QueueKind::Local,
+                },
                 route,
                 deliver_now: None,
             })
@@ -489,6 +493,8 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              DROP TABLE users;
              ALTER TABLE users_old RENAME TO users;
              DELETE FROM sqlite_sequence WHERE name = 'users';
+             DROP TABLE queue_control;
+             DROP TABLE queue_active;
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -753,6 +759,8 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
         .unwrap()
         .execute_batch(
             "DROP TABLE track_keys;
+             DROP TABLE queue_control;
+             DROP TABLE queue_active;
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
