@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import (DOT_BODY, HOSTNAME, Deadline, RawSMTP, check_copy, dot_stuff, header_fields,
+from helpers import (poll, DOT_BODY, HOSTNAME, Deadline, RawSMTP, check_copy, dot_stuff, header_fields,
                      make_message, message_id_of, queue_id_of, smtp_send)
 
 SENDER = "sender@example.org"
@@ -284,3 +284,33 @@ def test_no_accepted_message_waits_for_the_queue_scan(make_server):
         with ThreadPoolExecutor(4) as pool:
             sent += sum(pool.map(session, [50] * 4))
         server.wait_for_count(alice, sent, timeout=5)
+
+
+def test_large_messages_are_spooled_and_delivered_byte_for_byte(make_server, make_peer):
+    """A message far past smtp.spool_threshold goes to a spool file as it arrives; it is read back
+    whole over POP3 and relayed whole to a real peer, and its file goes once nothing needs it. A
+    file left by a message that was never acknowledged is removed when the server starts."""
+    from peers import relay_settings
+
+    peer = make_peer()
+    server = make_server(relay_settings(peer.address, smtp__spool_threshold=65536), start=False)
+    spool = server.data / "spool"
+    spool.mkdir(exist_ok=True)
+    (spool / "06H0000000000000").write_bytes(b"never acknowledged")
+    server.start()
+    assert not (spool / "06H0000000000000").exists(), "the orphan is swept at start-up"
+    alice = server.add_user("alice")
+    body = "".join(f"line {i:07d} of a large message, to see it arrive whole\r\n" for i in range(80000))
+    message = make_message("large", body, to=alice)
+    assert len(message) > 4_000_000
+    with server.smtp() as s:
+        qid = smtp_send(s, "bob@example.org", [alice, "carol@far.test"], message)
+    [copy] = server.wait_for_mail(alice, 1)
+    check_copy(copy, sender="bob@example.org", rcpt=alice, original=message, queue_id=qid)
+    [got] = peer.wait_for(1, timeout=30)
+    assert got.content.endswith(message)
+    assert len(list(spool.iterdir())) == 1, "one file, shared by the mailbox copy"
+    p = server.pop3(alice)
+    p.dele(1)
+    p.quit()
+    poll(lambda: not list(spool.iterdir()), 10, "the spool file deleted with the last copy")

@@ -90,6 +90,12 @@ pub async fn run(
     let config = Arc::new(config);
     let sqlite = open_store(data)?;
     let store: Arc<dyn Store> = sqlite.clone();
+    // Texts of messages that were never acknowledged (a crash before their commit).
+    match sqlite.sweep_spool().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed spool files of unacknowledged messages"),
+        Err(e) => tracing::warn!(error = %e, "spool sweep failed"),
+    }
     // No delivery is in progress when the server starts, whatever a crash left recorded.
     store
         .clear_active()

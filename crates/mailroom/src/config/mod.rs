@@ -110,6 +110,9 @@ pub struct SmtpConfig {
     pub trusted_networks: Vec<IpNet>,
     /// How a recipient whose mailbox is already full is refused at RCPT.
     pub full_mailbox: FullMailbox,
+    /// Message texts larger than this (octets) are written to a spool file as they arrive
+    /// instead of being held in memory; smaller ones are stored in the database.
+    pub spool_threshold: usize,
 }
 
 /// The reply at RCPT for a mailbox that is already full (or has no room for the SIZE the client
@@ -146,6 +149,7 @@ impl Default for SmtpConfig {
             max_received_headers: 15,
             trusted_networks: Vec::new(),
             full_mailbox: FullMailbox::Temporary,
+            spool_threshold: 128 * 1024,
         }
     }
 }
@@ -426,6 +430,12 @@ impl Config {
         }
         if s.data_timeout.is_zero() {
             return Err(("smtp.data_timeout", "must be greater than zero".into()));
+        }
+        if !(4096..=16 << 20).contains(&s.spool_threshold) {
+            return Err((
+                "smtp.spool_threshold",
+                "must be between 4096 and 16777216 octets".into(),
+            ));
         }
         if s.max_received_headers < 1 {
             return Err(("smtp.max_received_headers", "must be at least 1".into()));

@@ -55,6 +55,9 @@ trusted_networks = []
 # A recipient whose mailbox is full is refused at RCPT (no report to a possibly forged sender):
 # "temporary" (452 4.2.2, the sending server retries) or "permanent" (552 5.2.2).
 full_mailbox = "temporary"
+# Messages larger than this (octets) are written to DATA/spool as they arrive rather than held in
+# memory; smaller ones are stored in the database with one shared commit.
+spool_threshold = {spool_threshold}
 
 [pop3]
 # Where the POP3 service listens.
@@ -116,6 +119,7 @@ nameservers = []
         command_timeout = dur(s.command_timeout),
         data_timeout = dur(s.data_timeout),
         max_received_headers = s.max_received_headers,
+        spool_threshold = s.spool_threshold,
         auth_failure_delay = dur(p.auth_failure_delay),
         idle_timeout = dur(p.idle_timeout),
         pop_max_connections = p.max_connections,

@@ -21,7 +21,10 @@ use crate::directory::{Redirect, Target};
 use crate::dsn::{Action, ReportRecipient};
 use crate::ids::QueueId;
 use crate::queue::manager::QueueHandle;
-use crate::queue::{EnvelopeParams, MessageKind, NewMessage, NewRecipient, QueueKind, Route};
+use crate::queue::{
+    Content, EnvelopeParams, MessageKind, NewMessage, NewRecipient, QueueKind, Route,
+};
+use crate::store::spool::{Received, SpoolWriter};
 use crate::store::{Store, StoreError};
 use crate::track::{EventBase, EventId};
 
@@ -85,10 +88,21 @@ impl Ingest {
         }
     }
 
+    /// A writer for the text of the transaction `queue_id`: in memory up to
+    /// `smtp.spool_threshold` octets, then in a spool file as it arrives.
+    pub fn text_writer(&self, queue_id: QueueId) -> SpoolWriter {
+        self.store
+            .spool()
+            .writer(queue_id.to_string(), self.config.smtp.spool_threshold)
+    }
+
     /// Accepts a message: trace headers, recipients, events, durable submission. On `Ok` the
     /// message is on stable storage and the queue has been told.
-    pub async fn accept(&self, env: Envelope, text: Vec<u8>) -> Result<QueueId, IngestError> {
-        let facts = headers::scan(&text);
+    pub async fn accept(&self, env: Envelope, text: Received) -> Result<QueueId, IngestError> {
+        let facts = headers::scan(match &text {
+            Received::Memory(t) => t,
+            Received::File { head, .. } => head,
+        });
         if facts.received > self.config.smtp.max_received_headers {
             return Err(IngestError::Refused(Reply::code(
                 554,
@@ -122,8 +136,25 @@ impl Ingest {
                 m
             }
         };
-        let mut content = prefix;
-        content.extend_from_slice(&text);
+        // The text as received: in memory, or (a large one) in its synced spool file, whose
+        // guard deletes it unless the submission below commits.
+        // (For a spooled text, what a report quotes: its first octets, the header section.)
+        let (content, spooled_head, guard) = match text {
+            Received::Memory(t) => {
+                let mut all = prefix;
+                all.extend_from_slice(&t);
+                (Content::Memory(all), Vec::new(), None)
+            }
+            Received::File { file, head, guard } => {
+                let mut quoted = prefix.clone();
+                quoted.extend_from_slice(&head);
+                (Content::Spooled { prefix, file }, quoted, Some(guard))
+            }
+        };
+        let original: &[u8] = match &content {
+            Content::Memory(all) => all,
+            Content::Spooled { .. } => &spooled_head,
+        };
 
         let base = EventBase {
             server: host.clone(),
@@ -131,7 +162,7 @@ impl Ingest {
             message_id: Some(message_id.clone()),
             sender: env.sender.clone(),
             client_ip: Some(env.client_ip.to_string()),
-            size: Some(content.len() as u64),
+            size: Some(content.len()),
         };
         let mut events = Vec::new();
         for r in &env.rcpts {
@@ -146,7 +177,7 @@ impl Ingest {
         let mut reports = Vec::new();
         if !expanded.is_empty() {
             let report = self
-                .expanded_report(&env.sender, &env.params, now, &content, &expanded)
+                .expanded_report(&env.sender, &env.params, now, original, &expanded)
                 .await?;
             for l in &expanded {
                 events.push(
@@ -174,7 +205,11 @@ impl Ingest {
         };
         let mut batch = vec![msg];
         batch.extend(reports);
-        for s in self.store.submit_batch(batch).await? {
+        let submitted = self.store.submit_batch(batch).await?;
+        if let Some(g) = guard {
+            g.keep();
+        }
+        for s in submitted {
             if s.pending {
                 self.queue.notify(s.rowid);
             }

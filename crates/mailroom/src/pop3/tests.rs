@@ -44,7 +44,7 @@ async fn harness(messages: &[&str]) -> Harness {
                 arrival: chrono::Utc::now(),
                 client_ip: None,
                 kind: MessageKind::Normal,
-                content: body.as_bytes().to_vec(),
+                content: body.as_bytes().to_vec().into(),
                 recipients: vec![NewRecipient {
                     address: "alice@example.com".into(),
                     original: "alice@example.com".into(),

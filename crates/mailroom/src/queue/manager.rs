@@ -156,6 +156,12 @@ impl Manager {
             after = after.max(last);
         }
         self.smtp.purge_idle().await;
+        // Spool files whose messages are gone (delivered, read and deleted, expired).
+        match self.store.collect_spool().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(files = n, "spool files deleted"),
+            Err(e) => tracing::warn!(error = %e, "spool collection failed; will retry"),
+        }
     }
 
     /// Starts work on a message. `news` says the caller knows of a change the message's task may

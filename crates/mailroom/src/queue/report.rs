@@ -301,7 +301,7 @@ pub fn report_message(
         arrival,
         client_ip: None,
         kind: MessageKind::Report,
-        content: bytes,
+        content: bytes.into(),
         recipients: rcpts,
         events,
     }

@@ -94,7 +94,10 @@ impl World {
             protocol: "ESMTP",
         };
         self.ingest
-            .accept(env, body.as_bytes().to_vec())
+            .accept(
+                env,
+                crate::store::spool::Received::Memory(body.as_bytes().to_vec()),
+            )
             .await
             .unwrap()
             .to_string()
@@ -347,7 +350,12 @@ mod timers {
             };
             let qid = self
                 .ingest
-                .accept(env, b"Subject: far away\r\n\r\nhi\r\n".to_vec())
+                .accept(
+                    env,
+                    crate::store::spool::Received::Memory(
+                        b"Subject: far away\r\n\r\nhi\r\n".to_vec(),
+                    ),
+                )
                 .await
                 .unwrap();
             let msgs = self

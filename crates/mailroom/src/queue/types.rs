@@ -241,11 +241,47 @@ pub struct NewMessage {
     /// Ordinary mail or a report.
     pub kind: MessageKind,
     /// The complete message as it will be delivered (trace headers included).
-    pub content: Vec<u8>,
+    pub content: Content,
     /// Resolved recipients.
     pub recipients: Vec<NewRecipient>,
     /// Tracking events to write in the same transaction.
     pub events: Vec<Event>,
+}
+
+/// A message's text as submitted to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// All of it in memory: stored in the database, in the submission's own commit.
+    Memory(Vec<u8>),
+    /// The trace fields added here in memory, then the text as received in a spool file that
+    /// the session has written and synced (see [`crate::store::spool`]).
+    Spooled {
+        /// The fields added here (Received, perhaps Message-ID).
+        prefix: Vec<u8>,
+        /// The received text.
+        file: crate::store::spool::SpooledFile,
+    },
+}
+
+impl Content {
+    /// Its size in octets.
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Memory(v) => v.len() as u64,
+            Content::Spooled { prefix, file } => prefix.len() as u64 + file.size,
+        }
+    }
+
+    /// True when it has no octets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<u8>> for Content {
+    fn from(v: Vec<u8>) -> Content {
+        Content::Memory(v)
+    }
 }
 
 /// A recipient of a message being submitted.

@@ -1,4 +1,11 @@
 //! DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030): receiving the message text, then ingest.
+//!
+//! The text is streamed, never held whole: each read is decoded ([`DataDecoder`]) and handed
+//! to the transaction's [`SpoolWriter`], which keeps it in memory up to `smtp.spool_threshold`
+//! and writes the rest to a spool file as it arrives. A session therefore holds at most its read
+//! buffer, one read's decoded text and the threshold, whatever the size of the message.
+
+use std::io;
 
 use mailroom_proto::smtp::{DataDecoder, DataOutcome, LineFlaws, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -7,6 +14,50 @@ use super::session::{Flow, Session, State, Transaction};
 use crate::conn::ReadError;
 use crate::ingest::{Envelope, IngestError};
 use crate::queue::EnvelopeParams;
+use crate::store::spool::SpoolWriter;
+use crate::store::StoreError;
+
+/// A message text being received: the decoder and where its output goes.
+pub struct Text {
+    dec: DataDecoder,
+    out: SpoolWriter,
+    /// The first failure to store the text (a full disk, say): the rest is still read, so the
+    /// session stays in step, and the message is refused at its end.
+    failed: Option<io::Error>,
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Text")
+            .field("size", &self.out.size())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl Text {
+    /// Stores what the decoder has produced so far.
+    async fn store(&mut self) {
+        let out = self.dec.output();
+        if self.failed.is_none() && !out.is_empty() {
+            if let Err(e) = self.out.write(out).await {
+                self.failed = Some(e);
+            }
+        }
+        self.dec.clear_output();
+    }
+}
+
+/// The reply when the text could not be stored: `452 4.3.1` when the disk is full (RFC 3463:
+/// mail system full), `451 4.3.0` otherwise; the client tries again later either way.
+fn storage_reply(e: &io::Error) -> Reply {
+    if e.kind() == io::ErrorKind::StorageFull {
+        Reply::code(452, "4.3.1", "Insufficient system storage, try again later")
+    } else {
+        tracing::error!(error = %e, "message text could not be stored");
+        Reply::code(451, "4.3.0", "Temporary storage failure, try again later")
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The reply when a transaction is not ready for message text, if it is not.
@@ -38,29 +89,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    fn new_text(&self, dec: DataDecoder) -> Option<Text> {
+        let State::Mail(_, tx) = &self.state else {
+            return None;
+        };
+        Some(Text {
+            dec,
+            out: self.ctx.ingest.text_writer(tx.queue_id),
+            failed: None,
+        })
+    }
+
     /// DATA.
     pub(super) async fn data(&mut self) -> Flow {
         if let Some(r) = self.data_refusal("DATA") {
             self.reply(r);
             return Flow::Continue;
         }
-        self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
         let smtp = &self.ctx.config.smtp;
-        let mut dec = DataDecoder::data(smtp.max_message_size, smtp.max_text_line);
+        let dec = DataDecoder::data(smtp.max_message_size, smtp.max_text_line);
+        let Some(mut text) = self.new_text(dec) else {
+            return Flow::Continue;
+        };
+        self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
         loop {
-            if let DataOutcome::Done { consumed } = dec.feed(&self.conn.rbuf) {
+            if let DataOutcome::Done { consumed } = text.dec.feed(&self.conn.rbuf) {
                 self.conn.rbuf.drain(..consumed);
                 break;
             }
             self.conn.rbuf.clear();
+            text.store().await;
             if let Some(flow) = self.more_text().await {
+                // The partial text (and its spool file) goes with `text`.
                 return flow;
             }
         }
+        text.store().await;
         let Some(tx) = self.take_transaction() else {
             return Flow::Continue;
         };
-        self.finish_message(tx, dec).await;
+        self.finish_message(tx, text).await;
         Flow::Continue
     }
 
@@ -74,20 +142,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let smtp = &self.ctx.config.smtp;
         let (max_size, max_line) = (smtp.max_message_size, smtp.max_text_line);
-        let mut dec = match (&refusal, &mut self.state) {
-            (None, State::Mail(_, tx)) => Some(
-                tx.bdat
-                    .take()
-                    .unwrap_or_else(|| DataDecoder::bdat(max_size, max_line)),
-            ),
+        let mut text = match (&refusal, &mut self.state) {
+            (None, State::Mail(_, tx)) => match tx.bdat.take() {
+                Some(t) => Some(*t),
+                None => self.new_text(DataDecoder::bdat(max_size, max_line)),
+            },
             _ => None,
         };
         let mut remaining = size;
         loop {
             let take = remaining.min(self.conn.rbuf.len() as u64) as usize;
-            if let Some(d) = dec.as_mut() {
+            if let Some(t) = text.as_mut() {
                 // Once over the limit the decoder only counts, so the chunk costs no memory.
-                d.feed(&self.conn.rbuf[..take]);
+                t.dec.feed(&self.conn.rbuf[..take]);
+                t.store().await;
             }
             self.conn.rbuf.drain(..take);
             remaining -= take as u64;
@@ -102,17 +170,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(r);
             return Flow::Continue;
         }
-        let Some(dec) = dec else {
+        let Some(text) = text else {
             return Flow::Continue;
         };
-        if dec.oversize() {
+        if text.dec.oversize() {
             self.take_transaction();
             self.reply(size_reply(max_size));
             return Flow::Continue;
         }
         if !last {
             if let State::Mail(_, tx) = &mut self.state {
-                tx.bdat = Some(dec);
+                tx.bdat = Some(Box::new(text));
             }
             self.reply(Reply::code(250, "2.0.0", format!("{size} octets received")));
             return Flow::Continue;
@@ -120,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(tx) = self.take_transaction() else {
             return Flow::Continue;
         };
-        self.finish_message(tx, dec).await;
+        self.finish_message(tx, text).await;
         Flow::Continue
     }
 
@@ -146,17 +214,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Checks the received text and hands the message to ingest; replies.
-    async fn finish_message(&mut self, tx: Box<Transaction>, dec: DataDecoder) {
+    async fn finish_message(&mut self, tx: Box<Transaction>, text: Text) {
         let max = self.ctx.config.smtp.max_message_size;
+        let Text { dec, out, failed } = text;
         if dec.oversize() {
             self.reply(size_reply(max));
             return;
         }
-        let (text, flaws) = dec.finish();
+        let (_, flaws) = dec.finish();
         if let Some(r) = flaw_reply(flaws, self.ctx.config.smtp.max_text_line) {
             self.reply(r);
             return;
         }
+        if let Some(e) = failed {
+            self.reply(storage_reply(&e));
+            return;
+        }
+        let received = match out.finish().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.reply(storage_reply(&e));
+                return;
+            }
+        };
         let State::Ready(helo) = &self.state else {
             return;
         };
@@ -179,9 +259,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             helo: helo.name.clone(),
             protocol,
         };
-        let r = match self.ctx.ingest.accept(env, text).await {
+        let r = match self.ctx.ingest.accept(env, received).await {
             Ok(id) => Reply::code(250, "2.0.0", format!("OK: queued as {id}")),
             Err(IngestError::Refused(r)) => r,
+            Err(IngestError::Store(StoreError::Full(e))) => {
+                tracing::error!(error = %e, "message not stored: the disk is full");
+                Reply::code(452, "4.3.1", "Insufficient system storage, try again later")
+            }
             Err(IngestError::Store(e)) => {
                 tracing::error!(error = %e, "message could not be stored");
                 Reply::code(451, "4.3.0", "Temporary storage failure, try again later")

@@ -65,7 +65,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 from,
                 params,
                 rcpts: Vec::new(),
-                rcpt_attempts: 0,
                 bdat: None,
             }),
         );
@@ -77,10 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (esmtp, smtputf8, count) = match &mut self.state {
             State::Connected => return Reply::code(503, "5.5.1", "Send EHLO or HELO first"),
             State::Ready(_) => return Reply::code(503, "5.5.1", "Need MAIL before RCPT"),
-            State::Mail(h, tx) => {
-                tx.rcpt_attempts += 1;
-                (h.esmtp, tx.params.smtputf8, tx.rcpts.len())
-            }
+            State::Mail(h, tx) => (h.esmtp, tx.params.smtputf8, tx.rcpts.len()),
         };
         let declared = match &self.state {
             State::Mail(_, tx) => tx.params.size.unwrap_or(0),

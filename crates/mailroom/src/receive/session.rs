@@ -39,10 +39,8 @@ pub struct Transaction {
     pub params: MailParams,
     /// Recipients accepted so far.
     pub rcpts: Vec<AcceptedRcpt>,
-    /// RCPT commands seen, accepted or not (for the recipient limit).
-    pub rcpt_attempts: usize,
-    /// BDAT chunks received so far, if the message is being sent with BDAT.
-    pub bdat: Option<mailroom_proto::smtp::DataDecoder>,
+    /// The text received so far, if the message is being sent with BDAT chunks.
+    pub bdat: Option<Box<super::data::Text>>,
 }
 
 /// Where the session is.

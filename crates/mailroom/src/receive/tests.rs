@@ -554,3 +554,125 @@ async fn a_ten_thousand_member_list() {
         assert_eq!(h.mailbox(a).await.len(), 1, "{a}");
     }
 }
+
+fn spool_files(h: &Harness) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(h.ts.store.spool().dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn big_text(octets: usize) -> String {
+    let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    let mut t = String::from("Subject: big\r\n\r\n");
+    while t.len() < octets {
+        t.push_str(line);
+    }
+    t
+}
+
+/// A text past `smtp.spool_threshold` is written to a spool file as it arrives, never held
+/// whole; once acknowledged it is delivered byte for byte, and the file goes when the last copy
+/// is deleted.
+#[tokio::test]
+async fn message_data_is_streamed_to_the_spool() {
+    let mut cfg = config();
+    cfg.smtp.spool_threshold = 4096;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    let text = big_text(1 << 20);
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    // Half of it: the file exists while the text is still arriving.
+    let (first, second) = text.split_at(text.len() / 2);
+    h.c.send(first.as_bytes()).await;
+    let spool = h.ts.store.spool().dir().to_path_buf();
+    let mut waited = 0;
+    while std::fs::read_dir(&spool).unwrap().count() == 0 && waited < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let files = spool_files(&h);
+    assert_eq!(files.len(), 1, "one spool file while receiving");
+    h.c.send(second.as_bytes()).await;
+    h.c.cmd(".", "250 2.0.0").await;
+    let [copy] = h.mailbox("alice@example.com").await.try_into().unwrap();
+    assert!(copy.ends_with(&text), "delivered byte for byte");
+    assert!(copy.contains("Received: from c"), "with its trace fields");
+    // Read and deleted: the file is garbage, and is collected.
+    let s = h.ts.store.as_ref();
+    let Some(crate::store::DirEntry::User(u)) = s.lookup("alice@example.com").await.unwrap() else {
+        panic!()
+    };
+    let ids = s
+        .mailbox_list(u.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    s.mail_delete(u.id, ids).await.unwrap();
+    assert_eq!(spool_files(&h), files, "kept until collected");
+    assert_eq!(s.collect_spool().await.unwrap(), 1);
+    assert!(spool_files(&h).is_empty());
+}
+
+/// A text that is refused (too big, smuggled line ends) or never finished (the client goes
+/// away) leaves no spool file behind.
+#[tokio::test]
+async fn refused_or_unfinished_texts_leave_no_spool_file() {
+    let mut cfg = config();
+    cfg.smtp.spool_threshold = 4096;
+    cfg.smtp.max_message_size = 200_000;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.send(big_text(300_000).as_bytes()).await;
+    h.c.cmd(".", "552 5.3.4").await;
+    assert!(spool_files(&h).is_empty(), "oversize");
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    let mut bad = big_text(100_000);
+    bad.push_str("bare\nLF\r\n");
+    h.c.send(bad.as_bytes()).await;
+    h.c.cmd(".", "554 5.6.0").await;
+    assert!(spool_files(&h).is_empty(), "bare LF");
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.send(b"BDAT 100000\r\n").await;
+    h.c.send(&big_text(100_000).as_bytes()[..100_000]).await;
+    assert!(h.c.reply().await.starts_with("250"));
+    h.c.cmd("DATA", "503").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "503").await;
+    h.c.cmd("RSET", "250").await;
+    assert!(spool_files(&h).is_empty(), "BDAT chunks given up by RSET");
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.send(big_text(100_000).as_bytes()).await;
+    drop(h.c);
+    let _ = h.task.await;
+    assert!(spool_files_of(&h.ts).is_empty(), "client gone mid-text");
+    assert_eq!(
+        h.ts.store
+            .as_ref()
+            .queue_messages(Default::default())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+fn spool_files_of(ts: &TempStore) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(ts.store.spool().dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}

@@ -9,6 +9,7 @@
 //! organization implements the same trait. Every write that the pipeline waits on is durable when
 //! its future resolves (`fsync` included), and concurrent writes share commits (group commit).
 
+pub mod spool;
 pub mod sqlite;
 
 use std::future::Future;
@@ -26,12 +27,15 @@ use crate::track::{Event, EventBase};
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A storage failure.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The engine failed (disk full, I/O error, locked database…).
+    /// The engine failed (an I/O error, a locked database…).
     #[error("storage engine: {0}")]
     Engine(String),
+    /// The disk is full: nothing was written; it may succeed once space returns.
+    #[error("the disk is full: {0}")]
+    Full(String),
     /// The object already exists.
     #[error("{0} already exists")]
     Exists(String),
@@ -101,6 +105,9 @@ pub struct TrackFilter {
 
 /// The storage engine interface.
 pub trait Store: Send + Sync + 'static {
+    /// Where sessions write large message texts as they arrive ([`spool`]).
+    fn spool(&self) -> &spool::Spool;
+
     // --- directory -------------------------------------------------------------------------
     /// Looks up an address (lower case).
     fn lookup(&self, address: &str) -> StoreFuture<'_, Option<DirEntry>>;
@@ -163,8 +170,12 @@ pub trait Store: Send + Sync + 'static {
     /// Messages whose stored values look damaged, checked by loading them: the start-up sweep
     /// that finds unreadable records before they come due.
     fn suspects(&self) -> StoreFuture<'_, Loaded>;
-    /// The content of a queued message.
+    /// The content of a queued message, whole in memory (for reports).
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>>;
+    /// The content of a queued message as a text to stream (for outbound delivery).
+    fn content_text(&self, content_id: i64) -> StoreFuture<'_, StoredText>;
+    /// Deletes spool files whose content is gone (after the commit that let them go).
+    fn collect_spool(&self) -> StoreFuture<'_, usize>;
     /// Settles recipients that are still Ready, atomically with their mailbox copies and their
     /// tracking events (1028 delivered, 2001 failed; built from `base`). A local drop that would
     /// exceed the user's quota settles as failed `5.2.2` instead. Recipients already settled are
@@ -241,6 +252,19 @@ pub trait Store: Send + Sync + 'static {
     fn track(&self, events: Vec<Event>) -> StoreFuture<'_, ()>;
     /// Events of the messages that match the filter, in time order.
     fn track_query(&self, filter: TrackFilter) -> StoreFuture<'_, Vec<Event>>;
+}
+
+/// A stored message text to stream: the octets kept in the database, then its spool file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredText {
+    /// The octets in the database: the whole text, or the fields added here before the file.
+    pub head: Vec<u8>,
+    /// The spool file with the rest, for a large text.
+    pub file: Option<std::path::PathBuf>,
+    /// The whole size in octets.
+    pub size: u64,
+    /// True when an octet has the high bit set.
+    pub eight_bit: bool,
 }
 
 /// Messages loaded from the queue, and those that could not be read (row ID and reason), which

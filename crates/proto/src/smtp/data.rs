@@ -109,8 +109,24 @@ impl DataDecoder {
         self.flaws
     }
 
-    /// Consumes the decoder: the stored text (empty if oversize) and its defects. For BDAT, call
-    /// after the LAST chunk: a final CR without LF is a bare CR.
+    /// The decoded text not taken yet (empty once oversize). A receiver streams it to storage
+    /// after each [`DataDecoder::feed`] and then calls [`DataDecoder::clear_output`], so the
+    /// decoder never holds more than one input's worth of text, however large the message.
+    pub fn output(&self) -> &[u8] {
+        if self.oversize() {
+            &[]
+        } else {
+            &self.out
+        }
+    }
+
+    /// Forgets the text returned by [`DataDecoder::output`].
+    pub fn clear_output(&mut self) {
+        self.out.clear();
+    }
+
+    /// Consumes the decoder: the stored text not yet taken (empty if oversize) and its defects.
+    /// For BDAT, call after the LAST chunk: a final CR without LF is a bare CR.
     pub fn finish(mut self) -> (Vec<u8>, LineFlaws) {
         if !self.dot && self.state == State::Cr {
             self.flaws.bare_cr = true;

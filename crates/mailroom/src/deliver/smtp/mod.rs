@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::queue::{QueuedMessage, QueuedRecipient};
 use crate::route::dns::Resolver;
 use crate::route::{self, NextHop};
-use crate::store::Store;
+use crate::store::{Store, StoredText};
 use crate::track::{EventBase, EventId};
 use conn::Conn;
 use pool::{Held, Pool, Slot};
@@ -85,6 +85,28 @@ impl MessageText for &[u8] {
     fn open(&self) -> DeliveryFuture<'_, std::io::Result<Box<dyn AsyncRead + Send + Unpin + '_>>> {
         let text: &[u8] = self;
         Box::pin(async move { Ok(Box::new(text) as Box<dyn AsyncRead + Send + Unpin>) })
+    }
+}
+
+/// A stored text: the octets kept in the database, then its spool file, read as it is sent.
+impl MessageText for StoredText {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn eight_bit(&self) -> bool {
+        self.eight_bit
+    }
+    fn open(&self) -> DeliveryFuture<'_, std::io::Result<Box<dyn AsyncRead + Send + Unpin + '_>>> {
+        Box::pin(async move {
+            let head: &[u8] = &self.head;
+            Ok(match &self.file {
+                None => Box::new(head) as Box<dyn AsyncRead + Send + Unpin>,
+                Some(path) => {
+                    let f = tokio::fs::File::open(path).await?;
+                    Box::new(tokio::io::AsyncReadExt::chain(head, f))
+                }
+            })
+        })
     }
 }
 
@@ -338,7 +360,7 @@ struct SmtpDelivery {
     msg: QueuedMessage,
     domain: String,
     rcpts: Vec<QueuedRecipient>,
-    content: Option<Vec<u8>>,
+    content: Option<StoredText>,
 }
 
 impl DeliveryTarget for SmtpTarget {
@@ -382,7 +404,7 @@ impl Delivery for SmtpDelivery {
                 .target
                 .inner
                 .store
-                .content(self.msg.content_id)
+                .content_text(self.msg.content_id)
                 .await
                 .map_err(|e| {
                     Failure::new(
@@ -397,9 +419,17 @@ impl Delivery for SmtpDelivery {
 
     fn commit(self: Box<Self>) -> DeliveryFuture<'static, Vec<(i64, Outcome)>> {
         Box::pin(async move {
-            let content = self.content.unwrap_or_default();
+            let Some(content) = self.content else {
+                // (body() was not called or failed: nothing was sent.)
+                let f = Failure::new("4.3.0", "the message text was not loaded");
+                return self
+                    .rcpts
+                    .iter()
+                    .map(|r| (r.id, Outcome::Deferred(f.clone())))
+                    .collect();
+            };
             self.target
-                .deliver(&self.msg, &content.as_slice(), &self.domain, &self.rcpts)
+                .deliver(&self.msg, &content, &self.domain, &self.rcpts)
                 .await
         })
     }

@@ -149,7 +149,7 @@ pub(super) fn user_del(c: &Connection, address: &str, purge: bool) -> Result<(),
         [user.id],
     )?;
     for id in contents {
-        super::queue::release_content(c, id)?;
+        super::content::release(c, id)?;
     }
     c.execute("DELETE FROM mailboxes WHERE user_id = ?1", [user.id])?;
     c.execute("DELETE FROM users WHERE id = ?1", [user.id])?;

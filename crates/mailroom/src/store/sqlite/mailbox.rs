@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::micros;
+use crate::store::spool::Spool;
 use crate::store::{MailEntry, StoreError};
 
 /// Puts a copy of a content into a user's INBOX, unless that would pass the quota.
@@ -70,19 +71,23 @@ pub(super) fn list(c: &Connection, user_id: i64) -> Result<Vec<MailEntry>, Store
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn read(c: &Connection, user_id: i64, mail_id: i64) -> Result<Vec<u8>, StoreError> {
-    let row: Option<(Vec<u8>, Vec<u8>)> = c
+pub(super) fn read(
+    c: &Connection,
+    spool: &Spool,
+    user_id: i64,
+    mail_id: i64,
+) -> Result<Vec<u8>, StoreError> {
+    let row: Option<(Vec<u8>, i64)> = c
         .prepare_cached(
-            "SELECT mail.prefix, contents.data FROM mail
+            "SELECT mail.prefix, mail.content_id FROM mail
              JOIN mailboxes ON mail.mailbox_id = mailboxes.id
-             JOIN contents ON mail.content_id = contents.id
              WHERE mail.id = ?1 AND mailboxes.user_id = ?2",
         )?
         .query_row(params![mail_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (mut prefix, data) =
+    let (mut prefix, content) =
         row.ok_or_else(|| StoreError::NotFound(format!("message {mail_id}")))?;
-    prefix.extend_from_slice(&data);
+    prefix.extend_from_slice(&super::content::read(c, spool, content)?);
     Ok(prefix)
 }
 
@@ -104,7 +109,7 @@ pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize,
             "UPDATE users SET used = used - ?2, messages = messages - 1 WHERE id = ?1",
         )?
         .execute(params![user_id, size])?;
-        super::queue::release_content(c, content)?;
+        super::content::release(c, content)?;
         n += 1;
     }
     Ok(n)

@@ -22,6 +22,7 @@
 //! kept by triggers, and polling for due work is one indexed query per kind of work.
 
 mod admin;
+mod content;
 mod directory;
 mod mailbox;
 mod queue;
@@ -39,9 +40,11 @@ use tokio::sync::oneshot;
 
 use super::{
     AdminAction, ControlChange, DirEntry, Loaded, MailEntry, QuarantineEntry, QueueFilter,
-    QueueInfo, SettledAs, Store, StoreError, StoreFuture, SummaryRow, TrackFilter, User,
+    QueueInfo, SettledAs, Store, StoreError, StoreFuture, StoredText, SummaryRow, TrackFilter,
+    User,
 };
 use crate::queue::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
+use crate::store::spool::{self, Spool};
 use crate::track::{Event, EventBase};
 use chrono::{DateTime, Utc};
 
@@ -53,7 +56,10 @@ const MAX_BATCH: usize = 512;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
-        StoreError::Engine(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+            _ => StoreError::Engine(e.to_string()),
+        }
     }
 }
 
@@ -72,17 +78,17 @@ trait WriteJob: Send {
     fn run(&mut self, conn: &Connection) -> JobRun;
     /// Answers the caller: with the job's own result once the batch committed, or with the
     /// commit's error.
-    fn complete(self: Box<Self>, committed: Result<(), String>);
+    fn complete(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
 /// How one run of a job went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum JobRun {
     Done,
     /// It failed for a reason of its own (a conflict, missing or unreadable data).
     Failed,
     /// The engine failed (disk full, I/O error): the others may fail the same way.
-    EngineFailed,
+    EngineFailed(StoreError),
 }
 
 struct Job<T, F> {
@@ -100,18 +106,20 @@ where
         let r = (self.f)(conn);
         let run = match &r {
             Ok(_) => JobRun::Done,
-            Err(StoreError::Engine(_)) => JobRun::EngineFailed,
+            Err(e @ (StoreError::Engine(_) | StoreError::Full(_))) => {
+                JobRun::EngineFailed(e.clone())
+            }
             Err(_) => JobRun::Failed,
         };
         self.result = Some(r);
         run
     }
 
-    fn complete(self: Box<Self>, committed: Result<(), String>) {
+    fn complete(self: Box<Self>, committed: Result<(), StoreError>) {
         let r = match (committed, self.result) {
             // A job that failed is answered with its own error: it was left out of the commit.
             (_, Some(Err(e))) => Err(e),
-            (Err(e), _) => Err(StoreError::Engine(e)),
+            (Err(e), _) => Err(e),
             (Ok(()), Some(r)) => r,
             (Ok(()), None) => Err(StoreError::Closed),
         };
@@ -127,8 +135,8 @@ fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> usize 
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
-                let e = format!("cannot begin a transaction: {e}");
-                tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+                let e = StoreError::from(e);
+                tracing::error!(error = %e, jobs = batch.len(), "cannot begin a transaction");
                 for job in batch {
                     job.complete(Err(e.clone()));
                 }
@@ -143,7 +151,7 @@ fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> usize 
                 run => Some((i, run)),
             });
         let Some((i, run)) = failed else {
-            let committed = tx.commit().map_err(|e| e.to_string());
+            let committed = tx.commit().map_err(StoreError::from);
             if let Err(e) = &committed {
                 tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
             }
@@ -157,11 +165,10 @@ fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> usize 
         // writes included; it is answered, and the rest run again without it.
         drop(tx);
         batch.remove(i).complete(Ok(()));
-        if run == JobRun::EngineFailed {
+        if let JobRun::EngineFailed(e) = run {
             engine_failures += 1;
             if engine_failures >= 2 {
                 // The engine fails for everyone (a full disk): do not run each job once more.
-                let e = "the storage engine failed for several jobs in a row".to_string();
                 tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
                 for job in batch {
                     job.complete(Err(e.clone()));
@@ -214,6 +221,7 @@ pub struct SqliteStore {
     checkpointer: Mutex<Option<(std::thread::JoinHandle<()>, mpsc::Sender<()>)>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     commits: Arc<AtomicU64>,
+    spool: Spool,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -255,6 +263,13 @@ impl SqliteStore {
         path: &Path,
         bounds: LogBounds,
     ) -> Result<Arc<SqliteStore>, StoreError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let spool = Spool::open(&dir.join(spool::DIR_NAME)).map_err(|e| {
+            StoreError::Engine(format!(
+                "cannot open the spool directory {}: {e}",
+                dir.join(spool::DIR_NAME).display()
+            ))
+        })?;
         let mut conn = open_conn(path, WRITER_CACHE_KIB)?;
         migrate(&mut conn)?;
         // Checkpoints are the checkpointer thread's job; the log file is trimmed after each.
@@ -285,6 +300,7 @@ impl SqliteStore {
             checkpointer: Mutex::new(Some((checkpointer, stop))),
             readers: Arc::new(Mutex::new(Vec::new())),
             commits,
+            spool,
         }))
     }
 
@@ -292,6 +308,23 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) fn path_for_tests(&self) -> &Path {
         &self.path
+    }
+
+    /// The spool, where sessions write large message texts.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Deletes spool files that no stored content names: texts of messages that were never
+    /// acknowledged (a crash before their commit). Only while no session can be spooling: at
+    /// start-up, before the listeners open.
+    pub async fn sweep_spool(&self) -> Result<usize, StoreError> {
+        let referenced = self.read(content::referenced).await?;
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.sweep(&referenced))
+            .await
+            .map_err(|e| StoreError::Engine(format!("spool sweep failed: {e}")))?
+            .map_err(|e| StoreError::Engine(format!("spool sweep failed: {e}")))
     }
 
     /// Transactions the writer has committed since the store was opened. Each carries every job
@@ -492,6 +525,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::CREATE)?;
         tx.execute_batch(schema::TRACK_KEYS)?;
         tx.execute_batch(schema::QUEUE_CONTROL)?;
+        tx.execute_batch(schema::SPOOL)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -560,6 +594,9 @@ pub(crate) fn from_micros(us: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 impl Store for SqliteStore {
+    fn spool(&self) -> &Spool {
+        &self.spool
+    }
     fn lookup(&self, address: &str) -> StoreFuture<'_, Option<DirEntry>> {
         let a = address.to_lowercase();
         self.read(move |c| directory::lookup(c, &a))
@@ -650,7 +687,16 @@ impl Store for SqliteStore {
         self.read(queue::suspects)
     }
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>> {
-        self.read(move |c| queue::content(c, content_id))
+        let spool = self.spool.clone();
+        self.read(move |c| content::read(c, &spool, content_id))
+    }
+    fn content_text(&self, content_id: i64) -> StoreFuture<'_, StoredText> {
+        let spool = self.spool.clone();
+        self.read(move |c| content::text(c, &spool, content_id))
+    }
+    fn collect_spool(&self) -> StoreFuture<'_, usize> {
+        let spool = self.spool.clone();
+        self.write(move |c| content::collect(c, &spool, 1000))
     }
     fn settle(
         &self,
@@ -733,7 +779,8 @@ impl Store for SqliteStore {
         self.read(move |c| mailbox::list(c, user_id))
     }
     fn mail_read(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, Vec<u8>> {
-        self.read(move |c| mailbox::read(c, user_id, mail_id))
+        let spool = self.spool.clone();
+        self.read(move |c| mailbox::read(c, &spool, user_id, mail_id))
     }
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
         self.write(move |c| mailbox::delete(c, user_id, &mail_ids))

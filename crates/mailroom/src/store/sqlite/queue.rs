@@ -54,9 +54,7 @@ fn parse_report(s: &str) -> Option<ReportState> {
 /// message delivered in full never touches the queue tables: its content is kept alive by the
 /// mailbox copies alone.
 pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreError> {
-    c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
-        .execute([&m.content])?;
-    let content_id = c.last_insert_rowid();
+    let content_id = super::content::insert(c, &m.content)?;
     let now = Utc::now();
     // Local copies first: they decide whether the message needs the queue at all.
     let mut delivered = vec![false; m.recipients.len()];
@@ -71,7 +69,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         message_id: m.message_id.clone(),
         sender: m.sender.clone(),
         client_ip: None,
-        size: Some(m.content.len() as u64),
+        size: Some(m.content.len()),
     };
     for (i, r) in m.recipients.iter().enumerate() {
         let Some(drop) = &r.deliver_now else { continue };
@@ -442,23 +440,6 @@ pub(super) fn suspects(c: &Connection) -> Result<Loaded, StoreError> {
     load_many(c, ids, Utc::now())
 }
 
-/// The content of a message.
-pub(super) fn content(c: &Connection, id: i64) -> Result<Vec<u8>, StoreError> {
-    c.prepare_cached("SELECT data FROM contents WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("content {id}")))
-}
-
-/// Drops one reference to a content, deleting it with the last.
-pub(super) fn release_content(c: &Connection, id: i64) -> Result<(), StoreError> {
-    c.prepare_cached("UPDATE contents SET refs = refs - 1 WHERE id = ?1")?
-        .execute([id])?;
-    c.prepare_cached("DELETE FROM contents WHERE id = ?1 AND refs <= 0")?
-        .execute([id])?;
-    Ok(())
-}
-
 /// Removes a message from the queue (its content stays while mailboxes refer to it).
 pub(super) fn remove(c: &Connection, msg: i64) -> Result<(), StoreError> {
     let content: Option<i64> = c
@@ -472,7 +453,7 @@ pub(super) fn remove(c: &Connection, msg: i64) -> Result<(), StoreError> {
     c.prepare_cached("DELETE FROM queue WHERE id = ?1")?
         .execute([msg])?;
     if let Some(id) = content {
-        release_content(c, id)?;
+        super::content::release(c, id)?;
     }
     Ok(())
 }

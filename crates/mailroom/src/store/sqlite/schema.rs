@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -180,6 +180,17 @@ CREATE TABLE queue_active (
 CREATE INDEX queue_active_queue ON queue_active (queue);
 "#;
 
+/// Contents whose text is in a spool file (see [`crate::store::spool`]): `data` then holds only
+/// the fields added here, `file` names the file, `size` is the whole size. Part of a new schema,
+/// and of migration 4 -> 5.
+pub const SPOOL: &str = r#"
+ALTER TABLE contents ADD COLUMN file TEXT;
+ALTER TABLE contents ADD COLUMN size INTEGER;
+ALTER TABLE contents ADD COLUMN eight_bit INTEGER NOT NULL DEFAULT 0;
+-- Spool files whose content row is gone, to be deleted after the commit that let them go.
+CREATE TABLE spool_garbage (file TEXT PRIMARY KEY) WITHOUT ROWID;
+"#;
+
 /// What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`): one entry per message
 /// and key rather than an index entry per event. Part of a new schema, and of migration 1 -> 2.
 pub const TRACK_KEYS: &str = r#"
@@ -237,6 +248,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
 "#],
     // 3 -> 4: queue states Active, Scheduled and Disabled.
     &[QUEUE_CONTROL],
+    // 4 -> 5: large message texts in spool files.
+    &[SPOOL],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

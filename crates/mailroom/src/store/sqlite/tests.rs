@@ -22,7 +22,7 @@ fn message(rcpts: Vec<(&str, Route)>, content: &[u8]) -> NewMessage {
         arrival: Utc::now(),
         client_ip: Some("192.0.2.1".into()),
         kind: MessageKind::Normal,
-        content: content.to_vec(),
+        content: content.to_vec().into(),
         recipients: rcpts
             .into_iter()
             .map(|(a, route)| NewRecipient {
@@ -495,6 +495,10 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              DELETE FROM sqlite_sequence WHERE name = 'users';
              DROP TABLE queue_control;
              DROP TABLE queue_active;
+             DROP TABLE spool_garbage;
+             ALTER TABLE contents DROP COLUMN file;
+             ALTER TABLE contents DROP COLUMN size;
+             ALTER TABLE contents DROP COLUMN eight_bit;
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -761,6 +765,10 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
             "DROP TABLE track_keys;
              DROP TABLE queue_control;
              DROP TABLE queue_active;
+             DROP TABLE spool_garbage;
+             ALTER TABLE contents DROP COLUMN file;
+             ALTER TABLE contents DROP COLUMN size;
+             ALTER TABLE contents DROP COLUMN eight_bit;
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
