@@ -14,6 +14,8 @@ ratio: these machines are noisy, and absolute numbers drift between them.
 - big queue: start-up time and `queue list` time with a million queued messages.
 - soak: resident memory under sustained load, after a warm-up (before the idle test, on the same
   server).
+- big messages: many clients each sending one large message at once (40 x 20 MB); the peak
+  proportional set size (PSS) of each server, summed over all its processes, side by side.
 """
 
 import argparse
@@ -57,6 +59,39 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def pss_kib(pid):
+    """Proportional set size of a process: its private memory plus its share of what it shares
+    (a fair sum over several processes, unlike RSS)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def descendants(pid):
+    """`pid` and every process below it."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
 
 
 def set_key(text, section, name, value):
@@ -129,6 +164,9 @@ class Mailroom:
     def rss(self):
         return rss_kib(self.proc.pid)
 
+    def pids(self):
+        return [self.proc.pid]
+
 
 class Postfix:
     name = "postfix"
@@ -168,6 +206,8 @@ virtual_gid_maps = static:65534
 virtual_minimum_uid = 1
 in_flow_delay = 0
 default_process_limit = 100
+message_size_limit = 52428800
+virtual_mailbox_limit = 104857600
 maillog_file = {d}/maillog
 maillog_file_prefixes = {d}
 """)
@@ -183,6 +223,10 @@ maillog_file_prefixes = {d}
 
     def stop(self):
         subprocess.run(["script", "-qc", f"postfix -c {self.dir}/conf stop", "/dev/null"], capture_output=True)
+
+    def pids(self):
+        with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as f:
+            return descendants(int(f.read().strip()))
 
     def delivered(self):
         n = 0
@@ -253,6 +297,44 @@ def run_case(system, sessions, messages, size, timeout):
         raise RuntimeError(f"{system.name}: {got} messages delivered for {messages} sent (duplicates?)")
     system.reset()
     return messages / accepted, messages / e2e
+
+
+def big_messages(system, clients, size, timeout=900):
+    """`clients` sessions each send one message of `size` octets at once; returns the peak PSS
+    (KiB) of the system's processes together, sampled every 50 ms, and the seconds until every
+    message was delivered (each exactly once)."""
+    import threading
+    base = system.delivered()
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], sum(pss_kib(p) for p in system.pids()))
+            stop.wait(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    try:
+        subprocess.run(["smtp-source", "-s", str(clients), "-m", str(clients), "-l", str(size), "-d",
+                        "-f", f"sender@{DOMAIN}", "-t", RCPT, f"127.0.0.1:{system.port}"], check=True,
+                       stdout=subprocess.DEVNULL)
+        end = t0 + timeout
+        while system.delivered() - base < clients:
+            if time.monotonic() > end:
+                raise RuntimeError(f"{system.name}: big messages not delivered after {timeout}s")
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        t.join()
+    time.sleep(0.5)
+    got = system.delivered() - base
+    if got != clients:
+        raise RuntimeError(f"{system.name}: {got} big messages delivered for {clients} sent")
+    system.reset()
+    return peak[0], took
 
 
 def fsync_latency(directory, n=200):
@@ -406,10 +488,15 @@ def main():
                     help="CI guard: one short round against smtp-sink; fails below --floor")
     ap.add_argument("--floor", type=float, default=0.1,
                     help="with --quick: least mailroom/smtp-sink end-to-end ratio accepted")
+    ap.add_argument("--big-clients", type=int, default=40, help="clients of the big-message case (0: skip)")
+    ap.add_argument("--big-size", type=int, default=20 * 1024 * 1024, help="octets of each big message")
+    ap.add_argument("--big-ceiling", type=float, default=150.0,
+                    help="with --quick: most MiB of PSS mailroom may reach in the big-message case")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.messages, a.idle, a.queue, a.soak = 1, 2000, 0, 0, 0
+        a.big_clients, a.big_size = 20, 10 * 1024 * 1024
 
     root = tempfile.mkdtemp(prefix="mailroom-bench-")
     os.chmod(root, 0o755)  # Postfix runs as its own user and must reach its directories
@@ -444,12 +531,34 @@ def main():
                 lo, med, hi = spread(ratios)
                 say(f"  {case:<20} mailroom/{peer:<10} end to end  {lo:5.2f} / {med:5.2f} / {hi:5.2f}")
                 results.setdefault("ratios", {})[f"{case}: mailroom/{peer}"] = [lo, med, hi]
+        if a.big_clients:
+            say("")
+            mb = a.big_size / (1024 * 1024)
+            big = {}
+            for s in systems:
+                if s.name != "smtp-sink":
+                    peak, took = big_messages(s, a.big_clients, a.big_size)
+                    big[s.name] = {"peak_pss_mib": peak / 1024, "seconds": took}
+                    say(f"Big messages, {a.big_clients} clients x {mb:.0f} MB at once: {s.name:<10} "
+                        f"peak PSS {peak / 1024:7.1f} MiB, all delivered in {took:6.1f} s")
+            if "postfix" in big:
+                r = big["mailroom"]["peak_pss_mib"] / big["postfix"]["peak_pss_mib"]
+                say(f"  mailroom/postfix peak memory: {r:.2f} (target: at most 2)")
+                big["ratio_mailroom_postfix"] = r
+            results["big_messages"] = {"clients": a.big_clients, "size": a.big_size, **big}
         if a.quick:
             lo = results["ratios"][f"20 sessions, 10 KB: mailroom/smtp-sink"][0]
             if lo < a.floor:
                 say(f"FAIL: mailroom/smtp-sink end-to-end ratio {lo:.3f} is below the floor {a.floor}")
                 sys.exit(1)
             say(f"ok: mailroom/smtp-sink end-to-end ratio {lo:.3f} >= floor {a.floor}")
+            if a.big_clients:
+                peak = results["big_messages"]["mailroom"]["peak_pss_mib"]
+                if peak > a.big_ceiling:
+                    say(f"FAIL: mailroom's peak PSS {peak:.1f} MiB with big messages is above {a.big_ceiling} MiB "
+                        "(is message text held in memory?)")
+                    sys.exit(1)
+                say(f"ok: mailroom's peak PSS with big messages {peak:.1f} MiB <= {a.big_ceiling} MiB")
             return
         say("")
         fs = fsync_latency(mr.data)
