@@ -241,3 +241,40 @@ def test_bare_lf_or_cr_in_bdat_is_refused(limited, text):
         r = send_text(c, "BDAT", alice, b"Subject: bare\r\n\r\n" + text)
         assert (r.code, r.enhanced) == (554, "5.6.0"), r
         send_sentinel(c, limited, [alice])
+
+
+def test_connection_limits_are_shared_by_every_listener(make_server):
+    """smtp.max_connections counts the connections of all SMTP listeners together, and a
+    client past its share gets 421 4.7.0 at once; a slot given back is free again."""
+    import socket as s_
+
+    from helpers import free_ports
+
+    from helpers import edit_toml
+
+    extra = free_ports(1)[0]
+    server = make_server({"smtp.max_connections": 2}, start=False)
+    conf = server.data / "mailroom.toml"
+    listen = [f"127.0.0.1:{server.smtp_port}", f"127.0.0.1:{extra}"]
+    conf.write_text(edit_toml(conf.read_text(), {"smtp.listen": listen}))
+    server.start()
+
+    def greet(port):
+        c = s_.create_connection(("127.0.0.1", port), timeout=10)
+        return c, c.recv(512)
+
+    a, ga = greet(server.smtp_port)
+    b, gb = greet(extra)
+    assert ga.startswith(b"220") and gb.startswith(b"220")
+    c, gc = greet(server.smtp_port)
+    assert gc.startswith(b"421 4.7.0") and b"Too many connections" in gc, gc
+    c.close()
+    a.close()
+
+    def third():
+        c, g = greet(extra)
+        c.close()
+        return g.startswith(b"220")
+    from helpers import poll
+    poll(third, 5, "a slot free again once a connection closed")
+    b.close()

@@ -52,17 +52,20 @@ pub struct Conn<S> {
     wbuf: Vec<u8>,
     framer: LineFramer,
     enhanced: bool,
+    write_timeout: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// Wraps a stream; command lines longer than `max_line` octets are refused.
-    pub fn new(stream: S, max_line: usize) -> Conn<S> {
+    /// Wraps a stream; command lines longer than `max_line` octets are refused, and a peer that
+    /// does not take what is written to it within `write_timeout` is given up.
+    pub fn new(stream: S, max_line: usize, write_timeout: Duration) -> Conn<S> {
         Conn {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             framer: LineFramer::new(max_line),
             enhanced: false,
+            write_timeout,
         }
     }
 
@@ -133,21 +136,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         &mut self.wbuf
     }
 
-    /// Writes queued replies.
+    /// Writes queued replies, within the write deadline: a client that pipelines commands and
+    /// never reads the replies stops being served when it passes (`TimedOut`).
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > 16 * 1024 {
-                self.wbuf = Vec::new();
+        let write = async {
+            if !self.wbuf.is_empty() {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+                if self.wbuf.capacity() > 16 * 1024 {
+                    self.wbuf = Vec::new();
+                }
             }
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer did not read what was written to it",
+            )),
         }
-        self.stream.flush().await
     }
 
-    /// Flushes and shuts the write side down.
+    /// Flushes and shuts the write side down, each within the write deadline.
     pub async fn close(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        if self.flush().await.is_ok() {
+            let _ = tokio::time::timeout(self.write_timeout, self.stream.shutdown()).await;
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod dsn;
 pub mod ids;
 pub mod ingest;
+pub mod limits;
 pub mod pop3;
 pub mod queue;
 pub mod receive;

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::ingest::Ingest;
+use crate::limits::ConnectionLimits;
 use crate::queue::manager::{Manager, QueueHandle};
 use crate::receive::extensions::Registry;
 use crate::store::sqlite::{self, SqliteStore};
@@ -126,14 +127,33 @@ pub async fn run(
     });
     let pop3_ctx = crate::pop3::Context::new(config.clone(), store.clone());
 
+    // Each service's limits are shared by all of its listeners.
+    let smtp_limits = ConnectionLimits::new(
+        config.smtp.max_connections,
+        config.smtp.max_connections_per_ip,
+    );
+    let pop3_limits = ConnectionLimits::new(
+        config.pop3.max_connections,
+        config.pop3.max_connections_per_ip,
+    );
     let mut services = JoinSet::new();
     for l in smtp {
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "smtp listening");
-        services.spawn(crate::receive::serve(l, smtp_ctx.clone(), shutdown.clone()));
+        services.spawn(crate::receive::serve(
+            l,
+            smtp_ctx.clone(),
+            smtp_limits.clone(),
+            shutdown.clone(),
+        ));
     }
     for l in pop3 {
         tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "pop3 listening");
-        services.spawn(crate::pop3::serve(l, pop3_ctx.clone(), shutdown.clone()));
+        services.spawn(crate::pop3::serve(
+            l,
+            pop3_ctx.clone(),
+            pop3_limits.clone(),
+            shutdown.clone(),
+        ));
     }
     let queue = tokio::spawn(manager.run(rx, shutdown.clone()));
     tracing::info!(

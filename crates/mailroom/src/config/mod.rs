@@ -5,6 +5,7 @@
 //! silently becomes a default. [`template`] writes the commented file that `mailroom init` creates.
 
 mod template;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,10 @@ pub struct SmtpConfig {
     /// the server's own limit is this).
     #[serde(with = "humantime_serde")]
     pub data_timeout: Duration,
+    /// Waiting for the client to take the replies written to it: one that pipelines commands
+    /// and never reads is dropped after this.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Most `Received` headers a message may already carry (a loop, RFC 5321 §6.3: `554 5.4.6`).
     pub max_received_headers: usize,
     /// Networks whose clients may relay to non-local domains. Default: none.
@@ -146,6 +151,7 @@ impl Default for SmtpConfig {
             max_errors: 10,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            write_timeout: Duration::from_secs(120),
             max_received_headers: 15,
             trusted_networks: Vec::new(),
             full_mailbox: FullMailbox::Temporary,
@@ -170,6 +176,16 @@ pub struct Pop3Config {
     pub max_connections: usize,
     /// Failed logins in one session before it is closed.
     pub max_auth_failures: u32,
+    /// Simultaneous connections from one client address (an IPv6 client: its /64).
+    pub max_connections_per_ip: usize,
+    /// Failed logins from one client address, across sessions, before it is locked out...
+    pub max_auth_failures_per_ip: u32,
+    /// ...for this long after its last failure.
+    #[serde(with = "humantime_serde")]
+    pub auth_lockout: Duration,
+    /// Waiting for the client to take what is written to it.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for Pop3Config {
@@ -180,6 +196,10 @@ impl Default for Pop3Config {
             idle_timeout: Duration::from_secs(600),
             max_connections: 500,
             max_auth_failures: 3,
+            max_connections_per_ip: 50,
+            max_auth_failures_per_ip: 10,
+            auth_lockout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -368,155 +388,6 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks values that the types alone cannot.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        use mailroom_proto::smtp::Domain;
-        if self.server.hostname.is_empty() || Domain::parse(&self.server.hostname).is_err() {
-            return Err((
-                "server.hostname",
-                format!("{:?} is not a valid host name", self.server.hostname),
-            ));
-        }
-        if self.server.domains.is_empty() {
-            return Err((
-                "server.domains",
-                "at least one local domain is required".into(),
-            ));
-        }
-        for d in &self.server.domains {
-            if Domain::parse(d).is_err() || d.starts_with('[') {
-                return Err(("server.domains", format!("{d:?} is not a valid domain")));
-            }
-        }
-        let s = &self.smtp;
-        if s.listen.is_empty() {
-            return Err(("smtp.listen", "at least one address is required".into()));
-        }
-        if s.max_recipients < 1 {
-            return Err((
-                "smtp.max_recipients",
-                "must be at least 1 (RFC 5321 asks for 100)".into(),
-            ));
-        }
-        if s.max_command_line < 512 {
-            return Err((
-                "smtp.max_command_line",
-                "must be at least 512 (RFC 5321 §4.5.3.1.4)".into(),
-            ));
-        }
-        if s.max_text_line < 1000 {
-            return Err((
-                "smtp.max_text_line",
-                "must be at least 1000 (RFC 5321 §4.5.3.1.6)".into(),
-            ));
-        }
-        if s.max_message_size < 1024 {
-            return Err((
-                "smtp.max_message_size",
-                "must be at least 1024 octets".into(),
-            ));
-        }
-        if s.max_connections < 1 {
-            return Err(("smtp.max_connections", "must be at least 1".into()));
-        }
-        if s.max_connections_per_ip < 1 {
-            return Err(("smtp.max_connections_per_ip", "must be at least 1".into()));
-        }
-        if s.max_errors < 1 {
-            return Err(("smtp.max_errors", "must be at least 1".into()));
-        }
-        if s.command_timeout.is_zero() {
-            return Err(("smtp.command_timeout", "must be greater than zero".into()));
-        }
-        if s.data_timeout.is_zero() {
-            return Err(("smtp.data_timeout", "must be greater than zero".into()));
-        }
-        if !(4096..=16 << 20).contains(&s.spool_threshold) {
-            return Err((
-                "smtp.spool_threshold",
-                "must be between 4096 and 16777216 octets".into(),
-            ));
-        }
-        if s.max_received_headers < 1 {
-            return Err(("smtp.max_received_headers", "must be at least 1".into()));
-        }
-        if self.pop3.listen.is_empty() {
-            return Err(("pop3.listen", "at least one address is required".into()));
-        }
-        if self.pop3.max_connections < 1 {
-            return Err(("pop3.max_connections", "must be at least 1".into()));
-        }
-        if self.pop3.max_auth_failures < 1 {
-            return Err(("pop3.max_auth_failures", "must be at least 1".into()));
-        }
-        let q = &self.queue;
-        if q.delivery_concurrency < 1 {
-            return Err(("queue.delivery_concurrency", "must be at least 1".into()));
-        }
-        if q.retry_schedule.is_empty() || q.retry_schedule.iter().any(|d| d.is_zero()) {
-            return Err((
-                "queue.retry_schedule",
-                "needs at least one wait, each greater than zero".into(),
-            ));
-        }
-        if !(0.0..=0.5).contains(&q.retry_jitter) {
-            return Err(("queue.retry_jitter", "must be between 0 and 0.5".into()));
-        }
-        for (key, d) in [
-            ("queue.expiry", q.expiry),
-            ("queue.poll_interval", q.poll_interval),
-            ("queue.glitch_retry", q.glitch_retry),
-        ] {
-            if d.is_zero() {
-                return Err((key, "must be greater than zero".into()));
-            }
-        }
-        if q.delay_notification >= q.expiry {
-            return Err((
-                "queue.delay_notification",
-                "must be shorter than queue.expiry".into(),
-            ));
-        }
-        let o = &self.outbound;
-        for (key, hop) in o
-            .smart_host
-            .iter()
-            .map(|h| ("outbound.smart_host", h))
-            .chain(o.smart_hosts.values().map(|h| ("outbound.smart_hosts", h)))
-        {
-            if crate::route::parse_host_port(hop, 25).is_none() {
-                return Err((key, format!("{hop:?} is not host:port")));
-            }
-        }
-        for (key, n) in [
-            (
-                "outbound.max_messages_per_connection",
-                o.max_messages_per_connection as usize,
-            ),
-            ("outbound.max_connections", o.max_connections),
-            (
-                "outbound.max_connections_per_domain",
-                o.max_connections_per_domain,
-            ),
-        ] {
-            if n < 1 {
-                return Err((key, "must be at least 1".into()));
-            }
-        }
-        for (key, d) in [
-            ("outbound.connect_timeout", o.connect_timeout),
-            ("outbound.command_timeout", o.command_timeout),
-            ("outbound.data_timeout", o.data_timeout),
-            ("outbound.block_timeout", o.block_timeout),
-            ("outbound.data_end_timeout", o.data_end_timeout),
-        ] {
-            if d.is_zero() {
-                return Err((key, "must be greater than zero".into()));
-            }
-        }
-        Ok(())
-    }
-
     /// Settings that are accepted but no longer have an effect, as (key, advice).
     pub fn legacy_settings(&self) -> Vec<(&'static str, &'static str)> {
         let mut out = Vec::new();
@@ -558,6 +429,60 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:9925".parse().unwrap();
         let cfg = parse(&template("example.com", "mx.example.com", Some(addr), None)).unwrap();
         assert_eq!(cfg.smtp.listen, vec![addr]);
+    }
+
+    /// Values too large for the arithmetic done with them later are refused at load, and the
+    /// largest accepted ones go through that arithmetic without overflowing.
+    #[test]
+    fn out_of_range_values_are_refused_and_the_largest_accepted_do_not_overflow() {
+        let base = "[server]\nhostname = \"mx.example.com\"\ndomains = [\"example.com\"]\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "[queue]\nretry_schedule = [\"100000000years\"]\n",
+                "queue.retry_schedule",
+            ),
+            ("[queue]\nexpiry = \"5000years\"\n", "queue.expiry"),
+            (
+                "[queue]\nglitch_retry = \"400days\"\n",
+                "queue.glitch_retry",
+            ),
+            (
+                "[queue]\npoll_interval = \"3days\"\n",
+                "queue.poll_interval",
+            ),
+            (
+                "[smtp]\nmax_message_size = 1099511627777\n",
+                "smtp.max_message_size",
+            ),
+            (
+                "[smtp]\ncommand_timeout = \"9999999999years\"\n",
+                "smtp.command_timeout",
+            ),
+            (
+                "[smtp]\nmax_recipients = 4000000000\n",
+                "smtp.max_recipients",
+            ),
+            ("[smtp]\nwrite_timeout = \"0s\"\n", "smtp.write_timeout"),
+            ("[pop3]\nauth_lockout = \"400days\"\n", "pop3.auth_lockout"),
+            (
+                "[outbound]\nblock_timeout = \"9999years\"\n",
+                "outbound.block_timeout",
+            ),
+        ];
+        for (extra, key) in cases {
+            let err = parse(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let mut cfg = Config::new("example.com", "mx.example.com");
+        cfg.queue.retry_schedule = vec![Duration::from_secs(30 * 86400)];
+        cfg.queue.expiry = Duration::from_secs(365 * 86400);
+        cfg.queue.delay_notification = Duration::from_secs(364 * 86400);
+        cfg.validate().unwrap();
+        let now = chrono::Utc::now();
+        let wait = crate::queue::retry::next_wait(&cfg.queue, u32::MAX, false, 0.999);
+        let _ = now + wait;
+        let _ = crate::queue::retry::expires_at(&cfg.queue, now);
+        let _ = crate::queue::retry::delay_due_at(&cfg.queue, now);
     }
 
     #[test]

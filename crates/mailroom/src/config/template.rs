@@ -48,6 +48,8 @@ max_errors = {max_errors}
 # How long the server waits for a command, and for more message text.
 command_timeout = "{command_timeout}"
 data_timeout = "{data_timeout}"
+# How long the server waits for the client to read its replies (one that never reads is dropped).
+write_timeout = "{write_timeout}"
 # A message that already carries more Received headers than this is looping: "554 5.4.6".
 max_received_headers = {max_received_headers}
 # Networks (CIDR) whose clients may send to non-local domains. Empty: nobody may relay.
@@ -69,6 +71,13 @@ idle_timeout = "{idle_timeout}"
 max_connections = {pop_max_connections}
 # Failed logins in one session before it is closed.
 max_auth_failures = {max_auth_failures}
+# Connections from one client address (IPv6: its /64).
+max_connections_per_ip = {pop_per_ip}
+# Failed logins from one client address, across sessions, before it is locked out for a while.
+max_auth_failures_per_ip = {pop_fail_per_ip}
+auth_lockout = "{pop_lockout}"
+# How long the server waits for the client to read what it sends.
+write_timeout = "{pop_write_timeout}"
 
 [queue]
 # Messages delivered at the same time.
@@ -118,12 +127,17 @@ nameservers = []
         max_errors = s.max_errors,
         command_timeout = dur(s.command_timeout),
         data_timeout = dur(s.data_timeout),
+        write_timeout = dur(s.write_timeout),
         max_received_headers = s.max_received_headers,
         spool_threshold = s.spool_threshold,
         auth_failure_delay = dur(p.auth_failure_delay),
         idle_timeout = dur(p.idle_timeout),
         pop_max_connections = p.max_connections,
         max_auth_failures = p.max_auth_failures,
+        pop_write_timeout = dur(p.write_timeout),
+        pop_per_ip = p.max_connections_per_ip,
+        pop_fail_per_ip = p.max_auth_failures_per_ip,
+        pop_lockout = dur(p.auth_lockout),
         delivery_concurrency = q.delivery_concurrency,
         poll_interval = dur(q.poll_interval),
         retry_schedule = q

@@ -13,14 +13,53 @@ pub fn hash(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+static VERIFIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Verifications made since the process started (each costs the same, whatever the outcome).
+pub fn verifications() -> u64 {
+    VERIFIED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Checks a password against a stored hash. A malformed stored hash never matches.
 pub fn verify(stored: &str, password: &str) -> bool {
+    VERIFIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match PasswordHash::new(stored) {
         Ok(h) => Argon2::default()
             .verify_password(password.as_bytes(), &h)
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Verifications run at once, at most: each takes tens of milliseconds of one core and 19 MiB
+/// of memory (Argon2id's parameters), so a flood of logins must queue for them rather than
+/// take every core and all memory. One per core.
+fn verifiers() -> &'static tokio::sync::Semaphore {
+    static S: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(n)
+    })
+}
+
+static IN_PROGRESS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Verifications running now (at most one per core).
+pub fn in_progress() -> usize {
+    IN_PROGRESS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// [`verify`] on a blocking thread, waiting for a free verifier first (see [`verifiers`]).
+pub async fn verify_bounded(stored: String, password: String) -> bool {
+    let Ok(_permit) = verifiers().acquire().await else {
+        return false;
+    };
+    IN_PROGRESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ok = tokio::task::spawn_blocking(move || verify(&stored, &password))
+        .await
+        .unwrap_or(false);
+    IN_PROGRESS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    ok
 }
 
 /// A hash that no password matches, verified against when the user does not exist so that a
@@ -32,6 +71,28 @@ pub fn dummy() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verifications_are_bounded_to_one_per_core() {
+        let h = hash("pw").unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..(4 * cores + 4) {
+            let h = h.clone();
+            tasks.spawn(verify_bounded(h, "wrong".into()));
+        }
+        let mut most = 0;
+        while !tasks.is_empty() {
+            most = most.max(in_progress());
+            while tasks.try_join_next().is_some() {}
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(most >= 1, "verifications were seen running");
+        assert!(
+            most <= cores,
+            "{most} verifications ran at once on {cores} cores"
+        );
+    }
 
     #[test]
     fn hash_and_verify() {

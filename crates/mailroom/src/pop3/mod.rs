@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::limits::{AuthThrottle, ConnectionLimits, Refusal};
 use crate::store::Store;
 
 pub use session::Session;
@@ -28,15 +29,22 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     /// Users whose maildrop is locked by a session.
     pub locks: Mutex<HashSet<i64>>,
+    /// Failed logins by client address, across sessions.
+    pub throttle: AuthThrottle,
 }
 
 impl Context {
     /// A context.
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Arc<Context> {
+        let throttle = AuthThrottle::new(
+            config.pop3.max_auth_failures_per_ip,
+            config.pop3.auth_lockout,
+        );
         Arc::new(Context {
             config,
             store,
             locks: Mutex::new(HashSet::new()),
+            throttle,
         })
     }
 }
@@ -66,9 +74,14 @@ impl Drop for MaildropLock {
     }
 }
 
-/// Accepts POP3 connections until shutdown, then waits for sessions to end.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let limits = Arc::new(Semaphore::new(ctx.config.pop3.max_connections));
+/// Accepts POP3 connections until shutdown, then waits for sessions to end. The limits are the
+/// service's, shared with its other listeners.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    limits: Arc<ConnectionLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -76,7 +89,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
             _ = shutdown.changed() => break,
         };
         while sessions.try_join_next().is_some() {}
-        let (mut stream, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -84,17 +97,31 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
                 continue;
             }
         };
-        let Ok(permit) = limits.clone().try_acquire_owned() else {
-            let _ = stream
-                .write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-                .await;
-            continue;
+        let admission = match limits.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                let text: &'static [u8] = match why {
+                    Refusal::Total => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+                    Refusal::PerClient => {
+                        b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"
+                    }
+                };
+                sessions.spawn(async move {
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        stream.write_all(text),
+                    )
+                    .await;
+                });
+                continue;
+            }
         };
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         sessions.spawn(async move {
             Session::new(stream, peer, ctx, sd).run().await;
-            drop(permit);
+            drop(admission);
         });
     }
     while sessions.join_next().await.is_some() {}

@@ -72,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Session {
-            conn: Conn::new(stream, MAX_LINE),
+            conn: Conn::new(stream, MAX_LINE, ctx.config.pop3.write_timeout),
             ctx,
             peer,
             phase: Phase::Authorization {
@@ -264,6 +264,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.ctx.config.primary_domain()
             )
         };
+        let ip = self.peer.ip();
+        if self.ctx.throttle.locked_out(ip) {
+            // No password is checked: a locked-out address costs no verification.
+            tracing::info!(peer = %self.peer, "pop3 login refused: too many failures from this address");
+            self.err("[AUTH] too many failed logins from your address; try again later");
+            return Flow::Close;
+        }
         let found = match self.ctx.store.user_auth(&address).await {
             Ok(f) => f,
             Err(e) => {
@@ -276,13 +283,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some((u, h)) => (h.clone(), Some(u.clone())),
             None => (password::dummy().to_string(), None),
         };
-        let pass = pass.to_string();
-        let good = tokio::task::spawn_blocking(move || password::verify(&hash, &pass))
-            .await
-            .unwrap_or(false);
+        let good = password::verify_bounded(hash, pass.to_string()).await;
         let user = match (good, user) {
-            (true, Some(u)) => u,
+            (true, Some(u)) => {
+                self.ctx.throttle.succeeded(ip);
+                u
+            }
             _ => {
+                self.ctx.throttle.failed(ip);
                 tracing::info!(peer = %self.peer, user = %address, "pop3 login failed");
                 tokio::time::sleep(self.ctx.config.pop3.auth_failure_delay).await;
                 self.err("[AUTH] invalid user name or password");

@@ -84,6 +84,10 @@ async fn harness(messages: &[&str]) -> Harness {
     }
     let mut cfg = config();
     cfg.pop3.auth_failure_delay = Duration::from_millis(300);
+    harness_with(ts, user, cfg)
+}
+
+fn harness_with(ts: TempStore, user: i64, cfg: crate::config::Config) -> Harness {
     let ctx = Context::new(Arc::new(cfg), ts.dyn_store());
     Harness { ts, ctx, user }
 }
@@ -203,4 +207,59 @@ async fn capa_and_auth_continuation() {
     cmd(&mut c, &plain, "+OK maildrop has 0").await;
     cmd(&mut c, "LIST", "+OK 0").await;
     assert_eq!(c.multiline().await, "");
+}
+
+/// A wrong user name costs the same as a wrong password: a password is verified against a dummy
+/// hash, so the time taken says nothing about whether the user exists.
+#[tokio::test]
+async fn an_unknown_user_costs_a_verification_too() {
+    let h = harness(&[]).await;
+    let mut cfg = config();
+    cfg.pop3.auth_failure_delay = Duration::ZERO;
+    let h = harness_with(h.ts, h.user, cfg);
+    let mut c = connect(&h.ctx);
+    c.status().await;
+    let before = password::verifications();
+    cmd(&mut c, "USER nobody", "+OK").await;
+    cmd(&mut c, "PASS nope", "-ERR [AUTH]").await;
+    assert!(
+        password::verifications() > before,
+        "no password was verified for an unknown user"
+    );
+}
+
+/// Failed logins are counted per client address across sessions: past the limit, the address is
+/// locked out (even with the right password) and no password is verified at all.
+#[tokio::test]
+async fn failed_logins_lock_the_address_out_across_sessions() {
+    let h = harness(&[]).await;
+    let mut cfg = config();
+    cfg.pop3.auth_failure_delay = Duration::ZERO;
+    cfg.pop3.max_auth_failures_per_ip = 4;
+    let h = harness_with(h.ts, h.user, cfg);
+    for _ in 0..2 {
+        let mut c = connect(&h.ctx);
+        c.status().await;
+        cmd(&mut c, "USER alice", "+OK").await;
+        cmd(&mut c, "PASS wrong1", "-ERR [AUTH]").await;
+        cmd(&mut c, "USER alice", "+OK").await;
+        cmd(&mut c, "PASS wrong2", "-ERR [AUTH]").await;
+        cmd(&mut c, "QUIT", "+OK").await;
+    }
+    let mut c = connect(&h.ctx);
+    c.status().await;
+    let before = password::verifications();
+    cmd(&mut c, "USER alice", "+OK").await;
+    cmd(
+        &mut c,
+        "PASS pw",
+        "-ERR [AUTH] too many failed logins from your address",
+    )
+    .await;
+    assert_eq!(
+        password::verifications(),
+        before,
+        "no verification once locked out"
+    );
+    assert!(c.closed().await);
 }

@@ -10,17 +10,17 @@ mod envelope;
 pub mod extensions;
 pub mod session;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use mailroom_proto::smtp::Reply;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::ingest::Ingest;
+use crate::limits::{ConnectionLimits, Refusal};
 use crate::store::Store;
 use extensions::Registry;
 
@@ -36,51 +36,14 @@ pub struct Context {
     pub store: Arc<dyn Store>,
 }
 
-/// Counts connections per client address; the guard gives its slot back when dropped.
-#[derive(Default)]
-pub struct PerIp {
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// A held per-address slot.
-pub struct PerIpGuard {
-    owner: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    /// Takes a slot for `ip` unless `max` are in use.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PerIpGuard> {
-        let mut c = self.counts.lock().ok()?;
-        let n = c.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PerIpGuard {
-            owner: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIpGuard {
-    fn drop(&mut self) {
-        if let Ok(mut c) = self.owner.counts.lock() {
-            if let Some(n) = c.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    c.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
-/// Accepts SMTP connections until `shutdown` turns true, then waits for sessions to end.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let limits = Arc::new(Semaphore::new(ctx.config.smtp.max_connections));
-    let per_ip = Arc::new(PerIp::default());
+/// Accepts SMTP connections until `shutdown` turns true, then waits for sessions to end. The
+/// limits are the service's, shared with its other listeners.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    limits: Arc<ConnectionLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -97,43 +60,35 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut shutdown: watch
             }
         };
         let _ = stream.set_nodelay(true);
-        let host = ctx.config.server.hostname.clone();
-        let Ok(permit) = limits.clone().try_acquire_owned() else {
-            refuse(stream, &host, "Too many connections, try again later").await;
-            continue;
-        };
-        let Some(slot) = per_ip.acquire(peer.ip(), ctx.config.smtp.max_connections_per_ip) else {
-            refuse(
-                stream,
-                &host,
-                "Too many connections from your address, try again later",
-            )
-            .await;
-            continue;
+        let admission = match limits.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                let text = match why {
+                    Refusal::Total => "Too many connections, try again later",
+                    Refusal::PerClient => "Too many connections from your address, try again later",
+                };
+                let host = ctx.config.server.hostname.clone();
+                sessions.spawn(refuse(stream, host, text));
+                continue;
+            }
         };
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         sessions.spawn(async move {
             session::Session::new(stream, peer, ctx, sd).run().await;
-            drop((permit, slot));
+            drop(admission);
         });
     }
     while sessions.join_next().await.is_some() {}
 }
 
-async fn refuse(mut stream: tokio::net::TcpStream, host: &str, why: &str) {
-    let line = format!("421 4.7.0 {host} {why}\r\n");
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.write_all(line.as_bytes()),
-    )
-    .await;
+/// Refuses a connection at once with `421` (RFC 5321 §3.1), through the same reply code as
+/// every session's replies, without waiting long for a client that does not read.
+async fn refuse(mut stream: tokio::net::TcpStream, host: String, why: &'static str) {
+    let mut line = Vec::new();
+    Reply::code(421, "4.7.0", format!("{host} {why}")).write_with(&mut line, true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(&line)).await;
     let _ = stream.shutdown().await;
-}
-
-/// The listening address of a server, for logs.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("smtp://{addr}")
 }
 
 #[cfg(test)]

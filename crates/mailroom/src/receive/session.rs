@@ -83,7 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Self {
         let max_line = ctx.config.smtp.max_command_line;
         Session {
-            conn: Conn::new(stream, max_line),
+            conn: Conn::new(stream, max_line, ctx.config.smtp.write_timeout),
             ctx,
             peer,
             state: State::Connected,

@@ -56,6 +56,11 @@ async fn seed(store: &dyn Store) {
 }
 
 async fn start_with(cfg: Config, registry: Registry) -> Harness {
+    start_io(cfg, registry, 1 << 20).await
+}
+
+/// A session whose connection buffers `buffer` octets in each direction.
+async fn start_io(cfg: Config, registry: Registry, buffer: usize) -> Harness {
     let ts = TempStore::new();
     seed(ts.store.as_ref()).await;
     let (handle, queued) = QueueHandle::channel();
@@ -66,7 +71,7 @@ async fn start_with(cfg: Config, registry: Registry) -> Harness {
         ingest: Arc::new(Ingest::new(ts.dyn_store(), cfg, handle)),
         store: ts.dyn_store(),
     });
-    let (client, server) = tokio::io::duplex(1 << 20);
+    let (client, server) = tokio::io::duplex(buffer);
     let (shutdown, sd) = watch::channel(false);
     let task = tokio::spawn(Session::new(server, peer(), ctx, sd).run());
     let mut c = Client::new(client);
@@ -675,4 +680,27 @@ fn spool_files_of(ts: &TempStore) -> Vec<std::ffi::OsString> {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect()
+}
+
+/// A client that pipelines commands and never reads the replies: once they fill the
+/// connection's buffers, the session waits `smtp.write_timeout` for it, then gives up.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_is_dropped() {
+    let h = start_io(config(), Registry::standard(), 4096).await;
+    let Harness { c, task, .. } = h;
+    let writer = tokio::spawn(async move {
+        let mut c = c;
+        c.send(b"EHLO c\r\n").await;
+        for _ in 0..20_000 {
+            c.send(b"NOOP\r\n").await;
+        }
+        c
+    });
+    // Well past the write timeout (2 minutes), in paused time.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(600), task).await;
+    assert!(
+        ended.is_ok(),
+        "the session still waits for a client that never reads"
+    );
+    writer.abort();
 }

@@ -56,9 +56,17 @@ const MAX_BATCH: usize = 512;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
-            _ => StoreError::Engine(e.to_string()),
+        use rusqlite::Error as E;
+        match e {
+            // A stored value of the wrong type or out of range: the record is unreadable (to be
+            // quarantined), not the engine broken.
+            E::InvalidColumnType(..)
+            | E::FromSqlConversionFailure(..)
+            | E::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+            _ => match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+                _ => StoreError::Engine(e.to_string()),
+            },
         }
     }
 }
@@ -588,9 +596,23 @@ pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-/// The inverse of [`micros`].
+/// The inverse of [`micros`], for figures shown to an operator (an impossible value shows as
+/// the epoch). Queue records use [`stored_time`], which refuses it.
 pub(crate) fn from_micros(us: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// The earliest and latest times a queue record can hold (2000-01-01 and the end of 9999), in
+/// the store's format: anything else is damage, not a time.
+pub(crate) const TIME_RANGE: (i64, i64) = (946_684_800_000_000, 253_402_300_799_999_999);
+
+/// A time read from a queue record, if it is one: a corrupt value is not read as 1970, it makes
+/// the record unreadable (and quarantined).
+pub(crate) fn stored_time(us: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    (TIME_RANGE.0..=TIME_RANGE.1)
+        .contains(&us)
+        .then(|| chrono::DateTime::from_timestamp_micros(us))
+        .flatten()
 }
 
 impl Store for SqliteStore {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use mailroom_proto::smtp::{Body, DsnRet, Notify, Status};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{from_micros, micros, track};
+use super::{from_micros, micros, stored_time, track, TIME_RANGE};
 use crate::queue::{
     hold_for, EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueControl,
     QueueKind, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route, Settle, Submitted,
@@ -190,6 +190,10 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, 
             None => return Ok(Err(format!("bad BODY {b:?}"))),
         },
     };
+    let arrival: i64 = r.get(9)?;
+    let Some(arrival) = stored_time(arrival) else {
+        return Ok(Err(format!("bad arrival time {arrival}")));
+    };
     Ok(Ok(QueuedMessage {
         rowid: r.get(0)?,
         queue_id: r.get(1)?,
@@ -202,7 +206,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, 
             smtputf8: r.get(7)?,
         },
         message_id: r.get(8)?,
-        arrival: from_micros(r.get(9)?),
+        arrival,
         client_ip: r.get(10)?,
         content_id: r.get(11)?,
         size: r.get::<_, i64>(12)? as u64,
@@ -273,7 +277,7 @@ fn recipients(
             ("unresolved", _) => Route::Unresolved,
             _ => return Err(bad("route")),
         };
-        let at = from_micros(r.get(17)?);
+        let at = stored_time(r.get(17)?).ok_or_else(|| bad("time of last change"))?;
         let failure = || -> Result<Failure, StoreError> {
             let status: Option<String> = r.get(10)?;
             Ok(Failure {
@@ -289,10 +293,10 @@ fn recipients(
         let state = match r.get::<_, String>(7)?.as_str() {
             "ready" => RcptState::Ready,
             "deferred" => RcptState::Deferred {
-                next_attempt: from_micros(
-                    r.get::<_, Option<i64>>(8)?
-                        .ok_or_else(|| bad("next attempt"))?,
-                ),
+                next_attempt: r
+                    .get::<_, Option<i64>>(8)?
+                    .and_then(stored_time)
+                    .ok_or_else(|| bad("next attempt"))?,
                 last_error: failure()?,
             },
             "delivered" => RcptState::Delivered {
@@ -420,6 +424,7 @@ pub(super) fn suspects(c: &Connection) -> Result<Loaded, StoreError> {
     let ids: Vec<i64> = c
         .prepare(
             "SELECT id FROM queue WHERE kind NOT IN ('normal', 'report')
+                 OR typeof(arrival) != 'integer' OR arrival NOT BETWEEN ?1 AND ?2
                  OR (ret IS NOT NULL AND ret NOT IN ('FULL', 'HDRS'))
                  OR (body IS NOT NULL AND body NOT IN ('7BIT', '8BITMIME', 'BINARYMIME'))
                  OR NOT EXISTS (SELECT 1 FROM contents WHERE contents.id = queue.content_id)
@@ -430,12 +435,15 @@ pub(super) fn suspects(c: &Connection) -> Result<Loaded, StoreError> {
                  OR (route = 'local' AND user_id IS NULL)
                  OR (report NOT IN ('none', 'pending', 'absorbed', 'not-requested') AND report NOT LIKE 'sent:%')
                  OR (state = 'deferred' AND next_attempt IS NULL)
+                 OR typeof(updated) != 'integer' OR updated NOT BETWEEN ?1 AND ?2
+                 OR (next_attempt IS NOT NULL
+                     AND (typeof(next_attempt) != 'integer' OR next_attempt NOT BETWEEN ?1 AND ?2))
                  OR (state IN ('deferred', 'failed') AND (status IS NULL OR status NOT GLOB '[245].[0-9]*.[0-9]*'))
                  OR (notify IS NOT NULL AND notify NOT IN ('NEVER', 'SUCCESS', 'FAILURE', 'DELAY',
                      'SUCCESS,FAILURE', 'SUCCESS,DELAY', 'FAILURE,DELAY', 'SUCCESS,FAILURE,DELAY'))
              ORDER BY 1",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([TIME_RANGE.0, TIME_RANGE.1], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     load_many(c, ids, Utc::now())
 }

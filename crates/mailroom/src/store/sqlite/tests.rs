@@ -569,6 +569,55 @@ async fn unreadable_records_are_quarantined_and_the_rest_flows() {
     assert_eq!(ev.last().unwrap().event, EventId::Quarantined);
 }
 
+/// A damaged time is not read as 1970 (which would expire the message at once, or retry it
+/// for ever): the record is unreadable, found by the start-up sweep and by `due`, and
+/// quarantined, while the rest of the queue flows. A value of the wrong type likewise.
+#[tokio::test]
+async fn corrupt_timestamps_are_quarantined_not_read_as_1970() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let mut rows = Vec::new();
+    for body in ["good", "arrival 1970", "arrival text", "next attempt huge"] {
+        let m = message(
+            vec![("u@example.com", Route::Local { user_id: u })],
+            format!("{body}\r\n").as_bytes(),
+        );
+        rows.push(s.submit(m).await.unwrap().rowid);
+    }
+    let db = rusqlite::Connection::open(ts.store.path_for_tests()).unwrap();
+    db.execute("UPDATE queue SET arrival = 5 WHERE id = ?1", [rows[1]])
+        .unwrap();
+    db.execute("UPDATE queue SET arrival = 'soon' WHERE id = ?1", [rows[2]])
+        .unwrap();
+    db.execute(
+        "UPDATE queue_rcpt SET state = 'deferred', status = '4.4.1', next_attempt = 9223372036854775807
+         WHERE msg = ?1",
+        [rows[3]],
+    )
+    .unwrap();
+    let found = s.suspects().await.unwrap();
+    let mut bad: Vec<i64> = found.unreadable.iter().map(|(id, _)| *id).collect();
+    bad.sort();
+    assert_eq!(bad, rows[1..].to_vec(), "{:?}", found.unreadable);
+    assert!(found
+        .unreadable
+        .iter()
+        .any(|(_, why)| why.contains("arrival")));
+    // `due` reads them apart too (were the sweep to miss one), and the good one flows.
+    let now = Utc::now();
+    let l = s.due(now, now, 0, 10).await.unwrap();
+    assert_eq!(
+        l.messages.iter().map(|m| m.rowid).collect::<Vec<_>>(),
+        vec![rows[0]]
+    );
+    assert!(l.unreadable.iter().any(|(id, _)| *id == rows[1]));
+    for (id, why) in found.unreadable {
+        s.quarantine(id, why, "mx".into()).await.unwrap();
+    }
+    assert_eq!(s.quarantined().await.unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn queue_viewer_figures() {
     let ts = TempStore::new();
