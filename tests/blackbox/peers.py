@@ -45,6 +45,7 @@ class Received:
     content: bytes                  # the message text, dot-unstuffed, CRLF line ends
     helo: str                       # the name given in EHLO/HELO
     connection: int                 # which connection (1, 2, ...) carried it
+    time: float = 0.0               # time.monotonic() when the peer answered 250
 
     def mail_param(self, name: str) -> Optional[str]:
         return _param(self.mail_params, name)
@@ -168,6 +169,7 @@ class _Handler:
                 content=bytes(envelope.original_content),
                 helo=session.host_name or "",
                 connection=server.connection,
+                time=time.monotonic(),
             ))
             n = len(self.peer.received)
         return f"250 2.0.0 OK queued as PEER{n}"

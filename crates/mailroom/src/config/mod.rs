@@ -388,6 +388,11 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Serializes the configuration back to TOML (what `config` commands will write).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
     /// Settings that are accepted but no longer have an effect, as (key, advice).
     pub fn legacy_settings(&self) -> Vec<(&'static str, &'static str)> {
         let mut out = Vec::new();
@@ -414,12 +419,48 @@ impl Config {
     }
 }
 
+/// The loader's invariants over arbitrary input, for the fuzz target and its corpus replay:
+/// loading never panics, whatever the bytes; a configuration that loads survives being written
+/// back and loaded again unchanged.
+pub fn check(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let file = Path::new("fuzz.toml");
+    if let Ok(cfg) = Config::parse(text, file) {
+        let _ = cfg.legacy_settings();
+        let again = cfg
+            .to_toml()
+            .map(|t| Config::parse(&t, file).map_err(|e| e.to_string()));
+        match again {
+            Ok(Ok(c)) => assert_eq!(c, cfg),
+            Ok(Err(e)) => panic!("a loaded configuration does not load again: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("mailroom.toml"))
+    }
+
+    /// Every saved fuzzing input of the loader (fuzz/corpus/config) keeps its invariants.
+    #[test]
+    fn the_fuzz_corpus_replays() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/config");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let ok = std::panic::catch_unwind(|| check(&data));
+            assert!(ok.is_ok(), "{} broke an invariant", path.display());
+            n += 1;
+        }
+        assert!(n > 0, "the corpus is empty");
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! Invariant checks over arbitrary input: what the coverage-guided fuzz targets (`fuzz/`) run,
+//! and what the corpus replay test runs on every saved input. Each function takes any bytes and
+//! panics only when an invariant is broken: a parser panicking, an incremental decoder giving a
+//! different answer for the same input split otherwise, a value that does not survive its own
+//! round trip, a framer returning more than its limit.
+
+use crate::line::{Frame, LineFramer};
+use crate::smtp::address::{parse_forward_path, parse_reverse_path};
+use crate::smtp::client::{dot_stuff, parse_response, DotStuffer};
+use crate::smtp::params::{split_params, xtext_decode, xtext_encode};
+use crate::smtp::{command, DataDecoder, DataOutcome, MailParams, Mailbox, RcptParams, Status};
+use crate::{pop3, smtp};
+
+/// The input's first byte, used to vary a check (a split point, a limit), and the rest.
+fn knob(data: &[u8]) -> (usize, &[u8]) {
+    match data.split_first() {
+        Some((k, rest)) => (*k as usize, rest),
+        None => (0, data),
+    }
+}
+
+/// SMTP command lines: the parser never panics, and a parsed command has a verb.
+pub fn smtp_command(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Ok(c) = command::parse(line) {
+            assert!(!c.verb().is_empty());
+        }
+    }
+}
+
+/// Server replies as the outbound client reads them: never a panic, never more consumed than
+/// given, and the class always agrees with the basic code.
+pub fn smtp_reply(data: &[u8]) {
+    let mut rest = data;
+    while let Ok(Some((r, used))) = parse_response(rest) {
+        assert!(used > 0 && used <= rest.len());
+        assert_eq!(r.effective_status().class, r.class());
+        rest = &rest[used..];
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Some(st) = Status::parse(s) {
+            assert_eq!(Status::parse(&st.to_string()), Some(st));
+        }
+    }
+}
+
+/// Paths and mailboxes: never a panic, and a parsed mailbox survives its own display.
+pub fn smtp_address(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = parse_reverse_path(s);
+    let _ = parse_forward_path(s);
+    if let Ok(m) = Mailbox::parse(s) {
+        assert_eq!(Mailbox::parse(&m.to_string()), Ok(m.clone()));
+        let _ = m.has_routing_syntax();
+        let _ = m.key();
+    }
+}
+
+/// ESMTP parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT) and xtext: never a panic,
+/// and xtext encoding is undone by decoding.
+pub fn smtp_params(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(ps) = split_params(s) {
+        let mut mail = MailParams::default();
+        let mut rcpt = RcptParams::default();
+        for (k, v) in &ps {
+            let _ = mail.apply(k, v.as_deref());
+            let _ = rcpt.apply(k, v.as_deref());
+        }
+    }
+    let _ = smtp::Notify::parse(s);
+    let _ = smtp::OrcptParam::parse(s);
+    let _ = xtext_decode(s);
+    assert_eq!(xtext_decode(&xtext_encode(s)).as_deref(), Some(s));
+}
+
+fn decode(
+    input: &[u8],
+    split: usize,
+    dot: bool,
+    max_line: usize,
+) -> (Option<usize>, Vec<u8>, bool, bool, bool) {
+    let mut d = if dot {
+        DataDecoder::data(1 << 16, max_line)
+    } else {
+        DataDecoder::bdat(1 << 16, max_line)
+    };
+    let mut text = Vec::new();
+    let mut done = None;
+    let split = split.min(input.len());
+    for (start, part) in [(0, &input[..split]), (split, &input[split..])] {
+        if done.is_some() {
+            break;
+        }
+        if let DataOutcome::Done { consumed } = d.feed(part) {
+            done = Some(start + consumed);
+        }
+        text.extend_from_slice(d.output());
+        d.clear_output();
+    }
+    let oversize = d.oversize();
+    let (rest, flaws) = d.finish();
+    text.extend_from_slice(&rest);
+    (
+        done,
+        text,
+        flaws.bare_lf,
+        flaws.bare_cr,
+        oversize || flaws.long_line,
+    )
+}
+
+/// The DATA decoder and the BDAT checker: the same answer however the input is split, and the
+/// end of data only ever at `<CRLF>.<CRLF>` (SMTP smuggling).
+pub fn smtp_data(data: &[u8]) {
+    let (k, input) = knob(data);
+    let max_line = 3 + k % 200;
+    for dot in [true, false] {
+        let whole = decode(input, input.len(), dot, max_line);
+        let parts = decode(input, k * 7 % (input.len() + 1), dot, max_line);
+        assert_eq!(whole, parts);
+        if let (true, Some(n)) = (dot, whole.0) {
+            let end = &input[..n];
+            assert!(end.ends_with(b"\r\n.\r\n") || end == b".\r\n");
+        }
+        if !dot {
+            assert_eq!(whole.0, None, "BDAT text has no end marker");
+        }
+    }
+    // Outbound: stuffing in pieces equals stuffing the whole, and decoding undoes it.
+    let whole = dot_stuff(input);
+    let mut s = DotStuffer::default();
+    let mut pieces = Vec::new();
+    for chunk in input.chunks(1 + k % 17) {
+        s.push(chunk, &mut pieces);
+    }
+    s.finish(&mut pieces);
+    assert_eq!(whole, pieces);
+}
+
+/// POP3 commands, SASL PLAIN and the multi-line writer: never a panic, and a multi-line body
+/// always ends with its terminator.
+pub fn pop3(data: &[u8]) {
+    let (k, input) = knob(data);
+    for line in input.split(|&b| b == b'\n') {
+        let _ = pop3::parse(line.strip_suffix(b"\r").unwrap_or(line));
+    }
+    let _ = pop3::sasl_plain(input);
+    let mut out = Vec::new();
+    pop3::write_multiline(input, (k % 2 == 0).then_some(k as u32 / 2), &mut out);
+    assert!(out.ends_with(b".\r\n"));
+}
+
+/// The line framer: never a line longer than its limit, always progress.
+pub fn line(data: &[u8]) {
+    let (k, input) = knob(data);
+    let max = 3 + k % 64;
+    let mut f = LineFramer::new(max);
+    let mut rest = input;
+    while !rest.is_empty() {
+        let (frame, used) = f.next(rest);
+        if let Some(Frame::Line(l)) = frame {
+            assert!(l.len() < max);
+        }
+        if used == 0 {
+            break;
+        }
+        rest = &rest[used..];
+    }
+}
