@@ -18,6 +18,7 @@ pub mod dsn;
 pub mod ids;
 pub mod ingest;
 pub mod limits;
+pub mod model;
 pub mod pop3;
 pub mod queue;
 pub mod receive;

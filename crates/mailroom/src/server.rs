@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, QueueHandle};
 use crate::limits::ConnectionLimits;
-use crate::queue::manager::{Manager, QueueHandle};
+use crate::queue::manager::Manager;
 use crate::receive::extensions::Registry;
 use crate::store::sqlite::{self, SqliteStore};
 use crate::store::{Store, StoreError};

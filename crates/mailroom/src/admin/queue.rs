@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::ids::QueueId;
-use crate::queue::{Hold, QueueControl, QueueKind, QueuedMessage, RcptState, ReportState};
+use crate::model::{Hold, QueueControl, QueueKind, QueuedMessage, RcptState, ReportState};
 use crate::store::{
     AdminAction, ControlChange, QuarantineEntry, QueueFilter, QueueInfo, Store, StoreError,
     SummaryRow, SUMMARY_BUCKETS,
@@ -176,7 +176,7 @@ pub struct MessageView {
 
 /// A recipient's state for the viewer: its name, the next attempt and the last reply.
 pub fn rcpt_state(s: &RcptState) -> (&'static str, Option<String>, Option<String>) {
-    let reply = |f: &crate::queue::Failure| {
+    let reply = |f: &crate::model::Failure| {
         f.diagnostic
             .clone()
             .unwrap_or_else(|| format!("{} {}", f.status, f.reason))

@@ -44,6 +44,26 @@ pub enum ConfigError {
     },
 }
 
+/// Parses `host:port` (or `host`, or `[ip]:port`), with a default port.
+pub fn parse_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some((sa.ip().to_string(), sa.port()));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()?),
+        _ => (s, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((host.to_lowercase(), port))
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

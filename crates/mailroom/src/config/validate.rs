@@ -253,7 +253,7 @@ impl Config {
             .map(|h| ("outbound.smart_host", h))
             .chain(o.smart_hosts.values().map(|h| ("outbound.smart_hosts", h)))
         {
-            if crate::route::parse_host_port(hop, 25).is_none() {
+            if super::parse_host_port(hop, 25).is_none() {
                 return Err((key, format!("{hop:?} is not host:port")));
             }
         }

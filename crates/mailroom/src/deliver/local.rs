@@ -7,7 +7,7 @@
 //! transaction; see the atomicity contract in [`crate::deliver`].
 
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
-use crate::queue::{MailboxDrop, QueuedMessage, QueuedRecipient, Route};
+use crate::model::{MailboxDrop, QueuedMessage, QueuedRecipient, Route};
 use crate::route::NextHop;
 
 /// The local mailbox store as a delivery target.

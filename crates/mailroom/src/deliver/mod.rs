@@ -18,13 +18,13 @@ pub mod smtp;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::queue::{MailboxDrop, QueuedMessage, QueuedRecipient};
+use crate::model::{MailboxDrop, QueuedMessage, QueuedRecipient};
 use crate::route::NextHop;
 
 /// A boxed future of a delivery step.
 pub type DeliveryFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-pub use crate::queue::Failure;
+pub use crate::model::Failure;
 
 /// The outcome of delivering one recipient: a closed set.
 #[derive(Debug, Clone)]
@@ -46,8 +46,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Classifies a failure by its status class: this is the one place where transient versus
-    /// permanent is decided, so a 4.x.x can never be reported as final.
+    /// Classifies a failure by its status class: every outcome that comes from a failure is
+    /// made here, so the class of the status (not the caller's judgement) decides transient
+    /// versus permanent, and a 4.x.x can never be reported as final.
     pub fn from_failure(f: Failure) -> Outcome {
         match f.status.class {
             mailroom_proto::smtp::Class::Permanent => Outcome::Failed(f),

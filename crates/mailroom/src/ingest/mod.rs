@@ -9,6 +9,9 @@
 //! session say `250`.
 
 pub mod headers;
+mod report;
+
+pub use report::{report_message, resolve_sender};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,13 +23,32 @@ use crate::config::Config;
 use crate::directory::{Redirect, Target};
 use crate::dsn::{Action, ReportRecipient};
 use crate::ids::QueueId;
-use crate::queue::manager::QueueHandle;
-use crate::queue::{
+use crate::model::{
     Content, EnvelopeParams, MessageKind, NewMessage, NewRecipient, QueueKind, Route,
 };
 use crate::store::spool::{Received, SpoolWriter};
 use crate::store::{Store, StoreError};
 use crate::track::{EventBase, EventId};
+
+/// Tells the queue manager about new work: ingest announces each message it has queued, and
+/// the manager (which holds the receiver) takes it up at once.
+#[derive(Clone, Debug)]
+pub struct QueueHandle {
+    tx: tokio::sync::mpsc::UnboundedSender<i64>,
+}
+
+impl QueueHandle {
+    /// A handle and the receiver the manager reads.
+    pub fn channel() -> (QueueHandle, tokio::sync::mpsc::UnboundedReceiver<i64>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (QueueHandle { tx }, rx)
+    }
+
+    /// Announces a newly queued message (by store row ID).
+    pub fn notify(&self, rowid: i64) {
+        let _ = self.tx.send(rowid);
+    }
+}
 
 /// A recipient accepted at RCPT, with what it resolved to.
 #[derive(Debug, Clone)]
@@ -240,8 +262,8 @@ impl Ingest {
             recipients: lines,
         });
         let targets =
-            crate::queue::resolve_sender(self.store.as_ref(), &self.config, sender).await?;
-        Ok(crate::queue::report_message(
+            crate::ingest::resolve_sender(self.store.as_ref(), &self.config, sender).await?;
+        Ok(crate::ingest::report_message(
             &self.config,
             queue_id,
             message_id,
@@ -329,7 +351,7 @@ pub fn merge_recipients(
                     Route::Local { .. } | Route::Unresolved => QueueKind::Local,
                 },
                 deliver_now: match t.route {
-                    Route::Local { user_id } => Some(crate::queue::MailboxDrop {
+                    Route::Local { user_id } => Some(crate::model::MailboxDrop {
                         user_id,
                         prefix: crate::deliver::local::prefix(&base.sender, &t.address),
                     }),

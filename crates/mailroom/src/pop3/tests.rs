@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::{Context, Session};
 use crate::directory::password;
 use crate::ids::QueueId;
-use crate::queue::{
+use crate::model::{
     EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, Route, Settle,
 };
 use crate::store::Store;
@@ -51,7 +51,7 @@ async fn harness(messages: &[&str]) -> Harness {
                     orcpt: None,
                     notify: None,
                     route: Route::Local { user_id: user },
-                    queue: crate::queue::QueueKind::Local,
+                    queue: crate::model::QueueKind::Local,
                     deliver_now: None,
                 }],
                 events: vec![],

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch, Semaphore};
+
+pub use crate::ingest::QueueHandle;
 use tokio::task::JoinSet;
 
 use super::clock::Clock;
@@ -25,25 +27,6 @@ use crate::deliver::local::LocalTarget;
 use crate::deliver::smtp::SmtpTarget;
 use crate::route::dns::Resolver;
 use crate::store::{Store, StoreError};
-
-/// Tells the manager about new work.
-#[derive(Clone, Debug)]
-pub struct QueueHandle {
-    tx: mpsc::UnboundedSender<i64>,
-}
-
-impl QueueHandle {
-    /// A handle and the receiver the manager reads.
-    pub fn channel() -> (QueueHandle, mpsc::UnboundedReceiver<i64>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (QueueHandle { tx }, rx)
-    }
-
-    /// Announces a newly queued message (by store row ID).
-    pub fn notify(&self, rowid: i64) {
-        let _ = self.tx.send(rowid);
-    }
-}
 
 /// The queue manager.
 pub struct Manager {

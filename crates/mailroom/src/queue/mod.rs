@@ -6,10 +6,9 @@ pub mod clock;
 pub mod manager;
 mod report;
 pub mod retry;
-pub mod types;
 
 #[cfg(test)]
 mod tests;
 
-pub use report::{report_message, resolve_sender};
-pub use types::*;
+// The queue's own modules name the shared types as `super::X`.
+use crate::model::*;

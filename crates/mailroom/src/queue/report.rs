@@ -10,16 +10,13 @@ use chrono::{DateTime, Utc};
 
 use super::manager::Manager;
 use super::retry;
-use super::{
-    MessageKind, NewMessage, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route,
-};
-use crate::config::Config;
-use crate::directory::{self, Resolution, Target};
+use super::{NewMessage, QueuedMessage, QueuedRecipient, RcptState, ReportState};
+use crate::directory::Target;
 use crate::dsn::{self, Action, Report, ReportRecipient};
 use crate::ids::QueueId;
-use crate::ingest::{self, AcceptedRcpt};
+use crate::ingest::{report_message, resolve_sender};
 use crate::store::StoreError;
-use crate::track::{EventBase, EventId};
+use crate::track::EventId;
 
 impl Manager {
     /// Reports what is due for the message: settled outcomes awaiting a report, and delays.
@@ -240,69 +237,5 @@ impl Manager {
     /// Where a report to `sender` goes.
     pub(super) async fn resolve_sender(&self, sender: &str) -> Result<Vec<Target>, StoreError> {
         resolve_sender(self.store.as_ref(), &self.config, sender).await
-    }
-}
-
-/// Where a report to `sender` goes: a local sender through the directory, others out.
-pub async fn resolve_sender(
-    store: &dyn crate::store::Store,
-    config: &crate::config::Config,
-    sender: &str,
-) -> Result<Vec<Target>, StoreError> {
-    let key = sender.to_lowercase();
-    let local = key
-        .rsplit_once('@')
-        .is_some_and(|(_, d)| config.is_local_domain(d));
-    if !local {
-        return Ok(vec![Target::remote(key)]);
-    }
-    Ok(match directory::resolve(store, config, &key).await? {
-        Resolution::Targets { targets, .. } => targets,
-        _ => vec![Target {
-            address: key,
-            route: Route::Unresolved,
-            room: None,
-        }],
-    })
-}
-
-/// A report as a queued message from the null sender, with its submission events.
-pub fn report_message(
-    config: &Config,
-    queue_id: QueueId,
-    message_id: String,
-    to: &str,
-    targets: Vec<Target>,
-    bytes: Vec<u8>,
-    arrival: DateTime<Utc>,
-) -> NewMessage {
-    let base = EventBase {
-        server: config.server.hostname.clone(),
-        queue_id: queue_id.to_string(),
-        message_id: Some(message_id.clone()),
-        sender: String::new(),
-        client_ip: None,
-        size: Some(bytes.len() as u64),
-    };
-    let accepted = AcceptedRcpt {
-        given: to.to_lowercase(),
-        params: Default::default(),
-        targets,
-        redirects: Vec::new(),
-    };
-    let mut events = Vec::new();
-    let rcpts =
-        ingest::merge_recipients(std::slice::from_ref(&accepted), &base, config, &mut events);
-    NewMessage {
-        queue_id,
-        sender: String::new(),
-        params: ingest::report_params(),
-        message_id: Some(message_id),
-        arrival,
-        client_ip: None,
-        kind: MessageKind::Report,
-        content: bytes.into(),
-        recipients: rcpts,
-        events,
     }
 }

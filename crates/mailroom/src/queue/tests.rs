@@ -151,9 +151,56 @@ async fn local_delivery_adds_return_path_and_delivered_to() {
     assert!(mail[0].starts_with("Return-Path: <carol@other.test>\r\nDelivered-To: alice@example.com\r\nReceived: from client.test"));
     assert!(mail[0].ends_with("Subject: hi\r\n\r\nhello\r\n"));
     assert_eq!(w.events(&qid).await, vec![1019, 1033, 1036, 1028]);
-    // Processing again delivers nothing more.
-    w.manager.process(1).await.unwrap();
+}
+
+/// A local recipient that takes the queue's path (not delivered with its submission) is
+/// delivered once, however often its message is processed.
+#[tokio::test]
+async fn processing_a_queued_message_again_delivers_nothing_more() {
+    let w = world().await;
+    let queue_id = QueueId::generate();
+    let row =
+        w.ts.store
+            .submit(crate::queue::NewMessage {
+                queue_id,
+                sender: "carol@other.test".into(),
+                params: EnvelopeParams::default(),
+                message_id: None,
+                arrival: chrono::Utc::now(),
+                client_ip: None,
+                kind: crate::queue::MessageKind::Normal,
+                content: b"Subject: once\r\n\r\nonce\r\n".to_vec().into(),
+                recipients: vec![crate::queue::NewRecipient {
+                    address: "alice@example.com".into(),
+                    original: "alice@example.com".into(),
+                    orcpt: None,
+                    notify: None,
+                    route: crate::queue::Route::Local { user_id: w.alice },
+                    queue: crate::queue::QueueKind::Local,
+                    deliver_now: None,
+                }],
+                events: vec![],
+            })
+            .await
+            .unwrap()
+            .rowid;
+    let msg =
+        w.ts.store
+            .queued(row)
+            .await
+            .unwrap()
+            .expect("it waits in the queue");
+    // Two attempts from the same (by then stale) state, as two passes over it would make: the
+    // store settles the recipient once and skips it the second time.
+    let now = chrono::Utc::now();
+    w.manager.attempt(&msg, now).await.unwrap();
+    w.manager.attempt(&msg, now).await.unwrap();
+    w.manager.process(row).await.unwrap();
     assert_eq!(w.mailbox(w.alice).await.len(), 1);
+    assert!(
+        w.ts.store.queued(row).await.unwrap().is_none(),
+        "and has left it"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::session::{Flow, Session, State, Transaction};
 use crate::conn::ReadError;
 use crate::ingest::{Envelope, IngestError};
-use crate::queue::EnvelopeParams;
+use crate::model::EnvelopeParams;
 use crate::store::spool::SpoolWriter;
 use crate::store::StoreError;
 

@@ -5,8 +5,8 @@
 //! hard-coded list, so an extension that is not registered is neither advertised nor accepted
 //! (its parameters get `555 5.5.4`, its verbs `502 5.5.1`). This is the seam the seed's failure
 //! lives in: Exchange's verbs were registered plug-ins, and when their registrations were lost the
-//! server still answered EHLO, only without them. `doctor` compares a live EHLO with
-//! [`Registry::expected_keywords`]; later extensions (STARTTLS, AUTH, the organization's verbs)
+//! server still answered EHLO, only without them. `doctor` (to come) compares a live EHLO with
+//! what a healthy server registers; later extensions (STARTTLS, AUTH, the organization's verbs)
 //! register here the same way.
 
 use crate::config::Config;
@@ -168,19 +168,6 @@ impl Registry {
         self.extensions
             .iter()
             .map(|e| e.ehlo_line(config))
-            .collect()
-    }
-
-    /// The keywords a healthy server of this configuration advertises.
-    pub fn expected_keywords(&self) -> Vec<&'static str> {
-        self.extensions.iter().map(|e| e.keyword()).collect()
-    }
-
-    /// Registered extensions with their RFCs.
-    pub fn describe(&self) -> Vec<(&'static str, &'static str)> {
-        self.extensions
-            .iter()
-            .map(|e| (e.keyword(), e.rfc()))
             .collect()
     }
 

@@ -2,8 +2,12 @@
 //!
 //! The session and the transaction are separate: [`State`] says where the session is (connected,
 //! greeted, in a transaction) and a [`Transaction`] lives from MAIL to its end (`250` after the
-//! message, RSET, a new EHLO, or a failure). Handlers take the state by value and return the next,
-//! so an impossible combination (a transaction without a greeting) cannot be built.
+//! message, RSET, a new EHLO, or a failure). A transaction exists only inside
+//! [`State::Mail`], with the greeting it follows, so an impossible combination (a transaction
+//! without a greeting) cannot be built; handlers match on the state and replace it.
+//!
+//! Every reply leaves through [`Session::reply`], the greeting and the closing `421`s included:
+//! one place that counts errors, logs, and applies enhanced status codes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,7 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Runs the session to its end.
     pub async fn run(mut self) {
         let greeting = Reply::plain(220, format!("{} ESMTP mailroom", self.host()));
-        self.conn.send(&greeting);
+        self.reply(greeting);
         loop {
             let line = match self.conn.next_line() {
                 Some(l) => l,
@@ -129,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                                 "4.4.2",
                                 format!("{} Error: timeout exceeded", self.host()),
                             );
-                            self.conn.send(&r);
+                            self.reply(r);
                         }
                         Err(ReadError::Shutdown) => {
                             let r = Reply::code(
@@ -137,7 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                                 "4.3.2",
                                 format!("{} Service shutting down", self.host()),
                             );
-                            self.conn.send(&r);
+                            self.reply(r);
                         }
                         Err(ReadError::Eof | ReadError::Io(_)) => {}
                     }
@@ -165,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "4.7.0",
                     format!("{} Too many errors, closing connection", self.host()),
                 );
-                self.conn.send(&r);
+                self.reply(r);
                 break;
             }
         }

@@ -9,8 +9,8 @@ use super::session::Session;
 use super::Context;
 use crate::config::Config;
 use crate::ingest::Ingest;
-use crate::queue::manager::QueueHandle;
-use crate::queue::QueuedMessage;
+use crate::ingest::QueueHandle;
+use crate::model::QueuedMessage;
 use crate::store::Store;
 use crate::testutil::{config, peer, Client, TempStore};
 

@@ -11,7 +11,7 @@ pub mod dns;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Config;
-use crate::queue::{Failure, QueueKind, QueuedRecipient, Route};
+use crate::model::{Failure, QueueKind, QueuedRecipient, Route};
 use dns::{DnsError, Resolver};
 
 /// The next hop of a recipient.
@@ -39,25 +39,7 @@ pub fn domain_of(address: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Parses `host:port` (or `host`, or `[ip]:port`), with a default port.
-pub fn parse_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Some((sa.ip().to_string(), sa.port()));
-    }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()?),
-        _ => (s, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return None;
-    }
-    Some((host.to_lowercase(), port))
-}
+pub use crate::config::parse_host_port;
 
 /// The smart host that serves `domain`, if any: the domain's own, else the default.
 pub fn smart_host(config: &Config, domain: &str) -> Option<(String, u16)> {

@@ -12,13 +12,15 @@
 pub mod spool;
 pub mod sqlite;
 
+pub use crate::model::{DirEntry, User};
+
 use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::queue::{
+use crate::model::{
     Hold, NewMessage, QueueControl, QueueKind, QueuedMessage, ReportState, Settle, Submitted,
 };
 use crate::track::{Event, EventBase};
@@ -51,32 +53,6 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
-}
-
-/// A user of the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Directory ID.
-    pub id: i64,
-    /// The address, lower case.
-    pub address: String,
-    /// Mailbox quota in octets; `None` is unlimited.
-    pub quota: Option<u64>,
-    /// Octets in the mailbox now.
-    pub used: u64,
-    /// Messages in the mailbox now.
-    pub messages: u64,
-}
-
-/// What an address is in the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DirEntry {
-    /// A user with a mailbox.
-    User(User),
-    /// An alias: mail is redirected to the targets.
-    Alias(Vec<String>),
-    /// A distribution list: mail is expanded to the members (which may be lists).
-    List(Vec<String>),
 }
 
 /// A message in a mailbox, as POP3 lists it.
@@ -112,12 +88,12 @@ pub trait Store: Send + Sync + 'static {
     /// Looks up an address (lower case).
     fn lookup(&self, address: &str) -> StoreFuture<'_, Option<DirEntry>>;
     /// Resolves an address of a local domain through aliases and lists to its final recipients
-    /// ([`crate::directory::expand`]), in one read. `local_domains` are the server's domains.
+    /// ([`crate::model::expand`]), in one read. `local_domains` are the server's domains.
     fn resolve(
         &self,
         address: String,
         local_domains: Vec<String>,
-    ) -> StoreFuture<'_, crate::directory::Resolution>;
+    ) -> StoreFuture<'_, crate::model::Resolution>;
     /// The user and password hash for a login name.
     fn user_auth(&self, address: &str) -> StoreFuture<'_, Option<(User, String)>>;
     /// Adds a user with an INBOX. Fails if the address is already a user, alias or list.

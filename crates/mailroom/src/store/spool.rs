@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
+pub use crate::model::SpooledFile;
+
 /// The spool directory's name inside the data directory.
 pub const DIR_NAME: &str = "spool";
 
@@ -121,17 +123,6 @@ pub enum Received {
         /// Deletes the file unless the submission that names it commits.
         guard: SpoolGuard,
     },
-}
-
-/// What the store records of a spooled text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpooledFile {
-    /// The file's name in the spool directory.
-    pub name: String,
-    /// Its size in octets.
-    pub size: u64,
-    /// True when an octet has the high bit set (it needs 8BITMIME outbound).
-    pub eight_bit: bool,
 }
 
 impl SpoolWriter {

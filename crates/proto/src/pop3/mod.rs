@@ -6,9 +6,6 @@
 
 use thiserror::Error;
 
-/// Maximum command line length including CRLF (RFC 2449 §4: 255 octets).
-pub const MAX_COMMAND_LINE: usize = 255;
-
 /// One POP3 command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

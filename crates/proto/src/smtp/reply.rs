@@ -146,12 +146,6 @@ impl Reply {
         Reply::new(code, st, text)
     }
 
-    /// Adds a further line of text (multi-line replies, RFC 5321 §4.2.1).
-    pub fn with_line(mut self, text: impl Into<String>) -> Reply {
-        self.lines.push(text.into());
-        self
-    }
-
     /// A multi-line reply from several lines.
     pub fn lines(code: u16, lines: Vec<String>) -> Reply {
         assert!(!lines.is_empty());

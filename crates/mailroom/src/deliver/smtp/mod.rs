@@ -32,7 +32,7 @@ use tokio::io::AsyncRead;
 
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
 use crate::config::Config;
-use crate::queue::{QueuedMessage, QueuedRecipient};
+use crate::model::{QueuedMessage, QueuedRecipient};
 use crate::route::dns::Resolver;
 use crate::route::{self, NextHop};
 use crate::store::{Store, StoredText};

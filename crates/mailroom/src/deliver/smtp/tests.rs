@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::queue::{EnvelopeParams, MessageKind, RcptState, ReportState, Route};
+use crate::model::{EnvelopeParams, MessageKind, RcptState, ReportState, Route};
 use crate::route::dns::StaticResolver;
 use crate::testutil::{config, TempStore};
 

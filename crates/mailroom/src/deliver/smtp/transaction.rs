@@ -29,7 +29,7 @@ use super::pool::Held;
 use super::{classify, MessageText};
 use crate::config::OutboundConfig;
 use crate::deliver::{Failure, Outcome};
-use crate::queue::{QueuedMessage, QueuedRecipient};
+use crate::model::{QueuedMessage, QueuedRecipient};
 
 /// Octets of message text read and written at a time.
 pub const BLOCK: usize = 64 * 1024;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{from_micros, micros, queue, track};
-use crate::queue::{hold_for, Hold, QueueKind};
+use crate::model::{hold_for, Hold, QueueKind};
 use crate::store::{
     AdminAction, ControlChange, QuarantineEntry, QueueFilter, QueueInfo, QueueState, StoreError,
     SummaryRow, SUMMARY_BUCKETS,
@@ -240,7 +240,7 @@ pub(super) fn control(
 pub(super) fn messages(
     c: &Connection,
     f: &QueueFilter,
-) -> Result<Vec<crate::queue::QueuedMessage>, StoreError> {
+) -> Result<Vec<crate::model::QueuedMessage>, StoreError> {
     let ids = matching(c, f)?;
     let loaded = queue::load_many(c, ids, Utc::now())?;
     let mut msgs = loaded.messages;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::queue::Content;
+use crate::model::Content;
 use crate::store::spool::Spool;
 use crate::store::{StoreError, StoredText};
 

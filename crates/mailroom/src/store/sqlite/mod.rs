@@ -43,7 +43,7 @@ use super::{
     QueueInfo, SettledAs, Store, StoreError, StoreFuture, StoredText, SummaryRow, TrackFilter,
     User,
 };
-use crate::queue::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
+use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::store::spool::{self, Spool};
 use crate::track::{Event, EventBase};
 use chrono::{DateTime, Utc};
@@ -627,9 +627,9 @@ impl Store for SqliteStore {
         &self,
         address: String,
         local_domains: Vec<String>,
-    ) -> StoreFuture<'_, crate::directory::Resolution> {
+    ) -> StoreFuture<'_, crate::model::Resolution> {
         self.read(move |c| {
-            crate::directory::expand(
+            crate::model::expand(
                 &address.to_lowercase(),
                 |d| local_domains.iter().any(|l| l.eq_ignore_ascii_case(d)),
                 |a| directory::lookup(c, a),

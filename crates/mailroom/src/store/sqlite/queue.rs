@@ -5,7 +5,7 @@ use mailroom_proto::smtp::{Body, DsnRet, Notify, Status};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{from_micros, micros, stored_time, track, TIME_RANGE};
-use crate::queue::{
+use crate::model::{
     hold_for, EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueControl,
     QueueKind, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route, Settle, Submitted,
 };

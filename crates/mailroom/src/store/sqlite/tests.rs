@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use crate::ids::QueueId;
-use crate::queue::{
+use crate::model::{
     EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, RcptState, ReportState,
     Route, Settle,
 };
@@ -31,8 +31,8 @@ fn message(rcpts: Vec<(&str, Route)>, content: &[u8]) -> NewMessage {
                 orcpt: None,
                 notify: None,
                 queue: match route {
-                    Route::Remote => crate::queue::QueueKind::Link(crate::route::domain_of(a)),
-                    _ => crate::queue::QueueKind::Local,
+                    Route::Remote => crate::model::QueueKind::Link(crate::route::domain_of(a)),
+                    _ => crate::model::QueueKind::Local,
                 },
                 route,
                 deliver_now: None,
@@ -751,7 +751,7 @@ async fn queue_stats_match_a_recount() {
         rows.push((s.submit(m).await.unwrap().rowid, qid));
     }
     recount();
-    let fail = |reason: &str| crate::queue::Failure::new("4.4.1", reason);
+    let fail = |reason: &str| crate::model::Failure::new("4.4.1", reason);
     for (i, (row, qid)) in rows.iter().enumerate() {
         let rcpts = s.queued(*row).await.unwrap().unwrap().recipients;
         let settles = match i % 3 {
@@ -760,12 +760,12 @@ async fn queue_stats_match_a_recount() {
                 Settle::Deferred {
                     failure: fail("down"),
                     next_attempt: Utc::now(),
-                    queue: crate::queue::QueueKind::Link("relay.test:25".into()),
+                    queue: crate::model::QueueKind::Link("relay.test:25".into()),
                 },
             )],
             1 => vec![(
                 rcpts[1].id,
-                Settle::Failed(crate::queue::Failure::new("5.1.1", "no")),
+                Settle::Failed(crate::model::Failure::new("5.1.1", "no")),
             )],
             _ => vec![(
                 rcpts[2].id,

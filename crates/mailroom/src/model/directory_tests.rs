@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::store::User;
 
 fn user(id: i64, address: &str, quota: Option<u64>, used: u64) -> DirEntry {
     DirEntry::User(User {
@@ -17,7 +16,7 @@ fn user(id: i64, address: &str, quota: Option<u64>, used: u64) -> DirEntry {
 
 fn run(dir: &HashMap<String, DirEntry>, address: &str) -> (Resolution, usize) {
     let mut lookups = 0;
-    let r = expand(
+    let r = expand::<()>(
         address,
         |d| d == "example.com",
         |a| {

@@ -154,11 +154,6 @@ impl Failure {
             remote_mta: None,
         }
     }
-
-    /// True when retrying may help (class 4).
-    pub fn is_transient(&self) -> bool {
-        self.status.class != mailroom_proto::smtp::Class::Permanent
-    }
 }
 
 /// Whether the sender has been told about a recipient's outcome (RFC 3461).
@@ -248,6 +243,17 @@ pub struct NewMessage {
     pub events: Vec<Event>,
 }
 
+/// What the store records of a spooled text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledFile {
+    /// The file's name in the spool directory.
+    pub name: String,
+    /// Its size in octets.
+    pub size: u64,
+    /// True when an octet has the high bit set (it needs 8BITMIME outbound).
+    pub eight_bit: bool,
+}
+
 /// A message's text as submitted to the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -259,7 +265,7 @@ pub enum Content {
         /// The fields added here (Received, perhaps Message-ID).
         prefix: Vec<u8>,
         /// The received text.
-        file: crate::store::spool::SpooledFile,
+        file: SpooledFile,
     },
 }
 
