@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 
 use super::{InitArgs, ServeArgs};
 use crate::config::{self, Config};
-use crate::store::Store;
+use crate::store::Directory;
 
 /// Creates the data directory (private to its owner).
 fn make_data_dir(data: &Path) -> anyhow::Result<()> {

@@ -37,7 +37,7 @@ pub async fn track(data: &Path, a: &TrackArgs) -> anyhow::Result<()> {
         recipient: a.recipient.clone(),
         since: a.since.as_deref().map(parse_since).transpose()?,
     };
-    let events = crate::store::Store::track_query(store.as_ref(), filter).await?;
+    let events = crate::store::Tracking::track_query(store.as_ref(), filter).await?;
     if a.json {
         let v: Vec<_> = events.iter().map(json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -12,7 +12,7 @@ use crate::ids::QueueId;
 use crate::model::{
     EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, Route, Settle,
 };
-use crate::store::Store;
+use crate::store::prelude::*;
 use crate::testutil::{config, peer, Client, TempStore};
 use crate::track::EventBase;
 

@@ -13,7 +13,8 @@ use crate::ids::QueueId;
 use crate::ingest::{AcceptedRcpt, Envelope, Ingest};
 use crate::queue::EnvelopeParams;
 use crate::route::dns::StaticResolver;
-use crate::store::{Store, TrackFilter};
+use crate::store::prelude::*;
+use crate::store::TrackFilter;
 use crate::testutil::{config, TempStore};
 
 struct World {
@@ -326,7 +327,8 @@ mod timers {
     use crate::queue::manager::{Manager, QueueHandle};
     use crate::queue::{EnvelopeParams, RcptState};
     use crate::route::dns::StaticResolver;
-    use crate::store::{QueueFilter, Store, TrackFilter};
+    use crate::store::prelude::*;
+    use crate::store::{QueueFilter, TrackFilter};
     use crate::testutil::{config, TempStore};
 
     struct Rig {

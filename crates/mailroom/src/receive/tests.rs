@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::ingest::QueueHandle;
 use crate::model::QueuedMessage;
+use crate::store::prelude::*;
 use crate::store::Store;
 use crate::testutil::{config, peer, Client, TempStore};
 

@@ -39,9 +39,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::{
-    AdminAction, ControlChange, DirEntry, Loaded, MailEntry, QuarantineEntry, QueueFilter,
-    QueueInfo, SettledAs, Store, StoreError, StoreFuture, StoredText, SummaryRow, TrackFilter,
-    User,
+    AdminAction, ControlChange, DirEntry, Directory, Loaded, MailEntry, Mailboxes, QuarantineEntry,
+    Queue, QueueAdmin, QueueFilter, QueueInfo, SettledAs, StoreError, StoreFuture, StoredText,
+    SummaryRow, TrackFilter, Tracking, User,
 };
 use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::store::spool::{self, Spool};
@@ -615,10 +615,7 @@ pub(crate) fn stored_time(us: i64) -> Option<chrono::DateTime<chrono::Utc>> {
         .flatten()
 }
 
-impl Store for SqliteStore {
-    fn spool(&self) -> &Spool {
-        &self.spool
-    }
+impl Directory for SqliteStore {
     fn lookup(&self, address: &str) -> StoreFuture<'_, Option<DirEntry>> {
         let a = address.to_lowercase();
         self.read(move |c| directory::lookup(c, &a))
@@ -686,7 +683,12 @@ impl Store for SqliteStore {
     fn list_list(&self) -> StoreFuture<'_, Vec<(String, Vec<String>)>> {
         self.read(|c| directory::group_list(c, directory::Group::List))
     }
+}
 
+impl Queue for SqliteStore {
+    fn spool(&self) -> &Spool {
+        &self.spool
+    }
     fn submit(&self, msg: NewMessage) -> StoreFuture<'_, Submitted> {
         self.write(move |c| queue::submit(c, &msg))
     }
@@ -764,7 +766,9 @@ impl Store for SqliteStore {
     fn quarantine(&self, message: i64, reason: String, server: String) -> StoreFuture<'_, ()> {
         self.write(move |c| queue::quarantine(c, message, &reason, &server))
     }
+}
 
+impl QueueAdmin for SqliteStore {
     fn queues(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<QueueInfo>> {
         self.read(move |c| admin::queues(c, now))
     }
@@ -796,7 +800,9 @@ impl Store for SqliteStore {
     fn quarantined(&self) -> StoreFuture<'_, Vec<QuarantineEntry>> {
         self.read(admin::quarantined)
     }
+}
 
+impl Mailboxes for SqliteStore {
     fn mailbox_list(&self, user_id: i64) -> StoreFuture<'_, Vec<MailEntry>> {
         self.read(move |c| mailbox::list(c, user_id))
     }
@@ -807,7 +813,9 @@ impl Store for SqliteStore {
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
         self.write(move |c| mailbox::delete(c, user_id, &mail_ids))
     }
+}
 
+impl Tracking for SqliteStore {
     fn track(&self, events: Vec<Event>) -> StoreFuture<'_, ()> {
         self.write(move |c| track::insert(c, &events))
     }

@@ -480,7 +480,7 @@ pub(super) fn finish_if_done(c: &Connection, msg: i64) -> Result<bool, StoreErro
     Ok(open == 0)
 }
 
-/// Settles recipients (see [`crate::store::Store::settle`]).
+/// Settles recipients (see [`crate::store::Queue::settle`]).
 pub(super) fn settle(
     c: &Connection,
     msg: i64,
@@ -670,7 +670,7 @@ fn fail(
     })
 }
 
-/// Records reports (see [`crate::store::Store::record_reports`]).
+/// Records reports (see [`crate::store::Queue::record_reports`]).
 pub(super) fn record_reports(
     c: &Connection,
     msg: i64,

@@ -7,7 +7,8 @@ use crate::model::{
     EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, RcptState, ReportState,
     Route, Settle,
 };
-use crate::store::{AdminAction, DirEntry, QueueFilter, SettledAs, Store, StoreError, TrackFilter};
+use crate::store::prelude::*;
+use crate::store::{AdminAction, DirEntry, QueueFilter, SettledAs, StoreError, TrackFilter};
 use crate::testutil::TempStore;
 use crate::track::{EventBase, EventId};
 

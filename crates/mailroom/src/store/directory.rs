@@ -1,0 +1,46 @@
+//! The directory part of the store: users, aliases and distribution lists.
+
+use super::StoreFuture;
+use crate::model::{DirEntry, User};
+
+/// The directory: users, aliases and distribution lists.
+pub trait Directory: Send + Sync {
+    /// Looks up an address (lower case).
+    fn lookup(&self, address: &str) -> StoreFuture<'_, Option<DirEntry>>;
+    /// Resolves an address of a local domain through aliases and lists to its final recipients
+    /// ([`crate::model::expand`]), in one read. `local_domains` are the server's domains.
+    fn resolve(
+        &self,
+        address: String,
+        local_domains: Vec<String>,
+    ) -> StoreFuture<'_, crate::model::Resolution>;
+    /// The user and password hash for a login name.
+    fn user_auth(&self, address: &str) -> StoreFuture<'_, Option<(User, String)>>;
+    /// Adds a user with an INBOX. Fails if the address is already a user, alias or list.
+    fn user_add(
+        &self,
+        address: &str,
+        password_hash: Option<String>,
+        quota: Option<u64>,
+    ) -> StoreFuture<'_, i64>;
+    /// Deletes a user. Refused if the mailbox holds mail unless `purge`.
+    fn user_del(&self, address: &str, purge: bool) -> StoreFuture<'_, ()>;
+    /// All users.
+    fn user_list(&self) -> StoreFuture<'_, Vec<User>>;
+    /// Sets a user's password hash.
+    fn user_passwd(&self, address: &str, password_hash: String) -> StoreFuture<'_, ()>;
+    /// Sets a user's quota.
+    fn user_quota(&self, address: &str, quota: Option<u64>) -> StoreFuture<'_, ()>;
+    /// Adds targets to an alias (creating it).
+    fn alias_add(&self, alias: &str, targets: Vec<String>) -> StoreFuture<'_, ()>;
+    /// Deletes an alias.
+    fn alias_del(&self, alias: &str) -> StoreFuture<'_, ()>;
+    /// All aliases with their targets.
+    fn alias_list(&self) -> StoreFuture<'_, Vec<(String, Vec<String>)>>;
+    /// Adds members to a list (creating it).
+    fn list_add(&self, list: &str, members: Vec<String>) -> StoreFuture<'_, ()>;
+    /// Removes members from a list, or the whole list when `members` is empty.
+    fn list_del(&self, list: &str, members: Vec<String>) -> StoreFuture<'_, ()>;
+    /// All lists with their members.
+    fn list_list(&self) -> StoreFuture<'_, Vec<(String, Vec<String>)>>;
+}

@@ -1,0 +1,24 @@
+//! The mailbox part of the store: what users read.
+
+use super::StoreFuture;
+
+/// The messages in users' mailboxes, as POP3 reads them.
+pub trait Mailboxes: Send + Sync {
+    /// The messages in a user's INBOX, in delivery order.
+    fn mailbox_list(&self, user_id: i64) -> StoreFuture<'_, Vec<MailEntry>>;
+    /// A message as delivered (prefix and content).
+    fn mail_read(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, Vec<u8>>;
+    /// Deletes messages from a user's mailbox; returns how many were deleted.
+    fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize>;
+}
+
+/// A message in a mailbox, as POP3 lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailEntry {
+    /// Store ID.
+    pub id: i64,
+    /// Size in octets as delivered (prefix and content).
+    pub size: u64,
+    /// A unique, permanent identifier (POP3 UIDL, RFC 1939 §7).
+    pub uidl: String,
+}
