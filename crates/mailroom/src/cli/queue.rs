@@ -117,112 +117,15 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
     let server = cfg.server.hostname.clone();
     let now = Utc::now();
     match cmd {
-        QueueCommand::List { json: j } => {
-            let queues = ops::list(store, now).await?;
-            if j {
-                return json(&queues);
-            }
-            let all = store.queue_controls().await?;
-            if let Some(c) = all.iter().find(|c| c.queue == "*") {
-                if let Some(since) = c.disabled_since {
-                    println!(
-                        "Outbound mail is DISABLED since {} (by {}): mailroom queue enable --all",
-                        time(since),
-                        c.by
-                    );
-                }
-            }
-            println!(
-                "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
-                "QUEUE", "STATE", "MSGS", "RCPTS", "SIZE", "OLDEST", "NEXT RETRY"
-            );
-            for q in queues {
-                let next = q
-                    .scheduled_until
-                    .as_deref()
-                    .or(q.next_retry.as_deref())
-                    .and_then(rfc3339);
-                println!(
-                    "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
-                    format!("{} [{}]", q.name, q.queue),
-                    q.state,
-                    q.messages,
-                    q.recipients,
-                    q.size,
-                    q.oldest
-                        .as_deref()
-                        .and_then(rfc3339)
-                        .map(|t| age(now, t))
-                        .unwrap_or_else(|| "-".into()),
-                    next.map(time).unwrap_or_else(|| "-".into()),
-                    q.last_error.unwrap_or_else(|| "-".into()),
-                );
-            }
-        }
+        QueueCommand::List { json: j } => list(store, now, j).await?,
         QueueCommand::Show {
-            select,
-            quarantined,
+            quarantined: true,
             json: j,
-        } => {
-            if quarantined {
-                let q = ops::quarantined(store).await?;
-                if j {
-                    return json(&q);
-                }
-                if q.is_empty() {
-                    println!("no quarantined records");
-                }
-                for e in q {
-                    let t = rfc3339(&e.time).map(time).unwrap_or(e.time);
-                    println!(
-                        "{t}  {}  {}\n{}\n",
-                        e.queue_id.as_deref().unwrap_or("(unknown queue ID)"),
-                        e.reason,
-                        e.record
-                    );
-                }
-                return Ok(());
-            }
-            let msgs = ops::show(store, Selection::from(&select).filter(now)?).await?;
-            if j {
-                return json(&msgs);
-            }
-            if msgs.is_empty() {
-                println!("no queued messages match");
-            }
-            for m in msgs {
-                let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
-                let arrival = rfc3339(&m.arrival).unwrap_or(now);
-                println!(
-                    "{}{}  from {sender}  {} octets  arrived {} ({} ago){}",
-                    m.queue_id,
-                    m.message_id
-                        .as_deref()
-                        .map(|i| format!(" <{i}>"))
-                        .unwrap_or_default(),
-                    m.size,
-                    time(arrival),
-                    age(now, arrival),
-                    if m.frozen { "  FROZEN" } else { "" }
-                );
-                for r in &m.recipients {
-                    let mut line = format!(
-                        "    {:<32} {:<9} attempts {}",
-                        r.address, r.state, r.attempts
-                    );
-                    if let Some(n) = &r.next_attempt {
-                        line.push_str(&format!("  next {n}"));
-                    }
-                    if let Some(h) = &r.held {
-                        line.push_str(&format!("  held: {h}"));
-                    }
-                    println!("{line}");
-                    if let Some(l) = &r.last_reply {
-                        println!("        last reply: {l}");
-                    }
-                }
-            }
-        }
+            ..
+        } => show_quarantined(store, j).await?,
+        QueueCommand::Show {
+            select, json: j, ..
+        } => show(store, &select, now, j).await?,
         QueueCommand::Freeze(a) => act(store, &server, &a, AdminAction::Freeze).await?,
         QueueCommand::Thaw(a) => act(store, &server, &a, AdminAction::Thaw).await?,
         QueueCommand::Retry(a) => act(store, &server, &a, AdminAction::Retry).await?,
@@ -249,35 +152,154 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
             };
             control(store, &server, &target, change).await?
         }
-        QueueCommand::Summary { json: j } => {
-            let rows = ops::summary(store, now).await?;
-            if j {
-                return json(&rows);
-            }
-            let mut head = format!("{:<32} {:>6}", "DOMAIN", "TOTAL");
-            for b in SUMMARY_BUCKETS {
-                head.push_str(&format!(" {:>5}", format!("<{b}m")));
-            }
-            head.push_str(&format!(" {:>5}", "older"));
-            println!("{head}");
-            let mut totals = [0u64; 9];
-            let mut total = 0;
-            for r in &rows {
-                let mut line = format!("{:<32} {:>6}", r.domain, r.total);
-                for (i, n) in r.buckets.iter().enumerate() {
-                    line.push_str(&format!(" {n:>5}"));
-                    totals[i] += n;
-                }
-                total += r.total;
-                println!("{line}");
-            }
-            let mut line = format!("{:<32} {:>6}", "TOTAL", total);
-            for n in totals {
-                line.push_str(&format!(" {n:>5}"));
-            }
-            println!("{line}");
+        QueueCommand::Summary { json: j } => summary(store, now, j).await?,
+    }
+    Ok(())
+}
+
+/// `queue list`: one line per queue, and a warning first when all outbound mail is disabled.
+async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<()> {
+    let queues = ops::list(store, now).await?;
+    if j {
+        return json(&queues);
+    }
+    let all = store.queue_controls().await?;
+    if let Some(c) = all.iter().find(|c| c.queue == "*") {
+        if let Some(since) = c.disabled_since {
+            println!(
+                "Outbound mail is DISABLED since {} (by {}): mailroom queue enable --all",
+                time(since),
+                c.by
+            );
         }
     }
+    println!(
+        "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
+        "QUEUE", "STATE", "MSGS", "RCPTS", "SIZE", "OLDEST", "NEXT RETRY"
+    );
+    for q in queues {
+        let next = q
+            .scheduled_until
+            .as_deref()
+            .or(q.next_retry.as_deref())
+            .and_then(rfc3339);
+        println!(
+            "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
+            format!("{} [{}]", q.name, q.queue),
+            q.state,
+            q.messages,
+            q.recipients,
+            q.size,
+            q.oldest
+                .as_deref()
+                .and_then(rfc3339)
+                .map(|t| age(now, t))
+                .unwrap_or_else(|| "-".into()),
+            next.map(time).unwrap_or_else(|| "-".into()),
+            q.last_error.unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(())
+}
+
+/// `queue show --quarantined`.
+async fn show_quarantined(store: &dyn Store, j: bool) -> anyhow::Result<()> {
+    let q = ops::quarantined(store).await?;
+    if j {
+        return json(&q);
+    }
+    if q.is_empty() {
+        println!("no quarantined records");
+    }
+    for e in q {
+        let t = rfc3339(&e.time).map(time).unwrap_or(e.time);
+        println!(
+            "{t}  {}  {}\n{}\n",
+            e.queue_id.as_deref().unwrap_or("(unknown queue ID)"),
+            e.reason,
+            e.record
+        );
+    }
+    Ok(())
+}
+
+/// `queue show`: each message, then each of its recipients.
+async fn show(
+    store: &dyn Store,
+    select: &QueueSelect,
+    now: DateTime<Utc>,
+    j: bool,
+) -> anyhow::Result<()> {
+    let msgs = ops::show(store, Selection::from(select).filter(now)?).await?;
+    if j {
+        return json(&msgs);
+    }
+    if msgs.is_empty() {
+        println!("no queued messages match");
+    }
+    for m in msgs {
+        let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
+        let arrival = rfc3339(&m.arrival).unwrap_or(now);
+        println!(
+            "{}{}  from {sender}  {} octets  arrived {} ({} ago){}",
+            m.queue_id,
+            m.message_id
+                .as_deref()
+                .map(|i| format!(" <{i}>"))
+                .unwrap_or_default(),
+            m.size,
+            time(arrival),
+            age(now, arrival),
+            if m.frozen { "  FROZEN" } else { "" }
+        );
+        for r in &m.recipients {
+            let mut line = format!(
+                "    {:<32} {:<9} attempts {}",
+                r.address, r.state, r.attempts
+            );
+            if let Some(n) = &r.next_attempt {
+                line.push_str(&format!("  next {n}"));
+            }
+            if let Some(h) = &r.held {
+                line.push_str(&format!("  held: {h}"));
+            }
+            println!("{line}");
+            if let Some(l) = &r.last_reply {
+                println!("        last reply: {l}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `queue summary`: recipients by domain and age, with totals.
+async fn summary(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<()> {
+    let rows = ops::summary(store, now).await?;
+    if j {
+        return json(&rows);
+    }
+    let mut head = format!("{:<32} {:>6}", "DOMAIN", "TOTAL");
+    for b in SUMMARY_BUCKETS {
+        head.push_str(&format!(" {:>5}", format!("<{b}m")));
+    }
+    head.push_str(&format!(" {:>5}", "older"));
+    println!("{head}");
+    let mut totals = [0u64; 9];
+    let mut total = 0;
+    for r in &rows {
+        let mut line = format!("{:<32} {:>6}", r.domain, r.total);
+        for (i, n) in r.buckets.iter().enumerate() {
+            line.push_str(&format!(" {n:>5}"));
+            totals[i] += n;
+        }
+        total += r.total;
+        println!("{line}");
+    }
+    let mut line = format!("{:<32} {:>6}", "TOTAL", total);
+    for n in totals {
+        line.push_str(&format!(" {n:>5}"));
+    }
+    println!("{line}");
     Ok(())
 }
 

@@ -137,22 +137,8 @@ fn section(action: Action) -> &'static str {
     }
 }
 
-/// Builds a delivery status notification.
-pub fn report(r: &Report<'_>) -> Vec<u8> {
-    let headers = mail_parser::MessageParser::default().parse_headers(r.original);
-    let subject = headers
-        .as_ref()
-        .and_then(|m| m.subject())
-        .map(str::to_string)
-        .unwrap_or_default();
-    let sent = headers
-        .as_ref()
-        .and_then(|m| m.date())
-        .map(|d| d.to_rfc822())
-        .unwrap_or_else(|| rfc5322_date(r.arrival));
-    let has = |a: Action| r.recipients.iter().any(|x| x.action == a);
-
-    // The human part.
+/// The part people read: for each kind of news, who, why, the code and who says so.
+fn human_part(r: &Report<'_>, subject: &str, sent: &str) -> String {
     let mut text = String::new();
     text.push_str(&format!("      Subject:  {subject}\r\n"));
     text.push_str(&format!("      Sent:     {sent}\r\n\r\n"));
@@ -204,7 +190,11 @@ pub fn report(r: &Report<'_>) -> Vec<u8> {
         r.reporting_mta
     ));
 
-    // The machine part (RFC 3464 §2.2, §2.3).
+    text
+}
+
+/// The `message/delivery-status` part, for programs (RFC 3464 §2.2, §2.3).
+fn delivery_status(r: &Report<'_>) -> String {
     let mut ds = String::new();
     ds.push_str(&format!("Reporting-MTA: dns; {}\r\n", r.reporting_mta));
     if let Some(e) = r.envid {
@@ -245,6 +235,25 @@ pub fn report(r: &Report<'_>) -> Vec<u8> {
             ds.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(t)));
         }
     }
+    ds
+}
+
+/// Builds a delivery status notification.
+pub fn report(r: &Report<'_>) -> Vec<u8> {
+    let headers = mail_parser::MessageParser::default().parse_headers(r.original);
+    let subject = headers
+        .as_ref()
+        .and_then(|m| m.subject())
+        .map(str::to_string)
+        .unwrap_or_default();
+    let sent = headers
+        .as_ref()
+        .and_then(|m| m.date())
+        .map(|d| d.to_rfc822())
+        .unwrap_or_else(|| rfc5322_date(r.arrival));
+    let has = |a: Action| r.recipients.iter().any(|x| x.action == a);
+    let text = human_part(r, &subject, &sent);
+    let ds = delivery_status(r);
 
     // The original: whole or headers as RET asks, for failures (RFC 3461 §4.3); headers only for
     // delays and successes.

@@ -137,27 +137,7 @@ impl Ingest {
         }
         let host = &self.config.server.hostname;
         let now = Utc::now();
-        let single = match env.rcpts.as_slice() {
-            [one] => Some(one.given.as_str()),
-            _ => None,
-        };
-        let mut prefix = headers::received(
-            &env.helo,
-            env.client_ip,
-            host,
-            env.protocol,
-            &env.queue_id,
-            single,
-            now,
-        );
-        let message_id = match facts.message_id {
-            Some(m) => m,
-            None => {
-                let m = format!("{}@{}", env.queue_id, host);
-                prefix.extend_from_slice(format!("Message-ID: <{m}>\r\n").as_bytes());
-                m
-            }
-        };
+        let (prefix, message_id) = self.trace(&env, facts.message_id, now);
         // The text as received: in memory, or (a large one) in its synced spool file, whose
         // guard deletes it unless the submission below commits.
         // (For a spooled text, what a report quotes: its first octets, the header section.)
@@ -237,6 +217,39 @@ impl Ingest {
             }
         }
         Ok(env.queue_id)
+    }
+
+    /// The trace fields this server adds (RFC 5321 §4.4 `Received`, and a `Message-ID` when the
+    /// message has none, RFC 5322 §3.6.4), and the message's Message-ID.
+    fn trace(
+        &self,
+        env: &Envelope,
+        message_id: Option<String>,
+        now: chrono::DateTime<Utc>,
+    ) -> (Vec<u8>, String) {
+        let host = &self.config.server.hostname;
+        let single = match env.rcpts.as_slice() {
+            [one] => Some(one.given.as_str()),
+            _ => None,
+        };
+        let mut prefix = headers::received(
+            &env.helo,
+            env.client_ip,
+            host,
+            env.protocol,
+            &env.queue_id,
+            single,
+            now,
+        );
+        let message_id = match message_id {
+            Some(m) => m,
+            None => {
+                let m = format!("{}@{}", env.queue_id, host);
+                prefix.extend_from_slice(format!("Message-ID: <{m}>\r\n").as_bytes());
+                m
+            }
+        };
+        (prefix, message_id)
     }
 
     /// The "expanded" report for `lines`, addressed to the sender.

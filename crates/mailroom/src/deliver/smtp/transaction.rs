@@ -132,7 +132,71 @@ pub(super) async fn run(
             conn: Some(held),
         });
     }
+    let (env, go) = send_envelope(&mut held.conn, o, msg, text, rcpts).await?;
     let c = &mut held.conn;
+    let host = c.host.clone();
+    let dsn = c.caps.dsn;
+    let Envelope {
+        mut outcomes,
+        accepted,
+        excess,
+    } = env;
+    let mut clean = outcomes.is_empty() && excess.is_empty();
+    match go {
+        Some(go) if go.code == 354 && !accepted.is_empty() => {
+            send_text(c, text, o.block_timeout).await?;
+            let end = c.read(o.data_end_timeout).await.map_err(TxError::Unknown)?;
+            // From here on the outcomes stand.
+            clean &= end.is_success();
+            for r in &accepted {
+                outcomes.push((r.id, with_dsn(classify(&end, &host, "message"), dsn)));
+            }
+        }
+        Some(go) if go.code == 354 => {
+            // Pipelined DATA went through although no recipient was accepted: end it empty.
+            // Every recipient already has its outcome; if this fails, only the connection is lost.
+            let ended = async {
+                c.send(b".\r\n", o.block_timeout).await?;
+                c.read(o.data_end_timeout).await
+            };
+            if ended.await.is_err() {
+                return Ok(Transaction {
+                    outcomes,
+                    excess,
+                    conn: None,
+                });
+            }
+        }
+        Some(go) => {
+            clean = false;
+            for r in &accepted {
+                outcomes.push((r.id, classify(&go, &host, "message")));
+            }
+        }
+        None => {}
+    }
+    held.conn.messages += 1;
+    let conn = if clean {
+        Some(held)
+    } else {
+        reset(held, o.command_timeout).await
+    };
+    Ok(Transaction {
+        outcomes,
+        excess,
+        conn,
+    })
+}
+
+/// MAIL, each RCPT and DATA, pipelined when the peer offers it (RFC 2920: one write, then the
+/// replies in order); returns what the replies said and the reply to DATA, if it was sent.
+async fn send_envelope<'r>(
+    c: &mut super::conn::Conn,
+    o: &OutboundConfig,
+    msg: &QueuedMessage,
+    text: &dyn MessageText,
+    rcpts: &'r [QueuedRecipient],
+) -> Result<(Envelope<'r>, Option<Response>), TxError> {
     let host = c.host.clone();
     let caps = c.caps.clone();
     let eight_bit = msg.params.body == Some(Body::EightBitMime) || text.eight_bit();
@@ -196,57 +260,7 @@ pub(super) async fn run(
             Some(c.read(o.data_timeout).await.map_err(not_sent)?)
         }
     };
-    let dsn = caps.dsn;
-    let Envelope {
-        mut outcomes,
-        accepted,
-        excess,
-    } = env;
-    let mut clean = outcomes.is_empty() && excess.is_empty();
-    match go {
-        Some(go) if go.code == 354 && !accepted.is_empty() => {
-            send_text(c, text, o.block_timeout).await?;
-            let end = c.read(o.data_end_timeout).await.map_err(TxError::Unknown)?;
-            // From here on the outcomes stand.
-            clean &= end.is_success();
-            for r in &accepted {
-                outcomes.push((r.id, with_dsn(classify(&end, &host, "message"), dsn)));
-            }
-        }
-        Some(go) if go.code == 354 => {
-            // Pipelined DATA went through although no recipient was accepted: end it empty.
-            // Every recipient already has its outcome; if this fails, only the connection is lost.
-            let ended = async {
-                c.send(b".\r\n", o.block_timeout).await?;
-                c.read(o.data_end_timeout).await
-            };
-            if ended.await.is_err() {
-                return Ok(Transaction {
-                    outcomes,
-                    excess,
-                    conn: None,
-                });
-            }
-        }
-        Some(go) => {
-            clean = false;
-            for r in &accepted {
-                outcomes.push((r.id, classify(&go, &host, "message")));
-            }
-        }
-        None => {}
-    }
-    held.conn.messages += 1;
-    let conn = if clean {
-        Some(held)
-    } else {
-        reset(held, o.command_timeout).await
-    };
-    Ok(Transaction {
-        outcomes,
-        excess,
-        conn,
-    })
+    Ok((env, go))
 }
 
 /// Streams the text, dot-stuffed, each block under its own deadline.

@@ -57,35 +57,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
     let content_id = super::content::insert(c, &m.content)?;
     let now = Utc::now();
     // Local copies first: they decide whether the message needs the queue at all.
-    let mut delivered = vec![false; m.recipients.len()];
-    let mut events = Vec::new();
-    let base = EventBase {
-        server: m
-            .events
-            .first()
-            .map(|e| e.server.clone())
-            .unwrap_or_default(),
-        queue_id: m.queue_id.to_string(),
-        message_id: m.message_id.clone(),
-        sender: m.sender.clone(),
-        client_ip: None,
-        size: Some(m.content.len()),
-    };
-    for (i, r) in m.recipients.iter().enumerate() {
-        let Some(drop) = &r.deliver_now else { continue };
-        let size = m.content.len() as i64 + drop.prefix.len() as i64;
-        if super::mailbox::insert(c, drop.user_id, content_id, &drop.prefix, size, now)?.is_some() {
-            // Over quota (or the user is gone): the queue handles it, with a report.
-            continue;
-        }
-        delivered[i] = true;
-        events.push(Event {
-            time: now,
-            ..base
-                .event(EventId::DeliveredLocally, Some(&r.address))
-                .status("2.0.0")
-        });
-    }
+    let delivered = deliver_now(c, m, content_id, now)?;
     let owes_report =
         |i: usize, r: &NewRecipient| delivered[i] && r.notify.is_some_and(|n| n.success);
     let pending = m
@@ -93,8 +65,6 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         .iter()
         .enumerate()
         .any(|(i, r)| !delivered[i] || owes_report(i, r));
-    track::insert(c, &m.events)?;
-    track::insert(c, &events)?;
     if !pending {
         return Ok(Submitted {
             rowid: 0,
@@ -103,26 +73,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
     }
     c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
         .execute([content_id])?;
-    c.prepare_cached(
-        "INSERT INTO queue (queue_id, kind, sender, envid, ret, body, smtputf8, message_id,
-                            arrival, client_ip, content_id, size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        m.queue_id.to_string(),
-        m.kind.as_str(),
-        m.sender,
-        m.params.envid,
-        m.params.ret.map(|r| r.to_string()),
-        m.params.body.map(body_str),
-        m.params.smtputf8,
-        m.message_id,
-        micros(m.arrival),
-        m.client_ip,
-        content_id,
-        m.content.len() as i64,
-    ])?;
-    let msg = c.last_insert_rowid();
+    let msg = insert_message(c, m, content_id)?;
     let mut st = c.prepare_cached(
         "INSERT INTO queue_rcpt (msg, address, original, orcpt, notify, route, user_id, state, queue,
                                  report, attempts, updated)
@@ -164,6 +115,72 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         rowid: msg,
         pending: true,
     })
+}
+
+/// The mailbox copies of the recipients to deliver with the submission, and the message's events
+/// with their 1028s. Returns, for each recipient, whether its copy was made (a copy the quota
+/// refuses, or whose user is gone, is left to the queue, which reports it).
+fn deliver_now(
+    c: &Connection,
+    m: &NewMessage,
+    content_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    let mut delivered = vec![false; m.recipients.len()];
+    let mut events = Vec::new();
+    let base = EventBase {
+        server: m
+            .events
+            .first()
+            .map(|e| e.server.clone())
+            .unwrap_or_default(),
+        queue_id: m.queue_id.to_string(),
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        client_ip: None,
+        size: Some(m.content.len()),
+    };
+    for (i, r) in m.recipients.iter().enumerate() {
+        let Some(drop) = &r.deliver_now else { continue };
+        let size = m.content.len() as i64 + drop.prefix.len() as i64;
+        if super::mailbox::insert(c, drop.user_id, content_id, &drop.prefix, size, now)?.is_some() {
+            continue;
+        }
+        delivered[i] = true;
+        events.push(Event {
+            time: now,
+            ..base
+                .event(EventId::DeliveredLocally, Some(&r.address))
+                .status("2.0.0")
+        });
+    }
+    track::insert(c, &m.events)?;
+    track::insert(c, &events)?;
+    Ok(delivered)
+}
+
+/// The message's queue row; returns its row ID.
+fn insert_message(c: &Connection, m: &NewMessage, content_id: i64) -> Result<i64, StoreError> {
+    c.prepare_cached(
+        "INSERT INTO queue (queue_id, kind, sender, envid, ret, body, smtputf8, message_id,
+                            arrival, client_ip, content_id, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        m.queue_id.to_string(),
+        m.kind.as_str(),
+        m.sender,
+        m.params.envid,
+        m.params.ret.map(|r| r.to_string()),
+        m.params.body.map(body_str),
+        m.params.smtputf8,
+        m.message_id,
+        micros(m.arrival),
+        m.client_ip,
+        content_id,
+        m.content.len() as i64,
+    ])?;
+    Ok(c.last_insert_rowid())
 }
 
 const MSG_COLS: &str =
@@ -497,121 +514,184 @@ pub(super) fn settle(
             .map(|(id, _)| (*id, SettledAs::AlreadySettled))
             .collect());
     };
-    let now = Utc::now();
+    let mut s = Settling {
+        c,
+        content_id,
+        size,
+        now: Utc::now(),
+        base,
+        events: Vec::new(),
+    };
     let mut out = Vec::with_capacity(results.len());
-    let mut events = Vec::new();
     for &(rcpt, ref settle) in results {
         let row: Option<(String, String)> = c
             .prepare_cached("SELECT state, address FROM queue_rcpt WHERE id = ?1 AND msg = ?2")?
             .query_row(params![rcpt, msg], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((state, address)) = row else {
-            out.push((rcpt, SettledAs::AlreadySettled));
-            continue;
+        // Only a recipient still waiting is settled: a repeated attempt changes nothing.
+        let address = match row {
+            Some((state, address)) if state == "ready" || state == "deferred" => address,
+            _ => {
+                out.push((rcpt, SettledAs::AlreadySettled));
+                continue;
+            }
         };
-        if state != "ready" && state != "deferred" {
-            out.push((rcpt, SettledAs::AlreadySettled));
-            continue;
-        }
         let settled = match settle {
             Settle::Delivered {
                 drop,
                 remote_mta,
                 relayed,
                 report,
-            } => {
-                let quota_failure = match &drop {
-                    Some(d) => {
-                        let total = size + d.prefix.len() as i64;
-                        super::mailbox::insert(c, d.user_id, content_id, &d.prefix, total, now)?
-                    }
-                    None => None,
-                };
-                match quota_failure {
-                    Some((status, reason)) => fail(
-                        c,
-                        rcpt,
-                        &Failure::new(&status, reason),
-                        now,
-                        base,
-                        &address,
-                        &mut events,
-                    )?,
-                    None => {
-                        c.prepare_cached(
-                            "UPDATE queue_rcpt SET state = 'delivered', queue = ?2, remote_mta = ?3, relayed = ?4,
-                             report = ?5, attempts = attempts + 1, updated = ?6 WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            rcpt,
-                            report.then(|| QueueKind::Dsn.key()),
-                            remote_mta,
-                            relayed,
-                            if *report { "pending" } else { "none" },
-                            micros(now)
-                        ])?;
-                        let (event, detail) = match &remote_mta {
-                            None => (EventId::DeliveredLocally, None),
-                            Some(m) => {
-                                (EventId::OutboundSucceeded, Some(format!("accepted by {m}")))
-                            }
-                        };
-                        let mut e = base.event(event, Some(&address)).status("2.0.0");
-                        e.detail = detail;
-                        events.push(e);
-                        SettledAs::Delivered
-                    }
-                }
-            }
+            } => s.delivered(rcpt, &address, drop.as_ref(), remote_mta, *relayed, *report)?,
             Settle::Deferred {
                 failure,
                 next_attempt,
                 queue,
-            } => {
-                c.prepare_cached(
-                    "UPDATE queue_rcpt SET state = 'deferred', queue = ?2, next_attempt = ?3,
-                     attempts = attempts + 1, status = ?4, reason = ?5, diagnostic = ?6, remote_mta = ?7,
-                     updated = ?8 WHERE id = ?1",
-                )?
-                .execute(params![
-                    rcpt,
-                    queue.key(),
-                    micros(*next_attempt),
-                    failure.status.to_string(),
-                    failure.reason,
-                    failure.diagnostic,
-                    failure.remote_mta,
-                    micros(now)
-                ])?;
-                let detail = match &failure.diagnostic {
-                    Some(d) => format!(
-                        "{}; the server said: {d}; next attempt {}",
-                        failure.reason,
-                        next_attempt.to_rfc3339()
-                    ),
-                    None => format!(
-                        "{}; next attempt {}",
-                        failure.reason,
-                        next_attempt.to_rfc3339()
-                    ),
-                };
-                events.push(
-                    base.event(EventId::RetryRouting, Some(&address))
-                        .status(failure.status.to_string())
-                        .detail(detail),
-                );
-                SettledAs::Deferred
-            }
-            Settle::Failed(f) => fail(c, rcpt, f, now, base, &address, &mut events)?,
+            } => s.deferred(rcpt, &address, failure, *next_attempt, queue)?,
+            Settle::Failed(f) => s.failed(rcpt, &address, f)?,
         };
         out.push((rcpt, settled));
     }
     // The attempt is over: its deliveries are no longer in progress.
     c.prepare_cached("DELETE FROM queue_active WHERE msg = ?1")?
         .execute([msg])?;
-    track::insert(c, &events)?;
+    track::insert(c, &s.events)?;
     finish_if_done(c, msg)?;
     Ok(out)
+}
+
+/// One message's settling: the writes for each outcome, and the events they make.
+struct Settling<'a> {
+    c: &'a Connection,
+    content_id: i64,
+    size: i64,
+    now: DateTime<Utc>,
+    base: &'a EventBase,
+    events: Vec<Event>,
+}
+
+impl Settling<'_> {
+    /// Delivered: a local copy goes into the mailbox in this same transaction (unless the quota
+    /// refuses it, which fails the recipient with 5.2.2); event 1028 or 1031.
+    fn delivered(
+        &mut self,
+        rcpt: i64,
+        address: &str,
+        drop: Option<&crate::model::MailboxDrop>,
+        remote_mta: &Option<String>,
+        relayed: bool,
+        report: bool,
+    ) -> Result<SettledAs, StoreError> {
+        if let Some(d) = drop {
+            let total = self.size + d.prefix.len() as i64;
+            let refused = super::mailbox::insert(
+                self.c,
+                d.user_id,
+                self.content_id,
+                &d.prefix,
+                total,
+                self.now,
+            )?;
+            if let Some((status, reason)) = refused {
+                return self.failed(rcpt, address, &Failure::new(&status, reason));
+            }
+        }
+        self.c
+            .prepare_cached(
+                "UPDATE queue_rcpt SET state = 'delivered', queue = ?2, remote_mta = ?3, relayed = ?4,
+                 report = ?5, attempts = attempts + 1, updated = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                rcpt,
+                report.then(|| QueueKind::Dsn.key()),
+                remote_mta,
+                relayed,
+                if report { "pending" } else { "none" },
+                micros(self.now)
+            ])?;
+        let (event, detail) = match remote_mta {
+            None => (EventId::DeliveredLocally, None),
+            Some(m) => (EventId::OutboundSucceeded, Some(format!("accepted by {m}"))),
+        };
+        let mut e = self.base.event(event, Some(address)).status("2.0.0");
+        e.detail = detail;
+        self.events.push(e);
+        Ok(SettledAs::Delivered)
+    }
+
+    /// Deferred until `next_attempt`, waiting in `queue`; event 1035.
+    fn deferred(
+        &mut self,
+        rcpt: i64,
+        address: &str,
+        failure: &Failure,
+        next_attempt: DateTime<Utc>,
+        queue: &QueueKind,
+    ) -> Result<SettledAs, StoreError> {
+        self.c
+            .prepare_cached(
+                "UPDATE queue_rcpt SET state = 'deferred', queue = ?2, next_attempt = ?3,
+                 attempts = attempts + 1, status = ?4, reason = ?5, diagnostic = ?6, remote_mta = ?7,
+                 updated = ?8 WHERE id = ?1",
+            )?
+            .execute(params![
+                rcpt,
+                queue.key(),
+                micros(next_attempt),
+                failure.status.to_string(),
+                failure.reason,
+                failure.diagnostic,
+                failure.remote_mta,
+                micros(self.now)
+            ])?;
+        let said = match &failure.diagnostic {
+            Some(d) => format!("; the server said: {d}"),
+            None => String::new(),
+        };
+        let detail = format!(
+            "{}{said}; next attempt {}",
+            failure.reason,
+            next_attempt.to_rfc3339()
+        );
+        self.events.push(
+            self.base
+                .event(EventId::RetryRouting, Some(address))
+                .status(failure.status.to_string())
+                .detail(detail),
+        );
+        Ok(SettledAs::Deferred)
+    }
+
+    /// Failed for good: its report is pending (the DSN queue); event 2001.
+    fn failed(&mut self, rcpt: i64, address: &str, f: &Failure) -> Result<SettledAs, StoreError> {
+        self.c
+            .prepare_cached(
+                "UPDATE queue_rcpt SET state = 'failed', queue = ?2, status = ?3, reason = ?4, diagnostic = ?5,
+                 remote_mta = ?6, report = 'pending', attempts = attempts + 1, updated = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                rcpt,
+                QueueKind::Dsn.key(),
+                f.status.to_string(),
+                f.reason,
+                f.diagnostic,
+                f.remote_mta,
+                micros(self.now)
+            ])?;
+        let mut e = self
+            .base
+            .event(EventId::RecipientFailed, Some(address))
+            .status(f.status.to_string());
+        e.detail = Some(match &f.diagnostic {
+            Some(d) => format!("{}; the server said: {d}", f.reason),
+            None => f.reason.clone(),
+        });
+        self.events.push(e);
+        Ok(SettledAs::Failed {
+            status: f.status.to_string(),
+            reason: f.reason.clone(),
+        })
+    }
 }
 
 /// Records that a transfer of `msg` from `queue` has begun (queue state Active), with its
@@ -632,42 +712,6 @@ pub(super) fn transfer_started(
         .execute(params![msg, queue, micros(Utc::now())])?;
     }
     track::insert(c, events)
-}
-
-fn fail(
-    c: &Connection,
-    rcpt: i64,
-    f: &Failure,
-    now: DateTime<Utc>,
-    base: &EventBase,
-    address: &str,
-    events: &mut Vec<Event>,
-) -> Result<SettledAs, StoreError> {
-    c.prepare_cached(
-        "UPDATE queue_rcpt SET state = 'failed', queue = ?2, status = ?3, reason = ?4, diagnostic = ?5,
-         remote_mta = ?6, report = 'pending', attempts = attempts + 1, updated = ?7 WHERE id = ?1",
-    )?
-    .execute(params![
-        rcpt,
-        QueueKind::Dsn.key(),
-        f.status.to_string(),
-        f.reason,
-        f.diagnostic,
-        f.remote_mta,
-        micros(now)
-    ])?;
-    let mut e = base
-        .event(EventId::RecipientFailed, Some(address))
-        .status(f.status.to_string());
-    e.detail = Some(match &f.diagnostic {
-        Some(d) => format!("{}; the server said: {d}", f.reason),
-        None => f.reason.clone(),
-    });
-    events.push(e);
-    Ok(SettledAs::Failed {
-        status: f.status.to_string(),
-        reason: f.reason.clone(),
-    })
 }
 
 /// Records reports (see [`crate::store::Queue::record_reports`]).
