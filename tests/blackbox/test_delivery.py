@@ -311,6 +311,10 @@ def test_large_messages_are_spooled_and_delivered_byte_for_byte(make_server, mak
     assert got.content.endswith(message)
     assert len(list(spool.iterdir())) == 1, "one file, shared by the mailbox copy"
     p = server.pop3(alice)
+    # TOP streams the header section and the first lines of the body.
+    _, top, _ = p.top(1, 2)
+    assert top[-2:] == [b"line 0000000 of a large message, to see it arrive whole",
+                        b"line 0000001 of a large message, to see it arrive whole"], top[-3:]
     p.dele(1)
     p.quit()
     poll(lambda: not list(spool.iterdir()), 10, "the spool file deleted with the last copy")

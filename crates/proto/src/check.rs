@@ -151,9 +151,18 @@ pub fn pop3(data: &[u8]) {
         let _ = pop3::parse(line.strip_suffix(b"\r").unwrap_or(line));
     }
     let _ = pop3::sasl_plain(input);
+    let top = (k % 2 == 0).then_some(k as u32 / 2);
     let mut out = Vec::new();
-    pop3::write_multiline(input, (k % 2 == 0).then_some(k as u32 / 2), &mut out);
+    pop3::write_multiline(input, top, &mut out);
     assert!(out.ends_with(b".\r\n"));
+    // Streamed in pieces, the same response.
+    let mut w = pop3::MultilineWriter::new(top);
+    let mut pieces = Vec::new();
+    for chunk in input.chunks(1 + k % 13) {
+        w.push(chunk, &mut pieces);
+    }
+    w.finish(&mut pieces);
+    assert_eq!(pieces, out);
 }
 
 /// The line framer: never a line longer than its limit, always progress.

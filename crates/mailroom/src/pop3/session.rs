@@ -14,6 +14,9 @@ use crate::conn::{Conn, Line, ReadError};
 use crate::directory::password;
 use crate::store::{MailEntry, User};
 
+/// Octets of a message read and written at a time.
+const BLOCK: usize = 64 * 1024;
+
 /// Longest command line accepted. RFC 2449 §4 says 255; AUTH PLAIN responses with long
 /// passwords need more, so a little room is given.
 const MAX_LINE: usize = 1024;
@@ -177,8 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if matches!(self.phase, Phase::Authorization { .. }) {
             self.authorization(cmd).await
         } else {
-            self.transaction(cmd).await;
-            Flow::Continue
+            self.transaction(cmd).await
         }
     }
 
@@ -333,9 +335,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Flow::Continue
     }
 
-    async fn transaction(&mut self, cmd: Command) {
+    async fn transaction(&mut self, cmd: Command) -> Flow {
         let Phase::Transaction(md) = &mut self.phase else {
-            return;
+            return Flow::Continue;
         };
         let reply: Result<String, String> = match cmd {
             Command::Stat => {
@@ -358,7 +360,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let n = md.live().count();
                 self.ok(&format!("{n} message(s)"));
                 self.conn.send_raw(body.as_bytes());
-                return;
+                return Flow::Continue;
             }
             Command::List(Some(n)) => md
                 .get(n)
@@ -389,21 +391,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok((_, m)) => (m.id, m.size),
                     Err(e) => {
                         self.err(e);
-                        return;
+                        return Flow::Continue;
                     }
                 };
                 let user = md.user.id;
-                match self.ctx.store.mail_read(user, id).await {
-                    Ok(bytes) => {
-                        self.ok(&format!("{size} octets"));
-                        pop3::write_multiline(&bytes, lines, self.conn.wbuf());
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "message read failed");
-                        Err("[SYS/TEMP] cannot read message".to_string())
-                    }
-                }
+                return self.send_message(user, id, size, lines).await;
             }
             Command::User(_) | Command::Pass(_) | Command::Auth { .. } => {
                 Err("already logged in".to_string())
@@ -414,6 +406,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(t) => self.ok(&t),
             Err(t) => self.err(&t),
         }
+        Flow::Continue
+    }
+
+    /// RETR or TOP: the message streamed from the store in blocks, byte-stuffed as it goes, each
+    /// block written within the write deadline, so that a large message is never held whole. A
+    /// failure once the `+OK` is out cannot be told to the client: the session ends.
+    async fn send_message(&mut self, user: i64, id: i64, size: u64, lines: Option<u32>) -> Flow {
+        let text = match self.ctx.store.mail_text(user, id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "message read failed");
+                self.err("[SYS/TEMP] cannot read message");
+                return Flow::Continue;
+            }
+        };
+        let mut reader = match text.open().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "message read failed");
+                self.err("[SYS/TEMP] cannot read message");
+                return Flow::Continue;
+            }
+        };
+        self.ok(&format!("{size} octets"));
+        let mut w = pop3::MultilineWriter::new(lines);
+        let mut buf = vec![0u8; BLOCK];
+        loop {
+            let n = match tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "message read failed mid-response; closing");
+                    return Flow::Close;
+                }
+            };
+            w.push(&buf[..n], self.conn.wbuf());
+            if self.conn.wbuf().len() >= BLOCK && self.conn.flush().await.is_err() {
+                return Flow::Close;
+            }
+        }
+        w.finish(self.conn.wbuf());
+        Flow::Continue
     }
 
     /// QUIT: in TRANSACTION, enter UPDATE and delete what was marked (RFC 1939 §6).

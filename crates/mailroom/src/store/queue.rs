@@ -96,6 +96,20 @@ pub struct StoredText {
     pub eight_bit: bool,
 }
 
+impl StoredText {
+    /// A reader of the whole text from its start: the octets in the database, then the file.
+    pub async fn open(&self) -> std::io::Result<Box<dyn tokio::io::AsyncRead + Send + Unpin + '_>> {
+        let head: &[u8] = &self.head;
+        Ok(match &self.file {
+            None => Box::new(head),
+            Some(path) => {
+                let f = tokio::fs::File::open(path).await?;
+                Box::new(tokio::io::AsyncReadExt::chain(head, f))
+            }
+        })
+    }
+}
+
 /// Messages loaded from the queue, and those that could not be read (row ID and reason), which
 /// are to be quarantined rather than dropped.
 #[derive(Debug, Default)]

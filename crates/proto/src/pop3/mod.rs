@@ -154,42 +154,94 @@ pub fn status_line(ok: bool, text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a message as a multi-line response body: every line starting with `.` gets another
-/// `.`, a final CRLF is supplied if missing, and `.CRLF` terminates it (RFC 1939 §3).
-/// With `body_lines = Some(n)`, only the header section, the blank line and `n` body lines are
-/// sent (TOP, RFC 1939 §7).
-pub fn write_multiline(msg: &[u8], body_lines: Option<u32>, out: &mut Vec<u8>) {
-    let mut in_body = false;
-    let mut body_count = 0u32;
-    let mut rest = msg;
-    while !rest.is_empty() {
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| p + 1)
-            .unwrap_or(rest.len());
-        let line = &rest[..end];
-        rest = &rest[end..];
-        if in_body {
-            if let Some(limit) = body_lines {
-                if body_count >= limit {
-                    break;
-                }
-            }
-            body_count += 1;
-        }
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-        if !line.ends_with(b"\n") {
-            out.extend_from_slice(b"\r\n");
-        }
-        if !in_body && (line == b"\r\n" || line == b"\n") {
-            in_body = true;
+/// Writes a message as a multi-line response body, one piece at a time: every line starting
+/// with `.` gets another `.`, a final CRLF is supplied if missing, and `.CRLF` terminates it
+/// (RFC 1939 §3). With `body_lines = Some(n)`, only the header section, the blank line and `n`
+/// body lines are sent (TOP, RFC 1939 §7).
+///
+/// A session streams a stored message through this in blocks, so that reading a large message
+/// never holds it whole (nor a stuffed copy of it).
+#[derive(Debug, Clone)]
+pub struct MultilineWriter {
+    body_lines: Option<u32>,
+    at_line_start: bool,
+    /// The current line so far: 0 nothing, 1 a lone CR (either may be the blank line), 2 more.
+    blank: u8,
+    in_body: bool,
+    body_count: u32,
+    /// TOP's limit is reached: the rest is not sent.
+    stopped: bool,
+}
+
+impl MultilineWriter {
+    /// A writer for a whole message (`None`) or for TOP with `n` body lines.
+    pub fn new(body_lines: Option<u32>) -> MultilineWriter {
+        MultilineWriter {
+            body_lines,
+            at_line_start: true,
+            blank: 0,
+            in_body: false,
+            body_count: 0,
+            stopped: false,
         }
     }
-    out.extend_from_slice(b".\r\n");
+
+    /// Appends the response form of `chunk` to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let mut rest = chunk;
+        while !rest.is_empty() && !self.stopped {
+            if self.at_line_start {
+                // A new line: in the body, it counts against TOP's limit.
+                if self.in_body {
+                    if let Some(limit) = self.body_lines {
+                        if self.body_count >= limit {
+                            self.stopped = true;
+                            return;
+                        }
+                    }
+                    self.body_count += 1;
+                }
+                if rest[0] == b'.' {
+                    out.push(b'.');
+                }
+                self.at_line_start = false;
+                self.blank = 0;
+            }
+            let (line, ended) = match rest.iter().position(|&b| b == b'\n') {
+                Some(p) => (&rest[..=p], true),
+                None => (rest, false),
+            };
+            out.extend_from_slice(line);
+            let content = if ended { &line[..line.len() - 1] } else { line };
+            self.blank = match (self.blank, content) {
+                (b, []) => b,
+                (0, b"\r") => 1,
+                _ => 2,
+            };
+            if ended {
+                if !self.in_body && self.blank < 2 {
+                    self.in_body = true;
+                }
+                self.at_line_start = true;
+            }
+            rest = &rest[line.len()..];
+        }
+    }
+
+    /// Appends the end: a CRLF if the last line had none, then `.CRLF`.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if !self.at_line_start && !self.stopped {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// Appends a whole message as a multi-line response body (see [`MultilineWriter`]).
+pub fn write_multiline(msg: &[u8], body_lines: Option<u32>, out: &mut Vec<u8>) {
+    let mut w = MultilineWriter::new(body_lines);
+    w.push(msg, out);
+    w.finish(out);
 }
 
 /// Decodes a SASL PLAIN message `authzid NUL authcid NUL passwd` (RFC 4616 §2).

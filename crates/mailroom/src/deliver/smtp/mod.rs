@@ -97,16 +97,7 @@ impl MessageText for StoredText {
         self.eight_bit
     }
     fn open(&self) -> DeliveryFuture<'_, std::io::Result<Box<dyn AsyncRead + Send + Unpin + '_>>> {
-        Box::pin(async move {
-            let head: &[u8] = &self.head;
-            Ok(match &self.file {
-                None => Box::new(head) as Box<dyn AsyncRead + Send + Unpin>,
-                Some(path) => {
-                    let f = tokio::fs::File::open(path).await?;
-                    Box::new(tokio::io::AsyncReadExt::chain(head, f))
-                }
-            })
-        })
+        Box::pin(StoredText::open(self))
     }
 }
 

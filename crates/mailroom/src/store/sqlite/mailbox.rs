@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::micros;
 use crate::store::spool::Spool;
-use crate::store::{MailEntry, StoreError};
+use crate::store::{MailEntry, StoreError, StoredText};
 
 /// Puts a copy of a content into a user's INBOX, unless that would pass the quota.
 /// Returns `None` on success, or the failure status and reason.
@@ -69,6 +69,35 @@ pub(super) fn list(c: &Connection, user_id: i64) -> Result<Vec<MailEntry>, Store
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A message as delivered, to stream: its own header lines and the content's octets in the
+/// database first, then the content's spool file, if any.
+pub(super) fn text(
+    c: &Connection,
+    spool: &Spool,
+    user_id: i64,
+    mail_id: i64,
+) -> Result<StoredText, StoreError> {
+    let row: Option<(Vec<u8>, i64)> = c
+        .prepare_cached(
+            "SELECT mail.prefix, mail.content_id FROM mail
+             JOIN mailboxes ON mail.mailbox_id = mailboxes.id
+             WHERE mail.id = ?1 AND mailboxes.user_id = ?2",
+        )?
+        .query_row(params![mail_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (mut prefix, content) =
+        row.ok_or_else(|| StoreError::NotFound(format!("message {mail_id}")))?;
+    let t = super::content::text(c, spool, content)?;
+    let size = t.size + prefix.len() as u64;
+    prefix.extend_from_slice(&t.head);
+    Ok(StoredText {
+        head: prefix,
+        file: t.file,
+        size,
+        eight_bit: t.eight_bit,
+    })
 }
 
 pub(super) fn read(

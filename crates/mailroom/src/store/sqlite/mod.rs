@@ -810,6 +810,10 @@ impl Mailboxes for SqliteStore {
         let spool = self.spool.clone();
         self.read(move |c| mailbox::read(c, &spool, user_id, mail_id))
     }
+    fn mail_text(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, StoredText> {
+        let spool = self.spool.clone();
+        self.read(move |c| mailbox::text(c, &spool, user_id, mail_id))
+    }
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
         self.write(move |c| mailbox::delete(c, user_id, &mail_ids))
     }
