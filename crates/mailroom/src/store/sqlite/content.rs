@@ -32,9 +32,13 @@ pub(super) fn insert(c: &Connection, content: &Content) -> Result<i64, StoreErro
     Ok(c.last_insert_rowid())
 }
 
-/// The whole content in memory (reports, POP3).
+/// The whole content in memory (reports).
 pub(super) fn read(c: &Connection, spool: &Spool, id: i64) -> Result<Vec<u8>, StoreError> {
-    let t = text(c, spool, id)?;
+    whole(text(c, spool, id)?)
+}
+
+/// A stored text in memory: its octets in the database, then its file's.
+pub(super) fn whole(t: StoredText) -> Result<Vec<u8>, StoreError> {
     let mut data = t.head;
     if let Some(path) = t.file {
         let f = std::fs::read(&path).map_err(|e| {

@@ -100,24 +100,14 @@ pub(super) fn text(
     })
 }
 
+/// A message as delivered, whole in memory.
 pub(super) fn read(
     c: &Connection,
     spool: &Spool,
     user_id: i64,
     mail_id: i64,
 ) -> Result<Vec<u8>, StoreError> {
-    let row: Option<(Vec<u8>, i64)> = c
-        .prepare_cached(
-            "SELECT mail.prefix, mail.content_id FROM mail
-             JOIN mailboxes ON mail.mailbox_id = mailboxes.id
-             WHERE mail.id = ?1 AND mailboxes.user_id = ?2",
-        )?
-        .query_row(params![mail_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (mut prefix, content) =
-        row.ok_or_else(|| StoreError::NotFound(format!("message {mail_id}")))?;
-    prefix.extend_from_slice(&super::content::read(c, spool, content)?);
-    Ok(prefix)
+    super::content::whole(text(c, spool, user_id, mail_id)?)
 }
 
 pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize, StoreError> {
