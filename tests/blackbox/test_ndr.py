@@ -197,3 +197,27 @@ def test_backscatter_a_full_mailbox_is_refused_at_rcpt_not_reported(mailboxes):
         s.rset()
     assert server.stat(small) == 1
     assert not server.track(sender=""), "no report was made"
+
+
+def test_the_report_of_a_large_spooled_message_quotes_its_headers(make_server):
+    """A large message (spooled to a file) that fails for one list member: the report names the
+    member, quotes the original's header section (its Subject, not only our trace fields), and
+    does not carry the 2 MB text."""
+    server = make_server({"smtp.spool_threshold": 65536})
+    alice = server.add_user("alice")
+    bob = server.add_user("bob")
+    team = server.add_list("team", bob, "ghost@example.test")
+    body = "".join(f"line {i:06d} of a large message\r\n" for i in range(70000))
+    message = make_message("Large figures", body, sender=alice, to=team)
+    assert len(message) > 2_000_000
+    with server.smtp() as s:
+        smtp_send(s, alice, [team], message)
+    [copy] = server.wait_for_mail(bob, 1)
+    assert copy.endswith(message)
+    [raw] = server.wait_for_mail(alice, 1)
+    assert len(raw) < 100_000, "headers only, not the text"
+    ndr = parse_ndr(raw)
+    assert "ghost@example.test" in ndr.human
+    assert "Large figures" in ndr.message["Subject"]
+    assert ndr.original_type == "text/rfc822-headers", ndr.original_type
+    assert ndr.original["Subject"] == "Large figures", ndr.original

@@ -174,7 +174,7 @@ async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<
         }
     }
     println!(
-        "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
+        "{:<56} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
         "QUEUE", "STATE", "MSGS", "RCPTS", "SIZE", "OLDEST", "NEXT RETRY"
     );
     for q in queues {
@@ -184,7 +184,7 @@ async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<
             .or(q.next_retry.as_deref())
             .and_then(rfc3339);
         println!(
-            "{:<44} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
+            "{:<56} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
             format!("{} [{}]", q.name, q.queue),
             q.state,
             q.messages,

@@ -18,6 +18,9 @@ use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 use mailroom_proto::smtp::{DsnRet, Status};
 
+/// Most octets read of an original's start for a report that quotes its header section only.
+pub const HEADER_SECTION_LIMIT: u64 = 256 * 1024;
+
 /// Originals up to this size are returned whole when RET was not given; larger ones as headers.
 pub const DEFAULT_FULL_RETURN_LIMIT: usize = 256 * 1024;
 
@@ -89,8 +92,11 @@ pub struct Report<'a> {
     pub arrival: DateTime<Utc>,
     /// RET of the original.
     pub ret: Option<DsnRet>,
-    /// The original message.
+    /// The original message: whole when the report returns it whole (see [`returns_whole`]),
+    /// otherwise at least its header section.
     pub original: &'a [u8],
+    /// The original's size, whole.
+    pub original_size: u64,
     /// The recipients.
     pub recipients: &'a [ReportRecipient],
 }
@@ -238,6 +244,19 @@ fn delivery_status(r: &Report<'_>) -> String {
     ds
 }
 
+/// Whether a report returns the original whole (as `message/rfc822`) or only its header
+/// section: whole for a failure when RET=FULL asked (RFC 3461 §4.3), or when RET was not given
+/// and the original is small; headers for delays and successes. Callers that can, load only the
+/// header section when this says no.
+pub fn returns_whole(ret: Option<DsnRet>, failure: bool, size: u64) -> bool {
+    failure
+        && match ret {
+            Some(DsnRet::Full) => true,
+            Some(DsnRet::Hdrs) => false,
+            None => size <= DEFAULT_FULL_RETURN_LIMIT as u64,
+        }
+}
+
 /// Builds a delivery status notification.
 pub fn report(r: &Report<'_>) -> Vec<u8> {
     let headers = mail_parser::MessageParser::default().parse_headers(r.original);
@@ -257,12 +276,7 @@ pub fn report(r: &Report<'_>) -> Vec<u8> {
 
     // The original: whole or headers as RET asks, for failures (RFC 3461 §4.3); headers only for
     // delays and successes.
-    let full = has(Action::Failed)
-        && match r.ret {
-            Some(DsnRet::Full) => true,
-            Some(DsnRet::Hdrs) => false,
-            None => r.original.len() <= DEFAULT_FULL_RETURN_LIMIT,
-        };
+    let full = returns_whole(r.ret, has(Action::Failed), r.original_size);
     let eight_bit = |b: &[u8]| if b.is_ascii() { "7bit" } else { "8bit" };
     let original = if full {
         MimePart::new("message/rfc822", r.original.to_vec())

@@ -27,6 +27,7 @@ fn build(ret: Option<DsnRet>, rcpts: &[ReportRecipient]) -> Vec<u8> {
         arrival: Utc::now(),
         ret,
         original,
+        original_size: original.len() as u64,
         recipients: rcpts,
     })
 }

@@ -26,7 +26,7 @@ use crate::ids::QueueId;
 use crate::model::{
     Content, EnvelopeParams, MessageKind, NewMessage, NewRecipient, QueueKind, Route,
 };
-use crate::store::spool::{Received, SpoolWriter};
+use crate::store::spool::{Received, SpoolGuard, SpoolWriter};
 use crate::store::{Store, StoreError};
 use crate::track::{EventBase, EventId};
 
@@ -179,7 +179,14 @@ impl Ingest {
         let mut reports = Vec::new();
         if !expanded.is_empty() {
             let report = self
-                .expanded_report(&env.sender, &env.params, now, original, &expanded)
+                .expanded_report(
+                    &env.sender,
+                    &env.params,
+                    now,
+                    original,
+                    content.len(),
+                    &expanded,
+                )
                 .await?;
             for l in &expanded {
                 events.push(
@@ -207,10 +214,17 @@ impl Ingest {
         };
         let mut batch = vec![msg];
         batch.extend(reports);
-        let submitted = self.store.submit_batch(batch).await?;
-        if let Some(g) = guard {
-            g.keep();
-        }
+        let submission = self.store.submit_batch(batch);
+        let handed = guard.map(SpoolGuard::handed_over);
+        let submitted = match submission.await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(h) = handed {
+                    h.failed();
+                }
+                return Err(e.into());
+            }
+        };
         for s in submitted {
             if s.pending {
                 self.queue.notify(s.rowid);
@@ -259,6 +273,7 @@ impl Ingest {
         params: &EnvelopeParams,
         arrival: chrono::DateTime<Utc>,
         content: &[u8],
+        size: u64,
         lines: &[ReportRecipient],
     ) -> Result<NewMessage, StoreError> {
         let host = &self.config.server.hostname;
@@ -272,6 +287,7 @@ impl Ingest {
             arrival,
             ret: params.ret,
             original: content,
+            original_size: size,
             recipients: lines,
         });
         let targets =

@@ -78,7 +78,16 @@ impl Manager {
         }
         let mut report_msg = None;
         if !lines.is_empty() {
-            let content = self.store.content(msg.content_id).await?;
+            // The text whole only when the report returns it whole; otherwise its start, where
+            // the header section is, never a large spooled text in full.
+            let failure = lines.iter().any(|(_, l)| l.action == Action::Failed);
+            let content = if dsn::returns_whole(msg.params.ret, failure, msg.size) {
+                self.store.content(msg.content_id).await?
+            } else {
+                self.store
+                    .content_head(msg.content_id, dsn::HEADER_SECTION_LIMIT)
+                    .await?
+            };
             let recipients: Vec<ReportRecipient> = lines.iter().map(|(_, l)| l.clone()).collect();
             let m = self.build_report(&msg, &content, &recipients, now).await?;
             for (id, l) in &lines {
@@ -118,6 +127,7 @@ impl Manager {
             arrival: msg.arrival,
             ret: msg.params.ret,
             original: content,
+            original_size: msg.size,
             recipients,
         });
         let targets = self.resolve_sender(&msg.sender).await?;

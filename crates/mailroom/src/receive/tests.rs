@@ -705,3 +705,33 @@ async fn a_client_that_never_reads_is_dropped() {
     );
     writer.abort();
 }
+
+/// A spooled text keeps its first octets for the header scan, even when the first read alone
+/// passes the threshold: its Message-ID is kept (not doubled) and a looping message is refused.
+#[tokio::test]
+async fn the_headers_of_a_spooled_text_are_scanned() {
+    let mut cfg = config();
+    cfg.smtp.spool_threshold = 4096;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    let text = format!("Message-ID: <big.1@b.test>\r\n{}", big_text(1 << 20));
+    h.c.send(text.as_bytes()).await;
+    h.c.cmd(".", "250 2.0.0").await;
+    let [copy] = h.mailbox("alice@example.com").await.try_into().unwrap();
+    assert_eq!(
+        copy.matches("Message-ID:").count(),
+        1,
+        "its own Message-ID, once"
+    );
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    let hops = "Received: from a by b; Tue, 1 Dec 2026 00:00:00 +0000\r\n".repeat(30);
+    h.c.send(format!("{hops}{}", big_text(1 << 20)).as_bytes())
+        .await;
+    h.c.cmd(".", "554 5.4.6").await;
+    assert!(spool_files(&h).len() == 1, "only the first message's file");
+}

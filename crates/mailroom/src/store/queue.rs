@@ -43,6 +43,9 @@ pub trait Queue: Send + Sync {
     fn suspects(&self) -> StoreFuture<'_, Loaded>;
     /// The content of a queued message, whole in memory (for reports).
     fn content(&self, content_id: i64) -> StoreFuture<'_, Vec<u8>>;
+    /// The first octets of a queued message's content, at most `limit` beyond what the
+    /// database holds: what a report quotes when it quotes the header section only.
+    fn content_head(&self, content_id: i64, limit: u64) -> StoreFuture<'_, Vec<u8>>;
     /// The content of a queued message as a text to stream (for outbound delivery).
     fn content_text(&self, content_id: i64) -> StoreFuture<'_, StoredText>;
     /// Deletes spool files whose content is gone (after the commit that let them go).

@@ -10,11 +10,14 @@
 //! which only large messages are worth.
 //!
 //! **Life cycle.** A file belongs to the store once a committed content row names it. Until then
-//! it belongs to the session: a [`SpoolGuard`] deletes it if the message is refused, the client
-//! goes away, or the submission fails. When the last reference to a content goes, the
-//! transaction that deletes its row records the file as garbage (`spool_garbage`), and the queue
-//! manager's periodic collection deletes it. A crash can leave a file that no committed row
-//! names (the message was never acknowledged): [`Spool::sweep`] at start-up removes it.
+//! it belongs to the session: a [`SpoolGuard`] deletes it if the message is refused or the client
+//! goes away; once the submission is in the store's hands, only the store's answer that it did
+//! not commit deletes it ([`Submitted::failed`]). When the last reference to a content goes,
+//! the transaction that deletes its row records the file as garbage (`spool_garbage`), and the
+//! queue manager's periodic collection deletes it, reading only committed garbage (a release
+//! that might still be rolled back never costs a file). A crash, or a session cut off while its
+//! submission was pending, can leave a file that no committed row names (the message was never
+//! acknowledged): [`Spool::sweep`] at start-up removes it.
 
 use std::collections::HashSet;
 use std::io;
@@ -136,10 +139,15 @@ impl SpoolWriter {
         if let Some((f, _)) = self.file.as_mut() {
             return f.write_all(chunk).await;
         }
-        if self.head.len() + chunk.len() <= self.threshold {
+        // The head keeps the text's first `threshold` octets, whether the text stays in memory
+        // or not: ingest scans the header section in it.
+        let room = self.threshold - self.head.len();
+        if chunk.len() <= room {
             self.head.extend_from_slice(chunk);
             return Ok(());
         }
+        self.head.extend_from_slice(&chunk[..room]);
+        let chunk = &chunk[room..];
         // Past the threshold: from now on the text goes to a file. Opened exclusively, private.
         let path = self.spool.path(&self.name);
         let std_file = std::fs::OpenOptions::new()
@@ -186,7 +194,7 @@ impl SpoolWriter {
     }
 }
 
-/// Deletes a spool file when dropped, unless [`SpoolGuard::keep`] said that the store owns it.
+/// Deletes a spool file when dropped, until [`SpoolGuard::handed_over`] gives it to the store.
 #[derive(Debug)]
 pub struct SpoolGuard {
     spool: Spool,
@@ -194,9 +202,33 @@ pub struct SpoolGuard {
 }
 
 impl SpoolGuard {
-    /// The store has committed a row that names the file: it is the store's now.
-    pub fn keep(mut self) {
-        self.name = None;
+    /// The submission that names the file has been handed to the store, and may commit even if
+    /// whoever waits for it goes away: from now on the file is deleted only when the store
+    /// answers that it did not commit ([`Submitted::failed`]). Should nobody be left to hear the
+    /// answer (a session cut off at shutdown), the file stays, and if no committed row names it,
+    /// the start-up sweep deletes it.
+    pub fn handed_over(mut self) -> Submitted {
+        Submitted {
+            file: self.name.take().map(|n| (self.spool.clone(), n)),
+        }
+    }
+}
+
+/// A spool file whose submission is in the store's hands (see [`SpoolGuard::handed_over`]).
+#[derive(Debug)]
+#[must_use]
+pub struct Submitted {
+    file: Option<(Spool, String)>,
+}
+
+impl Submitted {
+    /// The store answered that the submission did not commit: the file goes.
+    pub fn failed(self) {
+        if let Some((spool, name)) = self.file {
+            if let Err(e) = spool.remove(&name) {
+                tracing::warn!(file = %name, error = %e, "spool file not removed");
+            }
+        }
     }
 }
 

@@ -32,6 +32,8 @@ struct Script {
     max_rcpts: Option<usize>,
     /// Reads message text at about this many octets per second.
     read_rate: Option<usize>,
+    /// After this many messages on a connection, answers the next MAIL with 421 and closes.
+    close_after: Option<usize>,
 }
 
 #[derive(Default, Debug)]
@@ -58,6 +60,7 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                 w.write_all(b"220 peer.test ESMTP\r\n").await.unwrap();
                 let mut line = String::new();
                 let mut taken = 0usize;
+                let mut carried = 0usize;
                 loop {
                     line.clear();
                     if r.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -81,6 +84,10 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                             s
                         }
                         "HELO" => "250 peer.test\r\n".into(),
+                        "MAIL" if script.close_after.is_some_and(|n| carried >= n) => {
+                            let _ = w.write_all(b"421 4.4.2 peer.test idle too long\r\n").await;
+                            return;
+                        }
                         "MAIL" => {
                             taken = 0;
                             format!("{}\r\n", script.mail_reply.unwrap_or("250 2.1.0 ok"))
@@ -138,6 +145,7 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                                 return;
                             }
                             seen.lock().unwrap().messages.push(data);
+                            carried += 1;
                             if script.hang_up_after_data {
                                 return;
                             }
@@ -593,4 +601,24 @@ async fn excess_recipients_without_progress_are_deferred() {
     let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
     assert_eq!(statuses(&out), vec!["deferred 4.5.3", "deferred 4.5.3"]);
     assert!(seen.lock().unwrap().messages.is_empty());
+}
+
+/// A peer that closes a connection it kept idle answers the next MAIL with 421: nothing was
+/// sent, so the message goes at once on a fresh connection instead of waiting for a retry.
+#[tokio::test]
+async fn a_421_on_a_cached_connection_goes_on_a_fresh_one() {
+    let (port, seen) = peer(Script {
+        close_after: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let r = rig(port, |_| {});
+    for _ in 0..2 {
+        let m = message(&[("a@far.test", None)]);
+        let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+        assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.messages.len(), 2);
+    assert_eq!(seen.connections, 2);
 }

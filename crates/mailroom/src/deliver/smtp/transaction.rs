@@ -228,6 +228,7 @@ async fn send_envelope<'r>(
         batch.extend_from_slice(b"DATA\r\n");
         c.send(&batch, o.command_timeout).await.map_err(not_sent)?;
         let mail_reply = c.read(o.command_timeout).await.map_err(not_sent)?;
+        closing(&mail_reply, &host)?;
         for r in rcpts {
             let reply = c.read(o.command_timeout).await.map_err(not_sent)?;
             env.rcpt(&mail_reply, reply, r, &host);
@@ -238,6 +239,7 @@ async fn send_envelope<'r>(
             .await
             .map_err(not_sent)?;
         let mail_reply = c.read(o.command_timeout).await.map_err(not_sent)?;
+        closing(&mail_reply, &host)?;
         if mail_reply.is_success() {
             for (r, line) in rcpts.iter().zip(&rcpt_lines) {
                 c.send(line.as_bytes(), o.command_timeout)
@@ -261,6 +263,17 @@ async fn send_envelope<'r>(
         }
     };
     Ok((env, go))
+}
+
+/// A `421` to MAIL: the peer is closing the connection (RFC 5321 §3.8), typically one it kept
+/// idle too long. Nothing was delivered; the recipients may go at once on a fresh connection.
+fn closing(mail: &Response, host: &str) -> Result<(), TxError> {
+    if mail.code == 421 {
+        return Err(TxError::NotSent(ConnError(format!(
+            "{host} is closing the connection: {mail}"
+        ))));
+    }
+    Ok(())
 }
 
 /// Streams the text, dot-stuffed, each block under its own deadline.

@@ -268,11 +268,19 @@ pub(super) fn act(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let changed = match action {
-            AdminAction::Freeze => c.execute("UPDATE queue SET frozen = 1 WHERE id = ?1 AND frozen = 0", [id])?,
-            AdminAction::Thaw => c.execute("UPDATE queue SET frozen = 0 WHERE id = ?1 AND frozen = 1", [id])?,
-            AdminAction::Retry => c.execute(
-                "UPDATE queue_rcpt SET state = 'ready', next_attempt = NULL WHERE msg = ?1 AND state = 'deferred'",
+            AdminAction::Freeze => c.execute(
+                "UPDATE queue SET frozen = 1 WHERE id = ?1 AND frozen = 0",
                 [id],
+            )?,
+            AdminAction::Thaw => c.execute(
+                "UPDATE queue SET frozen = 0 WHERE id = ?1 AND frozen = 1",
+                [id],
+            )?,
+            // A retry of a queue retries the recipients waiting in it; of a message, all of its.
+            AdminAction::Retry => c.execute(
+                "UPDATE queue_rcpt SET state = 'ready', next_attempt = NULL
+                 WHERE msg = ?1 AND state = 'deferred' AND (?2 IS NULL OR queue = ?2)",
+                params![id, f.queue.as_ref().map(QueueKind::key)],
             )?,
             AdminAction::Delete { ndr: false } => {
                 queue::remove(c, id)?;

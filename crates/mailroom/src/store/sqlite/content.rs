@@ -37,6 +37,28 @@ pub(super) fn read(c: &Connection, spool: &Spool, id: i64) -> Result<Vec<u8>, St
     whole(text(c, spool, id)?)
 }
 
+/// The first octets of a content: its octets in the database and at most `limit` of its file's
+/// (for a report that quotes the header section, which is at the start).
+pub(super) fn head(
+    c: &Connection,
+    spool: &Spool,
+    id: i64,
+    limit: u64,
+) -> Result<Vec<u8>, StoreError> {
+    use std::io::Read;
+    let t = text(c, spool, id)?;
+    let mut data = t.head;
+    if let Some(path) = t.file {
+        let f = std::fs::File::open(&path).map_err(|e| {
+            StoreError::Corrupt(format!("spool file {} cannot be read: {e}", path.display()))
+        })?;
+        f.take(limit).read_to_end(&mut data).map_err(|e| {
+            StoreError::Corrupt(format!("spool file {} cannot be read: {e}", path.display()))
+        })?;
+    }
+    Ok(data)
+}
+
 /// A stored text in memory: its octets in the database, then its file's.
 pub(super) fn whole(t: StoredText) -> Result<Vec<u8>, StoreError> {
     let mut data = t.head;
@@ -84,22 +106,24 @@ pub(super) fn release(c: &Connection, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Deletes garbage spool files (at most `limit`); returns how many. Runs as a write: deleting a
-/// file again, should the transaction be rolled back and run again, is harmless.
-pub(super) fn collect(c: &Connection, spool: &Spool, limit: usize) -> Result<usize, StoreError> {
-    let names: Vec<String> = c
+/// Garbage spool files, at most `limit`: read on a reader's connection, which sees only
+/// committed rows. That is what makes deleting them safe: a row still in a writer's open
+/// transaction (a release that may yet be rolled back) is never seen here.
+pub(super) fn garbage(c: &Connection, limit: usize) -> Result<Vec<String>, StoreError> {
+    let names = c
         .prepare_cached("SELECT file FROM spool_garbage LIMIT ?1")?
         .query_map([limit as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for name in &names {
-        if let Err(e) = spool.remove(name) {
-            tracing::warn!(file = %name, error = %e, "spool file not deleted; will retry");
-            continue;
-        }
+    Ok(names)
+}
+
+/// Forgets garbage whose files are deleted.
+pub(super) fn forget_garbage(c: &Connection, names: &[String]) -> Result<(), StoreError> {
+    for name in names {
         c.prepare_cached("DELETE FROM spool_garbage WHERE file = ?1")?
             .execute([name])?;
     }
-    Ok(names.len())
+    Ok(())
 }
 
 /// The spool files that stored contents name: every other file in the spool is either garbage

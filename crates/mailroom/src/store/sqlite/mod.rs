@@ -714,13 +714,37 @@ impl Queue for SqliteStore {
         let spool = self.spool.clone();
         self.read(move |c| content::read(c, &spool, content_id))
     }
+    fn content_head(&self, content_id: i64, limit: u64) -> StoreFuture<'_, Vec<u8>> {
+        let spool = self.spool.clone();
+        self.read(move |c| content::head(c, &spool, content_id, limit))
+    }
     fn content_text(&self, content_id: i64) -> StoreFuture<'_, StoredText> {
         let spool = self.spool.clone();
         self.read(move |c| content::text(c, &spool, content_id))
     }
     fn collect_spool(&self) -> StoreFuture<'_, usize> {
+        // Committed garbage only (a reader's view), deleted, then forgotten: a file is never
+        // deleted on the strength of a release that might still be rolled back.
         let spool = self.spool.clone();
-        self.write(move |c| content::collect(c, &spool, 1000))
+        Box::pin(async move {
+            let names = self.read(|c| content::garbage(c, 1000)).await?;
+            let deleted: Vec<String> = names
+                .into_iter()
+                .filter(|name| match spool.remove(name) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(file = %name, error = %e, "spool file not deleted; will retry");
+                        false
+                    }
+                })
+                .collect();
+            let n = deleted.len();
+            if n > 0 {
+                self.write(move |c| content::forget_garbage(c, &deleted))
+                    .await?;
+            }
+            Ok(n)
+        })
     }
     fn settle(
         &self,

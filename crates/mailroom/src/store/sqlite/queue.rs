@@ -509,6 +509,9 @@ pub(super) fn settle(
         .query_row([msg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
         .optional()?
     else {
+        // Gone meanwhile (delivered, deleted, quarantined): nothing to settle, nothing in flight.
+        c.prepare_cached("DELETE FROM queue_active WHERE msg = ?1")?
+            .execute([msg])?;
         return Ok(results
             .iter()
             .map(|(id, _)| (*id, SettledAs::AlreadySettled))
@@ -790,6 +793,7 @@ pub(super) fn quarantine(
         params![micros(now), queue_id, reason, record],
     )?;
     c.execute("DELETE FROM queue_rcpt WHERE msg = ?1", [msg])?;
+    c.execute("DELETE FROM queue_active WHERE msg = ?1", [msg])?;
     c.execute("DELETE FROM queue WHERE id = ?1", [msg])?;
     let e = Event {
         time: now,

@@ -941,3 +941,104 @@ async fn a_reader_pinning_the_log_delays_writes_once_not_at_every_commit() {
         "the log is {wal} bytes after the reader let go"
     );
 }
+
+/// A spool file is deleted only once the release of its content has committed. Here the last
+/// copy of a spooled message is deleted in a batch that is then rolled back (two engine
+/// failures fail the whole batch), while spool collection runs: the file must survive, since
+/// the message is still there.
+#[tokio::test]
+async fn spool_files_of_a_rolled_back_release_are_kept() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let name = QueueId::generate().to_string();
+    std::fs::write(
+        ts.store.spool().path(&name),
+        b"Subject: big\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let mut m = message(vec![("u@example.com", Route::Local { user_id: u })], b"");
+    m.content = crate::model::Content::Spooled {
+        prefix: b"Received: x\r\n".to_vec(),
+        file: crate::model::SpooledFile {
+            name: name.clone(),
+            size: 22,
+            eight_bit: false,
+        },
+    };
+    m.recipients[0].deliver_now = Some(MailboxDrop {
+        user_id: u,
+        prefix: Vec::new(),
+    });
+    s.submit(m).await.unwrap();
+    let mail = s.mailbox_list(u).await.unwrap()[0].id;
+    let release = hold_writer(&ts.store);
+    let delete = s.mail_delete(u, vec![mail]);
+    let collect = s.collect_spool();
+    let engine = |_: &rusqlite::Connection| -> Result<(), StoreError> {
+        Err(StoreError::Engine("injected failure".into()))
+    };
+    let (f1, f2) = (ts.store.write(engine), ts.store.write(engine));
+    drop(release);
+    let (deleted, collected, _, _) = tokio::join!(delete, collect, f1, f2);
+    assert!(deleted.is_err(), "the batch was rolled back: {deleted:?}");
+    let _ = collected;
+    assert!(
+        ts.store.spool().path(&name).exists(),
+        "the file of a message still there"
+    );
+    assert_eq!(
+        s.mail_read(u, mail).await.unwrap(),
+        b"Received: x\r\nSubject: big\r\n\r\nbody\r\n"
+    );
+}
+
+/// `queue retry <queue>` retries the recipients waiting in that queue, not the message's others.
+#[tokio::test]
+async fn retrying_a_queue_retries_only_its_recipients() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let m = message(
+        vec![("a@one.test", Route::Remote), ("b@two.test", Route::Remote)],
+        b"x\r\n",
+    );
+    let qid = m.queue_id.to_string();
+    let row = s.submit(m).await.unwrap().rowid;
+    let rcpts = s.queued(row).await.unwrap().unwrap().recipients;
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let defer = |q: &str| Settle::Deferred {
+        failure: crate::model::Failure::new("4.4.1", "down"),
+        next_attempt: later,
+        queue: crate::model::QueueKind::Link(q.into()),
+    };
+    s.settle(
+        row,
+        base(&qid),
+        vec![
+            (rcpts[0].id, defer("one.test")),
+            (rcpts[1].id, defer("two.test")),
+        ],
+    )
+    .await
+    .unwrap();
+    let f = QueueFilter {
+        queue: Some(crate::model::QueueKind::Link("one.test".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.queue_admin(f, AdminAction::Retry, "mx".into())
+            .await
+            .unwrap(),
+        1
+    );
+    let states: Vec<_> = s
+        .queued(row)
+        .await
+        .unwrap()
+        .unwrap()
+        .recipients
+        .iter()
+        .map(|r| r.state.name())
+        .collect();
+    assert_eq!(states, vec!["ready", "deferred"]);
+}
