@@ -27,10 +27,11 @@ from peers import relay_settings
 KILLS = int(os.environ.get("MAILROOM_TORTURE_KILLS", "6"))
 CLIENTS = 4
 REMOTE = "far@remote.test"
-# How long before a kill the peer's 250 may have come for a second copy to be allowed: the time
-# from the peer's answer to the server's commit of it is milliseconds; a kill is noticed, and the
-# server restarted, well within this.
-WINDOW = 2.0
+# How long before a kill the peer's 250 may have come for a second copy to be allowed. The time
+# from the peer's answer to the server's commit of it is milliseconds when the machine is idle,
+# but the peer runs in this (busy, GIL-bound) test process and the writer may be holding commits
+# back; a duplicate with no kill within this after its first copy is a real bug.
+WINDOW = 5.0
 
 
 def subject(raw: bytes) -> str | None:
