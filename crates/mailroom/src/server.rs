@@ -88,6 +88,7 @@ pub async fn run(
     for (key, advice) in config.legacy_settings() {
         tracing::warn!(key, "legacy setting: {advice}");
     }
+    crate::directory::password::set_concurrency(config.server.max_password_checks);
     let config = Arc::new(config);
     let sqlite = open_store(data)?;
     let store: Arc<dyn Store> = sqlite.clone();

@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// The domains whose mail is delivered here (local domains). The first is the primary
     /// domain: `<postmaster>` without a domain means `postmaster@` it.
     pub domains: Vec<String>,
+    /// Password verifications (Argon2id) run at once, at most; 0: one per core. Each costs tens
+    /// of milliseconds of a core and 19 MiB, so a flood of logins queues for them.
+    #[serde(default)]
+    pub max_password_checks: usize,
 }
 
 /// `[smtp]`: the receive service and its limits.
@@ -135,6 +139,11 @@ pub struct SmtpConfig {
     pub trusted_networks: Vec<IpNet>,
     /// How a recipient whose mailbox is already full is refused at RCPT.
     pub full_mailbox: FullMailbox,
+    /// Most final recipients one address (a list, an alias) may expand to; past it the
+    /// address is refused (`550 5.5.3`).
+    pub max_expansion: usize,
+    /// Deepest nesting of lists and aliases followed.
+    pub max_expansion_depth: usize,
     /// Message texts larger than this (octets) are written to a spool file as they arrive
     /// instead of being held in memory; smaller ones are stored in the database.
     pub spool_threshold: usize,
@@ -176,6 +185,8 @@ impl Default for SmtpConfig {
             trusted_networks: Vec::new(),
             full_mailbox: FullMailbox::Temporary,
             spool_threshold: 128 * 1024,
+            max_expansion: 10_000,
+            max_expansion_depth: 20,
         }
     }
 }
@@ -369,6 +380,7 @@ impl Config {
             server: ServerConfig {
                 hostname: hostname.to_string(),
                 domains: vec![domain.to_string()],
+                max_password_checks: 0,
             },
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),

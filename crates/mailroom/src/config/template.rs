@@ -29,6 +29,8 @@ pub fn template(
 hostname = "{hostname}"
 # Local domains: mail for these is delivered into mailboxes here. The first is the primary domain.
 domains = ["{domain}"]
+# Password checks (Argon2id) run at once, at most; 0 means one per core.
+max_password_checks = 0
 
 [smtp]
 # Where the SMTP receive service listens.
@@ -60,6 +62,9 @@ full_mailbox = "temporary"
 # Messages larger than this (octets) are written to DATA/spool as they arrive rather than held in
 # memory; smaller ones are stored in the database with one shared commit.
 spool_threshold = {spool_threshold}
+# A list or alias may expand to this many final recipients, through this many levels at most.
+max_expansion = {max_expansion}
+max_expansion_depth = {max_expansion_depth}
 
 [pop3]
 # Where the POP3 service listens.
@@ -130,6 +135,8 @@ nameservers = []
         write_timeout = dur(s.write_timeout),
         max_received_headers = s.max_received_headers,
         spool_threshold = s.spool_threshold,
+        max_expansion = s.max_expansion,
+        max_expansion_depth = s.max_expansion_depth,
         auth_failure_delay = dur(p.auth_failure_delay),
         idle_timeout = dur(p.idle_timeout),
         pop_max_connections = p.max_connections,

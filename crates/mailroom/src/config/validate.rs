@@ -83,7 +83,12 @@ impl Config {
                 return Err(("server.domains", format!("{d:?} is not a valid domain")));
             }
         }
-        Ok(())
+        count(
+            "server.max_password_checks",
+            self.server.max_password_checks as u64,
+            0,
+            1024,
+        )
     }
 
     fn validate_smtp(&self) -> Result<(), Invalid> {
@@ -136,6 +141,13 @@ impl Config {
         count(
             "smtp.max_received_headers",
             s.max_received_headers as u64,
+            1,
+            1000,
+        )?;
+        count("smtp.max_expansion", s.max_expansion as u64, 1, 1_000_000)?;
+        count(
+            "smtp.max_expansion_depth",
+            s.max_expansion_depth as u64,
             1,
             1000,
         )?;

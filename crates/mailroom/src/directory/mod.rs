@@ -9,7 +9,7 @@
 pub mod password;
 
 use crate::config::Config;
-pub use crate::model::directory::{expand, Redirect, Resolution, Target, MAX_DEPTH, MAX_EXPANSION};
+pub use crate::model::directory::{expand, ExpansionLimits, Redirect, Resolution, Target};
 use crate::store::{Store, StoreError};
 
 /// Resolves `address` (lower case, local domain) through the directory. The whole expansion
@@ -20,7 +20,11 @@ pub async fn resolve(
     config: &Config,
     address: &str,
 ) -> Result<Resolution, StoreError> {
+    let limits = ExpansionLimits {
+        max_recipients: config.smtp.max_expansion,
+        max_depth: config.smtp.max_expansion_depth,
+    };
     store
-        .resolve(address.to_string(), config.server.domains.clone())
+        .resolve(address.to_string(), config.server.domains.clone(), limits)
         .await
 }

@@ -33,13 +33,23 @@ pub fn verify(stored: &str, password: &str) -> bool {
 
 /// Verifications run at once, at most: each takes tens of milliseconds of one core and 19 MiB
 /// of memory (Argon2id's parameters), so a flood of logins must queue for them rather than
-/// take every core and all memory. One per core.
+/// take every core and all memory. One per core unless `server.max_password_checks` says.
 fn verifiers() -> &'static tokio::sync::Semaphore {
-    static S: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tokio::sync::Semaphore::new(n)
-    })
+    VERIFIERS.get_or_init(|| tokio::sync::Semaphore::new(cores()))
+}
+
+static VERIFIERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Sets how many verifications may run at once (`server.max_password_checks`; 0: one per
+/// core). Takes effect if no verification has run yet in this process (the server sets it as
+/// it starts).
+pub fn set_concurrency(n: usize) {
+    let n = if n == 0 { cores() } else { n };
+    let _ = VERIFIERS.set(tokio::sync::Semaphore::new(n));
 }
 
 static IN_PROGRESS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

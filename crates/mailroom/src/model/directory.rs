@@ -38,10 +38,24 @@ pub enum DirEntry {
     List(Vec<String>),
 }
 
-/// Deepest nesting of aliases and lists followed.
-pub const MAX_DEPTH: usize = 20;
-/// Most final recipients one address may expand to.
-pub const MAX_EXPANSION: usize = 10_000;
+/// How far an expansion may go (`smtp.max_expansion`, `smtp.max_expansion_depth`): past either,
+/// the address is refused as too large (`550 5.5.3`) rather than expanded without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpansionLimits {
+    /// Most final recipients one address may expand to.
+    pub max_recipients: usize,
+    /// Deepest nesting of aliases and lists followed.
+    pub max_depth: usize,
+}
+
+impl Default for ExpansionLimits {
+    fn default() -> Self {
+        ExpansionLimits {
+            max_recipients: 10_000,
+            max_depth: 20,
+        }
+    }
+}
 
 /// One final recipient of an expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +102,7 @@ pub enum Resolution {
     Unknown,
     /// Only loops: aliases and lists that lead back to themselves and nowhere else.
     Loop,
-    /// More final recipients than [`MAX_EXPANSION`] or deeper than [`MAX_DEPTH`].
+    /// More final recipients, or deeper, than the [`ExpansionLimits`].
     TooLarge,
     /// Deliverable, to these targets.
     Targets {
@@ -110,6 +124,7 @@ pub enum Resolution {
 /// work is linear in the size of the directory reached.
 pub fn expand<E>(
     address: &str,
+    limits: ExpansionLimits,
     is_local: impl Fn(&str) -> bool,
     mut lookup: impl FnMut(&str) -> Result<Option<DirEntry>, E>,
 ) -> Result<Resolution, E> {
@@ -139,7 +154,7 @@ pub fn expand<E>(
         if !seen.insert(addr.clone()) {
             continue;
         }
-        if depth > MAX_DEPTH || targets.len() > MAX_EXPANSION {
+        if depth > limits.max_depth || targets.len() > limits.max_recipients {
             return Ok(Resolution::TooLarge);
         }
         let local = addr.rsplit_once('@').is_some_and(|(_, d)| is_local(d));
@@ -185,6 +200,9 @@ pub fn expand<E>(
             on_path.insert(addr.clone());
             path.push((addr, n));
         }
+    }
+    if targets.len() > limits.max_recipients {
+        return Ok(Resolution::TooLarge);
     }
     if targets.is_empty() {
         return Ok(if loop_cut {

@@ -18,6 +18,7 @@ fn run(dir: &HashMap<String, DirEntry>, address: &str) -> (Resolution, usize) {
     let mut lookups = 0;
     let r = expand::<()>(
         address,
+        ExpansionLimits::default(),
         |d| d == "example.com",
         |a| {
             lookups += 1;

@@ -735,3 +735,38 @@ async fn the_headers_of_a_spooled_text_are_scanned() {
     h.c.cmd(".", "554 5.4.6").await;
     assert!(spool_files(&h).len() == 1, "only the first message's file");
 }
+
+/// The expansion limits are the configuration's: a list past `smtp.max_expansion` members, or
+/// nested deeper than `smtp.max_expansion_depth`, is refused with 550 5.5.3.
+#[tokio::test]
+async fn expansion_limits_are_configurable() {
+    let mut cfg = config();
+    cfg.smtp.max_expansion = 2;
+    cfg.smtp.max_expansion_depth = 1;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    let s = h.ts.store.as_ref();
+    s.list_add(
+        "three@example.com",
+        vec![
+            "alice@example.com".into(),
+            "bob@example.com".into(),
+            "far@other.test".into(),
+        ],
+    )
+    .await
+    .unwrap();
+    s.list_add("outer@example.com", vec!["inner@example.com".into()])
+        .await
+        .unwrap();
+    s.list_add("inner@example.com", vec!["deepest@example.com".into()])
+        .await
+        .unwrap();
+    s.list_add("deepest@example.com", vec!["alice@example.com".into()])
+        .await
+        .unwrap();
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<three@example.com>", "550 5.5.3").await;
+    h.c.cmd("RCPT TO:<outer@example.com>", "550 5.5.3").await;
+    h.c.cmd("RCPT TO:<team@example.com>", "250").await;
+}

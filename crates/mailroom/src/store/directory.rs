@@ -13,6 +13,7 @@ pub trait Directory: Send + Sync {
         &self,
         address: String,
         local_domains: Vec<String>,
+        limits: crate::model::ExpansionLimits,
     ) -> StoreFuture<'_, crate::model::Resolution>;
     /// The user and password hash for a login name.
     fn user_auth(&self, address: &str) -> StoreFuture<'_, Option<(User, String)>>;

@@ -624,10 +624,12 @@ impl Directory for SqliteStore {
         &self,
         address: String,
         local_domains: Vec<String>,
+        limits: crate::model::ExpansionLimits,
     ) -> StoreFuture<'_, crate::model::Resolution> {
         self.read(move |c| {
             crate::model::expand(
                 &address.to_lowercase(),
+                limits,
                 |d| local_domains.iter().any(|l| l.eq_ignore_ascii_case(d)),
                 |a| directory::lookup(c, a),
             )
