@@ -187,6 +187,9 @@ pub const SPOOL: &str = r#"
 ALTER TABLE contents ADD COLUMN file TEXT;
 ALTER TABLE contents ADD COLUMN size INTEGER;
 ALTER TABLE contents ADD COLUMN eight_bit INTEGER NOT NULL DEFAULT 0;
+-- The start-up sweep asks which files are named: only spooled contents, whatever the count of
+-- small ones.
+CREATE INDEX contents_file ON contents (file) WHERE file IS NOT NULL;
 -- Spool files whose content row is gone, to be deleted after the commit that let them go.
 CREATE TABLE spool_garbage (file TEXT PRIMARY KEY) WITHOUT ROWID;
 "#;

@@ -497,6 +497,7 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              DROP TABLE queue_control;
              DROP TABLE queue_active;
              DROP TABLE spool_garbage;
+             DROP INDEX contents_file;
              ALTER TABLE contents DROP COLUMN file;
              ALTER TABLE contents DROP COLUMN size;
              ALTER TABLE contents DROP COLUMN eight_bit;
@@ -816,6 +817,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
              DROP TABLE queue_control;
              DROP TABLE queue_active;
              DROP TABLE spool_garbage;
+             DROP INDEX contents_file;
              ALTER TABLE contents DROP COLUMN file;
              ALTER TABLE contents DROP COLUMN size;
              ALTER TABLE contents DROP COLUMN eight_bit;
