@@ -19,6 +19,7 @@ pub mod ids;
 pub mod ingest;
 pub mod limits;
 pub mod model;
+pub mod org;
 pub mod pop3;
 pub mod queue;
 pub mod receive;

@@ -182,3 +182,38 @@ pub fn line(data: &[u8]) {
         rest = &rest[used..];
     }
 }
+
+/// Organization verbs and link-state chunks: each line is an `X-LINKSTATE` or `X-ORG-AUTH`
+/// argument; parsing never panics, an assembler never holds more than its limit, and any data
+/// survives being chunked and put back together.
+pub fn org_chunks(data: &[u8]) {
+    use crate::smtp::org::{self, Assembler, LinkStateArg};
+    let (k, rest) = knob(data);
+    let max = k * 16;
+    let mut a = Assembler::new(max);
+    for line in rest.split(|&b| b == b'\n') {
+        let Ok(s) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let _ = org::parse_org_auth(s);
+        if let Ok(LinkStateArg::Chunk(c)) = org::parse_linkstate(s) {
+            if let Ok(Some(done)) = a.push(c) {
+                assert!(done.len() <= max, "an assembled transfer exceeds its limit");
+            }
+        }
+    }
+    let mut a = Assembler::new(rest.len());
+    let mut out = None;
+    for c in org::chunks(rest) {
+        assert!(c.len() + "X-LINKSTATE \r\n".len() <= org::MAX_CHUNK_LINE);
+        match org::parse_linkstate(&c) {
+            Ok(LinkStateArg::Chunk(ch)) => out = a.push(ch).expect("own chunks assemble"),
+            other => panic!("own chunk {c:?} parsed as {other:?}"),
+        }
+    }
+    assert_eq!(
+        out.as_deref(),
+        Some(rest),
+        "chunked data does not come back whole"
+    );
+}

@@ -60,3 +60,8 @@ fn pop3() {
 fn line() {
     replay("line", check::line);
 }
+
+#[test]
+fn org_chunks() {
+    replay("org_chunks", check::org_chunks);
+}

@@ -7,6 +7,7 @@
 //! routing groups and connectors extend this module; the queue asks it and nothing else.
 
 pub mod dns;
+pub mod org;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -61,6 +61,12 @@ pub enum Command {
     StartTls,
     /// `AUTH mechanism [initial-response]` (RFC 4954).
     Auth(String),
+    /// `X-ORG-AUTH ...`: organization authentication (see [`super::org`]).
+    OrgAuth(String),
+    /// `X-LINKSTATE ...`: the organization's link state (see [`super::org`]).
+    LinkState(String),
+    /// `X-ORG-META data`: the next transaction's organization metadata (see [`super::org`]).
+    OrgMeta(String),
     /// A verb that is recognised but belongs to no extension mailroom implements (TURN, ETRN, …).
     Unimplemented(String),
 }
@@ -83,6 +89,9 @@ impl Command {
             Command::Quit => "QUIT",
             Command::StartTls => "STARTTLS",
             Command::Auth(_) => "AUTH",
+            Command::OrgAuth(_) => "X-ORG-AUTH",
+            Command::LinkState(_) => "X-LINKSTATE",
+            Command::OrgMeta(_) => "X-ORG-META",
             Command::Unimplemented(v) => v,
         }
     }
@@ -203,6 +212,11 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "STARTTLS" => no_arg(Command::StartTls, "STARTTLS"),
         "AUTH" if !arg.trim().is_empty() => Ok(Command::Auth(arg.trim().to_string())),
         "AUTH" => Err(CommandError::Syntax("AUTH mechanism [initial-response]")),
+        // The organization's verbs: their arguments are checked where the session knows whether
+        // they apply (after org authentication), by super::org.
+        "X-ORG-AUTH" => Ok(Command::OrgAuth(arg.to_string())),
+        "X-LINKSTATE" => Ok(Command::LinkState(arg.to_string())),
+        "X-ORG-META" => Ok(Command::OrgMeta(arg.to_string())),
         v if UNIMPLEMENTED.contains(&v) => Ok(Command::Unimplemented(v.to_string())),
         _ => Err(CommandError::Unrecognized),
     }

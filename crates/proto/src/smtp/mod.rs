@@ -5,6 +5,7 @@
 //! - [`params`]: the registered MAIL/RCPT parameters: SIZE (RFC 1870), BODY (RFC 6152),
 //!   SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT (RFC 3461), and xtext.
 //! - [`reply`]: replies with basic and enhanced status codes (RFC 3463, RFC 2034).
+//! - [`org`]: the organization's verbs (X-ORG-AUTH, X-LINKSTATE, X-ORG-META) and link-state chunks.
 //! - [`data`]: the strict end-of-data detector and dot-unstuffer for DATA, and the line checker
 //!   shared with BDAT (RFC 3030).
 
@@ -12,6 +13,7 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod org;
 pub mod params;
 pub mod reply;
 
