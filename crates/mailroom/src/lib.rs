@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod deliver;
@@ -20,6 +21,7 @@ pub mod ingest;
 pub mod limits;
 pub mod model;
 pub mod org;
+pub mod org_service;
 pub mod pop3;
 pub mod queue;
 pub mod receive;

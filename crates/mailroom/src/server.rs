@@ -106,6 +106,16 @@ pub async fn run(
             path: data.join(sqlite::FILE_NAME),
             source,
         })?;
+    let org = crate::org::view::OrgView::new(
+        store
+            .org()
+            .await
+            .map_err(|source| ServerError::Store {
+                path: data.join(sqlite::FILE_NAME),
+                source,
+            })?
+            .map(|(membership, state)| crate::org::view::Snapshot { membership, state }),
+    );
     let smtp = bind("smtp", &config.smtp.listen).await?;
     let pop3 = bind("pop3", &config.pop3.listen).await?;
 
@@ -118,13 +128,15 @@ pub async fn run(
         handle.clone(),
         Arc::new(crate::queue::clock::SystemClock),
         Arc::new(resolver),
+        org.clone(),
     );
     let ingest = Arc::new(Ingest::new(store.clone(), config.clone(), handle));
     let smtp_ctx = Arc::new(crate::receive::Context {
         config: config.clone(),
-        registry: Arc::new(Registry::standard()),
+        registry: Arc::new(Registry::configured(&config)),
         ingest,
         store: store.clone(),
+        org: org.clone(),
     });
     let pop3_ctx = crate::pop3::Context::new(config.clone(), store.clone());
 
@@ -157,6 +169,9 @@ pub async fn run(
         ));
     }
     let queue = tokio::spawn(manager.run(rx, shutdown.clone()));
+    let org_service =
+        crate::org_service::OrgService::new(store.clone(), config.clone(), org.clone());
+    let org_task = tokio::spawn(org_service.run(shutdown.clone()));
     tracing::info!(
         hostname = %config.server.hostname,
         domains = ?config.server.domains,
@@ -173,6 +188,7 @@ pub async fn run(
     let drain = async {
         while services.join_next().await.is_some() {}
         let _ = queue.await;
+        let _ = org_task.await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!(

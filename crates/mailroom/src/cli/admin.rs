@@ -88,16 +88,54 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             address,
             password_stdin,
             quota,
+            home,
         } => {
             let a = local_address(&cfg, &address)?;
+            let org = store.org().await?;
+            let me = org
+                .as_ref()
+                .map(|(m, _)| m.me.clone())
+                .unwrap_or_else(|| cfg.server.hostname.clone());
+            let home = home.unwrap_or_else(|| me.clone());
+            if home != me {
+                if org.is_none() {
+                    bail!("this server is not in an organization: --home can only name {me}");
+                }
+                if password_stdin || quota.is_some() {
+                    bail!("set the password and quota of {a} on its home server {home}");
+                }
+                return super::org::edit(store.as_ref(), |me, s| {
+                    s.set_user(me, &a, Some(&home))?;
+                    Ok(format!(
+                        "added user {a}, homed on {home} (its mailbox is made there)"
+                    ))
+                })
+                .await;
+            }
             let hash = read_password(password_stdin)?;
             store.user_add(&a, Some(hash), quota).await?;
             println!("added user {a}");
+            if org.is_some() {
+                super::org::edit(store.as_ref(), |me, s| {
+                    s.set_user(me, &a, Some(me))?;
+                    Ok(format!("{a} is homed on {me} in the organization"))
+                })
+                .await?;
+            }
         }
         UserCommand::Del { address, purge } => {
             let a = local_address(&cfg, &address)?;
             store.user_del(&a, purge).await?;
             println!("deleted user {a}");
+            if let Some((m, s)) = store.org().await? {
+                if s.dir.home_of(&a) == Some(m.me.as_str()) {
+                    super::org::edit(store.as_ref(), |me, s| {
+                        s.set_user(me, &a, None)?;
+                        Ok(format!("{a} removed from the organization"))
+                    })
+                    .await?;
+                }
+            }
         }
         UserCommand::List { json } => {
             let users = store.user_list().await?;

@@ -5,6 +5,7 @@
 
 mod admin;
 mod init;
+mod org;
 mod queue;
 mod track;
 
@@ -51,6 +52,147 @@ pub enum Command {
     /// See and steer the queues (Exchange's Queue Viewer; Postfix's postqueue and postsuper).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The organization: servers, routing groups, connectors (Exchange's routing groups).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// The link-state table, and the route a message takes.
+    #[command(subcommand)]
+    Routing(RoutingCommand),
+}
+
+/// `org …`
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Make an organization with this server as its first member and master of GROUP; prints a
+    /// one-line join token.
+    Create {
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+        /// The routing group of this server.
+        #[arg(long)]
+        group: String,
+        /// Where the other servers reach this one (`host:port`; default: the SMTP listener).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Join an organization through the server named in a token (read from standard input).
+    Join {
+        /// Read the token from the first line of standard input.
+        #[arg(long)]
+        token_stdin: bool,
+        /// This server's routing group (created when new, with this server as master).
+        #[arg(long)]
+        group: String,
+        /// Where the other servers reach this one (`host:port`; default: the SMTP listener).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// The organization as this server sees it.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Routing groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// The organization's servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Connectors between groups, and to the outside.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
+}
+
+/// `org group …`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Add a routing group.
+    Add {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `org server …`
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Move a server to another routing group.
+    Move {
+        /// The server.
+        server: String,
+        /// The group.
+        group: String,
+    },
+    /// Remove a server from the organization (refused while users have it as home).
+    Del {
+        /// The server.
+        server: String,
+    },
+}
+
+/// `org connector …`
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// Add (or replace) a routing group connector (`--between G1 G2`) or an SMTP connector to
+    /// the outside (`--smtp --address-space PATTERN`).
+    Add(ConnectorArgs),
+    /// Remove a connector.
+    Del {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `org connector add`
+#[derive(Debug, Args)]
+pub struct ConnectorArgs {
+    /// The connector's name.
+    pub name: String,
+    /// The two routing groups it joins.
+    #[arg(long, num_args = 2, value_names = ["G1", "G2"])]
+    pub between: Option<Vec<String>>,
+    /// An SMTP connector to the outside.
+    #[arg(long)]
+    pub smtp: bool,
+    /// Domains it serves: `*`, `example.com`, `*.example.com` (repeatable).
+    #[arg(long)]
+    pub address_space: Vec<String>,
+    /// Its cost.
+    #[arg(long)]
+    pub cost: u32,
+    /// Where an SMTP connector sends (`host:port`); default: the domains' MX hosts.
+    #[arg(long)]
+    pub smart_host: Option<String>,
+    /// A server that sends over it (repeatable; default: any server of the groups it joins).
+    #[arg(long)]
+    pub bridgehead: Vec<String>,
+    /// The largest message it carries, in octets.
+    #[arg(long)]
+    pub max_size: Option<u64>,
+}
+
+/// `routing …`
+#[derive(Debug, Subcommand)]
+pub enum RoutingCommand {
+    /// The link-state table: groups, servers, connectors, UP/DOWN, why and since when.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The route a message to ADDRESS takes now, hop by hop, and why.
+    Explain {
+        /// The recipient.
+        address: String,
+        /// The message's size in octets.
+        #[arg(long, default_value_t = 1000)]
+        size: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which messages a queue command means: a queue ID, a Message-ID or a queue name, and filters.
@@ -201,6 +343,10 @@ pub enum UserCommand {
         /// Mailbox quota in octets.
         #[arg(long)]
         quota: Option<u64>,
+        /// The user's home server in the organization (default: this server). A user homed on
+        /// another server gets its mailbox there, without a password until one is set there.
+        #[arg(long)]
+        home: Option<String>,
     },
     /// Delete a user.
     Del {
@@ -314,5 +460,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(c) => admin::list(&cli.data, c).await,
         Command::Track(a) => track::track(&cli.data, &a).await,
         Command::Queue(c) => queue::queue(&cli.data, c).await,
+        Command::Org(c) => org::org(&cli.data, c).await,
+        Command::Routing(c) => org::routing(&cli.data, c).await,
     }
 }

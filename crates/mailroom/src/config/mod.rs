@@ -85,6 +85,55 @@ pub struct Config {
     /// DNS resolution for outbound mail.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// The organization's timers (membership itself is in the store: `mailroom org`).
+    #[serde(default)]
+    pub org: OrgConfig,
+}
+
+/// `[org]`: how this server keeps the organization's link state (see [`crate::org`]).
+///
+/// A peer that stops answering is published DOWN after at most `probe_interval` +
+/// `glitch_retries` × `glitch_retry` (by default 60 s + 3 × 60 s); every other server learns
+/// of it at once, as changes are pushed when they happen.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrgConfig {
+    /// How often each peer is contacted (state compared, link probed) when nothing changes.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// After a failed contact, this many more attempts, this far apart, before the peer is DOWN.
+    pub glitch_retries: u32,
+    /// The wait between those attempts.
+    #[serde(with = "humantime_serde")]
+    pub glitch_retry: Duration,
+    /// A peer that came back is published UP no sooner than this after it went DOWN.
+    #[serde(with = "humantime_serde")]
+    pub damping: Duration,
+    /// A message handed to another server of the organization is kept as a shadow until that
+    /// server says it is delivered or passed on; if the server is DOWN and has not said so
+    /// after this long, the shadow is sent again over another route.
+    #[serde(with = "humantime_serde")]
+    pub shadow_timeout: Duration,
+    /// Connecting to another server of the organization, and waiting for each of its replies.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Each reply on the organization channel.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+impl Default for OrgConfig {
+    fn default() -> Self {
+        OrgConfig {
+            probe_interval: Duration::from_secs(60),
+            glitch_retries: 3,
+            glitch_retry: Duration::from_secs(60),
+            damping: Duration::from_secs(60),
+            shadow_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[server]`
@@ -147,6 +196,9 @@ pub struct SmtpConfig {
     /// Message texts larger than this (octets) are written to a spool file as they arrive
     /// instead of being held in memory; smaller ones are stored in the database.
     pub spool_threshold: usize,
+    /// ESMTP extensions not registered (their keywords): not advertised, not accepted. A
+    /// server of an organization without `X-ORG-AUTH` cannot take part in it.
+    pub disabled_extensions: Vec<String>,
 }
 
 /// The reply at RCPT for a mailbox that is already full (or has no room for the SIZE the client
@@ -187,6 +239,7 @@ impl Default for SmtpConfig {
             spool_threshold: 128 * 1024,
             max_expansion: 10_000,
             max_expansion_depth: 20,
+            disabled_extensions: Vec::new(),
         }
     }
 }
@@ -387,6 +440,7 @@ impl Config {
             queue: QueueConfig::default(),
             outbound: OutboundConfig::default(),
             dns: DnsConfig::default(),
+            org: OrgConfig::default(),
         }
     }
 

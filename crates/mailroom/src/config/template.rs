@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::{OutboundConfig, Pop3Config, QueueConfig, SmtpConfig};
+use super::{OrgConfig, OutboundConfig, Pop3Config, QueueConfig, SmtpConfig};
 
 /// Renders the configuration file for a new server. Values are the defaults unless given; the
 /// comments explain each key so that the file documents itself.
@@ -16,6 +16,7 @@ pub fn template(
     let p = Pop3Config::default();
     let q = QueueConfig::default();
     let o = OutboundConfig::default();
+    let g = OrgConfig::default();
     let smtp = smtp.unwrap_or(s.listen[0]);
     let pop3 = pop3.unwrap_or(p.listen[0]);
     let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
@@ -65,6 +66,9 @@ spool_threshold = {spool_threshold}
 # A list or alias may expand to this many final recipients, through this many levels at most.
 max_expansion = {max_expansion}
 max_expansion_depth = {max_expansion_depth}
+# ESMTP extensions to leave unregistered (EHLO keywords), e.g. ["CHUNKING"]. Without X-ORG-AUTH
+# this server cannot take part in an organization.
+disabled_extensions = []
 
 [pop3]
 # Where the POP3 service listens.
@@ -122,6 +126,20 @@ idle_timeout = "{out_idle_timeout}"
 [dns]
 # Name servers ("ip:port"); empty: the system's, from /etc/resolv.conf.
 nameservers = []
+
+[org]
+# The organization's link state (membership is managed with `mailroom org`). Each peer is
+# contacted this often; after a failure, glitch_retries more attempts glitch_retry apart, then
+# it is DOWN; it is UP again at the first success, but no sooner than damping after going DOWN.
+probe_interval = "{probe_interval}"
+glitch_retries = {org_glitch_retries}
+glitch_retry = "{org_glitch_retry}"
+damping = "{damping}"
+# Mail handed to another server is kept (a shadow) until it says delivered; if it is DOWN and
+# silent this long, the shadow is sent again over another route.
+shadow_timeout = "{shadow_timeout}"
+connect_timeout = "{org_connect_timeout}"
+command_timeout = "{org_command_timeout}"
 "#,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
@@ -168,5 +186,12 @@ nameservers = []
         block_timeout = dur(o.block_timeout),
         data_end_timeout = dur(o.data_end_timeout),
         out_idle_timeout = dur(o.idle_timeout),
+        probe_interval = dur(g.probe_interval),
+        org_glitch_retries = g.glitch_retries,
+        org_glitch_retry = dur(g.glitch_retry),
+        damping = dur(g.damping),
+        shadow_timeout = dur(g.shadow_timeout),
+        org_connect_timeout = dur(g.connect_timeout),
+        org_command_timeout = dur(g.command_timeout),
     )
 }

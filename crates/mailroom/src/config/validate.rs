@@ -60,9 +60,26 @@ impl Config {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         self.validate_server()?;
         self.validate_smtp()?;
+        self.validate_extensions()?;
         self.validate_pop3()?;
         self.validate_queue()?;
-        self.validate_outbound()
+        self.validate_outbound()?;
+        self.validate_org()
+    }
+
+    fn validate_org(&self) -> Result<(), Invalid> {
+        let o = &self.org;
+        count("org.glitch_retries", u64::from(o.glitch_retries), 1, 1000)?;
+        for (key, d) in [
+            ("org.probe_interval", o.probe_interval),
+            ("org.glitch_retry", o.glitch_retry),
+            ("org.connect_timeout", o.connect_timeout),
+            ("org.command_timeout", o.command_timeout),
+            ("org.shadow_timeout", o.shadow_timeout),
+        ] {
+            duration(key, d, Duration::from_millis(10), DAY)?;
+        }
+        duration("org.damping", o.damping, Duration::ZERO, DAY)
     }
 
     fn validate_server(&self) -> Result<(), Invalid> {
@@ -253,6 +270,18 @@ impl Config {
                 "queue.delay_notification",
                 "must be shorter than queue.expiry".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_extensions(&self) -> Result<(), Invalid> {
+        for k in &self.smtp.disabled_extensions {
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err((
+                    "smtp.disabled_extensions",
+                    format!("{k:?} is not an EHLO keyword"),
+                ));
+            }
         }
         Ok(())
     }

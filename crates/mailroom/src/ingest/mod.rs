@@ -80,6 +80,9 @@ pub struct Envelope {
     pub helo: String,
     /// The protocol for the `Received` header: SMTP, ESMTP or UTF8SMTP (RFC 3848, RFC 6531 §4.3).
     pub protocol: &'static str,
+    /// The organization metadata sent with it (`X-ORG-META`), from an authenticated server of
+    /// the organization.
+    pub org_meta: Option<crate::model::OrgMeta>,
 }
 
 /// Why a message was not accepted.
@@ -211,6 +214,7 @@ impl Ingest {
             content,
             recipients,
             events,
+            org_meta: env.org_meta,
         };
         let mut batch = vec![msg];
         batch.extend(reports);

@@ -62,6 +62,7 @@ pub fn report_message(
     let mut events = Vec::new();
     let rcpts = merge_recipients(std::slice::from_ref(&accepted), &base, config, &mut events);
     NewMessage {
+        org_meta: None,
         queue_id,
         sender: String::new(),
         params: report_params(),

@@ -5,7 +5,9 @@
 //! deliver, dsn and the store can all use them without depending on each other.
 
 pub mod directory;
+pub mod meta;
 pub mod queue;
 
 pub use directory::*;
+pub use meta::OrgMeta;
 pub use queue::*;

@@ -241,6 +241,8 @@ pub struct NewMessage {
     pub recipients: Vec<NewRecipient>,
     /// Tracking events to write in the same transaction.
     pub events: Vec<Event>,
+    /// The organization metadata it arrived with from another server of the organization.
+    pub org_meta: Option<super::OrgMeta>,
 }
 
 /// What the store records of a spooled text.
@@ -346,6 +348,8 @@ pub struct QueuedMessage {
     pub size: u64,
     /// Held by an administrator: no delivery attempts until thawed.
     pub frozen: bool,
+    /// The organization metadata it arrived with, if from another server of the organization.
+    pub org_meta: Option<super::OrgMeta>,
     /// Recipients.
     pub recipients: Vec<QueuedRecipient>,
 }

@@ -60,6 +60,11 @@ pub fn live<T>(r: &Registers<T>) -> impl Iterator<Item = (&String, &T)> {
         .filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v)))
 }
 
+/// An accepted domain's entry (it has no settings yet; a braced struct, so that a live entry
+/// is `{}` in JSON, not `null`, which would read back as a deletion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Accepted {}
+
 /// A routing group: servers with reliable connectivity, which deliver to each other directly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
@@ -120,7 +125,7 @@ pub struct User {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Directory {
     /// Accepted domains: mail for them is the organization's own.
-    pub domains: Registers<()>,
+    pub domains: Registers<Accepted>,
     /// Routing groups by name.
     pub groups: Registers<Group>,
     /// Servers by name.

@@ -215,7 +215,12 @@ mod tests {
         let t0 = Instant::now();
         let at = |s| t0 + Duration::from_secs(s);
         let mut h = Health::new();
-        assert_eq!(h.observe(true, at(0), T), Some(true), "first sight: UP");
+        h.adopt(true);
+        assert_eq!(
+            h.observe(true, at(0), T),
+            None,
+            "UP as published: nothing new"
+        );
         assert_eq!(h.observe(false, at(1), T), None);
         assert_eq!(h.observe(false, at(2), T), None);
         assert_eq!(

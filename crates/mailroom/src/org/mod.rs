@@ -4,7 +4,9 @@
 //! - [`dir`]: the replicated directory (domains, groups, servers, connectors, users' homes);
 //! - [`links`]: the link-state table and how a server decides that a peer is DOWN;
 //! - [`auth`]: `X-ORG-AUTH`, mutual challenge–response over the organization's secret;
-//! - [`meta`]: `X-ORG-META`, what travels with a message between the organization's servers;
+//! - [`view`]: the running server's current view of the organization;
+//! - [`channel`]: the client side of the organization channel (authenticate, exchange state);
+//! - [`meta`] (a domain type, in [`crate::model`]): `X-ORG-META`, what travels with a message between the organization's servers;
 
 //!
 //! The whole replicated state is an [`OrgState`]; its [`OrgState::digest`] is what two servers
@@ -13,9 +15,11 @@
 //! manner of Exchange's major and minor link-state versions.
 
 pub mod auth;
+pub mod channel;
 pub mod dir;
 pub mod links;
-pub mod meta;
+pub use crate::model::meta;
+pub mod view;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -276,7 +280,7 @@ impl OrgState {
         Self::put(
             &mut self.dir.domains,
             &domain.to_lowercase(),
-            accepted.then_some(()),
+            accepted.then_some(dir::Accepted {}),
             st,
         );
     }

@@ -39,8 +39,13 @@ fn digests_agree_after_merging_in_any_order() {
     assert!(yx.merge(&x));
     assert_eq!(xy.digest(), yx.digest());
     assert_ne!(xy.digest(), base.digest());
+    xy.set_domain("a1", "x.test", true);
     let json = xy.to_json();
     assert_eq!(OrgState::from_json(&json, "o").unwrap(), xy);
+    assert!(OrgState::from_json(&json, "o")
+        .unwrap()
+        .dir
+        .accepts("X.test"));
     assert!(
         OrgState::from_json(&json, "other").is_err(),
         "another organization's state"

@@ -37,6 +37,7 @@ async fn harness(messages: &[&str]) -> Harness {
         let qid = QueueId::generate();
         let row = s
             .submit(NewMessage {
+                org_meta: None,
                 queue_id: qid,
                 sender: "b@x.test".into(),
                 params: EnvelopeParams::default(),

@@ -7,6 +7,7 @@ use super::manager::Manager;
 use super::retry;
 use super::{Failure, QueueKind, QueuedMessage, QueuedRecipient, RcptState, Settle};
 use crate::deliver::{DeliveryTarget, Outcome};
+use crate::route::org::Decision;
 use crate::route::{self, next_hop, NextHop};
 use crate::store::StoreError;
 use crate::track::EventBase;
@@ -51,7 +52,13 @@ impl Manager {
                 settles.push((r.id, Settle::Failed(self.expired(msg, r, now))));
                 continue;
             }
-            let hop = next_hop(r);
+            let hop = match self.route(msg, r, now, expires) {
+                Ok(h) => h,
+                Err(s) => {
+                    settles.push((r.id, s));
+                    continue;
+                }
+            };
             match groups.iter_mut().find(|(h, _)| *h == hop) {
                 Some((_, g)) => g.push(r.clone()),
                 None => groups.push((hop, vec![r.clone()])),
@@ -60,7 +67,7 @@ impl Manager {
         for (hop, rcpts) in groups {
             let target: &dyn DeliveryTarget = match hop {
                 NextHop::Local => &self.local,
-                NextHop::Remote(_) => &self.smtp,
+                _ => &self.smtp,
             };
             for (id, outcome) in run_delivery(target, msg, &hop, &rcpts).await {
                 let Some(r) = rcpts.iter().find(|r| r.id == id) else {
@@ -73,6 +80,68 @@ impl Manager {
             .settle(msg.rowid, self.event_base(msg), settles)
             .await?;
         Ok(())
+    }
+
+    /// The next hop of a recipient; `Err` when routing itself settles it (no route now, or
+    /// none ever). Inside an organization, remote recipients follow its routing
+    /// ([`route::org::plan`]), from this server, with the hops the message has made so far.
+    fn route(
+        &self,
+        msg: &QueuedMessage,
+        r: &QueuedRecipient,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<NextHop, Settle> {
+        let hop = next_hop(r);
+        let NextHop::Remote(domain) = &hop else {
+            return Ok(hop);
+        };
+        let Some(snap) = self.org.get() else {
+            return Ok(hop);
+        };
+        let passed = msg
+            .org_meta
+            .as_ref()
+            .map(|m| m.hops.as_slice())
+            .unwrap_or_default();
+        let req = route::org::Request {
+            recipient: &r.address,
+            size: msg.size,
+            passed,
+        };
+        let wait = |f: Failure, queue: QueueKind| Settle::Deferred {
+            failure: f,
+            next_attempt: (now + self.config.org.glitch_retry).min(expires),
+            queue,
+        };
+        match route::org::plan(&snap.state, snap.me(), req).decision {
+            Decision::Server { name, address } => Ok(NextHop::Org {
+                server: name,
+                address,
+            }),
+            Decision::Outside {
+                smart_host: Some(host),
+                ..
+            } => Ok(NextHop::SmartHost {
+                domain: domain.clone(),
+                host,
+            }),
+            Decision::Outside { .. } => Ok(hop),
+            Decision::Local => Err(wait(
+                Failure::new(
+                    "4.2.0",
+                    format!(
+                        "the organization names this server as the home of {}, which has no mailbox here yet",
+                        r.address
+                    ),
+                ),
+                QueueKind::Retry,
+            )),
+            Decision::Unreachable { why } => {
+                Err(wait(Failure::new("4.4.4", why), QueueKind::Unreachable))
+            }
+            Decision::Fail { status, why } => Err(Settle::Failed(Failure::new(status, why))),
+        }
     }
 
     /// What an outcome means for the queue.
@@ -111,8 +180,8 @@ impl Manager {
                 let next_attempt = (now + wait).min(expires);
                 let queue = match hop {
                     NextHop::Local => QueueKind::Retry,
-                    NextHop::Remote(_) if is_routing_failure(&f) => QueueKind::Unreachable,
-                    NextHop::Remote(domain) => route::link_queue(&self.config, domain),
+                    _ if is_routing_failure(&f) => QueueKind::Unreachable,
+                    hop => hop.queue(&self.config),
                 };
                 Settle::Deferred {
                     failure: f,

@@ -25,6 +25,7 @@ use super::retry;
 use crate::config::Config;
 use crate::deliver::local::LocalTarget;
 use crate::deliver::smtp::SmtpTarget;
+use crate::org::view::OrgView;
 use crate::route::dns::Resolver;
 use crate::store::{Store, StoreError};
 
@@ -36,6 +37,7 @@ pub struct Manager {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) local: LocalTarget,
     pub(super) smtp: SmtpTarget,
+    pub(super) org: Arc<OrgView>,
     /// Messages being worked on, with a flag asking for another pass when news arrived meanwhile.
     in_flight: Mutex<HashMap<i64, bool>>,
     slots: Arc<Semaphore>,
@@ -49,9 +51,10 @@ impl Manager {
         handle: QueueHandle,
         clock: Arc<dyn Clock>,
         resolver: Arc<dyn Resolver>,
+        org: Arc<OrgView>,
     ) -> Arc<Manager> {
         let slots = Arc::new(Semaphore::new(config.queue.delivery_concurrency));
-        let smtp = SmtpTarget::new(config.clone(), resolver, store.clone());
+        let smtp = SmtpTarget::new(config.clone(), resolver, store.clone(), org.clone());
         Arc::new(Manager {
             store,
             config,
@@ -59,6 +62,7 @@ impl Manager {
             clock,
             local: LocalTarget,
             smtp,
+            org,
             in_flight: Mutex::new(HashMap::new()),
             slots,
         })

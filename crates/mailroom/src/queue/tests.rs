@@ -50,6 +50,7 @@ async fn world() -> World {
         handle,
         Arc::new(SystemClock),
         Arc::new(StaticResolver::default()),
+        crate::org::view::OrgView::new(None),
     );
     World {
         ts,
@@ -93,6 +94,7 @@ impl World {
             client_ip: "192.0.2.1".parse().unwrap(),
             helo: "client.test".into(),
             protocol: "ESMTP",
+            org_meta: None,
         };
         self.ingest
             .accept(
@@ -163,6 +165,7 @@ async fn processing_a_queued_message_again_delivers_nothing_more() {
     let row =
         w.ts.store
             .submit(crate::queue::NewMessage {
+                org_meta: None,
                 queue_id,
                 sender: "carol@other.test".into(),
                 params: EnvelopeParams::default(),
@@ -297,6 +300,7 @@ async fn a_restarted_manager_resumes_the_queue() {
         handle,
         Arc::new(SystemClock),
         Arc::new(StaticResolver::default()),
+        crate::org::view::OrgView::new(None),
     );
     let (stop, sd) = watch::channel(false);
     let run = tokio::spawn(fresh.run(rx, sd));
@@ -367,6 +371,7 @@ mod timers {
             handle,
             clock.clone(),
             Arc::new(StaticResolver::default()),
+            crate::org::view::OrgView::new(None),
         );
         Rig {
             ts,
@@ -396,6 +401,7 @@ mod timers {
                 client_ip: "127.0.0.1".parse().unwrap(),
                 helo: "c".into(),
                 protocol: "ESMTP",
+                org_meta: None,
             };
             let qid = self
                 .ingest

@@ -258,6 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             client_ip: self.peer.ip(),
             helo: helo.name.clone(),
             protocol,
+            org_meta: tx.org_meta,
         };
         let r = match self.ctx.ingest.accept(env, received).await {
             Ok(id) => Reply::code(250, "2.0.0", format!("OK: queued as {id}")),

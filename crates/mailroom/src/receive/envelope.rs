@@ -66,6 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 params,
                 rcpts: Vec::new(),
                 bdat: None,
+                org_meta: self.org.meta.take(),
             }),
         );
         Reply::code(250, "2.1.0", text)
@@ -136,9 +137,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         declared_size: u64,
     ) -> Result<(Vec<Target>, Vec<directory::Redirect>), Reply> {
         let cfg = &self.ctx.config;
-        if !cfg.is_local_domain(mailbox.domain.as_str()) {
+        let domain = mailbox.domain.as_str();
+        if !cfg.is_local_domain(domain) && !self.ctx.org.accepts(domain) {
             let ip = self.peer.ip();
-            if cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip)) {
+            // A server of the organization hands on mail for the outside (to the bridgehead of
+            // an SMTP connector): it proved that it belongs.
+            let org_peer = self.org.peer().is_some();
+            if org_peer || cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip)) {
                 return Ok((vec![Target::remote(key)], Vec::new()));
             }
             return Err(Reply::code(
@@ -162,6 +167,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 tracing::error!(error = %e, "directory lookup failed");
                 Reply::code(451, "4.3.0", "Temporary directory failure, try again later")
             })?;
+        // A user of the organization homed on another server: accepted here and routed there.
+        let org = self.ctx.org.get();
+        let remote_home = |a: &str| org.as_ref().and_then(|o| o.remote_home(a)).is_some();
+        let resolution = match resolution {
+            Resolution::Unknown if remote_home(key) => Resolution::Targets {
+                targets: vec![Target::remote(key)],
+                redirects: Vec::new(),
+                loop_cut: false,
+            },
+            Resolution::Targets {
+                mut targets,
+                redirects,
+                loop_cut,
+            } => {
+                for t in &mut targets {
+                    if t.route == crate::model::Route::Unresolved && remote_home(&t.address) {
+                        *t = Target::remote(t.address.clone());
+                    }
+                }
+                Resolution::Targets {
+                    targets,
+                    redirects,
+                    loop_cut,
+                }
+            }
+            other => other,
+        };
         match resolution {
             Resolution::Unknown => Err(Reply::code(
                 550,

@@ -6,10 +6,22 @@
 //! (its parameters get `555 5.5.4`, its verbs `502 5.5.1`). This is the seam the seed's failure
 //! lives in: Exchange's verbs were registered plug-ins, and when their registrations were lost the
 //! server still answered EHLO, only without them. `doctor` (to come) compares a live EHLO with
-//! what a healthy server registers; later extensions (STARTTLS, AUTH, the organization's verbs)
-//! register here the same way.
+//! what a healthy server registers; later extensions (STARTTLS, AUTH) register here the same
+//! way, as the organization's verbs (`X-ORG-AUTH`, `X-LINKSTATE`, `X-ORG-META`) do: each says
+//! in [`Extension::offered`] where it applies (inside an organization; after org
+//! authentication), and a registered verb that does not apply yet is refused with `530 5.7.0`,
+//! not `502`.
 
 use crate::config::Config;
+
+/// What decides whether an extension applies to a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// This server is a member of an organization.
+    pub in_org: bool,
+    /// The client proved that it is a server of the organization (`X-ORG-AUTH`).
+    pub org_authenticated: bool,
+}
 
 /// One ESMTP extension.
 pub trait Extension: Send + Sync {
@@ -33,6 +45,10 @@ pub trait Extension: Send + Sync {
     }
     /// The RFC that defines it, for documentation and `doctor`.
     fn rfc(&self) -> &'static str;
+    /// True when it is advertised and accepted in a session with these facts.
+    fn offered(&self, _facts: Facts) -> bool {
+        true
+    }
 }
 
 macro_rules! extension {
@@ -118,6 +134,51 @@ impl Extension for Size {
     }
 }
 
+/// An organization verb: `X-ORG-AUTH` inside an organization, the others after org
+/// authentication (see [`crate::org`]).
+#[derive(Debug)]
+pub struct OrgVerb {
+    keyword: &'static str,
+    needs_auth: bool,
+}
+
+impl OrgVerb {
+    /// `X-ORG-AUTH`: servers of the organization prove membership to each other.
+    pub const AUTH: OrgVerb = OrgVerb {
+        keyword: "X-ORG-AUTH",
+        needs_auth: false,
+    };
+    /// `X-LINKSTATE`: the directory and link-state table, in chunks.
+    pub const LINKSTATE: OrgVerb = OrgVerb {
+        keyword: "X-LINKSTATE",
+        needs_auth: true,
+    };
+    /// `X-ORG-META`: a message's organization metadata, and shadow discharges.
+    pub const META: OrgVerb = OrgVerb {
+        keyword: "X-ORG-META",
+        needs_auth: true,
+    };
+}
+
+impl Extension for OrgVerb {
+    fn keyword(&self) -> &'static str {
+        self.keyword
+    }
+    fn verbs(&self) -> &'static [&'static str] {
+        match self.keyword {
+            "X-ORG-AUTH" => &["X-ORG-AUTH"],
+            "X-LINKSTATE" => &["X-LINKSTATE"],
+            _ => &["X-ORG-META"],
+        }
+    }
+    fn rfc(&self) -> &'static str {
+        "mailroom organization (docs/organization.md)"
+    }
+    fn offered(&self, facts: Facts) -> bool {
+        facts.in_org && (!self.needs_auth || facts.org_authenticated)
+    }
+}
+
 /// The set of registered extensions.
 pub struct Registry {
     extensions: Vec<Box<dyn Extension>>,
@@ -141,6 +202,19 @@ impl Registry {
         r.register(Box::new(EnhancedStatusCodes));
         r.register(Box::new(Dsn));
         r.register(Box::new(Chunking));
+        r.register(Box::new(OrgVerb::AUTH));
+        r.register(Box::new(OrgVerb::LINKSTATE));
+        r.register(Box::new(OrgVerb::META));
+        r
+    }
+
+    /// The standard registry without the extensions an operator disabled
+    /// (`smtp.disabled_extensions`).
+    pub fn configured(config: &Config) -> Registry {
+        let mut r = Registry::standard();
+        for k in &config.smtp.disabled_extensions {
+            r.unregister(k);
+        }
         r
     }
 
@@ -163,12 +237,23 @@ impl Registry {
             .any(|e| e.keyword().eq_ignore_ascii_case(keyword))
     }
 
-    /// The EHLO lines after the greeting line, in registration order.
-    pub fn ehlo_lines(&self, config: &Config) -> Vec<String> {
+    /// The EHLO lines after the greeting line, in registration order, of the extensions that
+    /// apply.
+    pub fn ehlo_lines(&self, config: &Config, facts: Facts) -> Vec<String> {
         self.extensions
             .iter()
+            .filter(|e| e.offered(facts))
             .map(|e| e.ehlo_line(config))
             .collect()
+    }
+
+    /// Whether a verb may be used now: `None` when no registered extension adds it,
+    /// `Some(false)` when one does but it does not apply yet.
+    pub fn verb_offered(&self, verb: &str, facts: Facts) -> Option<bool> {
+        self.extensions
+            .iter()
+            .find(|e| e.verbs().contains(&verb))
+            .map(|e| e.offered(facts))
     }
 
     /// True when some registered extension defines this MAIL parameter.
@@ -199,8 +284,28 @@ mod tests {
     fn standard_registry() {
         let cfg = Config::new("example.com", "mx.example.com");
         let r = Registry::standard();
+        let org = Facts {
+            in_org: true,
+            org_authenticated: false,
+        };
         assert_eq!(
-            r.ehlo_lines(&cfg),
+            r.ehlo_lines(&cfg, org)[7..],
+            ["X-ORG-AUTH"],
+            "inside an organization, before authentication"
+        );
+        let authed = Facts {
+            org_authenticated: true,
+            ..org
+        };
+        assert_eq!(
+            r.ehlo_lines(&cfg, authed)[7..],
+            ["X-ORG-AUTH", "X-LINKSTATE", "X-ORG-META"]
+        );
+        assert_eq!(r.verb_offered("X-LINKSTATE", org), Some(false));
+        assert_eq!(r.verb_offered("X-LINKSTATE", authed), Some(true));
+        assert_eq!(r.verb_offered("TURN", authed), None);
+        assert_eq!(
+            r.ehlo_lines(&cfg, Facts::default()),
             vec![
                 "SIZE 26214400",
                 "PIPELINING",

@@ -3,11 +3,13 @@
 //! - [`session`]: the state machine and command loop of one session;
 //! - [`envelope`]: MAIL, RCPT and the relay policy;
 //! - [`data`]: DATA and BDAT;
-//! - [`extensions`]: the registry of ESMTP extensions.
+//! - [`extensions`]: the registry of ESMTP extensions;
+//! - [`org`]: the organization's verbs.
 
 mod data;
 mod envelope;
 pub mod extensions;
+pub mod org;
 pub mod session;
 
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct Context {
     pub ingest: Arc<Ingest>,
     /// The store (for the directory).
     pub store: Arc<dyn Store>,
+    /// The organization, if this server is in one.
+    pub org: Arc<crate::org::view::OrgView>,
 }
 
 /// Accepts SMTP connections until `shutdown` turns true, then waits for sessions to end. The

@@ -45,6 +45,8 @@ pub struct Transaction {
     pub rcpts: Vec<AcceptedRcpt>,
     /// The text received so far, if the message is being sent with BDAT chunks.
     pub bdat: Option<Box<super::data::Text>>,
+    /// The organization metadata sent before MAIL (`X-ORG-META`).
+    pub org_meta: Option<crate::model::OrgMeta>,
 }
 
 /// Where the session is.
@@ -73,6 +75,7 @@ pub struct Session<S> {
     pub(super) ctx: Arc<Context>,
     pub(super) peer: SocketAddr,
     pub(super) state: State,
+    pub(super) org: super::org::OrgSession,
     errors: u32,
     shutdown: watch::Receiver<bool>,
 }
@@ -91,6 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ctx,
             peer,
             state: State::Connected,
+            org: Default::default(),
             errors: 0,
             shutdown,
         }
@@ -240,6 +244,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "2.0.0 End of HELP".into(),
                 ],
             )),
+            Command::OrgAuth(arg) => {
+                let r = self.org_auth(&arg);
+                self.reply(r);
+            }
+            Command::LinkState(arg) => {
+                let r = self.linkstate(&arg).await;
+                self.reply(r);
+            }
+            Command::OrgMeta(arg) => {
+                let r = self.org_meta(&arg);
+                self.reply(r);
+            }
             Command::StartTls | Command::Auth(_) | Command::Unimplemented(_) => {
                 self.reply(Reply::code(502, "5.5.1", "Command not implemented"))
             }
@@ -259,7 +275,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         let mut lines = vec![format!("{} Hello [{peer_ip}]", self.host())];
-        lines.extend(self.ctx.registry.ehlo_lines(&self.ctx.config));
+        lines.extend(self.ctx.registry.ehlo_lines(&self.ctx.config, self.facts()));
         self.conn
             .set_enhanced(self.ctx.registry.has("ENHANCEDSTATUSCODES"));
         self.reply(Reply::lines(250, lines));

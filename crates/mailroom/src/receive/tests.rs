@@ -71,6 +71,7 @@ async fn start_io(cfg: Config, registry: Registry, buffer: usize) -> Harness {
         registry: Arc::new(registry),
         ingest: Arc::new(Ingest::new(ts.dyn_store(), cfg, handle)),
         store: ts.dyn_store(),
+        org: crate::org::view::OrgView::new(None),
     });
     let (client, server) = tokio::io::duplex(buffer);
     let (shutdown, sd) = watch::channel(false);

@@ -20,8 +20,51 @@ use dns::{DnsError, Resolver};
 pub enum NextHop {
     /// The local mailbox store (including recipients that turned out not to exist).
     Local,
-    /// Another server, for this domain.
+    /// Another server, for this domain (its smart host from the configuration, or its MX).
     Remote(String),
+    /// The smart host of the organization's SMTP connector, for this domain.
+    SmartHost {
+        /// The recipients' domain.
+        domain: String,
+        /// `host:port`.
+        host: String,
+    },
+    /// Another server of the organization.
+    Org {
+        /// Its name.
+        server: String,
+        /// Its SMTP address (`host:port`).
+        address: String,
+    },
+}
+
+impl NextHop {
+    /// The link queue of a remote hop (Exchange names a link queue after its next hop).
+    pub fn queue(&self, config: &Config) -> QueueKind {
+        match self {
+            NextHop::Local => QueueKind::Local,
+            NextHop::Remote(domain) => link_queue(config, domain),
+            NextHop::SmartHost { host, .. } => match parse_host_port(host, 25) {
+                Some((h, p)) => QueueKind::Link(format!("{h}:{p}")),
+                None => QueueKind::Link(host.to_lowercase()),
+            },
+            NextHop::Org { server, .. } => QueueKind::Link(server.to_lowercase()),
+        }
+    }
+
+    /// The name of the host it goes to, for reports and logs.
+    pub fn host(&self, config: &Config) -> String {
+        match self {
+            NextHop::Local => config.server.hostname.clone(),
+            NextHop::Remote(domain) => smart_host(config, domain)
+                .map(|(h, _)| h)
+                .unwrap_or_else(|| domain.clone()),
+            NextHop::SmartHost { host, .. } => parse_host_port(host, 25)
+                .map(|(h, _)| h)
+                .unwrap_or_else(|| host.clone()),
+            NextHop::Org { server, .. } => server.clone(),
+        }
+    }
 }
 
 /// Chooses the next hop for a recipient.
@@ -140,7 +183,8 @@ pub async fn destinations(
     Ok(out)
 }
 
-async fn host_addrs(
+/// The addresses of a host (an IP address stands for itself).
+pub async fn host_addrs(
     resolver: &dyn Resolver,
     host: &str,
     port: u16,

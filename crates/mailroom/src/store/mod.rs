@@ -12,6 +12,7 @@
 mod admin;
 mod directory;
 mod mailbox;
+mod org;
 mod queue;
 pub mod spool;
 pub mod sqlite;
@@ -20,6 +21,7 @@ mod track;
 pub use admin::*;
 pub use directory::*;
 pub use mailbox::*;
+pub use org::*;
 pub use queue::*;
 pub use track::*;
 
@@ -28,7 +30,7 @@ pub use crate::model::{DirEntry, User};
 /// Every part of the store's interface, to call its methods on an engine's own type (`use
 /// crate::store::prelude::*`); through `dyn Store` they are at hand without it.
 pub mod prelude {
-    pub use super::{Directory, Mailboxes, Queue, QueueAdmin, Store, Tracking};
+    pub use super::{Directory, Mailboxes, OrgStore, Queue, QueueAdmin, Store, Tracking};
 }
 
 use std::future::Future;
@@ -69,6 +71,9 @@ pub enum StoreError {
 /// A storage engine: every part of the store, in one engine, so that a change and what must happen
 /// with it commit together (see [`Queue`]). Split by concern so that each stage names only what it
 /// uses; any type with every part is a `Store`.
-pub trait Store: Directory + Queue + QueueAdmin + Mailboxes + Tracking + 'static {}
+pub trait Store:
+    Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + 'static
+{
+}
 
-impl<T: Directory + Queue + QueueAdmin + Mailboxes + Tracking + 'static> Store for T {}
+impl<T: Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + 'static> Store for T {}

@@ -48,11 +48,23 @@ pub enum EventId {
     AdminAction,
     /// 2011: an unreadable queue record was moved to quarantine (mailroom).
     Quarantined,
+    /// 2020: a second copy of a message this server already accepted from the organization
+    /// (same organization id and recipient) was accepted and dropped (mailroom).
+    DuplicateDropped,
+    /// 2021: handed to another server of the organization; a shadow copy is kept until that
+    /// server says it delivered or passed it on (mailroom).
+    ShadowHeld,
+    /// 2022: the next server said it delivered or passed the message on; the shadow is
+    /// released (mailroom).
+    ShadowReleased,
+    /// 2023: the next server went DOWN without saying so; the shadow copy is sent again
+    /// (mailroom).
+    ShadowResubmitted,
 }
 
 impl EventId {
     /// Every event ID, for documentation and tests.
-    pub const ALL: [EventId; 17] = [
+    pub const ALL: [EventId; 21] = [
         EventId::ReportAbsorbed,
         EventId::SmtpReceived,
         EventId::OutboundStarted,
@@ -70,6 +82,10 @@ impl EventId {
         EventId::SuccessReported,
         EventId::AdminAction,
         EventId::Quarantined,
+        EventId::DuplicateDropped,
+        EventId::ShadowHeld,
+        EventId::ShadowReleased,
+        EventId::ShadowResubmitted,
     ];
 
     /// The stable number.
@@ -84,6 +100,10 @@ impl EventId {
             EventId::SuccessReported => 2004,
             EventId::AdminAction => 2010,
             EventId::Quarantined => 2011,
+            EventId::DuplicateDropped => 2020,
+            EventId::ShadowHeld => 2021,
+            EventId::ShadowReleased => 2022,
+            EventId::ShadowResubmitted => 2023,
             EventId::DeliveredLocally => 1028,
             EventId::NdrGenerated => 1030,
             EventId::Categorized => 1033,
@@ -107,6 +127,10 @@ impl EventId {
             EventId::SuccessReported => "success report generated",
             EventId::AdminAction => "administrator action",
             EventId::Quarantined => "moved to quarantine",
+            EventId::DuplicateDropped => "duplicate from the organization dropped",
+            EventId::ShadowHeld => "handed on in the organization; shadow copy kept",
+            EventId::ShadowReleased => "next server confirmed; shadow released",
+            EventId::ShadowResubmitted => "next server lost; shadow sent again",
             EventId::DeliveredLocally => "delivered locally",
             EventId::NdrGenerated => "NDR generated",
             EventId::Categorized => "categorized and queued for routing",

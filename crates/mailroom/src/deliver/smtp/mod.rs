@@ -18,9 +18,9 @@
 //!
 //! - [`transaction`]: one transaction, and when its outcomes stand;
 //! - [`pool`]: the connection limits and the idle connections;
-//! - [`conn`]: one connection, each command and reply under its RFC 5321 §4.5.3.2 timeout.
+//! - [`crate::client`]: one connection, each command and reply under its RFC 5321 §4.5.3.2
+//!   timeout.
 
-mod conn;
 mod pool;
 mod transaction;
 
@@ -31,13 +31,15 @@ use mailroom_proto::smtp::{Class, Status};
 use tokio::io::AsyncRead;
 
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
+use crate::client::{self as conn, Conn};
 use crate::config::Config;
-use crate::model::{QueuedMessage, QueuedRecipient};
+use crate::model::{OrgMeta, QueuedMessage, QueuedRecipient};
+use crate::org::channel::Channel;
+use crate::org::view::OrgView;
 use crate::route::dns::Resolver;
 use crate::route::{self, NextHop};
 use crate::store::{Store, StoredText};
 use crate::track::{EventBase, EventId};
-use conn::Conn;
 use pool::{Held, Pool, Slot};
 use transaction::{Transaction, TxError};
 
@@ -112,6 +114,7 @@ struct Inner {
     resolver: Arc<dyn Resolver>,
     store: Arc<dyn Store>,
     pool: Pool,
+    org: Arc<OrgView>,
 }
 
 impl SmtpTarget {
@@ -120,6 +123,7 @@ impl SmtpTarget {
         config: Arc<Config>,
         resolver: Arc<dyn Resolver>,
         store: Arc<dyn Store>,
+        org: Arc<OrgView>,
     ) -> SmtpTarget {
         let o = &config.outbound;
         let pool = Pool::new(
@@ -134,6 +138,7 @@ impl SmtpTarget {
                 resolver,
                 store,
                 pool,
+                org,
             }),
         }
     }
@@ -143,20 +148,20 @@ impl SmtpTarget {
         self.inner.pool.purge_idle().await;
     }
 
-    /// Delivers `text` for `rcpts` of `msg` to the servers of `domain`. Recipients that a peer
+    /// Delivers `text` for `rcpts` of `msg` to the servers of `hop`. Recipients that a peer
     /// puts off because of its recipient limit go in further transactions at once, for as long as
     /// each transaction makes progress.
     pub async fn deliver(
         &self,
         msg: &QueuedMessage,
         text: &dyn MessageText,
-        domain: &str,
+        hop: &NextHop,
         rcpts: &[QueuedRecipient],
     ) -> Vec<(i64, Outcome)> {
         let mut outcomes = Vec::with_capacity(rcpts.len());
         let mut pending = rcpts.to_vec();
         loop {
-            let (done, excess) = self.deliver_once(msg, text, domain, &pending).await;
+            let (done, excess) = self.deliver_once(msg, text, hop, &pending).await;
             let progress = !done.is_empty();
             outcomes.extend(done);
             if excess.is_empty() {
@@ -164,7 +169,7 @@ impl SmtpTarget {
             }
             if !progress {
                 // The peer took none of them: they wait for the next attempt like any 4yz.
-                let host = self.hop_host(domain);
+                let host = hop.host(&self.inner.config);
                 outcomes.extend(
                     excess
                         .into_iter()
@@ -177,10 +182,51 @@ impl SmtpTarget {
         outcomes
     }
 
-    fn hop_host(&self, domain: &str) -> String {
-        route::smart_host(&self.inner.config, domain)
-            .map(|(h, _)| h)
-            .unwrap_or_else(|| domain.to_string())
+    /// The `X-ORG-META` of `msg` for a hop to another server of the organization: what it
+    /// arrived with, with this server added to its hops; or new, when it starts here.
+    fn org_meta(&self, msg: &QueuedMessage, hop: &NextHop) -> Option<String> {
+        let NextHop::Org { .. } = hop else {
+            return None;
+        };
+        let me = self
+            .inner
+            .org
+            .get()
+            .map(|s| s.me().to_string())
+            .unwrap_or_else(|| self.inner.config.server.hostname.clone());
+        let mut m = msg.org_meta.clone().unwrap_or_else(|| OrgMeta {
+            org_id: format!("{me}/{}", msg.queue_id),
+            origin: me.clone(),
+            origin_queue_id: msg.queue_id.clone(),
+            arrival: msg.arrival,
+            hops: Vec::new(),
+        });
+        m.hops.push(me);
+        Some(m.encode())
+    }
+
+    /// The servers to try for a hop.
+    async fn destinations(&self, hop: &NextHop) -> Result<Vec<route::Destination>, Failure> {
+        let cfg = &self.inner.config;
+        let r = self.inner.resolver.as_ref();
+        match hop {
+            NextHop::Remote(domain) => route::destinations(cfg, r, domain).await,
+            NextHop::SmartHost { host, .. } | NextHop::Org { address: host, .. } => {
+                let Some((h, port)) = route::parse_host_port(host, 25) else {
+                    return Err(Failure::new("5.4.4", format!("{host:?} is not host:port")));
+                };
+                let addrs = route::host_addrs(r, &h, port).await?;
+                let name = match hop {
+                    NextHop::Org { server, .. } => server.clone(),
+                    _ => h,
+                };
+                Ok(vec![route::Destination { host: name, addrs }])
+            }
+            NextHop::Local => Err(Failure::new(
+                "4.3.0",
+                "a local recipient was routed to SMTP (routing error)",
+            )),
+        }
     }
 
     /// One transaction for `rcpts`: on a connection left idle by an earlier delivery, or on a
@@ -190,17 +236,19 @@ impl SmtpTarget {
         &self,
         msg: &QueuedMessage,
         text: &dyn MessageText,
-        domain: &str,
+        next: &NextHop,
         rcpts: &[QueuedRecipient],
     ) -> (Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>) {
         let cfg = &self.inner.config;
         let all = |o: Outcome| rcpts.iter().map(|r| (r.id, o.clone())).collect::<Vec<_>>();
-        let hop = route::link_queue(cfg, domain).key();
+        let hop = next.queue(cfg).key();
+        let meta = self.org_meta(msg, next);
+        let meta = meta.as_deref();
         let permits = match self.inner.pool.slot(&hop).await {
             Slot::New(p) => p,
             Slot::Idle(held) => {
                 let host = held.conn.host.clone();
-                match self.transaction(*held, msg, text, rcpts, &hop).await {
+                match self.transaction(*held, msg, text, rcpts, &hop, meta).await {
                     Ok(tx) => return tx,
                     Err(TxError::Unknown(e)) => return (all(broke_off(&host, &e)), Vec::new()),
                     Err(TxError::NotSent(e)) => {
@@ -219,7 +267,7 @@ impl SmtpTarget {
                 }
             }
         };
-        let dests = match route::destinations(cfg, self.inner.resolver.as_ref(), domain).await {
+        let dests = match self.destinations(next).await {
             Ok(d) => d,
             Err(f) => return (all(Outcome::from_failure(f)), Vec::new()),
         };
@@ -248,11 +296,15 @@ impl SmtpTarget {
                         continue;
                     }
                 };
+                let conn = match self.org_authenticate(conn, next).await {
+                    Ok(c) => c,
+                    Err(f) => return (all(Outcome::Deferred(f)), Vec::new()),
+                };
                 let Some(permits) = permits.take() else {
                     break;
                 };
                 return match self
-                    .transaction(Held { conn, permits }, msg, text, rcpts, &hop)
+                    .transaction(Held { conn, permits }, msg, text, rcpts, &hop, meta)
                     .await
                 {
                     Ok(tx) => tx,
@@ -269,13 +321,46 @@ impl SmtpTarget {
             .map(|d| d.host.as_str())
             .collect::<Vec<_>>()
             .join(", ");
+        let what = match next {
+            NextHop::Remote(domain) | NextHop::SmartHost { domain, .. } => {
+                format!("no mail server for {domain} answered")
+            }
+            NextHop::Org { server, .. } => format!("{server} (of the organization) did not answer"),
+            NextHop::Local => "no server answered".to_string(),
+        };
         let f = Failure {
             status: Status::new(Class::Transient, 4, 1),
-            reason: format!("no mail server for {domain} answered (tried {tried})"),
+            reason: format!("{what} (tried {tried})"),
             diagnostic: Some(last),
             remote_mta: None,
         };
         (all(Outcome::Deferred(f)), Vec::new())
+    }
+
+    /// Proves membership to another server of the organization (`X-ORG-AUTH`); other hops
+    /// pass as they are.
+    async fn org_authenticate(&self, conn: Conn, next: &NextHop) -> Result<Conn, Failure> {
+        let NextHop::Org { server, .. } = next else {
+            return Ok(conn);
+        };
+        let Some(snap) = self.inner.org.get() else {
+            return Err(Failure::new(
+                "4.3.0",
+                "this server left the organization: it cannot hand mail to its servers",
+            ));
+        };
+        let t = crate::org::channel::Timeouts {
+            connect: self.inner.config.org.connect_timeout,
+            command: self.inner.config.org.command_timeout,
+        };
+        Channel::over(conn, server, &snap.membership, t)
+            .await
+            .map_err(|e| Failure {
+                status: Status::new(Class::Transient, 7, 0),
+                reason: format!("{server} cannot take part in the organization: {e}"),
+                diagnostic: None,
+                remote_mta: Some(server.clone()),
+            })
     }
 
     /// Runs one transaction, records its start (event 1020), and keeps the connection for the
@@ -287,13 +372,14 @@ impl SmtpTarget {
         text: &dyn MessageText,
         rcpts: &[QueuedRecipient],
         hop: &str,
+        meta: Option<&str>,
     ) -> Result<(Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>), TxError> {
         self.track_start(msg, rcpts, &held.conn, hop).await;
         let Transaction {
             outcomes,
             excess,
             conn,
-        } = transaction::run(held, &self.inner.config.outbound, msg, text, rcpts).await?;
+        } = transaction::run(held, &self.inner.config.outbound, msg, text, rcpts, meta).await?;
         if let Some(held) = conn {
             if let Some(old) = self.inner.pool.put_idle(hop, held) {
                 old.conn.quit().await;
@@ -349,7 +435,7 @@ fn broke_off(host: &str, e: &conn::ConnError) -> Outcome {
 struct SmtpDelivery {
     target: SmtpTarget,
     msg: QueuedMessage,
-    domain: String,
+    hop: NextHop,
     rcpts: Vec<QueuedRecipient>,
     content: Option<StoredText>,
 }
@@ -361,16 +447,16 @@ impl DeliveryTarget for SmtpTarget {
         hop: &'a NextHop,
     ) -> DeliveryFuture<'a, Result<Box<dyn Delivery>, Failure>> {
         Box::pin(async move {
-            let NextHop::Remote(domain) = hop else {
+            if *hop == NextHop::Local {
                 return Err(Failure::new(
                     "4.3.0",
                     "a local recipient was routed to SMTP (routing error)",
                 ));
-            };
+            }
             Ok(Box::new(SmtpDelivery {
                 target: self.clone(),
                 msg: msg.clone(),
-                domain: domain.clone(),
+                hop: hop.clone(),
                 rcpts: Vec::new(),
                 content: None,
             }) as Box<dyn Delivery>)
@@ -420,7 +506,7 @@ impl Delivery for SmtpDelivery {
                     .collect();
             };
             self.target
-                .deliver(&self.msg, &content, &self.domain, &self.rcpts)
+                .deliver(&self.msg, &content, &self.hop, &self.rcpts)
                 .await
         })
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::conn::Conn;
+use crate::client::Conn;
 
 /// The permits an open connection holds: one of the total, one of its hop's. Giving them back
 /// wakes the deliveries that wait for a slot.

@@ -175,6 +175,7 @@ async fn peer(script: Script) -> (u16, Arc<Mutex<Seen>>) {
 
 fn message(rcpts: &[(&str, Option<Notify>)]) -> QueuedMessage {
     QueuedMessage {
+        org_meta: None,
         rowid: 1,
         queue_id: "06H2537EKEP6K1ZQ".into(),
         sender: "alice@example.com".into(),
@@ -227,6 +228,7 @@ fn rig(port: u16, f: impl FnOnce(&mut Config)) -> Rig {
         Arc::new(cfg),
         Arc::new(StaticResolver::default()),
         ts.dyn_store(),
+        crate::org::view::OrgView::new(None),
     );
     Rig { target, _ts: ts }
 }
@@ -256,7 +258,15 @@ async fn pipelined_delivery_passes_dsn_parameters_on() {
         ("bob@far.test", Notify::parse("SUCCESS,FAILURE")),
         ("carol@far.test", None),
     ]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["relayed dsn=true", "relayed dsn=true"]);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.messages, vec![BODY.to_vec()]);
@@ -279,7 +289,15 @@ async fn without_dsn_or_pipelining_parameters_are_dropped() {
     let (port, seen) = peer(Script::default()).await;
     let r = rig(port, |_| {});
     let m = message(&[("bob@far.test", Notify::parse("SUCCESS"))]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     let seen = seen.lock().unwrap();
     assert!(
@@ -310,7 +328,15 @@ async fn each_recipient_gets_its_own_reply() {
         ("busy@far.test", None),
         ("ok@far.test", None),
     ]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(
         statuses(&out),
         vec!["failed 5.1.1", "deferred 4.2.1", "relayed dsn=false"]
@@ -332,7 +358,15 @@ async fn refusals_before_and_after_the_text() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None), ("b@far.test", None)]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["failed 5.3.4", "failed 5.3.4"]);
 
     let (port, _) = peer(Script {
@@ -342,7 +376,15 @@ async fn refusals_before_and_after_the_text() {
     })
     .await;
     let r = rig(port, |_| {});
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["deferred 4.3.0", "deferred 4.3.0"]);
 }
 
@@ -355,7 +397,15 @@ async fn what_the_peer_lacks_is_refused_without_sending() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None)]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["failed 5.3.4"]);
     let (port, seen) = peer(Script {
         extensions: vec!["SIZE 100000"],
@@ -368,7 +418,7 @@ async fn what_the_peer_lacks_is_refused_without_sending() {
         .deliver(
             &m,
             &"Subject: é\r\n\r\nx\r\n".as_bytes(),
-            "far.test",
+            &NextHop::Remote("far.test".into()),
             &m.recipients,
         )
         .await;
@@ -377,7 +427,12 @@ async fn what_the_peer_lacks_is_refused_without_sending() {
     utf8.params.smtputf8 = true;
     let out = r
         .target
-        .deliver(&utf8, &&b"x\r\n"[..], "far.test", &utf8.recipients)
+        .deliver(
+            &utf8,
+            &&b"x\r\n"[..],
+            &NextHop::Remote("far.test".into()),
+            &utf8.recipients,
+        )
         .await;
     assert_eq!(statuses(&out), vec!["failed 5.6.7"]);
     assert!(!seen
@@ -398,7 +453,15 @@ async fn connections_are_reused_up_to_the_limit() {
     let r = rig(port, |c| c.outbound.max_messages_per_connection = 2);
     let m = message(&[("a@far.test", None)]);
     for _ in 0..3 {
-        let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+        let out = r
+            .target
+            .deliver(
+                &m,
+                &BODY,
+                &NextHop::Remote("far.test".into()),
+                &m.recipients,
+            )
+            .await;
         assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     }
     let seen = seen.lock().unwrap();
@@ -417,7 +480,15 @@ async fn connection_failures_are_transient() {
     drop(l);
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None)]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["deferred 4.4.1"]);
 
     let (port, seen) = peer(Script {
@@ -426,7 +497,15 @@ async fn connection_failures_are_transient() {
     })
     .await;
     let r = rig(port, |_| {});
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["deferred 4.4.2"]);
     assert_eq!(seen.lock().unwrap().messages.len(), 1);
 }
@@ -440,7 +519,15 @@ async fn helo_when_ehlo_is_refused() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None)]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     assert!(seen
         .lock()
@@ -487,12 +574,25 @@ async fn duplicate_outbound_delivery_after_a_failed_rset() {
     let warm = message(&[("ok@far.test", None)]);
     let out = r
         .target
-        .deliver(&warm, &BODY, "far.test", &warm.recipients)
+        .deliver(
+            &warm,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &warm.recipients,
+        )
         .await;
     assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     for round in 0..2 {
         let m = message(&[("gone@far.test", None), ("ok@far.test", None)]);
-        let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+        let out = r
+            .target
+            .deliver(
+                &m,
+                &BODY,
+                &NextHop::Remote("far.test".into()),
+                &m.recipients,
+            )
+            .await;
         assert_eq!(
             statuses(&out),
             vec!["failed 5.1.1", "relayed dsn=false"],
@@ -521,7 +621,15 @@ async fn duplicate_outbound_delivery_pipelined_refusals_stand() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("gone@far.test", None)]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["failed 5.1.1"]);
     assert!(seen.lock().unwrap().messages.is_empty());
 }
@@ -547,7 +655,12 @@ async fn big_messages_reach_slow_peers() {
     let started = std::time::Instant::now();
     let out = r
         .target
-        .deliver(&m, &big.as_slice(), "far.test", &m.recipients)
+        .deliver(
+            &m,
+            &big.as_slice(),
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
         .await;
     assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     assert!(started.elapsed() > std::time::Duration::from_millis(1500));
@@ -574,7 +687,15 @@ async fn excess_recipients_go_in_further_transactions_at_once() {
     ];
     let rcpts: Vec<_> = addrs.iter().map(|a| (*a, None)).collect();
     let m = message(&rcpts);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     let mut ids: Vec<i64> = out.iter().map(|(id, _)| *id).collect();
     ids.sort();
     assert_eq!(ids, vec![1, 2, 3, 4, 5], "one outcome per recipient");
@@ -598,7 +719,15 @@ async fn excess_recipients_without_progress_are_deferred() {
     .await;
     let r = rig(port, |_| {});
     let m = message(&[("a@far.test", None), ("b@far.test", None)]);
-    let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+    let out = r
+        .target
+        .deliver(
+            &m,
+            &BODY,
+            &NextHop::Remote("far.test".into()),
+            &m.recipients,
+        )
+        .await;
     assert_eq!(statuses(&out), vec!["deferred 4.5.3", "deferred 4.5.3"]);
     assert!(seen.lock().unwrap().messages.is_empty());
 }
@@ -615,7 +744,15 @@ async fn a_421_on_a_cached_connection_goes_on_a_fresh_one() {
     let r = rig(port, |_| {});
     for _ in 0..2 {
         let m = message(&[("a@far.test", None)]);
-        let out = r.target.deliver(&m, &BODY, "far.test", &m.recipients).await;
+        let out = r
+            .target
+            .deliver(
+                &m,
+                &BODY,
+                &NextHop::Remote("far.test".into()),
+                &m.recipients,
+            )
+            .await;
         assert_eq!(statuses(&out), vec!["relayed dsn=false"]);
     }
     let seen = seen.lock().unwrap();

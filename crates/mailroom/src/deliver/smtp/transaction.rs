@@ -24,9 +24,9 @@ use mailroom_proto::smtp::client::{mail_command, rcpt_command, DotStuffer, Respo
 use mailroom_proto::smtp::Body;
 use tokio::io::AsyncReadExt;
 
-use super::conn::ConnError;
 use super::pool::Held;
 use super::{classify, MessageText};
+use crate::client::ConnError;
 use crate::config::OutboundConfig;
 use crate::deliver::{Failure, Outcome};
 use crate::model::{QueuedMessage, QueuedRecipient};
@@ -120,6 +120,7 @@ pub(super) async fn run(
     msg: &QueuedMessage,
     text: &dyn MessageText,
     rcpts: &[QueuedRecipient],
+    org_meta: Option<&str>,
 ) -> Result<Transaction, TxError> {
     if let Some(f) = refusal(msg, text, &held) {
         let outcomes = rcpts
@@ -131,6 +132,39 @@ pub(super) async fn run(
             excess: Vec::new(),
             conn: Some(held),
         });
+    }
+    if let Some(meta) = org_meta {
+        // The organization's metadata for this transaction (see crate::org): before MAIL.
+        let c = &mut held.conn;
+        c.send(
+            format!("X-ORG-META {meta}\r\n").as_bytes(),
+            o.command_timeout,
+        )
+        .await
+        .map_err(TxError::NotSent)?;
+        let r = c.read(o.command_timeout).await.map_err(TxError::NotSent)?;
+        if !r.is_success() {
+            let host = c.host.clone();
+            let f = Failure {
+                status: mailroom_proto::smtp::Status::new(
+                    mailroom_proto::smtp::Class::Transient,
+                    7,
+                    0,
+                ),
+                reason: format!("{host} refused the organization's metadata"),
+                diagnostic: Some(r.to_string()),
+                remote_mta: Some(host),
+            };
+            let outcomes = rcpts
+                .iter()
+                .map(|r| (r.id, Outcome::Deferred(f.clone())))
+                .collect();
+            return Ok(Transaction {
+                outcomes,
+                excess: Vec::new(),
+                conn: None,
+            });
+        }
     }
     let (env, go) = send_envelope(&mut held.conn, o, msg, text, rcpts).await?;
     let c = &mut held.conn;
@@ -191,7 +225,7 @@ pub(super) async fn run(
 /// MAIL, each RCPT and DATA, pipelined when the peer offers it (RFC 2920: one write, then the
 /// replies in order); returns what the replies said and the reply to DATA, if it was sent.
 async fn send_envelope<'r>(
-    c: &mut super::conn::Conn,
+    c: &mut crate::client::Conn,
     o: &OutboundConfig,
     msg: &QueuedMessage,
     text: &dyn MessageText,
@@ -278,7 +312,7 @@ fn closing(mail: &Response, host: &str) -> Result<(), TxError> {
 
 /// Streams the text, dot-stuffed, each block under its own deadline.
 async fn send_text(
-    c: &mut super::conn::Conn,
+    c: &mut crate::client::Conn,
     text: &dyn MessageText,
     block_timeout: Duration,
 ) -> Result<(), TxError> {

@@ -25,6 +25,7 @@ mod admin;
 mod content;
 mod directory;
 mod mailbox;
+mod org;
 mod queue;
 pub mod schema;
 mod track;
@@ -38,12 +39,14 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+use super::OrgStore;
 use super::{
     AdminAction, ControlChange, DirEntry, Directory, Loaded, MailEntry, Mailboxes, QuarantineEntry,
     Queue, QueueAdmin, QueueFilter, QueueInfo, SettledAs, StoreError, StoreFuture, StoredText,
     SummaryRow, TrackFilter, Tracking, User,
 };
 use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
+use crate::org::{Membership, OrgState};
 use crate::store::spool::{self, Spool};
 use crate::track::{Event, EventBase};
 use chrono::{DateTime, Utc};
@@ -534,6 +537,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::TRACK_KEYS)?;
         tx.execute_batch(schema::QUEUE_CONTROL)?;
         tx.execute_batch(schema::SPOOL)?;
+        tx.execute_batch(schema::ORG)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -842,6 +846,21 @@ impl Mailboxes for SqliteStore {
     }
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
         self.write(move |c| mailbox::delete(c, user_id, &mail_ids))
+    }
+}
+
+impl OrgStore for SqliteStore {
+    fn org(&self) -> StoreFuture<'_, Option<(Membership, OrgState)>> {
+        self.read(org::load)
+    }
+    fn org_init(&self, membership: Membership, state: OrgState) -> StoreFuture<'_, ()> {
+        self.write(move |c| org::init(c, &membership, &state))
+    }
+    fn org_merge(&self, state: OrgState) -> StoreFuture<'_, (OrgState, bool)> {
+        self.write(move |c| org::merge(c, &state))
+    }
+    fn org_leave(&self) -> StoreFuture<'_, ()> {
+        self.write(org::leave)
     }
 }
 

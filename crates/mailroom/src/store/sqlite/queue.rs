@@ -163,8 +163,8 @@ fn deliver_now(
 fn insert_message(c: &Connection, m: &NewMessage, content_id: i64) -> Result<i64, StoreError> {
     c.prepare_cached(
         "INSERT INTO queue (queue_id, kind, sender, envid, ret, body, smtputf8, message_id,
-                            arrival, client_ip, content_id, size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                            arrival, client_ip, content_id, size, org_meta)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         m.queue_id.to_string(),
@@ -179,13 +179,16 @@ fn insert_message(c: &Connection, m: &NewMessage, content_id: i64) -> Result<i64
         m.client_ip,
         content_id,
         m.content.len() as i64,
+        m.org_meta
+            .as_ref()
+            .map(|o| serde_json::to_string(o).unwrap_or_default()),
     ])?;
     Ok(c.last_insert_rowid())
 }
 
 const MSG_COLS: &str =
     "id, queue_id, kind, sender, envid, ret, body, smtputf8, message_id, arrival, \
-                        client_ip, content_id, size, frozen";
+                        client_ip, content_id, size, frozen, org_meta";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, String>> {
     let kind: String = r.get(2)?;
@@ -206,6 +209,12 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, 
             Some(b) => Some(b),
             None => return Ok(Err(format!("bad BODY {b:?}"))),
         },
+    };
+    let org_meta: Option<String> = r.get(14)?;
+    let org_meta = match org_meta.as_deref().map(serde_json::from_str) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => return Ok(Err(format!("bad organization metadata: {e}"))),
     };
     let arrival: i64 = r.get(9)?;
     let Some(arrival) = stored_time(arrival) else {
@@ -228,6 +237,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<QueuedMessage, 
         content_id: r.get(11)?,
         size: r.get::<_, i64>(12)? as u64,
         frozen: r.get(13)?,
+        org_meta,
         recipients: Vec::new(),
     }))
 }

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -194,6 +194,30 @@ CREATE INDEX contents_file ON contents (file) WHERE file IS NOT NULL;
 CREATE TABLE spool_garbage (file TEXT PRIMARY KEY) WITHOUT ROWID;
 "#;
 
+/// The organization this server belongs to (see [`crate::org`]), and what travels with messages
+/// between its servers. Part of a new schema, and of migration 5 -> 6.
+pub const ORG: &str = r#"
+-- At most one row: this server's membership (the organization, its secret, this server's name)
+-- and the replicated state (directory and link table) as this server last merged it.
+CREATE TABLE org (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    membership TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+-- The X-ORG-META a message arrived with (origin, hops, the organization-wide id).
+ALTER TABLE queue ADD COLUMN org_meta TEXT;
+-- Every (organization-wide message id, recipient) this server accepted from another server of
+-- the organization: a second copy (a shadow resubmitted while the first was in fact delivered)
+-- is accepted and dropped.
+CREATE TABLE org_seen (
+    org_id TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (org_id, rcpt)
+) WITHOUT ROWID;
+"#;
+
 /// What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`): one entry per message
 /// and key rather than an index entry per event. Part of a new schema, and of migration 1 -> 2.
 pub const TRACK_KEYS: &str = r#"
@@ -253,6 +277,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[QUEUE_CONTROL],
     // 4 -> 5: large message texts in spool files.
     &[SPOOL],
+    // 5 -> 6: the organization.
+    &[ORG],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

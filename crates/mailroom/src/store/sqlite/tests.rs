@@ -16,6 +16,7 @@ fn message(rcpts: Vec<(&str, Route)>, content: &[u8]) -> NewMessage {
     let queue_id = QueueId::generate();
     let base = base(&queue_id.to_string());
     NewMessage {
+        org_meta: None,
         queue_id,
         sender: "carol@other.test".into(),
         params: EnvelopeParams::default(),
@@ -501,6 +502,9 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              ALTER TABLE contents DROP COLUMN file;
              ALTER TABLE contents DROP COLUMN size;
              ALTER TABLE contents DROP COLUMN eight_bit;
+             DROP TABLE org;
+             DROP TABLE org_seen;
+             ALTER TABLE queue DROP COLUMN org_meta;
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -821,6 +825,9 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
              ALTER TABLE contents DROP COLUMN file;
              ALTER TABLE contents DROP COLUMN size;
              ALTER TABLE contents DROP COLUMN eight_bit;
+             DROP TABLE org;
+             DROP TABLE org_seen;
+             ALTER TABLE queue DROP COLUMN org_meta;
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);

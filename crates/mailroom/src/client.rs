@@ -1,4 +1,4 @@
-//! One outbound SMTP connection: greeting, EHLO (with HELO fallback), commands and replies, each
+//! One outbound SMTP connection (outbound delivery's, and the organization channel's): greeting, EHLO (with HELO fallback), commands and replies, each
 //! with its RFC 5321 §4.5.3.2 timeout.
 
 use std::net::SocketAddr;
@@ -28,6 +28,10 @@ pub struct Conn {
     pub messages: u32,
     /// When it was last used.
     pub idle_since: Instant,
+    /// The name this side gave in EHLO.
+    helo: String,
+    /// The command timeout it was opened with.
+    command_timeout: Duration,
 }
 
 impl Conn {
@@ -57,6 +61,8 @@ impl Conn {
             caps: Capabilities::default(),
             messages: 0,
             idle_since: Instant::now(),
+            helo: helo.to_string(),
+            command_timeout,
         };
         let greeting = c.read(command_timeout).await?;
         if greeting.code != 220 {
@@ -80,6 +86,20 @@ impl Conn {
             }
         }
         Ok(c)
+    }
+
+    /// Says EHLO again and reads the capabilities anew (after organization authentication,
+    /// which makes the server advertise the verbs that need it).
+    pub async fn ehlo_again(&mut self) -> Result<(), ConnError> {
+        let t = self.command_timeout;
+        self.send(format!("EHLO {}\r\n", self.helo).as_bytes(), t)
+            .await?;
+        let r = self.read(t).await?;
+        if !r.is_success() {
+            return Err(ConnError(format!("{} refused EHLO: {r}", self.host)));
+        }
+        self.caps = Capabilities::from_ehlo(&r);
+        Ok(())
     }
 
     /// Sends bytes within `timeout`.

@@ -1,0 +1,274 @@
+//! The client side of the organization channel: connect to another server of the organization
+//! over SMTP, prove membership with `X-ORG-AUTH` (and check the other server's proof), then
+//! exchange state with `X-LINKSTATE` or hand over shadow discharges with `X-ORG-META`.
+//!
+//! Used by `org join`, by the organization service (replication and probes), and by outbound
+//! delivery to another server of the organization.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mailroom_proto::smtp::org::{self as wire, Assembler, Label};
+use thiserror::Error;
+
+use super::auth::{Side, Transcript};
+use super::{random_hex, Membership, OrgState, MAX_STATE};
+use crate::client::{Conn, ConnError};
+
+/// Why the channel failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The server could not be reached, or the connection broke.
+    #[error("{0}")]
+    Connection(String),
+    /// The server does not offer the organization's verbs (the seed's broken server).
+    #[error("{server} does not offer {verb} (its EHLO lists: {advertised})")]
+    NoOrgVerbs {
+        /// The server.
+        server: String,
+        /// The missing verb.
+        verb: &'static str,
+        /// What it advertises.
+        advertised: String,
+    },
+    /// Authentication failed (either side).
+    #[error("{0}")]
+    Auth(String),
+    /// The server refused a command or sent nonsense.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<ConnError> for ChannelError {
+    fn from(e: ConnError) -> ChannelError {
+        ChannelError::Connection(e.0)
+    }
+}
+
+/// Timeouts of the channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Connecting.
+    pub connect: Duration,
+    /// Each command's reply.
+    pub command: Duration,
+}
+
+/// An authenticated connection to another server of the organization.
+pub struct Channel {
+    conn: Conn,
+    /// The server's name.
+    pub server: String,
+    t: Timeouts,
+}
+
+/// Resolves `host:port` (an IP address or a name) to socket addresses.
+pub async fn resolve(address: &str) -> Result<Vec<SocketAddr>, ChannelError> {
+    if let Ok(sa) = address.parse::<SocketAddr>() {
+        return Ok(vec![sa]);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| ChannelError::Connection(format!("cannot resolve {address}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ChannelError::Connection(format!(
+            "{address} has no address"
+        )));
+    }
+    Ok(addrs)
+}
+
+impl Channel {
+    /// Connects to `server` at `address` and authenticates both ways.
+    pub async fn open(
+        server: &str,
+        address: &str,
+        me: &Membership,
+        t: Timeouts,
+    ) -> Result<Channel, ChannelError> {
+        let addrs = resolve(address).await?;
+        let mut last = ChannelError::Connection(format!("{server} ({address}) has no address"));
+        for addr in addrs {
+            match Conn::open(server, addr, &me.me, t.connect, t.command).await {
+                Ok(conn) => {
+                    let mut c = Channel {
+                        conn,
+                        server: server.to_string(),
+                        t,
+                    };
+                    c.authenticate(me).await?;
+                    return Ok(c);
+                }
+                Err(e) => last = e.into(),
+            }
+        }
+        Err(last)
+    }
+
+    /// Wraps a connection already greeted (outbound delivery's), authenticating it.
+    pub async fn over(
+        conn: Conn,
+        server: &str,
+        me: &Membership,
+        t: Timeouts,
+    ) -> Result<Conn, ChannelError> {
+        let mut c = Channel {
+            conn,
+            server: server.to_string(),
+            t,
+        };
+        c.authenticate(me).await?;
+        Ok(c.conn)
+    }
+
+    fn require(&self, verb: &'static str) -> Result<(), ChannelError> {
+        if self.conn.caps.keywords.iter().any(|k| k == verb) {
+            return Ok(());
+        }
+        Err(ChannelError::NoOrgVerbs {
+            server: self.server.clone(),
+            verb,
+            advertised: self.conn.caps.keywords.join(" "),
+        })
+    }
+
+    async fn command(
+        &mut self,
+        line: &str,
+    ) -> Result<mailroom_proto::smtp::client::Response, ChannelError> {
+        self.conn
+            .send(format!("{line}\r\n").as_bytes(), self.t.command)
+            .await?;
+        Ok(self.conn.read(self.t.command).await?)
+    }
+
+    async fn authenticate(&mut self, me: &Membership) -> Result<(), ChannelError> {
+        self.require("X-ORG-AUTH")?;
+        let cnonce = random_hex(16);
+        let r = self
+            .command(&format!("X-ORG-AUTH HELLO {} {} {cnonce}", me.org, me.me))
+            .await?;
+        if r.code != 334 {
+            return Err(ChannelError::Auth(format!(
+                "{} refused organization authentication: {r}",
+                self.server
+            )));
+        }
+        let text = r.lines.first().cloned().unwrap_or_default();
+        let mut w = text.split_whitespace();
+        let (Some(snonce), Some(sproof)) = (w.next(), w.next()) else {
+            return Err(ChannelError::Protocol(format!(
+                "{} sent a malformed challenge: {r}",
+                self.server
+            )));
+        };
+        let transcript = Transcript {
+            org: &me.org,
+            client: &me.me,
+            server: &self.server,
+            client_nonce: &cnonce,
+            server_nonce: snonce,
+        };
+        if !transcript.verify(&me.secret, Side::Server, sproof) {
+            // Do not send a proof to a server that could not prove itself.
+            let _ = self.command("QUIT").await;
+            return Err(ChannelError::Auth(format!(
+                "{} could not prove that it belongs to the organization (wrong secret, or not \
+                 the server {} it claims to be)",
+                self.server, self.server
+            )));
+        }
+        let proof = transcript.proof(&me.secret, Side::Client);
+        let r = self.command(&format!("X-ORG-AUTH PROOF {proof}")).await?;
+        if r.code != 235 {
+            return Err(ChannelError::Auth(format!(
+                "{} refused this server's proof: {r}",
+                self.server
+            )));
+        }
+        // The verbs that need authentication are advertised from now on.
+        self.conn.ehlo_again().await?;
+        Ok(())
+    }
+
+    /// Exchanges state: compares digests, and when they differ sends ours and fetches theirs.
+    /// Returns the other server's state when it differed.
+    pub async fn sync(&mut self, state: &OrgState) -> Result<Option<OrgState>, ChannelError> {
+        self.require("X-LINKSTATE")?;
+        let r = self
+            .command(&format!("X-LINKSTATE DIGEST {}", state.digest()))
+            .await?;
+        if !r.is_success() {
+            return Err(ChannelError::Protocol(format!(
+                "{} refused X-LINKSTATE DIGEST: {r}",
+                self.server
+            )));
+        }
+        if r.lines.first().is_some_and(|l| l.starts_with("SAME")) {
+            return Ok(None);
+        }
+        for chunk in wire::chunks(&state.to_json()) {
+            let r = self.command(&format!("X-LINKSTATE {chunk}")).await?;
+            if !r.is_success() {
+                return Err(ChannelError::Protocol(format!(
+                    "{} refused a link-state chunk: {r}",
+                    self.server
+                )));
+            }
+        }
+        let mut a = Assembler::new(MAX_STATE);
+        loop {
+            let r = self.command("X-LINKSTATE PULL").await?;
+            if !r.is_success() {
+                return Err(ChannelError::Protocol(format!(
+                    "{} refused X-LINKSTATE PULL: {r}",
+                    self.server
+                )));
+            }
+            let text = r.lines.first().cloned().unwrap_or_default();
+            let chunk = wire::parse_chunk(&text).map_err(|e| {
+                ChannelError::Protocol(format!("{} sent a bad chunk: {e}", self.server))
+            })?;
+            let last = chunk.label == Label::Last;
+            let done = a.push(chunk).map_err(|e| {
+                ChannelError::Protocol(format!("{} sent a bad chunk: {e}", self.server))
+            })?;
+            if let Some(data) = done {
+                let theirs = OrgState::from_json(&data, &state.id)
+                    .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?;
+                return Ok(Some(theirs));
+            }
+            if last {
+                return Err(ChannelError::Protocol(format!(
+                    "{} ended its state without a start",
+                    self.server
+                )));
+            }
+        }
+    }
+
+    /// Sends the discharge of shadow copies: the organization ids of messages this server has
+    /// delivered or handed on, which the other server may stop holding.
+    pub async fn discharge(&mut self, ids: &[String]) -> Result<(), ChannelError> {
+        self.require("X-ORG-META")?;
+        for batch in ids.chunks(16) {
+            let r = self
+                .command(&format!("X-ORG-META DONE {}", batch.join(" ")))
+                .await?;
+            if !r.is_success() {
+                return Err(ChannelError::Protocol(format!(
+                    "{} refused X-ORG-META DONE: {r}",
+                    self.server
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Says QUIT.
+    pub async fn close(self) {
+        self.conn.quit().await;
+    }
+}

@@ -1,0 +1,285 @@
+//! The organization's verbs on the receiving side: `X-ORG-AUTH`, `X-LINKSTATE`, `X-ORG-META`
+//! (their wire forms are in [`mailroom_proto::smtp::org`], their meaning in [`crate::org`]).
+//!
+//! Each verb is a registered extension: not registered, it gets `502 5.5.1` like any unknown
+//! verb (the seed's broken server); registered but not applicable yet, `530 5.7.0`
+//! (authentication required) or `502 5.5.1` outside an organization. A failed proof counts as a
+//! session error; a replayed proof fails because the server's nonce is new in every challenge.
+
+use std::collections::VecDeque;
+
+use mailroom_proto::smtp::org::{self as wire, Assembler, LinkStateArg, OrgAuthArg, OrgError};
+use mailroom_proto::smtp::Reply;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::extensions::Facts;
+use super::session::{Session, State};
+use crate::model::OrgMeta;
+use crate::org::auth::{Side, Transcript};
+use crate::org::view::Snapshot;
+use crate::org::{random_hex, OrgState, MAX_STATE};
+
+/// Where a session stands with organization authentication.
+#[derive(Debug, Default)]
+pub enum OrgAuth {
+    /// Not attempted.
+    #[default]
+    None,
+    /// Challenged: waiting for the client's proof.
+    Challenged {
+        /// The client's name.
+        client: String,
+        /// Its nonce.
+        client_nonce: String,
+        /// Ours.
+        server_nonce: String,
+    },
+    /// The client proved that it is this server of the organization.
+    Authenticated {
+        /// Its name.
+        client: String,
+    },
+}
+
+/// A session's organization state.
+#[derive(Debug, Default)]
+pub struct OrgSession {
+    /// Authentication.
+    pub auth: OrgAuth,
+    /// A link-state transfer from the client under way.
+    incoming: Option<Assembler>,
+    /// Our state's chunks still to be pulled.
+    outgoing: Option<VecDeque<String>>,
+    /// Metadata for the next transaction.
+    pub meta: Option<OrgMeta>,
+}
+
+impl OrgSession {
+    /// The authenticated peer's name.
+    pub fn peer(&self) -> Option<&str> {
+        match &self.auth {
+            OrgAuth::Authenticated { client } => Some(client),
+            _ => None,
+        }
+    }
+}
+
+fn chunk_reply(e: &OrgError) -> Reply {
+    match e {
+        OrgError::OutOfOrder(_) => Reply::code(503, "5.5.1", format!("Bad sequence: {e}")),
+        OrgError::TooLarge(_) => Reply::code(552, "5.3.4", format!("Refused: {e}")),
+        _ => Reply::code(501, "5.5.4", format!("Refused: {e}")),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// What decides which extensions apply now.
+    pub(super) fn facts(&self) -> Facts {
+        Facts {
+            in_org: self.ctx.org.get().is_some(),
+            org_authenticated: self.org.peer().is_some(),
+        }
+    }
+
+    /// `None` when the verb may be used; otherwise the refusal.
+    fn org_gate(&self, verb: &str) -> Option<Reply> {
+        if matches!(self.state, State::Connected) {
+            return Some(Reply::code(503, "5.5.1", "Send EHLO first"));
+        }
+        match self.ctx.registry.verb_offered(verb, self.facts()) {
+            None => Some(Reply::code(502, "5.5.1", "Command not implemented")),
+            Some(true) => None,
+            Some(false) if self.ctx.org.get().is_none() => Some(Reply::code(
+                502,
+                "5.5.1",
+                format!("{verb}: this server is not in an organization"),
+            )),
+            Some(false) => Some(Reply::code(
+                530,
+                "5.7.0",
+                format!("{verb}: organization authentication required (X-ORG-AUTH first)"),
+            )),
+        }
+    }
+
+    /// `X-ORG-AUTH`.
+    pub(super) fn org_auth(&mut self, arg: &str) -> Reply {
+        if let Some(r) = self.org_gate("X-ORG-AUTH") {
+            return r;
+        }
+        let Some(snap) = self.ctx.org.get() else {
+            return Reply::code(502, "5.5.1", "This server is not in an organization");
+        };
+        let parsed = match wire::parse_org_auth(arg) {
+            Ok(a) => a,
+            Err(e) => return Reply::code(501, "5.5.4", format!("Syntax: {e}")),
+        };
+        match (parsed, std::mem::take(&mut self.org.auth)) {
+            (_, OrgAuth::Authenticated { client }) => {
+                self.org.auth = OrgAuth::Authenticated { client };
+                Reply::code(503, "5.5.1", "Already authenticated")
+            }
+            (OrgAuthArg::Hello { org, server, nonce }, _) => {
+                if org != snap.membership.org {
+                    tracing::warn!(peer = %self.peer, org, "X-ORG-AUTH for another organization");
+                    return Reply::code(535, "5.7.8", "Not a member of that organization");
+                }
+                let server_nonce = random_hex(16);
+                let proof = Transcript {
+                    org: &org,
+                    client: &server,
+                    server: snap.me(),
+                    client_nonce: &nonce,
+                    server_nonce: &server_nonce,
+                }
+                .proof(&snap.membership.secret, Side::Server);
+                let line = format!("{server_nonce} {proof}");
+                self.org.auth = OrgAuth::Challenged {
+                    client: server,
+                    client_nonce: nonce,
+                    server_nonce,
+                };
+                Reply::plain(334, line)
+            }
+            (OrgAuthArg::Proof(_), OrgAuth::None) => {
+                Reply::code(503, "5.5.1", "Send X-ORG-AUTH HELLO first")
+            }
+            (
+                OrgAuthArg::Proof(proof),
+                OrgAuth::Challenged {
+                    client,
+                    client_nonce,
+                    server_nonce,
+                },
+            ) => {
+                let t = Transcript {
+                    org: &snap.membership.org,
+                    client: &client,
+                    server: snap.me(),
+                    client_nonce: &client_nonce,
+                    server_nonce: &server_nonce,
+                };
+                if !t.verify(&snap.membership.secret, Side::Client, &proof) {
+                    tracing::warn!(peer = %self.peer, client, "X-ORG-AUTH proof refused");
+                    return Reply::code(535, "5.7.8", "Organization authentication failed");
+                }
+                tracing::debug!(peer = %self.peer, client, "organization peer authenticated");
+                let text = format!("{client} authenticated in organization {}", snap.state.name);
+                self.org.auth = OrgAuth::Authenticated { client };
+                Reply::code(235, "2.7.0", text)
+            }
+        }
+    }
+
+    /// `X-LINKSTATE`.
+    pub(super) async fn linkstate(&mut self, arg: &str) -> Reply {
+        if let Some(r) = self.org_gate("X-LINKSTATE") {
+            return r;
+        }
+        let Some(snap) = self.ctx.org.get() else {
+            return Reply::code(502, "5.5.1", "This server is not in an organization");
+        };
+        let parsed = match wire::parse_linkstate(arg) {
+            Ok(a) => a,
+            Err(e) => {
+                self.org.incoming = None;
+                return chunk_reply(&e);
+            }
+        };
+        match parsed {
+            LinkStateArg::Digest(d) => {
+                let mine = snap.state.digest();
+                if d == mine {
+                    Reply::code(250, "2.0.0", "SAME")
+                } else {
+                    Reply::code(250, "2.0.0", format!("DIFFERENT {mine}"))
+                }
+            }
+            LinkStateArg::Pull => {
+                let queue = self.org.outgoing.get_or_insert_with(|| {
+                    wire::chunks(&snap.state.to_json()).into_iter().collect()
+                });
+                match queue.pop_front() {
+                    Some(c) => {
+                        if queue.is_empty() {
+                            self.org.outgoing = None;
+                        }
+                        Reply::code(250, "2.0.0", c)
+                    }
+                    None => {
+                        self.org.outgoing = None;
+                        Reply::code(503, "5.5.1", "Nothing to pull")
+                    }
+                }
+            }
+            LinkStateArg::Chunk(c) => {
+                let a = self
+                    .org
+                    .incoming
+                    .get_or_insert_with(|| Assembler::new(MAX_STATE));
+                match a.push(c) {
+                    Err(e) => {
+                        self.org.incoming = None;
+                        chunk_reply(&e)
+                    }
+                    Ok(None) => Reply::code(250, "2.0.0", "Chunk accepted"),
+                    Ok(Some(data)) => {
+                        self.org.incoming = None;
+                        self.merge_state(&snap, &data).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn merge_state(&mut self, snap: &Snapshot, data: &[u8]) -> Reply {
+        let theirs = match OrgState::from_json(data, &snap.membership.org) {
+            Ok(s) => s,
+            Err(e) => return Reply::code(554, "5.6.0", format!("State refused: {e}")),
+        };
+        match self.ctx.store.org_merge(theirs).await {
+            Ok((merged, changed)) => {
+                let (d, l) = merged.versions();
+                // Our side of the exchange: the merged state, pulled next.
+                self.org.outgoing = Some(wire::chunks(&merged.to_json()).into_iter().collect());
+                if changed {
+                    self.ctx.org.set(Some(Snapshot {
+                        membership: snap.membership.clone(),
+                        state: merged,
+                    }));
+                    self.ctx.org.changed.notify_one();
+                }
+                Reply::code(
+                    250,
+                    "2.0.0",
+                    format!("State merged (directory version {d}, link state version {l})"),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "organization state not merged");
+                Reply::code(
+                    451,
+                    "4.3.0",
+                    "Temporary failure storing the state, try again later",
+                )
+            }
+        }
+    }
+
+    /// `X-ORG-META`: metadata for the next transaction.
+    pub(super) fn org_meta(&mut self, arg: &str) -> Reply {
+        if let Some(r) = self.org_gate("X-ORG-META") {
+            return r;
+        }
+        if matches!(self.state, State::Mail(..)) {
+            return Reply::code(503, "5.5.1", "X-ORG-META goes before MAIL");
+        }
+        match OrgMeta::decode(arg) {
+            Some(m) => {
+                self.org.meta = Some(m);
+                Reply::code(250, "2.0.0", "Metadata for the next message")
+            }
+            None => Reply::code(501, "5.5.4", "Malformed organization metadata"),
+        }
+    }
+}
