@@ -1,0 +1,55 @@
+"""An organization of four real servers in two routing groups (see orgs.py): mail between
+users homed on different servers, routing as `routing explain` says, org verbs only after org
+authentication."""
+
+from __future__ import annotations
+
+import pytest
+
+import orgs
+from helpers import make_message, smtp_send
+from orgs import address, host
+
+
+@pytest.fixture
+def org(make_server):
+    return orgs.standard(make_server)
+
+
+def test_mail_reaches_users_on_every_other_server_and_explain_matches(org):
+    sender = address("s1")
+    rcpts = [address(s) for s in ("s2", "s3", "s4")]
+    # The route each recipient takes from s1, as routing explain says.
+    routes = {r: org.explain("s1", r)["route"] for r in rcpts}
+    assert routes[address("s2")]["path"] == [host("s1"), host("s2")]
+    assert routes[address("s3")]["path"] == [host("s1"), host("s2"), host("s3")]
+    assert routes[address("s3")]["connectors"] == ["g1g2"]
+    assert routes[address("s4")]["next_hop"]["server"] == host("s2")
+    msg = make_message("across the org", sender=sender, to=", ".join(rcpts), message_id="org1@org.test")
+    with org["s1"].smtp() as s:
+        smtp_send(s, sender, rcpts, msg)
+    for name in ("s2", "s3", "s4"):
+        got = org[name].wait_for_mail(address(name), 1, timeout=20)
+        assert b"Subject: across the org" in got[0]
+    # Every server on the way wrote its part: s1 received and handed on (1019, 1020, 1031).
+    ev = org["s1"].track(message_id="org1@org.test")
+    ids = {e["event_id"] for e in ev}
+    assert {1019, 1033, 1034, 1020, 1031} <= ids, ev
+    # s4's copy passed s2 and s3: it says so in its Received headers.
+    got = org["s4"].messages(address("s4"))[0]
+    for hop in ("s1", "s2", "s3"):
+        assert f"by {host(hop)}".encode() in got, got
+
+
+def test_org_verbs_need_org_authentication(org):
+    c = org["s1"].raw_smtp()
+    assert "X-ORG-AUTH" in c.extensions and "X-LINKSTATE" not in c.extensions
+    for verb in ("X-LINKSTATE DIGEST 00", "X-ORG-META eyJ9", "X-LINKSTATE FIRST YWJj"):
+        r = c.cmd(verb)
+        assert r.code == 530 and r.enhanced == "5.7.0", (verb, r)
+    # A proof without a challenge, and a challenge for another organization.
+    r = c.cmd("X-ORG-AUTH PROOF 00ff")
+    assert r.code == 503, r
+    r = c.cmd("X-ORG-AUTH HELLO 0000000000000000 intruder.test 00ff")
+    assert r.code == 535 and r.enhanced == "5.7.8", r
+    c.close()
