@@ -4,6 +4,8 @@ authentication."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import orgs
@@ -35,6 +37,17 @@ def test_mail_reaches_users_on_every_other_server_and_explain_matches(org):
     ev = org["s1"].track(message_id="org1@org.test")
     ids = {e["event_id"] for e in ev}
     assert {1019, 1033, 1034, 1020, 1031} <= ids, ev
+    # One merged history from every server, ending in a verdict per recipient.
+    t = json.loads(org["s1"].cli("track", "--org", "--message-id", "org1@org.test", "--json").stdout)
+    assert t["unreachable"] == []
+    assert {e["server"] for e in t["events"]} == {host(s) for s in ("s1", "s2", "s3", "s4")}
+    assert {1019, 1033, 1034, 1020, 1031, 1036, 1028} <= {e["event_id"] for e in t["events"]}
+    verdicts = {v["recipient"]: v for v in t["verdicts"]}
+    for name in ("s2", "s3", "s4"):
+        assert verdicts[address(name)] == {"recipient": address(name), "verdict": "delivered",
+                                           "server": host(name)}, t["verdicts"]
+    text = org["s3"].cli("track", "--org", "--message-id", "org1@org.test").stdout
+    assert f"{address('s4')}: delivered to its mailbox on {host('s4')}" in text, text
     # s4's copy passed s2 and s3: it says so in its Received headers.
     got = org["s4"].messages(address("s4"))[0]
     for hop in ("s1", "s2", "s3"):

@@ -445,6 +445,10 @@ pub struct TrackArgs {
     /// Only messages with events since: an RFC 3339 time, a date (2026-11-28), or an age ("2h").
     #[arg(long)]
     pub since: Option<String>,
+    /// Ask every server of the organization and merge their histories, ending with a verdict
+    /// per recipient (delivered where; failed and why; still queued where and why).
+    #[arg(long)]
+    pub org: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -6,7 +6,12 @@ use anyhow::bail;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::TrackArgs;
-use crate::store::TrackFilter;
+use std::collections::BTreeSet;
+
+use crate::org::channel::{Channel, Timeouts};
+use crate::org::dir::live;
+use crate::store::{TrackFilter, Tracking};
+use crate::track::verdict::verdicts;
 use crate::track::Event;
 
 /// Parses `--since`: RFC 3339, a date, or an age such as `2h`.
@@ -37,7 +42,10 @@ pub async fn track(data: &Path, a: &TrackArgs) -> anyhow::Result<()> {
         recipient: a.recipient.clone(),
         since: a.since.as_deref().map(parse_since).transpose()?,
     };
-    let events = crate::store::Tracking::track_query(store.as_ref(), filter).await?;
+    if a.org {
+        return track_org(data, store.as_ref(), filter, a.json).await;
+    }
+    let events = store.track_query(filter).await?;
     if a.json {
         let v: Vec<_> = events.iter().map(json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -48,6 +56,85 @@ pub async fn track(data: &Path, a: &TrackArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", render(&events));
+    Ok(())
+}
+
+/// `track --org`: this server's events and every other server's (over `X-ORG-TRACK`), merged.
+async fn track_org(
+    data: &Path,
+    store: &dyn crate::store::Store,
+    filter: TrackFilter,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let cfg = super::init::load(data)?;
+    let (m, s) = super::org::current(store).await?;
+    let mut events = store.track_query(filter.clone()).await?;
+    let t = Timeouts {
+        connect: cfg.org.connect_timeout,
+        command: cfg.org.command_timeout,
+    };
+    let mut asks = tokio::task::JoinSet::new();
+    for (name, server) in live(&s.dir.servers) {
+        if *name == m.me {
+            continue;
+        }
+        let (name, address, m, filter) = (
+            name.clone(),
+            server.address.clone(),
+            m.clone(),
+            filter.clone(),
+        );
+        asks.spawn(async move {
+            let r = async {
+                let mut ch = Channel::open(&name, &address, &m, t).await?;
+                let ev = ch.track(&filter).await;
+                ch.close().await;
+                ev
+            }
+            .await;
+            (name, r)
+        });
+    }
+    let mut unreachable = Vec::new();
+    while let Some(done) = asks.join_next().await {
+        let Ok((name, r)) = done else { continue };
+        match r {
+            Ok(ev) => events.extend(ev),
+            Err(e) => unreachable.push((name, e.to_string())),
+        }
+    }
+    unreachable.sort();
+    events.sort_by(|a, b| (a.time, &a.server).cmp(&(b.time, &b.server)));
+    let servers: BTreeSet<String> = live(&s.dir.servers)
+        .map(|(n, _)| n.to_lowercase())
+        .collect();
+    let verdicts = verdicts(&events, &servers);
+    if as_json {
+        let v = serde_json::json!({
+            "events": events.iter().map(json).collect::<Vec<_>>(),
+            "verdicts": verdicts,
+            "unreachable": unreachable
+                .iter()
+                .map(|(s, e)| serde_json::json!({"server": s, "error": e}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if events.is_empty() {
+        println!("no tracking events match on any server of the organization");
+    } else {
+        print!("{}", render(&events));
+    }
+    for (server, e) in &unreachable {
+        println!("could not ask {server}: {e}");
+    }
+    if !verdicts.is_empty() {
+        println!("Verdict:");
+        for v in verdicts {
+            println!("  {v}");
+        }
+    }
     Ok(())
 }
 

@@ -14,6 +14,10 @@ use thiserror::Error;
 use super::auth::{Side, Transcript};
 use super::{random_hex, Membership, OrgState, MAX_STATE};
 use crate::client::{Conn, ConnError};
+use crate::store::TrackFilter;
+use crate::track::Event;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 
 /// Why the channel failed.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -265,6 +269,34 @@ impl Channel {
             }
         }
         Ok(())
+    }
+
+    /// The other server's tracking events for `filter`.
+    pub async fn track(&mut self, filter: &TrackFilter) -> Result<Vec<Event>, ChannelError> {
+        self.require("X-ORG-TRACK")?;
+        let q = STANDARD.encode(serde_json::to_vec(filter).unwrap_or_default());
+        let r = self.command(&format!("X-ORG-TRACK QUERY {q}")).await?;
+        if !r.is_success() {
+            return Err(ChannelError::Protocol(format!(
+                "{} refused X-ORG-TRACK: {r}",
+                self.server
+            )));
+        }
+        let mut a = Assembler::new(MAX_STATE);
+        loop {
+            let r = self.command("X-ORG-TRACK PULL").await?;
+            let text = r.lines.first().cloned().unwrap_or_default();
+            let chunk = wire::parse_chunk(&text)
+                .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?;
+            if let Some(data) = a
+                .push(chunk)
+                .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?
+            {
+                return serde_json::from_slice(&data).map_err(|e| {
+                    ChannelError::Protocol(format!("{} sent unreadable events: {e}", self.server))
+                });
+            }
+        }
     }
 
     /// Says QUIT.

@@ -158,6 +158,11 @@ impl OrgVerb {
         keyword: "X-ORG-META",
         needs_auth: true,
     };
+    /// `X-ORG-TRACK`: tracking events for another server's `track --org`.
+    pub const TRACK: OrgVerb = OrgVerb {
+        keyword: "X-ORG-TRACK",
+        needs_auth: true,
+    };
 }
 
 impl Extension for OrgVerb {
@@ -168,6 +173,7 @@ impl Extension for OrgVerb {
         match self.keyword {
             "X-ORG-AUTH" => &["X-ORG-AUTH"],
             "X-LINKSTATE" => &["X-LINKSTATE"],
+            "X-ORG-TRACK" => &["X-ORG-TRACK"],
             _ => &["X-ORG-META"],
         }
     }
@@ -205,6 +211,7 @@ impl Registry {
         r.register(Box::new(OrgVerb::AUTH));
         r.register(Box::new(OrgVerb::LINKSTATE));
         r.register(Box::new(OrgVerb::META));
+        r.register(Box::new(OrgVerb::TRACK));
         r
     }
 
@@ -299,7 +306,7 @@ mod tests {
         };
         assert_eq!(
             r.ehlo_lines(&cfg, authed)[7..],
-            ["X-ORG-AUTH", "X-LINKSTATE", "X-ORG-META"]
+            ["X-ORG-AUTH", "X-LINKSTATE", "X-ORG-META", "X-ORG-TRACK"]
         );
         assert_eq!(r.verb_offered("X-LINKSTATE", org), Some(false));
         assert_eq!(r.verb_offered("X-LINKSTATE", authed), Some(true));

@@ -8,7 +8,9 @@
 
 use std::collections::VecDeque;
 
-use mailroom_proto::smtp::org::{self as wire, Assembler, LinkStateArg, OrgAuthArg, OrgError};
+use mailroom_proto::smtp::org::{
+    self as wire, Assembler, LinkStateArg, OrgAuthArg, OrgError, OrgTrackArg,
+};
 use mailroom_proto::smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -18,6 +20,7 @@ use crate::model::OrgMeta;
 use crate::org::auth::{Side, Transcript};
 use crate::org::view::Snapshot;
 use crate::org::{random_hex, OrgState, MAX_STATE};
+use crate::store::TrackFilter;
 
 /// Where a session stands with organization authentication.
 #[derive(Debug, Default)]
@@ -52,6 +55,8 @@ pub struct OrgSession {
     outgoing: Option<VecDeque<String>>,
     /// Metadata for the next transaction.
     pub meta: Option<OrgMeta>,
+    /// The chunks of a tracking answer still to be pulled.
+    track_out: Option<VecDeque<String>>,
 }
 
 impl OrgSession {
@@ -266,8 +271,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// `X-ORG-TRACK`: this server's tracking events for a query of another server.
+    pub(super) async fn org_track(&mut self, arg: &str) -> Reply {
+        if let Some(r) = self.org_gate("X-ORG-TRACK") {
+            return r;
+        }
+        match wire::parse_org_track(arg) {
+            Err(e) => Reply::code(501, "5.5.4", format!("Syntax: {e}")),
+            Ok(OrgTrackArg::Pull) => {
+                match self.org.track_out.as_mut().and_then(|q| q.pop_front()) {
+                    Some(c) => {
+                        if self.org.track_out.as_ref().is_some_and(|q| q.is_empty()) {
+                            self.org.track_out = None;
+                        }
+                        Reply::code(250, "2.0.0", c)
+                    }
+                    None => Reply::code(
+                        503,
+                        "5.5.1",
+                        "Nothing to pull: send X-ORG-TRACK QUERY first",
+                    ),
+                }
+            }
+            Ok(OrgTrackArg::Query(json)) => {
+                let filter: TrackFilter = match serde_json::from_slice(&json) {
+                    Ok(f) => f,
+                    Err(e) => return Reply::code(501, "5.5.4", format!("Malformed query: {e}")),
+                };
+                match self.ctx.store.track_query(filter).await {
+                    Ok(events) => {
+                        let data = serde_json::to_vec(&events).unwrap_or_default();
+                        let chunks: VecDeque<String> = wire::chunks(&data).into_iter().collect();
+                        let n = chunks.len();
+                        self.org.track_out = Some(chunks);
+                        Reply::code(
+                            250,
+                            "2.0.0",
+                            format!(
+                                "{} event(s) in {n} chunk(s): X-ORG-TRACK PULL",
+                                events.len()
+                            ),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "tracking query failed");
+                        Reply::code(451, "4.3.0", "Temporary failure reading the tracking log")
+                    }
+                }
+            }
+        }
+    }
+
     /// `X-ORG-META`: metadata for the next transaction.
-    pub(super) fn org_meta(&mut self, arg: &str) -> Reply {
+    pub(super) async fn org_meta(&mut self, arg: &str) -> Reply {
         if let Some(r) = self.org_gate("X-ORG-META") {
             return r;
         }

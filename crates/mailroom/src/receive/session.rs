@@ -253,7 +253,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.reply(r);
             }
             Command::OrgMeta(arg) => {
-                let r = self.org_meta(&arg);
+                let r = self.org_meta(&arg).await;
+                self.reply(r);
+            }
+            Command::OrgTrack(arg) => {
+                let r = self.org_track(&arg).await;
                 self.reply(r);
             }
             Command::StartTls | Command::Auth(_) | Command::Unimplemented(_) => {

@@ -13,8 +13,8 @@ pub trait Tracking: Send + Sync {
     fn track_query(&self, filter: TrackFilter) -> StoreFuture<'_, Vec<Event>>;
 }
 
-/// Which tracking events to return.
-#[derive(Debug, Clone, Default)]
+/// Which tracking events to return (also sent to other servers by `track --org`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrackFilter {
     /// A Message-ID (with or without brackets) or a queue ID.
     pub message_id: Option<String>,

@@ -6,6 +6,8 @@
 //! Events are data in the store (not log lines), written in the same transaction as the state change
 //! they describe, so the history can never disagree with the queue.
 
+pub mod verdict;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

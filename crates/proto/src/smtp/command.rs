@@ -67,6 +67,8 @@ pub enum Command {
     LinkState(String),
     /// `X-ORG-META data`: the next transaction's organization metadata (see [`super::org`]).
     OrgMeta(String),
+    /// `X-ORG-TRACK ...`: tracking events asked for by another server (see [`super::org`]).
+    OrgTrack(String),
     /// A verb that is recognised but belongs to no extension mailroom implements (TURN, ETRN, …).
     Unimplemented(String),
 }
@@ -92,6 +94,7 @@ impl Command {
             Command::OrgAuth(_) => "X-ORG-AUTH",
             Command::LinkState(_) => "X-LINKSTATE",
             Command::OrgMeta(_) => "X-ORG-META",
+            Command::OrgTrack(_) => "X-ORG-TRACK",
             Command::Unimplemented(v) => v,
         }
     }
@@ -217,6 +220,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "X-ORG-AUTH" => Ok(Command::OrgAuth(arg.to_string())),
         "X-LINKSTATE" => Ok(Command::LinkState(arg.to_string())),
         "X-ORG-META" => Ok(Command::OrgMeta(arg.to_string())),
+        "X-ORG-TRACK" => Ok(Command::OrgTrack(arg.to_string())),
         v if UNIMPLEMENTED.contains(&v) => Ok(Command::Unimplemented(v.to_string())),
         _ => Err(CommandError::Unrecognized),
     }

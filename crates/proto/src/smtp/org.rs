@@ -8,7 +8,10 @@
 //! - `X-LINKSTATE`: the organization's directory and link-state table, compared by digest
 //!   (`X-LINKSTATE DIGEST hex`) and sent in ordered, labelled chunks
 //!   (`X-LINKSTATE FIRST|NEXT|LAST data`, `X-LINKSTATE PULL` for the other direction);
-//! - `X-ORG-META`: the per-message metadata of the next transaction (`X-ORG-META data`).
+//! - `X-ORG-META`: the per-message metadata of the next transaction (`X-ORG-META data`), and
+//!   the release of shadow copies (`X-ORG-META DONE id...`);
+//! - `X-ORG-TRACK`: another server's tracking events, for `mailroom track --org`
+//!   (`X-ORG-TRACK QUERY data`, then `X-ORG-TRACK PULL` for each chunk of the answer).
 //!
 //! Chunk data is base64 (RFC 4648 §4); a chunk line is at most [`MAX_CHUNK_LINE`] octets, as
 //! X-LINK2STATE's were. [`Assembler`] puts a transfer back together and refuses, without
@@ -64,6 +67,33 @@ pub enum LinkStateArg {
     Chunk(Chunk),
     /// Send the next chunk of the server's state.
     Pull,
+}
+
+/// What an `X-ORG-TRACK` command asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgTrackArg {
+    /// A query (base64 of its JSON), answered in chunks.
+    Query(Vec<u8>),
+    /// The next chunk of the answer.
+    Pull,
+}
+
+/// Parses the arguments of `X-ORG-TRACK`.
+pub fn parse_org_track(arg: &str) -> Result<OrgTrackArg, OrgError> {
+    let syntax = OrgError::Syntax("X-ORG-TRACK QUERY base64 | X-ORG-TRACK PULL");
+    let mut w = arg.split_ascii_whitespace();
+    let out = match w.next() {
+        Some(k) if k.eq_ignore_ascii_case("PULL") => OrgTrackArg::Pull,
+        Some(k) if k.eq_ignore_ascii_case("QUERY") => {
+            let data = w.next().ok_or(syntax.clone())?;
+            OrgTrackArg::Query(STANDARD.decode(data).map_err(|_| OrgError::Encoding)?)
+        }
+        _ => return Err(syntax),
+    };
+    if w.next().is_some() {
+        return Err(syntax);
+    }
+    Ok(out)
 }
 
 /// What an `X-ORG-AUTH` command says.
