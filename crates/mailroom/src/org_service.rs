@@ -84,6 +84,8 @@ pub struct OrgService {
     peers: HashMap<String, Peer>,
     /// The digest of the state whose users were last provisioned.
     provisioned: Option<String>,
+    /// The task sending confirmations (`X-ORG-META DONE`), while one runs.
+    discharging: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl OrgService {
@@ -95,6 +97,7 @@ impl OrgService {
             view,
             peers: HashMap::new(),
             provisioned: None,
+            discharging: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl OrgService {
                         self.announce_self().await;
                     }
                     self.provision().await;
+                    self.discharge();
                     self.contact_due(&mut contacts);
                 }
                 _ = self.view.changed.notified() => self.contact_due(&mut contacts),
@@ -140,6 +144,53 @@ impl OrgService {
             }
         }
         contacts.abort_all();
+        if let Some(t) = self.discharging.take() {
+            t.abort();
+        }
+    }
+
+    /// Tells the servers that handed this one mail which of it is finished with, so that they
+    /// let their shadow copies go; what cannot be told now is told at a later tick.
+    fn discharge(&mut self) {
+        if self.discharging.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let Some(snap) = self.view.get() else { return };
+        let store = self.store.clone();
+        let t = self.timeouts();
+        self.discharging = Some(tokio::spawn(async move {
+            let owed = match store.discharges(1024).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the confirmations owed");
+                    return;
+                }
+            };
+            for (server, ids) in owed {
+                let Some(address) = snap.state.dir.server(&server).map(|s| s.address.clone())
+                else {
+                    // A server no longer in the organization holds nothing to let go.
+                    let _ = store.discharged(server, ids).await;
+                    continue;
+                };
+                let sent = async {
+                    let mut ch = Channel::open(&server, &address, &snap.membership, t).await?;
+                    let r = ch.discharge(&ids).await;
+                    ch.close().await;
+                    r
+                }
+                .await;
+                match sent {
+                    Ok(()) => {
+                        tracing::debug!(server, n = ids.len(), "shadow copies confirmed");
+                        if let Err(e) = store.discharged(server, ids).await {
+                            tracing::warn!(error = %e, "confirmations not recorded as sent");
+                        }
+                    }
+                    Err(e) => tracing::debug!(server, error = %e, "confirmations not sent yet"),
+                }
+            }
+        }));
     }
 
     /// Takes in what `mailroom org` commands changed in the store.

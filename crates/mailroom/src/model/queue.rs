@@ -80,6 +80,9 @@ pub enum QueueKind {
     Dsn,
     /// One queue per next hop (a domain, or a smart host).
     Link(String),
+    /// Copies handed to another server of the organization, kept until it confirms that it
+    /// delivered or passed them on (shadow redundancy), by that server's name.
+    Shadow(String),
 }
 
 impl QueueKind {
@@ -91,6 +94,7 @@ impl QueueKind {
             QueueKind::Unreachable => "unreachable".into(),
             QueueKind::Dsn => "dsn".into(),
             QueueKind::Link(h) => format!("link:{h}"),
+            QueueKind::Shadow(h) => format!("shadow:{h}"),
         }
     }
 
@@ -101,6 +105,9 @@ impl QueueKind {
             "retry" => QueueKind::Retry,
             "unreachable" => QueueKind::Unreachable,
             "dsn" => QueueKind::Dsn,
+            other if other.starts_with("shadow:") => {
+                QueueKind::Shadow(other["shadow:".len()..].to_lowercase())
+            }
             other => QueueKind::Link(other.strip_prefix("link:").unwrap_or(other).to_lowercase()),
         }
     }
@@ -113,6 +120,7 @@ impl QueueKind {
             QueueKind::Unreachable => "Messages with an unreachable destination".into(),
             QueueKind::Dsn => "DSN messages pending submission".into(),
             QueueKind::Link(h) => format!("Link queue to {h}"),
+            QueueKind::Shadow(h) => format!("Shadow copies held for {h}"),
         }
     }
 
@@ -499,6 +507,17 @@ pub enum Settle {
     },
     /// Failed for good; a report is owed (unless the sender is null or asked for none).
     Failed(Failure),
+    /// Accepted by another server of the organization: kept as a shadow copy (waiting in
+    /// [`QueueKind::Shadow`]) until that server confirms, or until `until`, when it is looked
+    /// at again (resubmitted if that server is DOWN).
+    Shadow {
+        /// The server that accepted it.
+        server: String,
+        /// When to look again.
+        until: DateTime<Utc>,
+        /// True when an existing shadow is only kept longer (no new tracking events).
+        renew: bool,
+    },
 }
 
 impl Settle {

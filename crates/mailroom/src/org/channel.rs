@@ -14,8 +14,7 @@ use thiserror::Error;
 use super::auth::{Side, Transcript};
 use super::{random_hex, Membership, OrgState, MAX_STATE};
 use crate::client::{Conn, ConnError};
-use crate::store::TrackFilter;
-use crate::track::Event;
+use crate::track::{Event, TrackFilter};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 

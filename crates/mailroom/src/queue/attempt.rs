@@ -10,7 +10,7 @@ use crate::deliver::{DeliveryTarget, Outcome};
 use crate::route::org::Decision;
 use crate::route::{self, next_hop, NextHop};
 use crate::store::StoreError;
-use crate::track::EventBase;
+use crate::track::{EventBase, EventId};
 
 impl Manager {
     pub(super) fn event_base(&self, msg: &QueuedMessage) -> EventBase {
@@ -47,7 +47,23 @@ impl Manager {
         }
         let mut settles = Vec::new();
         let mut groups: Vec<(NextHop, Vec<QueuedRecipient>)> = Vec::new();
+        let mut resubmitted = Vec::new();
         for r in due {
+            if let Some(QueueKind::Shadow(server)) = &r.queue {
+                match self.shadow_due(r, server, now, expires) {
+                    Some(s) => {
+                        settles.push((r.id, s));
+                        continue;
+                    }
+                    None => resubmitted.push(
+                        self.event_base(msg)
+                            .event(EventId::ShadowResubmitted, Some(&r.address))
+                            .detail(format!(
+                                "{server} is DOWN and has not confirmed the message: sending it again"
+                            )),
+                    ),
+                }
+            }
             if now >= expires {
                 settles.push((r.id, Settle::Failed(self.expired(msg, r, now))));
                 continue;
@@ -76,10 +92,45 @@ impl Manager {
                 settles.push((id, self.settle_for(r, &hop, outcome, now, expires)));
             }
         }
+        if !resubmitted.is_empty() {
+            self.store.track(resubmitted).await?;
+        }
         self.store
             .settle(msg.rowid, self.event_base(msg), settles)
             .await?;
         Ok(())
+    }
+
+    /// A shadow copy come due: kept longer while its server is UP, let go when the message
+    /// expires (that server accepted it), or `None`: its server is DOWN, send it again.
+    fn shadow_due(
+        &self,
+        r: &QueuedRecipient,
+        server: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Option<Settle> {
+        let up = self
+            .org
+            .get()
+            .is_some_and(|s| s.state.dir.server(server).is_some() && s.state.links.is_up(server));
+        if now >= expires {
+            return Some(Settle::Delivered {
+                drop: None,
+                remote_mta: Some(server.to_string()),
+                relayed: false,
+                report: false,
+            });
+        }
+        if up {
+            return Some(Settle::Shadow {
+                server: server.to_string(),
+                until: (now + self.config.org.shadow_timeout).min(expires),
+                renew: true,
+            });
+        }
+        tracing::info!(recipient = %r.address, server, "shadow copy resubmitted: its server is DOWN");
+        None
     }
 
     /// The next hop of a recipient; `Err` when routing itself settles it (no route now, or
@@ -154,6 +205,14 @@ impl Manager {
         expires: DateTime<Utc>,
     ) -> Settle {
         let notify = r.effective_notify();
+        if let (NextHop::Org { server, .. }, Outcome::Relayed { .. }) = (hop, &outcome) {
+            // Kept until the next server confirms it (shadow redundancy).
+            return Settle::Shadow {
+                server: server.clone(),
+                until: (now + self.config.org.shadow_timeout).min(expires),
+                renew: false,
+            };
+        }
         match outcome {
             Outcome::Delivered(drop) => Settle::Delivered {
                 drop,

@@ -322,10 +322,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// `X-ORG-META DONE id...`: the peer finished with these messages; their shadows go.
+    async fn org_done(&mut self, ids: &str) -> Reply {
+        let (Some(peer), Some(snap)) = (self.org.peer().map(String::from), self.ctx.org.get())
+        else {
+            return Reply::code(530, "5.7.0", "Organization authentication required");
+        };
+        let ids: Vec<String> = ids.split_ascii_whitespace().map(String::from).collect();
+        if ids.is_empty() || ids.len() > 64 || ids.iter().any(|i| i.len() > 300) {
+            return Reply::code(501, "5.5.4", "X-ORG-META DONE id... (1 to 64 ids)");
+        }
+        match self
+            .ctx
+            .store
+            .shadow_release(snap.me().to_string(), peer, ids)
+            .await
+        {
+            Ok(n) => Reply::code(250, "2.0.0", format!("{n} shadow copies released")),
+            Err(e) => {
+                tracing::error!(error = %e, "shadow release failed");
+                Reply::code(451, "4.3.0", "Temporary failure, try again later")
+            }
+        }
+    }
+
     /// `X-ORG-META`: metadata for the next transaction.
     pub(super) async fn org_meta(&mut self, arg: &str) -> Reply {
         if let Some(r) = self.org_gate("X-ORG-META") {
             return r;
+        }
+        if let Some(ids) = arg.trim().strip_prefix("DONE ") {
+            return self.org_done(ids).await;
         }
         if matches!(self.state, State::Mail(..)) {
             return Reply::code(503, "5.5.1", "X-ORG-META goes before MAIL");

@@ -17,4 +17,16 @@ pub trait OrgStore: Send + Sync {
     fn org_merge(&self, state: OrgState) -> StoreFuture<'_, (OrgState, bool)>;
     /// Leaves the organization (forgets membership and state).
     fn org_leave(&self) -> StoreFuture<'_, ()>;
+    /// Lets go of the shadow copies held for `server` of the messages with these organization
+    /// ids (it confirmed them; `me` is this server's name); the number of recipients released.
+    fn shadow_release(
+        &self,
+        me: String,
+        server: String,
+        ids: Vec<String>,
+    ) -> StoreFuture<'_, usize>;
+    /// Confirmations owed to other servers: (server, organization ids), at most `limit` ids.
+    fn discharges(&self, limit: usize) -> StoreFuture<'_, Vec<(String, Vec<String>)>>;
+    /// Forgets confirmations that were delivered.
+    fn discharged(&self, server: String, ids: Vec<String>) -> StoreFuture<'_, ()>;
 }

@@ -188,6 +188,19 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
+/// Which tracking events to return (also sent to other servers by `track --org`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrackFilter {
+    /// A Message-ID (with or without brackets) or a queue ID.
+    pub message_id: Option<String>,
+    /// An envelope sender.
+    pub sender: Option<String>,
+    /// A recipient (original or final).
+    pub recipient: Option<String>,
+    /// Only messages with events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
 /// The fields most events of one message share; [`EventBase::event`] fills in the rest.
 #[derive(Debug, Clone)]
 pub struct EventBase {

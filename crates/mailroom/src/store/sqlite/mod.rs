@@ -862,6 +862,20 @@ impl OrgStore for SqliteStore {
     fn org_leave(&self) -> StoreFuture<'_, ()> {
         self.write(org::leave)
     }
+    fn shadow_release(
+        &self,
+        me: String,
+        server: String,
+        ids: Vec<String>,
+    ) -> StoreFuture<'_, usize> {
+        self.write(move |c| queue::release_shadows(c, &me, &server, &ids))
+    }
+    fn discharges(&self, limit: usize) -> StoreFuture<'_, Vec<(String, Vec<String>)>> {
+        self.read(move |c| org::discharges(c, limit))
+    }
+    fn discharged(&self, server: String, ids: Vec<String>) -> StoreFuture<'_, ()> {
+        self.write(move |c| org::discharged(c, &server, &ids))
+    }
 }
 
 impl Tracking for SqliteStore {

@@ -3,8 +3,10 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::micros;
+use crate::model::{NewMessage, OrgMeta};
 use crate::org::{Membership, OrgState};
 use crate::store::StoreError;
+use crate::track::{Event, EventBase, EventId};
 
 fn read(c: &Connection) -> Result<Option<(Membership, OrgState)>, StoreError> {
     let row: Option<(String, String)> = c
@@ -68,5 +70,97 @@ pub(super) fn merge(c: &Connection, s: &OrgState) -> Result<(OrgState, bool), St
 
 pub(super) fn leave(c: &Connection) -> Result<(), StoreError> {
     c.execute("DELETE FROM org", [])?;
+    Ok(())
+}
+
+/// Records the (organization id, recipient) pairs of a message from the organization; returns
+/// the message without the recipients already seen (and with event 2020 for each), or `None`
+/// when none was.
+pub(super) fn dedup(
+    c: &Connection,
+    m: &NewMessage,
+    meta: &OrgMeta,
+) -> Result<Option<NewMessage>, StoreError> {
+    let now = micros(chrono::Utc::now());
+    let mut st = c.prepare_cached(
+        "INSERT OR IGNORE INTO org_seen (org_id, rcpt, time) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut fresh = Vec::with_capacity(m.recipients.len());
+    for r in &m.recipients {
+        fresh.push(st.execute(params![meta.org_id, r.address.to_lowercase(), now])? == 1);
+    }
+    if fresh.iter().all(|f| *f) {
+        return Ok(None);
+    }
+    let mut out = NewMessage {
+        recipients: Vec::new(),
+        ..m.clone()
+    };
+    for (r, f) in m.recipients.iter().zip(fresh) {
+        if f {
+            out.recipients.push(r.clone());
+        } else {
+            let mut e = out.events.first().cloned().unwrap_or_else(|| base_event(m));
+            e.event = EventId::DuplicateDropped;
+            e.recipient = Some(r.address.clone());
+            e.status = None;
+            e.detail = Some(format!(
+                "{} was already accepted here for this recipient (organization id {}); this copy is dropped",
+                meta.origin_queue_id, meta.org_id
+            ));
+            out.events.push(e);
+        }
+    }
+    Ok(Some(out))
+}
+
+fn base_event(m: &NewMessage) -> Event {
+    EventBase {
+        server: String::new(),
+        queue_id: m.queue_id.to_string(),
+        message_id: m.message_id.clone(),
+        sender: m.sender.clone(),
+        client_ip: m.client_ip.clone(),
+        size: Some(m.content.len()),
+    }
+    .event(EventId::DuplicateDropped, None)
+}
+
+/// Records that this server is finished with a message from the organization: the server it
+/// came from is told, and lets its shadow copy go.
+pub(super) fn discharge(c: &Connection, meta: &OrgMeta) -> Result<(), StoreError> {
+    let Some(from) = meta.hops.last() else {
+        return Ok(());
+    };
+    c.prepare_cached("INSERT OR IGNORE INTO org_discharge (server, org_id) VALUES (?1, ?2)")?
+        .execute(params![from.to_lowercase(), meta.org_id])?;
+    Ok(())
+}
+
+/// Discharges to send: (server, organization ids), at most `limit` ids.
+pub(super) fn discharges(
+    c: &Connection,
+    limit: usize,
+) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let mut st =
+        c.prepare_cached("SELECT server, org_id FROM org_discharge ORDER BY server LIMIT ?1")?;
+    let rows = st.query_map([limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for row in rows {
+        let (server, id) = row?;
+        match out.last_mut() {
+            Some((s, ids)) if *s == server => ids.push(id),
+            _ => out.push((server, vec![id])),
+        }
+    }
+    Ok(out)
+}
+
+/// Forgets discharges that were sent.
+pub(super) fn discharged(c: &Connection, server: &str, ids: &[String]) -> Result<(), StoreError> {
+    let mut st = c.prepare_cached("DELETE FROM org_discharge WHERE server = ?1 AND org_id = ?2")?;
+    for id in ids {
+        st.execute(params![server, id])?;
+    }
     Ok(())
 }

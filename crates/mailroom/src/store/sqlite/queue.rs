@@ -54,6 +54,30 @@ fn parse_report(s: &str) -> Option<ReportState> {
 /// message delivered in full never touches the queue tables: its content is kept alive by the
 /// mailbox copies alone.
 pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreError> {
+    // A copy from the organization of a message already accepted here (a shadow sent again
+    // while the first copy was in fact delivered) keeps only the recipients not seen before.
+    let deduped;
+    let m = match &m.org_meta {
+        Some(meta) => match super::org::dedup(c, m, meta)? {
+            Some(fresh) => {
+                deduped = fresh;
+                &deduped
+            }
+            None => m,
+        },
+        None => m,
+    };
+    if m.recipients.is_empty() {
+        // Every recipient was a duplicate: nothing to keep, only to confirm.
+        track::insert(c, &m.events)?;
+        if let Some(meta) = &m.org_meta {
+            super::org::discharge(c, meta)?;
+        }
+        return Ok(Submitted {
+            rowid: 0,
+            pending: false,
+        });
+    }
     let content_id = super::content::insert(c, &m.content)?;
     let now = Utc::now();
     // Local copies first: they decide whether the message needs the queue at all.
@@ -66,6 +90,9 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
         .enumerate()
         .any(|(i, r)| !delivered[i] || owes_report(i, r));
     if !pending {
+        if let Some(meta) = &m.org_meta {
+            super::org::discharge(c, meta)?;
+        }
         return Ok(Submitted {
             rowid: 0,
             pending: false,
@@ -475,12 +502,21 @@ pub(super) fn suspects(c: &Connection) -> Result<Loaded, StoreError> {
     load_many(c, ids, Utc::now())
 }
 
-/// Removes a message from the queue (its content stays while mailboxes refer to it).
+/// Removes a message from the queue (its content stays while mailboxes refer to it). A
+/// message that came from another server of the organization is recorded as finished with, so
+/// that server lets its shadow copy go.
 pub(super) fn remove(c: &Connection, msg: i64) -> Result<(), StoreError> {
-    let content: Option<i64> = c
-        .prepare_cached("SELECT content_id FROM queue WHERE id = ?1")?
-        .query_row([msg], |r| r.get(0))
+    let row: Option<(i64, Option<String>)> = c
+        .prepare_cached("SELECT content_id, org_meta FROM queue WHERE id = ?1")?
+        .query_row([msg], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    let content = row.as_ref().map(|(c, _)| *c);
+    if let Some(meta) = row
+        .and_then(|(_, m)| m)
+        .and_then(|m| serde_json::from_str::<crate::model::OrgMeta>(&m).ok())
+    {
+        super::org::discharge(c, &meta)?;
+    }
     c.prepare_cached("DELETE FROM queue_rcpt WHERE msg = ?1")?
         .execute([msg])?;
     c.prepare_cached("DELETE FROM queue_active WHERE msg = ?1")?
@@ -562,6 +598,11 @@ pub(super) fn settle(
                 queue,
             } => s.deferred(rcpt, &address, failure, *next_attempt, queue)?,
             Settle::Failed(f) => s.failed(rcpt, &address, f)?,
+            Settle::Shadow {
+                server,
+                until,
+                renew,
+            } => s.shadow(rcpt, &address, server, *until, *renew)?,
         };
         out.push((rcpt, settled));
     }
@@ -672,6 +713,49 @@ impl Settling<'_> {
                 .status(failure.status.to_string())
                 .detail(detail),
         );
+        Ok(SettledAs::Deferred)
+    }
+
+    /// Accepted by another server of the organization and kept as a shadow until it confirms:
+    /// it waits in `shadow:SERVER` (no delay report: the mail is not late, it is safe twice);
+    /// events 1031 and 2021 (none when only renewed).
+    fn shadow(
+        &mut self,
+        rcpt: i64,
+        address: &str,
+        server: &str,
+        until: DateTime<Utc>,
+        renew: bool,
+    ) -> Result<SettledAs, StoreError> {
+        let reason = format!("handed to {server}; a shadow copy is kept until it confirms");
+        self.c
+            .prepare_cached(
+                "UPDATE queue_rcpt SET state = 'deferred', queue = ?2, next_attempt = ?3,
+                 status = '2.0.0', reason = ?4, diagnostic = NULL, remote_mta = ?5, delay_done = 1,
+                 attempts = attempts + ?6, updated = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                rcpt,
+                QueueKind::Shadow(server.to_string()).key(),
+                micros(until),
+                reason,
+                server,
+                if renew { 0 } else { 1 },
+                micros(self.now)
+            ])?;
+        if !renew {
+            self.events.push(
+                self.base
+                    .event(EventId::OutboundSucceeded, Some(address))
+                    .status("2.0.0")
+                    .detail(format!("accepted by {server}")),
+            );
+            self.events.push(
+                self.base
+                    .event(EventId::ShadowHeld, Some(address))
+                    .detail(format!("kept until {server} confirms")),
+            );
+        }
         Ok(SettledAs::Deferred)
     }
 
@@ -822,4 +906,75 @@ pub(super) fn quarantine(
     };
     track::insert(c, &[e])?;
     Ok(())
+}
+
+/// A shadow recipient to release: its ID, message, address, queue ID, Message-ID, sender, size.
+type ShadowRow = (i64, i64, String, String, Option<String>, String, i64);
+
+/// Lets go of the shadow copies held for `server` of the messages with these organization
+/// ids (it confirmed them): each recipient is delivered (event 2022), and a message with
+/// nothing left is removed. `me` is this server's name, which prefixes the ids of messages
+/// that started here. Returns the number of recipients released.
+pub(super) fn release_shadows(
+    c: &Connection,
+    me: &str,
+    server: &str,
+    ids: &[String],
+) -> Result<usize, StoreError> {
+    let queue = QueueKind::Shadow(server.to_lowercase()).key();
+    let now = chrono::Utc::now();
+    let mut find = c.prepare_cached(
+        "SELECT r.id, r.msg, r.address, q.queue_id, q.message_id, q.sender, q.size
+         FROM queue_rcpt r JOIN queue q ON q.id = r.msg
+         WHERE r.queue = ?1 AND r.state = 'deferred'
+           AND (q.queue_id = ?2 OR json_extract(q.org_meta, '$.org_id') = ?3)",
+    )?;
+    let mut events = Vec::new();
+    let mut msgs = Vec::new();
+    for id in ids {
+        let own = id
+            .strip_prefix(me)
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or("");
+        let rows: Vec<ShadowRow> = find
+            .query_map(params![queue, own, id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (rcpt, msg, address, queue_id, message_id, sender, size) in rows {
+            c.prepare_cached(
+                "UPDATE queue_rcpt SET state = 'delivered', queue = NULL, next_attempt = NULL,
+                 updated = ?2 WHERE id = ?1",
+            )?
+            .execute(params![rcpt, micros(now)])?;
+            let base = EventBase {
+                server: me.to_string(),
+                queue_id,
+                message_id,
+                sender,
+                client_ip: None,
+                size: Some(size as u64),
+            };
+            events.push(
+                base.event(EventId::ShadowReleased, Some(&address))
+                    .detail(format!("{server} confirmed it")),
+            );
+            msgs.push(msg);
+        }
+    }
+    track::insert(c, &events)?;
+    msgs.sort_unstable();
+    msgs.dedup();
+    for m in msgs {
+        finish_if_done(c, m)?;
+    }
+    Ok(events.len())
 }

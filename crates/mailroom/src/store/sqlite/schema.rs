@@ -216,6 +216,14 @@ CREATE TABLE org_seen (
     time INTEGER NOT NULL,
     PRIMARY KEY (org_id, rcpt)
 ) WITHOUT ROWID;
+-- Messages from another server of the organization that this server has finished with
+-- (delivered, handed on and confirmed, failed and reported, deleted): that server may let its
+-- shadow copy go. Written in the transaction that finished the message; removed once told.
+CREATE TABLE org_discharge (
+    server TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    PRIMARY KEY (server, org_id)
+) WITHOUT ROWID;
 "#;
 
 /// What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`): one entry per message
