@@ -130,7 +130,7 @@ pub async fn run(
         Arc::new(resolver),
         org.clone(),
     );
-    let ingest = Arc::new(Ingest::new(store.clone(), config.clone(), handle));
+    let ingest = Arc::new(Ingest::new(store.clone(), config.clone(), handle).with_org(org.clone()));
     let smtp_ctx = Arc::new(crate::receive::Context {
         config: config.clone(),
         registry: Arc::new(Registry::configured(&config)),

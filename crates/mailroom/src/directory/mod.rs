@@ -10,6 +10,7 @@ pub mod password;
 
 use crate::config::Config;
 pub use crate::model::directory::{expand, ExpansionLimits, Redirect, Resolution, Target};
+use crate::org::view::Snapshot;
 use crate::store::{Store, StoreError};
 
 /// Resolves `address` (lower case, local domain) through the directory. The whole expansion
@@ -27,4 +28,45 @@ pub async fn resolve(
     store
         .resolve(address.to_string(), config.server.domains.clone(), limits)
         .await
+}
+
+/// [`resolve`], then the organization's directory: an address unknown here, or an alias or
+/// list member unknown here, that is a user homed on another server of the organization is a
+/// remote target (routed to its home by [`crate::route::org`]). The local directory comes
+/// first: a mailbox here stays here.
+pub async fn resolve_in_org(
+    store: &dyn Store,
+    config: &Config,
+    org: Option<&Snapshot>,
+    address: &str,
+) -> Result<Resolution, StoreError> {
+    let r = resolve(store, config, address).await?;
+    let Some(org) = org else {
+        return Ok(r);
+    };
+    let remote = |a: &str| org.remote_home(a).is_some();
+    Ok(match r {
+        Resolution::Unknown if remote(address) => Resolution::Targets {
+            targets: vec![Target::remote(address)],
+            redirects: Vec::new(),
+            loop_cut: false,
+        },
+        Resolution::Targets {
+            mut targets,
+            redirects,
+            loop_cut,
+        } => {
+            for t in &mut targets {
+                if t.route == crate::model::Route::Unresolved && remote(&t.address) {
+                    *t = Target::remote(t.address.clone());
+                }
+            }
+            Resolution::Targets {
+                targets,
+                redirects,
+                loop_cut,
+            }
+        }
+        other => other,
+    })
 }

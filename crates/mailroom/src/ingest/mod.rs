@@ -101,16 +101,25 @@ pub struct Ingest {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     queue: QueueHandle,
+    org: Arc<crate::org::view::OrgView>,
 }
 
 impl Ingest {
-    /// Creates the stage.
+    /// Creates the stage (of a server in no organization; see [`Ingest::with_org`]).
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>, queue: QueueHandle) -> Ingest {
         Ingest {
             store,
             config,
             queue,
+            org: crate::org::view::OrgView::new(None),
         }
+    }
+
+    /// The stage of a server whose organization is `org` (reports to senders homed on other
+    /// servers go there).
+    pub fn with_org(mut self, org: Arc<crate::org::view::OrgView>) -> Ingest {
+        self.org = org;
+        self
     }
 
     /// A writer for the text of the transaction `queue_id`: in memory up to
@@ -294,8 +303,14 @@ impl Ingest {
             original_size: size,
             recipients: lines,
         });
-        let targets =
-            crate::ingest::resolve_sender(self.store.as_ref(), &self.config, sender).await?;
+        let org = self.org.get();
+        let targets = crate::ingest::resolve_sender(
+            self.store.as_ref(),
+            &self.config,
+            org.as_deref(),
+            sender,
+        )
+        .await?;
         Ok(crate::ingest::report_message(
             &self.config,
             queue_id,

@@ -16,23 +16,26 @@ use crate::track::EventBase;
 pub async fn resolve_sender(
     store: &dyn Store,
     config: &crate::config::Config,
+    org: Option<&crate::org::view::Snapshot>,
     sender: &str,
 ) -> Result<Vec<Target>, StoreError> {
     let key = sender.to_lowercase();
-    let local = key
-        .rsplit_once('@')
-        .is_some_and(|(_, d)| config.is_local_domain(d));
+    let local = key.rsplit_once('@').is_some_and(|(_, d)| {
+        config.is_local_domain(d) || org.is_some_and(|o| o.state.dir.accepts(d))
+    });
     if !local {
         return Ok(vec![Target::remote(key)]);
     }
-    Ok(match directory::resolve(store, config, &key).await? {
-        Resolution::Targets { targets, .. } => targets,
-        _ => vec![Target {
-            address: key,
-            route: Route::Unresolved,
-            room: None,
-        }],
-    })
+    Ok(
+        match directory::resolve_in_org(store, config, org, &key).await? {
+            Resolution::Targets { targets, .. } => targets,
+            _ => vec![Target {
+                address: key,
+                route: Route::Unresolved,
+                room: None,
+            }],
+        },
+    )
 }
 
 /// A report as a queued message from the null sender, with its submission events.

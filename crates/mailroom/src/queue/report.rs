@@ -144,7 +144,8 @@ impl Manager {
 
     /// Where a report to `sender` goes.
     pub(super) async fn resolve_sender(&self, sender: &str) -> Result<Vec<Target>, StoreError> {
-        resolve_sender(self.store.as_ref(), &self.config, sender).await
+        let org = self.org.get();
+        resolve_sender(self.store.as_ref(), &self.config, org.as_deref(), sender).await
     }
 }
 

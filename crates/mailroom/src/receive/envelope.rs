@@ -161,39 +161,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ),
             ));
         }
-        let resolution = directory::resolve(self.ctx.store.as_ref(), cfg, key)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "directory lookup failed");
-                Reply::code(451, "4.3.0", "Temporary directory failure, try again later")
-            })?;
-        // A user of the organization homed on another server: accepted here and routed there.
         let org = self.ctx.org.get();
-        let remote_home = |a: &str| org.as_ref().and_then(|o| o.remote_home(a)).is_some();
-        let resolution = match resolution {
-            Resolution::Unknown if remote_home(key) => Resolution::Targets {
-                targets: vec![Target::remote(key)],
-                redirects: Vec::new(),
-                loop_cut: false,
-            },
-            Resolution::Targets {
-                mut targets,
-                redirects,
-                loop_cut,
-            } => {
-                for t in &mut targets {
-                    if t.route == crate::model::Route::Unresolved && remote_home(&t.address) {
-                        *t = Target::remote(t.address.clone());
-                    }
-                }
-                Resolution::Targets {
-                    targets,
-                    redirects,
-                    loop_cut,
-                }
-            }
-            other => other,
-        };
+        let resolution =
+            directory::resolve_in_org(self.ctx.store.as_ref(), cfg, org.as_deref(), key)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "directory lookup failed");
+                    Reply::code(451, "4.3.0", "Temporary directory failure, try again later")
+                })?;
         match resolution {
             Resolution::Unknown => Err(Reply::code(
                 550,
