@@ -45,6 +45,7 @@ class Org:
 
     def __init__(self, servers: dict[str, Mailroom]):
         self.servers = servers
+        self.token = ""
 
     def __getitem__(self, name: str) -> Mailroom:
         return self.servers[name]
@@ -106,6 +107,7 @@ def build(make_server, groups: dict[str, list[str]], settings: Optional[dict] = 
     for group, name in order[1:]:
         servers[name].cli("org", "join", "--token-stdin", "--group", group, input=token + "\n")
     org = Org(servers)
+    org.token = token
     for name, m in servers.items():
         if name in USERS:
             m.add_user(f"{USERS[name]}@{ORG_DOMAIN}")

@@ -4,6 +4,9 @@ authentication."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -66,3 +69,66 @@ def test_org_verbs_need_org_authentication(org):
     r = c.cmd("X-ORG-AUTH HELLO 0000000000000000 intruder.test 00ff")
     assert r.code == 535 and r.enhanced == "5.7.8", r
     c.close()
+
+
+def _token(org) -> dict:
+    """The join token's content (the organization's id and secret), as `org create` printed it:
+    secrets are never printed again, so the harness keeps it."""
+    body = org.token.split(".", 1)[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def _proof(secret: str, side: str, org_id: str, client: str, server: str, cn: str, sn: str) -> str:
+    mac = hmac.new(bytes.fromhex(secret), digestmod=hashlib.sha256)
+    for part in ("mailroom-org-auth-v1", side, org_id, client, server, cn, sn):
+        b = part.encode()
+        mac.update(len(b).to_bytes(4, "big") + b)
+    return mac.hexdigest()
+
+
+def _hello(c, t: dict, client: str, cn: str):
+    r = c.cmd(f"X-ORG-AUTH HELLO {t['org']} {client} {cn}")
+    assert r.code == 334, r
+    sn, sproof = r.lines[0].split()
+    # The server proves itself first.
+    assert sproof == _proof(t["secret"], "server", t["org"], client, host("s1"), cn, sn)
+    return sn
+
+
+def test_replayed_auth_and_bad_chunks_are_refused_harmlessly(org):
+    t = _token(org)
+    client, cn = "probe.org.test", "0a0b0c0d"
+    c = org["s1"].raw_smtp()
+    sn = _hello(c, t, client, cn)
+    good = _proof(t["secret"], "client", t["org"], client, host("s1"), cn, sn)
+    r = c.cmd(f"X-ORG-AUTH PROOF {good}")
+    assert r.code == 235 and r.enhanced == "2.7.0", r
+    c.ehlo()
+    assert {"X-LINKSTATE", "X-ORG-META", "X-ORG-TRACK"} <= c.extensions
+    # Out of order, unlabelled, not base64, oversized: refused, and the session goes on.
+    table = [
+        ("X-LINKSTATE NEXT YWJj", 503),
+        ("X-LINKSTATE LAST", 503),
+        ("X-LINKSTATE MIDDLE YWJj", 501),
+        ("X-LINKSTATE FIRST !!!notbase64", 501),
+        ("X-LINKSTATE FIRST " + "QUFB" * 300, 501),
+        ("X-ORG-META not-metadata", 501),
+    ]
+    for line, code in table:
+        r = c.cmd(line)
+        assert r.code == code, (line[:40], r)
+    # A transfer that is not a state of this organization is refused whole.
+    assert c.cmd("X-LINKSTATE FIRST eyJpZCI6").code == 250
+    r = c.cmd("X-LINKSTATE LAST Im90aGVyIn0=")
+    assert r.code == 554, r
+    assert c.cmd("NOOP").code == 250
+    c.close()
+    # The same proof in a new session (a replay): the server's nonce is new, the proof fails.
+    c = org["s1"].raw_smtp()
+    _hello(c, t, client, cn)
+    r = c.cmd(f"X-ORG-AUTH PROOF {good}")
+    assert r.code == 535 and r.enhanced == "5.7.8", r
+    assert c.cmd("X-LINKSTATE DIGEST 00").code == 530
+    c.close()
+    # Nothing changed: the servers still agree, and mail flows.
+    org.wait_agree()
