@@ -132,3 +132,30 @@ def test_replayed_auth_and_bad_chunks_are_refused_harmlessly(org):
     c.close()
     # Nothing changed: the servers still agree, and mail flows.
     org.wait_agree()
+
+
+def test_user_move_takes_the_mailbox_along_nothing_lost_or_doubled(org):
+    bob = address("s2")
+    with org["s1"].smtp() as s:
+        for i in range(2):
+            smtp_send(s, address("s1"), [bob], make_message(f"before move {i}", sender=address("s1"), to=bob))
+    before = org["s2"].wait_for_mail(bob, 2, timeout=20)
+    out = org["s2"].cli("user", "move", bob, host("s4")).stdout
+    assert "2 message(s)" in out, out
+    # Every server learns the new home; the old one has no mailbox for bob any more.
+    org.wait_agree()
+    assert all(u["address"] != bob for u in org["s2"].users())
+    assert {u["address"]: u["home"] for u in org.show("s1")["users"]}[bob] == host("s4")
+    # The messages are on s4, byte for byte, once; bob's password came along.
+    org["s4"].passwords[bob] = org["s2"].passwords[bob]
+    after = org["s4"].wait_for_mail(bob, 2, timeout=20)
+    assert sorted(after) == sorted(before)
+    # New mail for bob now goes to s4, from anywhere.
+    with org["s3"].smtp() as s:
+        smtp_send(s, address("s3"), [bob], make_message("after move", sender=address("s3"), to=bob))
+    got = org["s4"].wait_for_mail(bob, 3, timeout=20)
+    assert any(b"Subject: after move" in m for m in got)
+    # Run again (say after an interruption): nothing doubles.
+    again = org["s2"].cli("user", "move", bob, host("s4"), check=False)
+    assert again.returncode != 0 and "no mailbox here" in again.stderr, again.stderr
+    assert org["s4"].stat(bob) == 3

@@ -197,6 +197,7 @@ pub fn org_chunks(data: &[u8]) {
         };
         let _ = org::parse_org_auth(s);
         let _ = org::parse_org_track(s);
+        let _ = org::parse_org_move(s);
         if let Ok(LinkStateArg::Chunk(c)) = org::parse_linkstate(s) {
             if let Ok(Some(done)) = a.push(c) {
                 assert!(done.len() <= max, "an assembled transfer exceeds its limit");

@@ -167,6 +167,10 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             store.user_passwd(&a, hash).await?;
             println!("password changed for {a}");
         }
+        UserCommand::Move { address, server } => {
+            let a = local_address(&cfg, &address)?;
+            super::org::move_user(&cfg, store.as_ref(), &a, &server).await?;
+        }
         UserCommand::Quota { address, quota } => {
             let a = local_address(&cfg, &address)?;
             let q =

@@ -370,6 +370,14 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Move a user's mailbox to another server of the organization and make that server its
+    /// home (run on the current home server; nothing is lost or doubled).
+    Move {
+        /// The address.
+        address: String,
+        /// The new home server.
+        server: String,
+    },
     /// Set (or with `none`, remove) a user's quota in octets.
     Quota {
         /// The address.

@@ -581,3 +581,74 @@ fn print_plan(p: &Plan, indent: &str) {
         println!("{indent}- {s}");
     }
 }
+
+/// `mailroom user move ADDRESS SERVER`, on the user's current home server.
+///
+/// The order keeps every message exactly once: first the organization names the new home (so
+/// that new mail for the user goes there, once this server has taken the change in); then every
+/// message is copied (each with a key, so a copy sent twice is imported once), and deleted here
+/// only after the new home has it; the local user is removed only when its mailbox is empty, and
+/// what arrived meanwhile is copied in a further round.
+pub(super) async fn move_user(
+    cfg: &Config,
+    store: &dyn Store,
+    address: &str,
+    server: &str,
+) -> anyhow::Result<()> {
+    let (m, s) = current(store).await?;
+    if server == m.me {
+        bail!("{address} would move to this server itself");
+    }
+    let Some(target) = s.dir.server(server).cloned() else {
+        bail!("no server {server} in the organization");
+    };
+    match s.dir.home_of(address) {
+        // (Homed on the target already: a move that was interrupted, run again.)
+        Some(h) if h == m.me || h == server => {}
+        None => {}
+        Some(h) => bail!("{address} is homed on {h}: run user move there"),
+    }
+    let Some(crate::store::DirEntry::User(user)) = store.lookup(address).await? else {
+        bail!("{address} has no mailbox here");
+    };
+    let password = store.user_auth(address).await?.map(|(_, p)| p);
+    edit(store, |me, st| {
+        st.set_user(me, address, Some(server))?;
+        Ok(format!("{address} is now homed on {server}"))
+    })
+    .await?;
+    // A running server takes the change in within half a second; from then on new mail for the
+    // user goes to the new home.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut ch = Channel::open(server, &target.address, &m, timeouts(cfg))
+        .await
+        .with_context(|| format!("cannot reach {server} ({})", target.address))?;
+    let mut u = crate::model::meta::MoveUser {
+        address: address.to_string(),
+        password,
+        quota: user.quota,
+        finish: false,
+    };
+    ch.move_user(&u).await?;
+    let mut moved = 0;
+    for round in 0..5 {
+        let mail = store.mailbox_list(user.id).await?;
+        for e in &mail {
+            let text = store.mail_read(user.id, e.id).await?;
+            ch.move_mail(&format!("move:{}:{address}:{}", m.me, e.uidl), &text)
+                .await?;
+            store.mail_delete(user.id, vec![e.id]).await?;
+            moved += 1;
+        }
+        match store.user_del(address, false).await {
+            Ok(()) => break,
+            Err(crate::store::StoreError::Conflict(_)) if round < 4 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    u.finish = true;
+    ch.move_user(&u).await?;
+    ch.close().await;
+    println!("moved the mailbox of {address} ({moved} message(s)) to {server}");
+    Ok(())
+}

@@ -30,21 +30,29 @@ pub async fn resolve(
         .await
 }
 
-/// [`resolve`], then the organization's directory: an address unknown here, or an alias or
-/// list member unknown here, that is a user homed on another server of the organization is a
-/// remote target (routed to its home by [`crate::route::org`]). The local directory comes
-/// first: a mailbox here stays here.
+/// [`resolve`], with the organization's directory: a user homed on another server of the
+/// organization is a remote target (routed to its home by [`crate::route::org`]), whether it
+/// is the address itself, an alias or list member, or a mailbox still here that is moving
+/// there (`user move`); addresses the organization does not know (this server's postmaster,
+/// its aliases and lists) are this server's.
 pub async fn resolve_in_org(
     store: &dyn Store,
     config: &Config,
     org: Option<&Snapshot>,
     address: &str,
 ) -> Result<Resolution, StoreError> {
-    let r = resolve(store, config, address).await?;
     let Some(org) = org else {
-        return Ok(r);
+        return resolve(store, config, address).await;
     };
     let remote = |a: &str| org.remote_home(a).is_some();
+    if remote(address) {
+        return Ok(Resolution::Targets {
+            targets: vec![Target::remote(address)],
+            redirects: Vec::new(),
+            loop_cut: false,
+        });
+    }
+    let r = resolve(store, config, address).await?;
     Ok(match r {
         Resolution::Unknown if remote(address) => Resolution::Targets {
             targets: vec![Target::remote(address)],
@@ -57,7 +65,7 @@ pub async fn resolve_in_org(
             loop_cut,
         } => {
             for t in &mut targets {
-                if t.route == crate::model::Route::Unresolved && remote(&t.address) {
+                if t.route != crate::model::Route::Remote && remote(&t.address) {
                     *t = Target::remote(t.address.clone());
                 }
             }

@@ -51,6 +51,27 @@ impl OrgMeta {
     }
 }
 
+/// `X-ORG-MOVE USER`: the user whose mailbox moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveUser {
+    /// The address.
+    pub address: String,
+    /// The password hash (PHC string), if it has one.
+    pub password: Option<String>,
+    /// The quota; set when `finish` (the mailbox is moved first, without a quota to refuse it).
+    pub quota: Option<u64>,
+    /// True once every message is across.
+    pub finish: bool,
+}
+
+/// `X-ORG-MOVE MAIL`: the next message of a moving mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveMail {
+    /// A key unique to this copy (source server, address, message): a copy sent twice (a move
+    /// run again after a failure) is imported once.
+    pub key: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

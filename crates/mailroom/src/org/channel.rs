@@ -14,6 +14,7 @@ use thiserror::Error;
 use super::auth::{Side, Transcript};
 use super::{random_hex, Membership, OrgState, MAX_STATE};
 use crate::client::{Conn, ConnError};
+use crate::model::meta::{MoveMail, MoveUser};
 use crate::track::{Event, TrackFilter};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -296,6 +297,45 @@ impl Channel {
                 });
             }
         }
+    }
+
+    /// `X-ORG-MOVE USER`: announces (or, with `finish`, completes) a mailbox moving there.
+    pub async fn move_user(&mut self, u: &MoveUser) -> Result<(), ChannelError> {
+        self.require("X-ORG-MOVE")?;
+        let data = STANDARD.encode(serde_json::to_vec(u).unwrap_or_default());
+        let r = self.command(&format!("X-ORG-MOVE USER {data}")).await?;
+        if !r.is_success() {
+            return Err(ChannelError::Protocol(format!(
+                "{} refused the mailbox of {}: {r}",
+                self.server, u.address
+            )));
+        }
+        Ok(())
+    }
+
+    /// `X-ORG-MOVE MAIL` and the text: one message of the moving mailbox.
+    pub async fn move_mail(&mut self, key: &str, text: &[u8]) -> Result<(), ChannelError> {
+        let m = MoveMail {
+            key: key.to_string(),
+        };
+        let data = STANDARD.encode(serde_json::to_vec(&m).unwrap_or_default());
+        let r = self.command(&format!("X-ORG-MOVE MAIL {data}")).await?;
+        if !r.is_success() {
+            return Err(ChannelError::Protocol(format!(
+                "{} refused a message: {r}",
+                self.server
+            )));
+        }
+        for chunk in wire::chunks(text) {
+            let r = self.command(&format!("X-ORG-MOVE {chunk}")).await?;
+            if !r.is_success() {
+                return Err(ChannelError::Protocol(format!(
+                    "{} refused a message: {r}",
+                    self.server
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Says QUIT.

@@ -163,6 +163,11 @@ impl OrgVerb {
         keyword: "X-ORG-TRACK",
         needs_auth: true,
     };
+    /// `X-ORG-MOVE`: a mailbox moving here (`mailroom user move`).
+    pub const MOVE: OrgVerb = OrgVerb {
+        keyword: "X-ORG-MOVE",
+        needs_auth: true,
+    };
 }
 
 impl Extension for OrgVerb {
@@ -174,6 +179,7 @@ impl Extension for OrgVerb {
             "X-ORG-AUTH" => &["X-ORG-AUTH"],
             "X-LINKSTATE" => &["X-LINKSTATE"],
             "X-ORG-TRACK" => &["X-ORG-TRACK"],
+            "X-ORG-MOVE" => &["X-ORG-MOVE"],
             _ => &["X-ORG-META"],
         }
     }
@@ -212,6 +218,7 @@ impl Registry {
         r.register(Box::new(OrgVerb::LINKSTATE));
         r.register(Box::new(OrgVerb::META));
         r.register(Box::new(OrgVerb::TRACK));
+        r.register(Box::new(OrgVerb::MOVE));
         r
     }
 
@@ -306,7 +313,13 @@ mod tests {
         };
         assert_eq!(
             r.ehlo_lines(&cfg, authed)[7..],
-            ["X-ORG-AUTH", "X-LINKSTATE", "X-ORG-META", "X-ORG-TRACK"]
+            [
+                "X-ORG-AUTH",
+                "X-LINKSTATE",
+                "X-ORG-META",
+                "X-ORG-TRACK",
+                "X-ORG-MOVE"
+            ]
         );
         assert_eq!(r.verb_offered("X-LINKSTATE", org), Some(false));
         assert_eq!(r.verb_offered("X-LINKSTATE", authed), Some(true));

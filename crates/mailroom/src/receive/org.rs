@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 
 use mailroom_proto::smtp::org::{
-    self as wire, Assembler, LinkStateArg, OrgAuthArg, OrgError, OrgTrackArg,
+    self as wire, Assembler, LinkStateArg, OrgAuthArg, OrgError, OrgMoveArg, OrgTrackArg,
 };
 use mailroom_proto::smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::extensions::Facts;
 use super::session::{Session, State};
+use crate::model::meta::{MoveMail, MoveUser};
 use crate::model::OrgMeta;
 use crate::org::auth::{Side, Transcript};
 use crate::org::view::Snapshot;
@@ -57,6 +58,10 @@ pub struct OrgSession {
     pub meta: Option<OrgMeta>,
     /// The chunks of a tracking answer still to be pulled.
     track_out: Option<VecDeque<String>>,
+    /// A mailbox moving here: the user's ID and address.
+    move_user: Option<(i64, String)>,
+    /// The message of that mailbox being received.
+    move_mail: Option<(MoveMail, Assembler)>,
 }
 
 impl OrgSession {
@@ -316,6 +321,113 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(e) => {
                         tracing::error!(error = %e, "tracking query failed");
                         Reply::code(451, "4.3.0", "Temporary failure reading the tracking log")
+                    }
+                }
+            }
+        }
+    }
+
+    /// `X-ORG-MOVE`: a mailbox moving here from another server of the organization.
+    pub(super) async fn org_move(&mut self, arg: &str) -> Reply {
+        if let Some(r) = self.org_gate("X-ORG-MOVE") {
+            return r;
+        }
+        let parsed = match wire::parse_org_move(arg) {
+            Ok(a) => a,
+            Err(e) => {
+                self.org.move_mail = None;
+                return chunk_reply(&e);
+            }
+        };
+        let temp = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "mailbox move: store failed");
+            Reply::code(
+                451,
+                "4.3.0",
+                "Temporary failure storing the mailbox, try again later",
+            )
+        };
+        match parsed {
+            OrgMoveArg::User(json) => {
+                let Ok(u) = serde_json::from_slice::<MoveUser>(&json) else {
+                    return Reply::code(501, "5.5.4", "Malformed user");
+                };
+                let address = u.address.to_lowercase();
+                let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                if !self.ctx.config.is_local_domain(domain) && !self.ctx.org.accepts(domain) {
+                    return Reply::code(
+                        550,
+                        "5.7.1",
+                        format!("{domain} is not a domain of this server"),
+                    );
+                }
+                let store = &self.ctx.store;
+                let id = match store.lookup(&address).await.map_err(temp) {
+                    Err(r) => return r,
+                    Ok(Some(crate::store::DirEntry::User(existing))) => existing.id,
+                    Ok(Some(_)) => {
+                        return Reply::code(
+                            550,
+                            "5.1.6",
+                            format!("{address} is an alias or list here"),
+                        )
+                    }
+                    Ok(None) => match store.user_add(&address, u.password.clone(), None).await {
+                        Ok(id) => id,
+                        Err(e) => return temp(e),
+                    },
+                };
+                if u.finish {
+                    if let Some(p) = u.password.clone() {
+                        if let Err(e) = store.user_passwd(&address, p).await {
+                            return temp(e);
+                        }
+                    }
+                    if let Err(e) = store.user_quota(&address, u.quota).await {
+                        return temp(e);
+                    }
+                    self.org.move_user = None;
+                    return Reply::code(250, "2.0.0", format!("{address} is now homed here"));
+                }
+                self.org.move_user = Some((id, address.clone()));
+                Reply::code(
+                    250,
+                    "2.0.0",
+                    format!("Moving the mailbox of {address} here"),
+                )
+            }
+            OrgMoveArg::Mail(json) => {
+                if self.org.move_user.is_none() {
+                    return Reply::code(503, "5.5.1", "X-ORG-MOVE USER first");
+                }
+                let Ok(m) = serde_json::from_slice::<MoveMail>(&json) else {
+                    return Reply::code(501, "5.5.4", "Malformed message description");
+                };
+                let max = self.ctx.config.smtp.max_message_size as usize * 2;
+                self.org.move_mail = Some((m, Assembler::new(max)));
+                Reply::code(250, "2.0.0", "Send the text")
+            }
+            OrgMoveArg::Chunk(c) => {
+                let (Some((user_id, _)), Some((_, a))) =
+                    (self.org.move_user.clone(), self.org.move_mail.as_mut())
+                else {
+                    return Reply::code(503, "5.5.1", "X-ORG-MOVE MAIL first");
+                };
+                match a.push(c) {
+                    Err(e) => {
+                        self.org.move_mail = None;
+                        chunk_reply(&e)
+                    }
+                    Ok(None) => Reply::code(250, "2.0.0", "Chunk accepted"),
+                    Ok(Some(text)) => {
+                        let Some((m, _)) = self.org.move_mail.take() else {
+                            return Reply::code(503, "5.5.1", "X-ORG-MOVE MAIL first");
+                        };
+                        match self.ctx.store.mail_import(user_id, text, m.key).await {
+                            Ok(true) => Reply::code(250, "2.0.0", "Message imported"),
+                            Ok(false) => Reply::code(250, "2.0.0", "Message already here"),
+                            Err(e) => temp(e),
+                        }
                     }
                 }
             }

@@ -260,6 +260,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let r = self.org_track(&arg).await;
                 self.reply(r);
             }
+            Command::OrgMove(arg) => {
+                let r = self.org_move(&arg).await;
+                self.reply(r);
+            }
             Command::StartTls | Command::Auth(_) | Command::Unimplemented(_) => {
                 self.reply(Reply::code(502, "5.5.1", "Command not implemented"))
             }

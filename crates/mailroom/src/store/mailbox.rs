@@ -12,6 +12,10 @@ pub trait Mailboxes: Send + Sync {
     fn mail_text(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, super::StoredText>;
     /// Deletes messages from a user's mailbox; returns how many were deleted.
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize>;
+    /// Puts a message into a user's INBOX as it is (a mailbox moving here), not counted against
+    /// the quota; `key` makes it idempotent: a second import with the same key does nothing and
+    /// returns false.
+    fn mail_import(&self, user_id: i64, text: Vec<u8>, key: String) -> StoreFuture<'_, bool>;
 }
 
 /// A message in a mailbox, as POP3 lists it.

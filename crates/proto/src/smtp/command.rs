@@ -69,6 +69,8 @@ pub enum Command {
     OrgMeta(String),
     /// `X-ORG-TRACK ...`: tracking events asked for by another server (see [`super::org`]).
     OrgTrack(String),
+    /// `X-ORG-MOVE ...`: a mailbox moving to this server (see [`super::org`]).
+    OrgMove(String),
     /// A verb that is recognised but belongs to no extension mailroom implements (TURN, ETRN, …).
     Unimplemented(String),
 }
@@ -95,6 +97,7 @@ impl Command {
             Command::LinkState(_) => "X-LINKSTATE",
             Command::OrgMeta(_) => "X-ORG-META",
             Command::OrgTrack(_) => "X-ORG-TRACK",
+            Command::OrgMove(_) => "X-ORG-MOVE",
             Command::Unimplemented(v) => v,
         }
     }
@@ -221,6 +224,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "X-LINKSTATE" => Ok(Command::LinkState(arg.to_string())),
         "X-ORG-META" => Ok(Command::OrgMeta(arg.to_string())),
         "X-ORG-TRACK" => Ok(Command::OrgTrack(arg.to_string())),
+        "X-ORG-MOVE" => Ok(Command::OrgMove(arg.to_string())),
         v if UNIMPLEMENTED.contains(&v) => Ok(Command::Unimplemented(v.to_string())),
         _ => Err(CommandError::Unrecognized),
     }

@@ -11,7 +11,9 @@
 //! - `X-ORG-META`: the per-message metadata of the next transaction (`X-ORG-META data`), and
 //!   the release of shadow copies (`X-ORG-META DONE id...`);
 //! - `X-ORG-TRACK`: another server's tracking events, for `mailroom track --org`
-//!   (`X-ORG-TRACK QUERY data`, then `X-ORG-TRACK PULL` for each chunk of the answer).
+//!   (`X-ORG-TRACK QUERY data`, then `X-ORG-TRACK PULL` for each chunk of the answer);
+//! - `X-ORG-MOVE`: a mailbox moving to the server (`X-ORG-MOVE USER data`, then for each
+//!   message `X-ORG-MOVE MAIL data` and its text in chunks, `X-ORG-MOVE FIRST|NEXT|LAST data`).
 //!
 //! Chunk data is base64 (RFC 4648 §4); a chunk line is at most [`MAX_CHUNK_LINE`] octets, as
 //! X-LINK2STATE's were. [`Assembler`] puts a transfer back together and refuses, without
@@ -94,6 +96,37 @@ pub fn parse_org_track(arg: &str) -> Result<OrgTrackArg, OrgError> {
         return Err(syntax);
     }
     Ok(out)
+}
+
+/// What an `X-ORG-MOVE` command says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgMoveArg {
+    /// The user (base64 of its JSON).
+    User(Vec<u8>),
+    /// The next message's description (base64 of its JSON).
+    Mail(Vec<u8>),
+    /// A chunk of that message's text.
+    Chunk(Chunk),
+}
+
+/// Parses the arguments of `X-ORG-MOVE`.
+pub fn parse_org_move(arg: &str) -> Result<OrgMoveArg, OrgError> {
+    let t = arg.trim();
+    let (kw, rest) = t.split_once(' ').unwrap_or((t, ""));
+    let data = |s: &str| {
+        let s = s.trim();
+        if s.is_empty() || s.contains(' ') {
+            return Err(OrgError::Syntax("X-ORG-MOVE USER|MAIL base64"));
+        }
+        STANDARD.decode(s).map_err(|_| OrgError::Encoding)
+    };
+    if kw.eq_ignore_ascii_case("USER") {
+        return data(rest).map(OrgMoveArg::User);
+    }
+    if kw.eq_ignore_ascii_case("MAIL") {
+        return data(rest).map(OrgMoveArg::Mail);
+    }
+    parse_chunk(t).map(OrgMoveArg::Chunk)
 }
 
 /// What an `X-ORG-AUTH` command says.

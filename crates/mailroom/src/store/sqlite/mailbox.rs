@@ -133,3 +133,36 @@ pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize,
     }
     Ok(n)
 }
+
+/// Imports a message into a user's INBOX (see [`crate::store::Mailboxes::mail_import`]).
+pub(super) fn import(
+    c: &Connection,
+    user_id: i64,
+    text: &[u8],
+    key: &str,
+) -> Result<bool, StoreError> {
+    let fresh = c
+        .prepare_cached("INSERT OR IGNORE INTO org_seen (org_id, rcpt, time) VALUES (?1, ?2, ?3)")?
+        .execute(params![key, format!("user:{user_id}"), micros(Utc::now())])?;
+    if fresh == 0 {
+        return Ok(false);
+    }
+    let content = super::content::insert(c, &crate::model::Content::Memory(text.to_vec()))?;
+    let quota: Option<Option<i64>> = c
+        .prepare_cached("SELECT quota FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?;
+    let Some(quota) = quota else {
+        return Err(StoreError::NotFound(format!("user {user_id}")));
+    };
+    // The quota does not refuse a mailbox that is moving: it was within it where it came from.
+    c.prepare_cached("UPDATE users SET quota = NULL WHERE id = ?1")?
+        .execute([user_id])?;
+    let refused = insert(c, user_id, content, b"", text.len() as i64, Utc::now())?;
+    c.prepare_cached("UPDATE users SET quota = ?2 WHERE id = ?1")?
+        .execute(params![user_id, quota])?;
+    if let Some((status, reason)) = refused {
+        return Err(StoreError::Conflict(format!("{status} {reason}")));
+    }
+    Ok(true)
+}

@@ -847,6 +847,9 @@ impl Mailboxes for SqliteStore {
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
         self.write(move |c| mailbox::delete(c, user_id, &mail_ids))
     }
+    fn mail_import(&self, user_id: i64, text: Vec<u8>, key: String) -> StoreFuture<'_, bool> {
+        self.write(move |c| mailbox::import(c, user_id, &text, &key))
+    }
 }
 
 impl OrgStore for SqliteStore {

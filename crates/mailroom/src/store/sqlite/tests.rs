@@ -504,6 +504,7 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              ALTER TABLE contents DROP COLUMN eight_bit;
              DROP TABLE org;
              DROP TABLE org_seen;
+             DROP TABLE org_discharge;
              ALTER TABLE queue DROP COLUMN org_meta;
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
@@ -827,6 +828,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
              ALTER TABLE contents DROP COLUMN eight_bit;
              DROP TABLE org;
              DROP TABLE org_seen;
+             DROP TABLE org_discharge;
              ALTER TABLE queue DROP COLUMN org_meta;
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
