@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import orgs
-from helpers import make_message, poll, smtp_send
+from helpers import make_message, parse_ndr, poll, smtp_send
 from orgs import address, connector_state, host, server_state
 
 # DOWN after at most probe_interval + glitch_retries x glitch_retry = 1 + 2 x 0.3 s, then
@@ -79,3 +79,17 @@ def test_without_another_route_mail_waits_visibly_and_arrives_once_on_recovery(m
     poll(lambda: not any(q["messages"] for q in org["s1"].queues().values()), 10, "s1's queues empty")
     time.sleep(2)
     assert org["s4"].stat(address("s4")) == 1
+
+
+def test_mail_with_no_route_until_it_expires_gets_a_5_4_4_report(make_server):
+    org = orgs.standard(make_server, settings={"queue.expiry": "6s", "queue.delay_notification": "5s"})
+    org["s3"].kill9()
+    org.wait_state(["s1"], lambda r: connector_state(r, "g1g2") == "DOWN", DOWN_WITHIN, "g1g2 DOWN")
+    msg = make_message("nowhere", sender=address("s1"), to=address("s4"), message_id="nowhere@org.test")
+    with org["s1"].smtp() as s:
+        smtp_send(s, address("s1"), [address("s4")], msg, rcpt_options=["NOTIFY=FAILURE"])
+    got = org["s1"].wait_for_mail(address("s1"), 1, timeout=30)
+    ndr = parse_ndr(got[0])
+    r = ndr.per_recipient[0]
+    assert r["Status"] == "5.4.4", dict(r)
+    assert "g1g2 is DOWN" in ndr.human, ndr.human

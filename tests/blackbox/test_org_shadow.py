@@ -35,10 +35,14 @@ def test_mail_in_flight_to_a_dead_server_arrives_exactly_once(make_server):
 
     org["s2"].kill9()
     org.wait_state(["s1"], lambda r: connector_state(r, "g1g2") == "DOWN", 15, "g1g2 DOWN")
+    e = org.explain("s1", address("s4"))
+    assert e["route"]["connectors"] == ["g1g2-backup"] and e["route"]["path"] == [host("s1"), host("s4")], e
     # The shadows go again, over the backup connector, straight to s4.
     got = org["s4"].wait_for_mail(address("s4"), N, timeout=30)
     assert sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in got) == \
         [f"shadow {i}".encode() for i in range(N)]
+    for m in got:   # the way explain said: s1 straight to s4
+        assert f"by {host('s2')}".encode() not in m and f"by {host('s1')}".encode() in m
     ev = org["s1"].track(sender=address("s1"))
     assert sum(e["event_id"] == 2023 for e in ev) == N, ev   # resubmitted
     assert sum(e["event_id"] == 2021 for e in ev) >= 2 * N   # held for s2, then for s4

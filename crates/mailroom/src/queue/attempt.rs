@@ -273,8 +273,12 @@ impl Manager {
             diagnostic = last_error.diagnostic.clone();
             remote_mta = last_error.remote_mta.clone();
         }
+        // Expired while no route was UP (the unreachable queue): "no route" is what the sender
+        // needs to hear (RFC 3463 5.4.4), not only that time ran out.
+        let unroutable = r.queue == Some(QueueKind::Unreachable);
+        let detail = if unroutable { 4 } else { 7 };
         let status =
-            mailroom_proto::smtp::Status::new(mailroom_proto::smtp::Class::Permanent, 4, 7);
+            mailroom_proto::smtp::Status::new(mailroom_proto::smtp::Class::Permanent, 4, detail);
         Failure {
             status,
             reason,
