@@ -86,6 +86,8 @@ pub struct OrgService {
     provisioned: Option<String>,
     /// The task sending confirmations (`X-ORG-META DONE`), while one runs.
     discharging: Option<tokio::task::JoinHandle<()>>,
+    /// When the stored state had last changed at the last reload.
+    loaded_at: Option<i64>,
 }
 
 impl OrgService {
@@ -98,6 +100,7 @@ impl OrgService {
             peers: HashMap::new(),
             provisioned: None,
             discharging: None,
+            loaded_at: None,
         }
     }
 
@@ -195,6 +198,14 @@ impl OrgService {
 
     /// Takes in what `mailroom org` commands changed in the store.
     async fn reload(&mut self) {
+        match self.store.org_changed_at().await {
+            Ok(at) if at.is_some() && at == self.loaded_at => return,
+            Ok(at) => self.loaded_at = at,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the organization state");
+                return;
+            }
+        }
         match self.store.org().await {
             Ok(Some((membership, state))) => {
                 let cur = self.view.get();
@@ -396,5 +407,36 @@ impl OrgService {
             .get()
             .map(|s| s.me().to_string())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::org::dir::Connector;
+
+    #[test]
+    fn peers_are_the_group_and_the_far_bridgeheads() {
+        let mut s = OrgState::create("o", "Org", "s1", "127.0.0.1:1", "G1");
+        s.set_server("s1", "s2", "G1", "127.0.0.1:2");
+        s.add_group("s1", "G2", "s3");
+        s.set_server("s1", "s3", "G2", "127.0.0.1:3");
+        s.set_server("s1", "s4", "G2", "127.0.0.1:4");
+        let c = Connector {
+            kind: ConnectorKind::Group {
+                between: ["G1".into(), "G2".into()],
+            },
+            cost: 1,
+            bridgeheads: vec!["s2".into(), "s3".into()],
+            max_size: None,
+        };
+        s.set_connector("s1", "c", c).unwrap();
+        let names = |me: &str| -> Vec<String> { peers(&s, me).into_iter().map(|p| p.0).collect() };
+        assert_eq!(names("s1"), ["s2"]);
+        assert_eq!(names("s2"), ["s1", "s3"]);
+        assert_eq!(names("s3"), ["s2", "s4"]);
+        assert_eq!(names("s4"), ["s3"]);
+        assert!(names("nobody").is_empty());
+        assert_eq!(peers(&s, "s2")[1].1, "127.0.0.1:3");
     }
 }

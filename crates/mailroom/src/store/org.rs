@@ -11,6 +11,8 @@ use crate::org::{Membership, OrgState};
 pub trait OrgStore: Send + Sync {
     /// The membership and state, if this server is in an organization.
     fn org(&self) -> StoreFuture<'_, Option<(Membership, OrgState)>>;
+    /// When the stored state last changed (a cheap check before reading it all), if any.
+    fn org_changed_at(&self) -> StoreFuture<'_, Option<i64>>;
     /// Makes this server a member (`org create`, `org join`); refused when it already is one.
     fn org_init(&self, membership: Membership, state: OrgState) -> StoreFuture<'_, ()>;
     /// Merges `state` into the stored state: the result, and whether the stored state changed.

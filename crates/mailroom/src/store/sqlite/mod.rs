@@ -856,6 +856,9 @@ impl OrgStore for SqliteStore {
     fn org(&self) -> StoreFuture<'_, Option<(Membership, OrgState)>> {
         self.read(org::load)
     }
+    fn org_changed_at(&self) -> StoreFuture<'_, Option<i64>> {
+        self.read(org::changed_at)
+    }
     fn org_init(&self, membership: Membership, state: OrgState) -> StoreFuture<'_, ()> {
         self.write(move |c| org::init(c, &membership, &state))
     }

@@ -24,6 +24,13 @@ fn read(c: &Connection) -> Result<Option<(Membership, OrgState)>, StoreError> {
     Ok(Some((m, s)))
 }
 
+pub(super) fn changed_at(c: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(
+        c.query_row("SELECT updated FROM org WHERE id = 1", [], |r| r.get(0))
+            .optional()?,
+    )
+}
+
 pub(super) fn load(c: &Connection) -> Result<Option<(Membership, OrgState)>, StoreError> {
     read(c)
 }
@@ -61,7 +68,7 @@ pub(super) fn merge(c: &Connection, s: &OrgState) -> Result<(OrgState, bool), St
     let changed = current.merge(s);
     if changed {
         c.execute(
-            "UPDATE org SET state = ?1, updated = ?2 WHERE id = 1",
+            "UPDATE org SET state = ?1, updated = max(updated + 1, ?2) WHERE id = 1",
             params![json(&current)?, micros(chrono::Utc::now())],
         )?;
     }
