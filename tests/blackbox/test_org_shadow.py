@@ -50,8 +50,16 @@ def test_mail_in_flight_to_a_dead_server_arrives_exactly_once(make_server):
     # s2 returns and sends its own copies on: s4 drops them.
     org["s2"].start()
     org["s2"].cli("queue", "enable", "--all")
-    poll(lambda: len([e for e in org["s4"].track(recipient=address("s4")) if e["event_id"] == 2020]) == N,
-         40, "s4 dropping the duplicates from s2")
+    try:
+        poll(lambda: len([e for e in org["s4"].track(recipient=address("s4")) if e["event_id"] == 2020]) == N,
+             40, "s4 dropping the duplicates from s2")
+    except AssertionError:
+        for n in ("s2", "s3", "s4"):
+            print("diagnosis:", n, org[n].cli("queue", "show").stdout, org[n].cli("routing", "show").stdout)
+        print("diagnosis: track s4", org["s4"].cli("track", "--recipient", address("s4")).stdout[-6000:])
+        for n in ("s2", "s3"):
+            print("diagnosis: track", n, org[n].cli("track", "--recipient", address("s4")).stdout[-8000:])
+        raise
     for name in ("s1", "s2", "s3"):
         poll(lambda: not any(q["messages"] for q in org[name].queues().values()), 30,
              f"{name}'s queues empty (every shadow released)")

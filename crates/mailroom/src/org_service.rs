@@ -38,9 +38,14 @@ const POLL: Duration = Duration::from_millis(500);
 /// Contacts in progress: each ends with the peer's name, the digest sent, and the outcome.
 type Contacts = JoinSet<(String, String, Result<Option<OrgState>, ChannelError>)>;
 
+/// The least time between two contacts with one peer, however much news there is.
+const MIN_GAP: Duration = Duration::from_millis(200);
+
 struct Peer {
     health: Health,
     next: Instant,
+    /// When the last contact ended.
+    last: Option<Instant>,
     agreed: Option<String>,
     busy: bool,
 }
@@ -123,15 +128,11 @@ impl OrgService {
         let mut contacts: Contacts = JoinSet::new();
         let mut tick = tokio::time::interval(POLL.min(self.config.org.glitch_retry));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut started = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     self.reload().await;
-                    if !started && self.view.get().is_some() {
-                        started = true;
-                        self.announce_self().await;
-                    }
+                    self.announce_self().await;
                     self.provision().await;
                     self.discharge();
                     self.contact_due(&mut contacts);
@@ -233,8 +234,10 @@ impl OrgService {
         }
     }
 
-    /// A server that starts says it is UP, overriding a DOWN that others published while it
-    /// was away: recovery propagates from the recovered server itself.
+    /// A running server that finds itself published DOWN (by a peer, while it was away or
+    /// could not be reached) says it is UP: recovery propagates from the recovered server
+    /// itself. (A peer that still cannot reach it publishes DOWN again only after a success and
+    /// new failures, so the two do not flap.)
     async fn announce_self(&mut self) {
         let Some(snap) = self.view.get() else { return };
         let me = snap.me().to_string();
@@ -321,12 +324,16 @@ impl OrgService {
                 Peer {
                     health,
                     next: now,
+                    last: None,
                     agreed: None,
                     busy: false,
                 }
             });
             // A peer that failed waits for its glitch retry even when there is news.
-            let news = p.agreed.as_deref() != Some(digest.as_str()) && p.health.failures() == 0;
+            let news = p.agreed.as_deref() != Some(digest.as_str())
+                && p.health.failures() == 0
+                && p.last
+                    .is_none_or(|l| now.saturating_duration_since(l) >= MIN_GAP);
             if p.busy || (now < p.next && !news) {
                 continue;
             }
@@ -366,6 +373,7 @@ impl OrgService {
             return;
         };
         p.busy = false;
+        p.last = Some(now);
         let change = p.health.observe(ok, now, timers);
         if ok {
             p.next = now + probe;

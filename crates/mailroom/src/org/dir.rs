@@ -37,14 +37,25 @@ pub struct Entry<T> {
 pub type Registers<T> = BTreeMap<String, Entry<T>>;
 
 /// Merges `theirs` into `ours`, key by key; returns true when `ours` changed.
-pub fn merge_registers<T: Clone + PartialEq>(
+///
+/// Two entries with the same stamp but different values (two writers of one server, the
+/// command line and the running server, that stamped at the same moment) are told apart by
+/// their JSON, so that every server still keeps the same one.
+pub fn merge_registers<T: Clone + PartialEq + Serialize>(
     ours: &mut Registers<T>,
     theirs: &Registers<T>,
 ) -> bool {
     let mut changed = false;
     for (k, e) in theirs {
         match ours.get(k) {
-            Some(mine) if mine.stamp >= e.stamp => {}
+            Some(mine) if mine.stamp > e.stamp => {}
+            Some(mine) if mine.stamp == e.stamp => {
+                let json = |v: &Option<T>| serde_json::to_string(v).unwrap_or_default();
+                if mine.value != e.value && json(&e.value) > json(&mine.value) {
+                    ours.insert(k.clone(), e.clone());
+                    changed = true;
+                }
+            }
             _ => {
                 ours.insert(k.clone(), e.clone());
                 changed = true;
@@ -281,6 +292,17 @@ mod tests {
             assert_eq!(ab, ba, "{sa:?} vs {sb:?}");
             assert_eq!(ab.home_of("Alice@X.test"), Some(want), "{sa:?} vs {sb:?}");
         }
+    }
+
+    #[test]
+    fn the_same_stamp_with_different_values_resolves_the_same_everywhere() {
+        let a = with_user("alice@x.test", "one", stamp(4, "s1"));
+        let b = with_user("alice@x.test", "two", stamp(4, "s1"));
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, ba);
     }
 
     #[test]

@@ -113,7 +113,12 @@ impl OrgState {
 
     /// Merges another server's state; true when this one changed.
     pub fn merge(&mut self, other: &OrgState) -> bool {
-        let a = self.dir.merge(&other.dir);
+        // (The name is set once, at org create; a joining server starts without it.)
+        let named = self.name.is_empty() && !other.name.is_empty();
+        if named {
+            self.name = other.name.clone();
+        }
+        let a = self.dir.merge(&other.dir) || named;
         let b = self.links.merge(&other.links);
         a || b
     }

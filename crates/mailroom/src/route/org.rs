@@ -110,9 +110,20 @@ fn plan_excluding(
     req: Request<'_>,
     excluded: &BTreeSet<String>,
 ) -> Plan {
+    // The server that routes is running, whatever the table says (a DOWN published while it
+    // was away, not yet answered): it never routes around itself.
+    let own;
+    let links = if state.links.is_up(me) {
+        &state.links
+    } else {
+        let mut l = state.links.clone();
+        l.servers.remove(me);
+        own = l;
+        &own
+    };
     let mut r = Router {
         dir: &state.dir,
-        links: &state.links,
+        links,
         me,
         excluded,
         passed: req.passed,
@@ -316,14 +327,27 @@ impl Router<'_> {
         Some((*chosen).clone())
     }
 
+    /// Every next hop was passed already. With every connector UP that is the topology
+    /// itself looping (`5.4.6`); while one is DOWN it is the state of the links, which will
+    /// change: the recipient waits (and, if nothing changes, expires with "no route").
     fn looped(mut self, towards: &str) -> Plan {
         let why = format!(
             "routing loop: every next hop towards {towards} has already handled this message \
              (it passed {})",
             self.passed.join(", ")
         );
-        self.steps.push(why.clone());
+        let down: Vec<String> = live(&self.dir.connectors)
+            .map(|(n, _)| n)
+            .filter(|n| !connector_state(self.dir, self.links, n).up)
+            .cloned()
+            .collect();
         let me = self.me.to_string();
+        if !down.is_empty() {
+            let why = format!("{why}; waiting while {} is DOWN", down.join(", "));
+            self.steps.push(why.clone());
+            return self.finish(Decision::Unreachable { why }, vec![me], vec![], 0);
+        }
+        self.steps.push(why.clone());
         self.finish(
             Decision::Fail {
                 status: "5.4.6",

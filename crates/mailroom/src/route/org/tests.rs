@@ -109,7 +109,7 @@ fn routes_in_table() {
         Case { what: "most specific address space wins regardless of cost", me: "a1", rcpt: "x@example.org", size: 10, down: &[], passed: &[], want: to("a2"), connectors: &["exact"], cost: 50 },
         Case { what: "the bridgehead of the connector sends it out", me: "a2", rcpt: "x@EXAMPLE.org", size: 10, down: &[], passed: &[], want: outside(Some("exact"), None), connectors: &["exact"], cost: 50 },
         Case { what: "too big for exact: the * connector in B", me: "a1", rcpt: "x@example.org", size: 5000, down: &[], passed: &[], want: to("b1"), connectors: &["ab", "star"], cost: 2 },
-        Case { what: "exact DOWN: falls back to *", me: "a2", rcpt: "x@example.org", size: 10, down: &["a2"], passed: &[], want: to("a1"), connectors: &["ab", "star"], cost: 2 },
+        Case { what: "exact DOWN: falls back to *", me: "a1", rcpt: "x@example.org", size: 10, down: &["a2"], passed: &[], want: to("b1"), connectors: &["ab", "star"], cost: 2 },
         Case { what: "other domains take *", me: "b2", rcpt: "x@other.net", size: 10, down: &[], passed: &[], want: outside(Some("star"), Some("relay.test:25")), connectors: &["star"], cost: 1 },
         Case { what: "no UP route between groups: waits", me: "a1", rcpt: "b2@org.test", size: 10, down: &["b1", "c1"], passed: &[], want: Decision::Unreachable { why: "no UP route from routing group A to B: ab is DOWN (b1 is DOWN: connection refused); ac is DOWN (c1 is DOWN: connection refused); cb is DOWN (c1 is DOWN: connection refused)".into() }, connectors: &[], cost: 0 },
         Case { what: "never back to a server already passed", me: "a1", rcpt: "b2@org.test", size: 10, down: &[], passed: &["b1"], want: Decision::Fail { status: "5.4.6", why: "routing loop: every next hop towards ab has already handled this message (it passed b1)".into() }, connectors: &[], cost: 0 },
@@ -136,6 +136,39 @@ fn routes_in_table() {
         assert_eq!(p.cost, c.cost, "{}", c.what);
         assert!(!p.steps.is_empty(), "{}: no explanation", c.what);
     }
+}
+
+#[test]
+fn a_server_never_routes_around_itself_and_a_loop_while_a_link_is_down_waits() {
+    // s1 published a2 DOWN while a2 was away; a2, running again, still routes through itself.
+    let mut s = org();
+    down(&mut s, "a1");
+    let req = Request {
+        recipient: "b2@org.test",
+        size: 1,
+        passed: &[],
+    };
+    assert_eq!(
+        plan(&s, "a1", req).decision,
+        to("b1"),
+        "a1 is running: ab is UP for it"
+    );
+    // b1 DOWN, and the message came from c1: going back would loop; it waits instead.
+    let mut s = org();
+    down(&mut s, "b1");
+    let passed = ["c1".to_string()];
+    let p = plan(
+        &s,
+        "a1",
+        Request {
+            passed: &passed,
+            ..req
+        },
+    );
+    assert!(
+        matches!(p.decision, Decision::Unreachable { ref why } if why.contains("waiting while ab")),
+        "{p:?}"
+    );
 }
 
 #[test]
