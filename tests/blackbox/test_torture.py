@@ -32,6 +32,10 @@ REMOTE = "far@remote.test"
 # but the peer runs in this (busy, GIL-bound) test process and the writer may be holding commits
 # back; a duplicate with no kill within this after its first copy is a real bug.
 WINDOW = 5.0
+# And how long after a kill the peer may record a first copy: the server sent the final "." and
+# was killed before the answer (so it sends again), while the peer, in this busy process, got
+# round to the data it had already received only a moment later.
+LAG = 2.0
 
 
 def subject(raw: bytes) -> str | None:
@@ -130,8 +134,10 @@ def test_kill9_under_load_loses_nothing_acknowledged(make_server, make_peer):
             dups[s] += 1
         else:
             first[s] = r.time
-    outside = [s for s in dups if not any(0 <= k - first[s] <= WINDOW for k in kills)]
+    outside = [s for s in dups if not any(-LAG <= k - first[s] <= WINDOW for k in kills)]
     print(f"\ntorture: {KILLS} kills, {len(acked_set)} messages acknowledged "
           f"({len(remote_acked)} also remote), local copies exactly once: {len(acked_set)}, "
           f"remote duplicates (RFC 1047 window): {sum(dups.values())}")
-    assert not outside, f"duplicates at the peer with no kill just after their first copy: {outside}"
+    nearest = {s: min((k - first[s] for k in kills), key=abs, default=None) for s in outside}
+    assert not outside, (f"duplicates at the peer with no kill just after their first copy: {outside} "
+                         f"(nearest kill, seconds after the first copy: {nearest})")

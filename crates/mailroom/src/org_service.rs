@@ -93,6 +93,8 @@ pub struct OrgService {
     discharging: Option<tokio::task::JoinHandle<()>>,
     /// When the stored state had last changed at the last reload.
     loaded_at: Option<i64>,
+    /// When this server started.
+    started: chrono::DateTime<Utc>,
 }
 
 impl OrgService {
@@ -106,6 +108,7 @@ impl OrgService {
             provisioned: None,
             discharging: None,
             loaded_at: None,
+            started: Utc::now(),
         }
     }
 
@@ -234,15 +237,16 @@ impl OrgService {
         }
     }
 
-    /// A running server that finds itself published DOWN (by a peer, while it was away or
-    /// could not be reached) says it is UP: recovery propagates from the recovered server
-    /// itself. (A peer that still cannot reach it publishes DOWN again only after a success and
-    /// new failures, so the two do not flap.)
+    /// A server that finds itself published DOWN since before it started (by a peer, while it
+    /// was away) says it is UP: recovery propagates from the recovered server itself. A DOWN
+    /// published while it runs stands: a peer cannot reach it or its verbs are missing, which
+    /// the server itself cannot judge.
     async fn announce_self(&mut self) {
         let Some(snap) = self.view.get() else { return };
         let me = snap.me().to_string();
-        if snap.state.links.is_up(&me) {
-            return;
+        match snap.state.links.server(&me) {
+            Some(l) if !l.up && l.since < self.started => {}
+            _ => return,
         }
         let link = Link {
             up: true,
