@@ -120,10 +120,7 @@ impl OrgService {
     }
 
     fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            connect: self.config.org.connect_timeout,
-            command: self.config.org.command_timeout,
-        }
+        Timeouts::of(&self.config.org)
     }
 
     /// Runs until shutdown.
@@ -269,13 +266,8 @@ impl OrgService {
     async fn merge(&mut self, theirs: OrgState) {
         match self.store.org_merge(theirs).await {
             Ok((merged, true)) => {
-                if let Some(snap) = self.view.get() {
-                    self.adopt(&merged);
-                    self.view.set(Some(Snapshot {
-                        membership: snap.membership.clone(),
-                        state: merged,
-                    }));
-                }
+                self.adopt(&merged);
+                self.view.set_state(merged);
             }
             Ok((_, false)) => {}
             Err(e) => tracing::warn!(error = %e, "organization state not merged"),

@@ -56,10 +56,7 @@ fn own_address(cfg: &Config, given: Option<&str>) -> anyhow::Result<String> {
 }
 
 fn timeouts(cfg: &Config) -> Timeouts {
-    Timeouts {
-        connect: cfg.org.connect_timeout,
-        command: cfg.org.command_timeout,
-    }
+    Timeouts::of(&cfg.org)
 }
 
 /// Adds this server's domains and local users (those not homed elsewhere already).

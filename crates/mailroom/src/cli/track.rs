@@ -69,10 +69,7 @@ async fn track_org(
     let cfg = super::init::load(data)?;
     let (m, s) = super::org::current(store).await?;
     let mut events = store.track_query(filter.clone()).await?;
-    let t = Timeouts {
-        connect: cfg.org.connect_timeout,
-        command: cfg.org.command_timeout,
-    };
+    let t = Timeouts::of(&cfg.org);
     let mut asks = tokio::task::JoinSet::new();
     for (name, server) in live(&s.dir.servers) {
         if *name == m.me {

@@ -52,13 +52,7 @@ pub async fn resolve_in_org(
             loop_cut: false,
         });
     }
-    let r = resolve(store, config, address).await?;
-    Ok(match r {
-        Resolution::Unknown if remote(address) => Resolution::Targets {
-            targets: vec![Target::remote(address)],
-            redirects: Vec::new(),
-            loop_cut: false,
-        },
+    Ok(match resolve(store, config, address).await? {
         Resolution::Targets {
             mut targets,
             redirects,

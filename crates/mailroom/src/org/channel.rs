@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mailroom_proto::smtp::org::{self as wire, Assembler, Label};
+use mailroom_proto::smtp::client::Response;
+use mailroom_proto::smtp::org::{self as wire, Assembler};
 use thiserror::Error;
 
 use super::auth::{Side, Transcript};
@@ -57,6 +58,16 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Each command's reply.
     pub command: Duration,
+}
+
+impl Timeouts {
+    /// The configured ones (`org.connect_timeout`, `org.command_timeout`).
+    pub fn of(c: &crate::config::OrgConfig) -> Timeouts {
+        Timeouts {
+            connect: c.connect_timeout,
+            command: c.command_timeout,
+        }
+    }
 }
 
 /// An authenticated connection to another server of the organization.
@@ -138,10 +149,7 @@ impl Channel {
         })
     }
 
-    async fn command(
-        &mut self,
-        line: &str,
-    ) -> Result<mailroom_proto::smtp::client::Response, ChannelError> {
+    async fn command(&mut self, line: &str) -> Result<Response, ChannelError> {
         self.conn
             .send(format!("{line}\r\n").as_bytes(), self.t.command)
             .await?;
@@ -197,60 +205,60 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends a command and expects a positive reply; `what` names it in the error.
+    async fn ok(&mut self, line: &str, what: &str) -> Result<Response, ChannelError> {
+        let r = self.command(line).await?;
+        if !r.is_success() {
+            return Err(ChannelError::Protocol(format!(
+                "{} refused {what}: {r}",
+                self.server
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Sends `data` as chunks of `verb` (`VERB FIRST|NEXT|LAST data`).
+    async fn push(&mut self, verb: &str, data: &[u8], what: &str) -> Result<(), ChannelError> {
+        for chunk in wire::chunks(data) {
+            self.ok(&format!("{verb} {chunk}"), what).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches a transfer with `VERB PULL`, chunk by chunk, until its last chunk.
+    async fn pull(&mut self, verb: &str) -> Result<Vec<u8>, ChannelError> {
+        let bad = |server: &str, e: wire::OrgError| {
+            ChannelError::Protocol(format!("{server} sent a bad chunk: {e}"))
+        };
+        let mut a = Assembler::new(MAX_STATE);
+        loop {
+            let r = self
+                .ok(&format!("{verb} PULL"), &format!("{verb} PULL"))
+                .await?;
+            let text = r.lines.first().cloned().unwrap_or_default();
+            let chunk = wire::parse_chunk(&text).map_err(|e| bad(&self.server, e))?;
+            // (A LAST without FIRST is refused by the assembler: the loop always ends.)
+            if let Some(data) = a.push(chunk).map_err(|e| bad(&self.server, e))? {
+                return Ok(data);
+            }
+        }
+    }
+
     /// Exchanges state: compares digests, and when they differ sends ours and fetches theirs.
     /// Returns the other server's state when it differed.
     pub async fn sync(&mut self, state: &OrgState) -> Result<Option<OrgState>, ChannelError> {
         self.require("X-LINKSTATE")?;
-        let r = self
-            .command(&format!("X-LINKSTATE DIGEST {}", state.digest()))
-            .await?;
-        if !r.is_success() {
-            return Err(ChannelError::Protocol(format!(
-                "{} refused X-LINKSTATE DIGEST: {r}",
-                self.server
-            )));
-        }
+        let digest = format!("X-LINKSTATE DIGEST {}", state.digest());
+        let r = self.ok(&digest, "X-LINKSTATE DIGEST").await?;
         if r.lines.first().is_some_and(|l| l.starts_with("SAME")) {
             return Ok(None);
         }
-        for chunk in wire::chunks(&state.to_json()) {
-            let r = self.command(&format!("X-LINKSTATE {chunk}")).await?;
-            if !r.is_success() {
-                return Err(ChannelError::Protocol(format!(
-                    "{} refused a link-state chunk: {r}",
-                    self.server
-                )));
-            }
-        }
-        let mut a = Assembler::new(MAX_STATE);
-        loop {
-            let r = self.command("X-LINKSTATE PULL").await?;
-            if !r.is_success() {
-                return Err(ChannelError::Protocol(format!(
-                    "{} refused X-LINKSTATE PULL: {r}",
-                    self.server
-                )));
-            }
-            let text = r.lines.first().cloned().unwrap_or_default();
-            let chunk = wire::parse_chunk(&text).map_err(|e| {
-                ChannelError::Protocol(format!("{} sent a bad chunk: {e}", self.server))
-            })?;
-            let last = chunk.label == Label::Last;
-            let done = a.push(chunk).map_err(|e| {
-                ChannelError::Protocol(format!("{} sent a bad chunk: {e}", self.server))
-            })?;
-            if let Some(data) = done {
-                let theirs = OrgState::from_json(&data, &state.id)
-                    .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?;
-                return Ok(Some(theirs));
-            }
-            if last {
-                return Err(ChannelError::Protocol(format!(
-                    "{} ended its state without a start",
-                    self.server
-                )));
-            }
-        }
+        self.push("X-LINKSTATE", &state.to_json(), "a link-state chunk")
+            .await?;
+        let data = self.pull("X-LINKSTATE").await?;
+        let theirs = OrgState::from_json(&data, &state.id)
+            .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?;
+        Ok(Some(theirs))
     }
 
     /// Sends the discharge of shadow copies: the organization ids of messages this server has
@@ -258,15 +266,8 @@ impl Channel {
     pub async fn discharge(&mut self, ids: &[String]) -> Result<(), ChannelError> {
         self.require("X-ORG-META")?;
         for batch in ids.chunks(16) {
-            let r = self
-                .command(&format!("X-ORG-META DONE {}", batch.join(" ")))
-                .await?;
-            if !r.is_success() {
-                return Err(ChannelError::Protocol(format!(
-                    "{} refused X-ORG-META DONE: {r}",
-                    self.server
-                )));
-            }
+            let line = format!("X-ORG-META DONE {}", batch.join(" "));
+            self.ok(&line, "X-ORG-META DONE").await?;
         }
         Ok(())
     }
@@ -275,41 +276,20 @@ impl Channel {
     pub async fn track(&mut self, filter: &TrackFilter) -> Result<Vec<Event>, ChannelError> {
         self.require("X-ORG-TRACK")?;
         let q = STANDARD.encode(serde_json::to_vec(filter).unwrap_or_default());
-        let r = self.command(&format!("X-ORG-TRACK QUERY {q}")).await?;
-        if !r.is_success() {
-            return Err(ChannelError::Protocol(format!(
-                "{} refused X-ORG-TRACK: {r}",
-                self.server
-            )));
-        }
-        let mut a = Assembler::new(MAX_STATE);
-        loop {
-            let r = self.command("X-ORG-TRACK PULL").await?;
-            let text = r.lines.first().cloned().unwrap_or_default();
-            let chunk = wire::parse_chunk(&text)
-                .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?;
-            if let Some(data) = a
-                .push(chunk)
-                .map_err(|e| ChannelError::Protocol(format!("{}: {e}", self.server)))?
-            {
-                return serde_json::from_slice(&data).map_err(|e| {
-                    ChannelError::Protocol(format!("{} sent unreadable events: {e}", self.server))
-                });
-            }
-        }
+        self.ok(&format!("X-ORG-TRACK QUERY {q}"), "X-ORG-TRACK")
+            .await?;
+        let data = self.pull("X-ORG-TRACK").await?;
+        serde_json::from_slice(&data).map_err(|e| {
+            ChannelError::Protocol(format!("{} sent unreadable events: {e}", self.server))
+        })
     }
 
     /// `X-ORG-MOVE USER`: announces (or, with `finish`, completes) a mailbox moving there.
     pub async fn move_user(&mut self, u: &MoveUser) -> Result<(), ChannelError> {
         self.require("X-ORG-MOVE")?;
         let data = STANDARD.encode(serde_json::to_vec(u).unwrap_or_default());
-        let r = self.command(&format!("X-ORG-MOVE USER {data}")).await?;
-        if !r.is_success() {
-            return Err(ChannelError::Protocol(format!(
-                "{} refused the mailbox of {}: {r}",
-                self.server, u.address
-            )));
-        }
+        let what = format!("the mailbox of {}", u.address);
+        self.ok(&format!("X-ORG-MOVE USER {data}"), &what).await?;
         Ok(())
     }
 
@@ -319,23 +299,9 @@ impl Channel {
             key: key.to_string(),
         };
         let data = STANDARD.encode(serde_json::to_vec(&m).unwrap_or_default());
-        let r = self.command(&format!("X-ORG-MOVE MAIL {data}")).await?;
-        if !r.is_success() {
-            return Err(ChannelError::Protocol(format!(
-                "{} refused a message: {r}",
-                self.server
-            )));
-        }
-        for chunk in wire::chunks(text) {
-            let r = self.command(&format!("X-ORG-MOVE {chunk}")).await?;
-            if !r.is_success() {
-                return Err(ChannelError::Protocol(format!(
-                    "{} refused a message: {r}",
-                    self.server
-                )));
-            }
-        }
-        Ok(())
+        self.ok(&format!("X-ORG-MOVE MAIL {data}"), "a message")
+            .await?;
+        self.push("X-ORG-MOVE", text, "a message").await
     }
 
     /// Says QUIT.

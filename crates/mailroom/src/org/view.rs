@@ -59,6 +59,16 @@ impl OrgView {
         }
     }
 
+    /// Replaces the state, keeping the membership (nothing when in no organization).
+    pub fn set_state(&self, state: OrgState) {
+        if let Ok(mut g) = self.current.write() {
+            if let Some(cur) = g.as_ref() {
+                let membership = cur.membership.clone();
+                *g = Some(Arc::new(Snapshot { membership, state }));
+            }
+        }
+    }
+
     /// True when `domain` is one of the organization's accepted domains.
     pub fn accepts(&self, domain: &str) -> bool {
         self.get().is_some_and(|s| s.state.dir.accepts(domain))

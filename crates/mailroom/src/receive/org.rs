@@ -74,6 +74,18 @@ impl OrgSession {
     }
 }
 
+/// The next chunk of an answer being pulled; the answer is gone once its last chunk is.
+fn pull(queue: &mut Option<VecDeque<String>>, nothing: &str) -> Reply {
+    let next = queue.as_mut().and_then(|q| q.pop_front());
+    if queue.as_ref().is_none_or(|q| q.is_empty()) {
+        *queue = None;
+    }
+    match next {
+        Some(c) => Reply::code(250, "2.0.0", c),
+        None => Reply::code(503, "5.5.1", nothing.to_string()),
+    }
+}
+
 fn chunk_reply(e: &OrgError) -> Reply {
     match e {
         OrgError::OutOfOrder(_) => Reply::code(503, "5.5.1", format!("Bad sequence: {e}")),
@@ -206,21 +218,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             LinkStateArg::Pull => {
-                let queue = self.org.outgoing.get_or_insert_with(|| {
-                    wire::chunks(&snap.state.to_json()).into_iter().collect()
-                });
-                match queue.pop_front() {
-                    Some(c) => {
-                        if queue.is_empty() {
-                            self.org.outgoing = None;
-                        }
-                        Reply::code(250, "2.0.0", c)
-                    }
-                    None => {
-                        self.org.outgoing = None;
-                        Reply::code(503, "5.5.1", "Nothing to pull")
-                    }
+                if self.org.outgoing.is_none() {
+                    self.org.outgoing = Some(wire::chunks(&snap.state.to_json()).into());
                 }
+                pull(&mut self.org.outgoing, "Nothing to pull")
             }
             LinkStateArg::Chunk(c) => {
                 let a = self
@@ -251,12 +252,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok((merged, changed)) => {
                 let (d, l) = merged.versions();
                 // Our side of the exchange: the merged state, pulled next.
-                self.org.outgoing = Some(wire::chunks(&merged.to_json()).into_iter().collect());
+                self.org.outgoing = Some(wire::chunks(&merged.to_json()).into());
                 if changed {
-                    self.ctx.org.set(Some(Snapshot {
-                        membership: snap.membership.clone(),
-                        state: merged,
-                    }));
+                    self.ctx.org.set_state(merged);
                     self.ctx.org.changed.notify_one();
                 }
                 Reply::code(
@@ -283,21 +281,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         match wire::parse_org_track(arg) {
             Err(e) => Reply::code(501, "5.5.4", format!("Syntax: {e}")),
-            Ok(OrgTrackArg::Pull) => {
-                match self.org.track_out.as_mut().and_then(|q| q.pop_front()) {
-                    Some(c) => {
-                        if self.org.track_out.as_ref().is_some_and(|q| q.is_empty()) {
-                            self.org.track_out = None;
-                        }
-                        Reply::code(250, "2.0.0", c)
-                    }
-                    None => Reply::code(
-                        503,
-                        "5.5.1",
-                        "Nothing to pull: send X-ORG-TRACK QUERY first",
-                    ),
-                }
-            }
+            Ok(OrgTrackArg::Pull) => pull(
+                &mut self.org.track_out,
+                "Nothing to pull: send X-ORG-TRACK QUERY first",
+            ),
             Ok(OrgTrackArg::Query(json)) => {
                 let filter: TrackFilter = match serde_json::from_slice(&json) {
                     Ok(f) => f,
@@ -306,7 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match self.ctx.store.track_query(filter).await {
                     Ok(events) => {
                         let data = serde_json::to_vec(&events).unwrap_or_default();
-                        let chunks: VecDeque<String> = wire::chunks(&data).into_iter().collect();
+                        let chunks: VecDeque<String> = wire::chunks(&data).into();
                         let n = chunks.len();
                         self.org.track_out = Some(chunks);
                         Reply::code(

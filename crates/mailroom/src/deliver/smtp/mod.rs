@@ -349,10 +349,7 @@ impl SmtpTarget {
                 "this server left the organization: it cannot hand mail to its servers",
             ));
         };
-        let t = crate::org::channel::Timeouts {
-            connect: self.inner.config.org.connect_timeout,
-            command: self.inner.config.org.command_timeout,
-        };
+        let t = crate::org::channel::Timeouts::of(&self.inner.config.org);
         Channel::over(conn, server, &snap.membership, t)
             .await
             .map_err(|e| Failure {
