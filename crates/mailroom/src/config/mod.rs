@@ -4,6 +4,8 @@
 //! refuses unknown keys and bad values and says which file, which key and why, so a typo never
 //! silently becomes a default. [`template`] writes the commented file that `mailroom init` creates.
 
+pub mod history;
+mod registrations;
 mod template;
 mod validate;
 
@@ -15,6 +17,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use registrations::{
+    standard_extensions, standard_services, ServiceDef, StoreConfig, SupervisorConfig,
+    ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
+};
 pub use template::template;
 
 /// The file name of the configuration inside the data directory.
@@ -88,6 +94,16 @@ pub struct Config {
     /// The organization's timers (membership itself is in the store: `mailroom org`).
     #[serde(default)]
     pub org: OrgConfig,
+    /// `[services.NAME]`: the services this server runs, and what runs each. Absent (a file
+    /// from before services were defined): every standard service, as defined by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<std::collections::BTreeMap<String, ServiceDef>>,
+    /// How failed services are tried again.
+    #[serde(default)]
+    pub supervisor: SupervisorConfig,
+    /// The config store's own settings (history kept).
+    #[serde(default)]
+    pub config: StoreConfig,
 }
 
 /// `[org]`: how this server keeps the organization's link state (see [`crate::org`]).
@@ -199,6 +215,11 @@ pub struct SmtpConfig {
     /// ESMTP extensions not registered (their keywords): not advertised, not accepted. A
     /// server of an organization without `X-ORG-AUTH` cannot take part in it.
     pub disabled_extensions: Vec<String>,
+    /// The extension registrations: the EHLO keywords this service offers (their parameters,
+    /// such as SIZE's, come from the limits above). Absent (a file from before registrations
+    /// were kept here): the standard set. A keyword missing from the list is not offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Vec<String>>,
 }
 
 /// The reply at RCPT for a mailbox that is already full (or has no room for the SIZE the client
@@ -240,6 +261,7 @@ impl Default for SmtpConfig {
             max_expansion: 10_000,
             max_expansion_depth: 20,
             disabled_extensions: Vec::new(),
+            extensions: None,
         }
     }
 }
@@ -435,12 +457,18 @@ impl Config {
                 domains: vec![domain.to_string()],
                 max_password_checks: 0,
             },
-            smtp: SmtpConfig::default(),
+            smtp: SmtpConfig {
+                extensions: Some(standard_extensions()),
+                ..SmtpConfig::default()
+            },
             pop3: Pop3Config::default(),
             queue: QueueConfig::default(),
             outbound: OutboundConfig::default(),
             dns: DnsConfig::default(),
             org: OrgConfig::default(),
+            services: Some(standard_services()),
+            supervisor: SupervisorConfig::default(),
+            config: StoreConfig::default(),
         }
     }
 
@@ -489,6 +517,34 @@ impl Config {
             ));
         }
         out
+    }
+
+    /// The extensions registered: the list in the config store (or the standard set for a file
+    /// without one), less `smtp.disabled_extensions`, upper case, in EHLO order.
+    pub fn registered_extensions(&self) -> Vec<String> {
+        let listed = self
+            .smtp
+            .extensions
+            .clone()
+            .unwrap_or_else(standard_extensions);
+        STANDARD_EXTENSIONS
+            .iter()
+            .filter(|k| listed.iter().any(|l| l.eq_ignore_ascii_case(k)))
+            .filter(|k| {
+                !self
+                    .smtp
+                    .disabled_extensions
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(k))
+            })
+            .map(|k| k.to_string())
+            .collect()
+    }
+
+    /// The service definitions in effect: the file's, or the standard ones for a file without
+    /// a `[services]` table.
+    pub fn service_defs(&self) -> std::collections::BTreeMap<String, ServiceDef> {
+        self.services.clone().unwrap_or_else(standard_services)
     }
 
     /// True when `domain` (lower case) is one of this server's local domains.

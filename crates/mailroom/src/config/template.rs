@@ -22,8 +22,9 @@ pub fn template(
     let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
     format!(
         r#"# mailroom configuration. Every key is optional except [server]; the values shown are the
-# defaults. Durations are written like "30s", "5m" or "2h". After an edit, restart the server; it
-# refuses to start on an invalid file and names the key that is wrong.
+# defaults. Durations are written like "30s", "5m" or "2h". Change it with `mailroom config set`,
+# or edit it and run `mailroom config reload` (or send SIGHUP): every change becomes a version in
+# the config store (`mailroom config history`). An invalid file is refused, naming the wrong key.
 
 [server]
 # This server's fully qualified name: used in the SMTP greeting, Received headers and reports.
@@ -66,8 +67,11 @@ spool_threshold = {spool_threshold}
 # A list or alias may expand to this many final recipients, through this many levels at most.
 max_expansion = {max_expansion}
 max_expansion_depth = {max_expansion_depth}
-# ESMTP extensions to leave unregistered (EHLO keywords), e.g. ["CHUNKING"]. Without X-ORG-AUTH
-# this server cannot take part in an organization.
+# The extension registrations: the EHLO keywords this service offers. A keyword missing here is
+# neither advertised nor accepted (`mailroom doctor` names it, `mailroom repair` puts it back).
+# The X- verbs are the organization's: without them this server cannot take part in one.
+extensions = [{extensions}]
+# Extensions to leave unregistered even though listed above (EHLO keywords), e.g. ["CHUNKING"].
 disabled_extensions = []
 
 [pop3]
@@ -140,7 +144,18 @@ damping = "{damping}"
 shadow_timeout = "{shadow_timeout}"
 connect_timeout = "{org_connect_timeout}"
 command_timeout = "{org_command_timeout}"
-"#,
+
+[supervisor]
+# A service that failed to start (a port taken, say) is tried again this often.
+restart_interval = "{restart_interval}"
+
+[config]
+# Versions of this configuration kept in the config store (`mailroom config history`).
+history = {history}
+
+# The services this server runs. `runs` names the component that implements each (its own
+# name); `enabled = false` stops one. `mailroom status` shows their states.
+{services}"#,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
         max_command_line = s.max_command_line,
@@ -193,5 +208,17 @@ command_timeout = "{org_command_timeout}"
         shadow_timeout = dur(g.shadow_timeout),
         org_connect_timeout = dur(g.connect_timeout),
         org_command_timeout = dur(g.command_timeout),
+        extensions = super::STANDARD_EXTENSIONS
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        restart_interval = dur(super::SupervisorConfig::default().restart_interval),
+        history = super::StoreConfig::default().history,
+        services = super::SERVICES
+            .iter()
+            .map(|n| format!("[services.{n}]\nenabled = true\nruns = \"{n}\"\n"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     )
 }

@@ -283,7 +283,35 @@ impl Config {
                 ));
             }
         }
-        Ok(())
+        for k in self.smtp.extensions.iter().flatten() {
+            if !super::STANDARD_EXTENSIONS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(k))
+            {
+                return Err((
+                    "smtp.extensions",
+                    format!(
+                        "{k:?} is not an extension mailroom implements (it has: {})",
+                        super::STANDARD_EXTENSIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (name, def) in self.services.iter().flatten() {
+            if name.is_empty() || def.runs.is_empty() {
+                return Err((
+                    "services",
+                    format!("the service {name:?} needs a name and a `runs`"),
+                ));
+            }
+        }
+        count("config.history", self.config.history as u64, 1, 10_000)?;
+        duration(
+            "supervisor.restart_interval",
+            self.supervisor.restart_interval,
+            Duration::from_millis(50),
+            DAY,
+        )
     }
 
     fn validate_outbound(&self) -> Result<(), Invalid> {

@@ -222,14 +222,19 @@ impl Registry {
         r
     }
 
-    /// The standard registry without the extensions an operator disabled
-    /// (`smtp.disabled_extensions`).
+    /// The extensions registered in the config store (`smtp.extensions`, less
+    /// `smtp.disabled_extensions`): a keyword missing there is neither advertised nor accepted.
     pub fn configured(config: &Config) -> Registry {
+        let registered = config.registered_extensions();
         let mut r = Registry::standard();
-        for k in &config.smtp.disabled_extensions {
-            r.unregister(k);
-        }
+        r.extensions
+            .retain(|e| registered.iter().any(|k| k == e.keyword()));
         r
+    }
+
+    /// The registered keywords, in EHLO order.
+    pub fn keywords(&self) -> Vec<&'static str> {
+        self.extensions.iter().map(|e| e.keyword()).collect()
     }
 
     /// Registers an extension; a second registration of the same keyword replaces the first.
@@ -337,6 +342,17 @@ mod tests {
             ]
         );
         assert!(r.mail_param("RET") && r.rcpt_param("NOTIFY") && r.verb("BDAT"));
+        assert_eq!(
+            r.keywords(),
+            crate::config::STANDARD_EXTENSIONS,
+            "the config store's standard registrations are the standard registry"
+        );
+        let mut cfg = cfg;
+        cfg.smtp.extensions = Some(vec!["size".into(), "X-ORG-AUTH".into(), "DSN".into()]);
+        cfg.smtp.disabled_extensions = vec!["dsn".into()];
+        assert_eq!(Registry::configured(&cfg).keywords(), ["SIZE", "X-ORG-AUTH"]);
+        cfg.smtp.extensions = None;
+        assert_eq!(Registry::configured(&cfg).keywords().len(), 11);
         let mut r = r;
         r.unregister("dsn");
         assert!(!r.mail_param("RET") && !r.rcpt_param("ORCPT") && !r.has("DSN"));

@@ -10,6 +10,7 @@
 //! its future resolves (`fsync` included), and concurrent writes share commits (group commit).
 
 mod admin;
+mod config;
 mod directory;
 mod mailbox;
 mod org;
@@ -19,6 +20,7 @@ pub mod sqlite;
 mod track;
 
 pub use admin::*;
+pub use config::*;
 pub use directory::*;
 pub use mailbox::*;
 pub use org::*;
@@ -30,7 +32,9 @@ pub use crate::model::{DirEntry, User};
 /// Every part of the store's interface, to call its methods on an engine's own type (`use
 /// crate::store::prelude::*`); through `dyn Store` they are at hand without it.
 pub mod prelude {
-    pub use super::{Directory, Mailboxes, OrgStore, Queue, QueueAdmin, Store, Tracking};
+    pub use super::{
+        ConfigStore, Directory, Mailboxes, OrgStore, Queue, QueueAdmin, Store, Tracking,
+    };
 }
 
 use std::future::Future;
@@ -72,8 +76,11 @@ pub enum StoreError {
 /// with it commit together (see [`Queue`]). Split by concern so that each stage names only what it
 /// uses; any type with every part is a `Store`.
 pub trait Store:
-    Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + 'static
+    Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + ConfigStore + 'static
 {
 }
 
-impl<T: Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + 'static> Store for T {}
+impl<T> Store for T where
+    T: Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + ConfigStore + 'static
+{
+}

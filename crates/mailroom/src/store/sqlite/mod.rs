@@ -22,6 +22,7 @@
 //! kept by triggers, and polling for due work is one indexed query per kind of work.
 
 mod admin;
+mod config;
 mod content;
 mod directory;
 mod mailbox;
@@ -39,7 +40,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::OrgStore;
+use super::{BackupRecord, ConfigStore, ConfigVersion, OrgStore};
 use super::{
     AdminAction, ControlChange, DirEntry, Directory, Loaded, MailEntry, Mailboxes, QuarantineEntry,
     Queue, QueueAdmin, QueueFilter, QueueInfo, SettledAs, StoreError, StoreFuture, StoredText,
@@ -538,6 +539,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::QUEUE_CONTROL)?;
         tx.execute_batch(schema::SPOOL)?;
         tx.execute_batch(schema::ORG)?;
+        tx.execute_batch(schema::CONFIG)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -881,6 +883,26 @@ impl OrgStore for SqliteStore {
     }
     fn discharged(&self, server: String, ids: Vec<String>) -> StoreFuture<'_, ()> {
         self.write(move |c| org::discharged(c, &server, &ids))
+    }
+}
+
+impl ConfigStore for SqliteStore {
+    fn config_record(
+        &self,
+        text: String,
+        origin: String,
+        keep: usize,
+    ) -> StoreFuture<'_, (ConfigVersion, bool)> {
+        self.write(move |c| config::record(c, &text, &origin, keep))
+    }
+    fn config_versions(&self) -> StoreFuture<'_, Vec<ConfigVersion>> {
+        self.read(config::versions)
+    }
+    fn config_backup_record(&self, backup: BackupRecord) -> StoreFuture<'_, ()> {
+        self.write(move |c| config::backup_record(c, &backup))
+    }
+    fn config_backups(&self) -> StoreFuture<'_, Vec<BackupRecord>> {
+        self.read(config::backups)
     }
 }
 

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -226,6 +226,24 @@ CREATE TABLE org_discharge (
 ) WITHOUT ROWID;
 "#;
 
+/// The config store: every version of the configuration file, and the backups made of it.
+/// Part of a new schema, and of migration 6 -> 7.
+pub const CONFIG: &str = r#"
+CREATE TABLE config_version (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE config_backup (
+    path TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+"#;
+
 /// What `track` searches by (Message-ID `m:`, sender `s:`, recipient `r:`): one entry per message
 /// and key rather than an index entry per event. Part of a new schema, and of migration 1 -> 2.
 pub const TRACK_KEYS: &str = r#"
@@ -287,6 +305,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[SPOOL],
     // 5 -> 6: the organization.
     &[ORG],
+    // 6 -> 7: the config store.
+    &[CONFIG],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

@@ -506,6 +506,8 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              DROP TABLE org_seen;
              DROP TABLE org_discharge;
              ALTER TABLE queue DROP COLUMN org_meta;
+             DROP TABLE config_version;
+             DROP TABLE config_backup;
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -830,6 +832,8 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
              DROP TABLE org_seen;
              DROP TABLE org_discharge;
              ALTER TABLE queue DROP COLUMN org_meta;
+             DROP TABLE config_version;
+             DROP TABLE config_backup;
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
