@@ -165,3 +165,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 }
+
+/// How the supervisor steers one listener's accept loop.
+#[derive(Debug)]
+pub struct ListenerControl {
+    /// Turns true (or is dropped) when the service stops: no more connections are accepted.
+    pub stop: watch::Receiver<bool>,
+    /// The server's shutdown, given to each session.
+    pub shutdown: watch::Receiver<bool>,
+    /// Told once the listening socket is closed (so that the address may be bound again).
+    pub closed: tokio::sync::oneshot::Sender<()>,
+}

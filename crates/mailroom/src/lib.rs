@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod deliver;
 pub mod directory;
 pub mod dsn;
@@ -27,6 +28,7 @@ pub mod queue;
 pub mod receive;
 pub mod route;
 pub mod server;
+pub mod services;
 pub mod store;
 pub mod track;
 

@@ -83,6 +83,21 @@ pub fn load(data: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(&file)?)
 }
 
+/// Loads the configuration of a data directory with the text it was loaded from.
+pub fn load_text(data: &Path) -> anyhow::Result<(Config, String)> {
+    let file = data.join(config::FILE_NAME);
+    if !file.exists() {
+        bail!(
+            "no configuration at {} (run `mailroom init --domain DOMAIN` or `mailroom serve`)",
+            file.display()
+        );
+    }
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let cfg = Config::parse(&text, &file)?;
+    Ok((cfg, text))
+}
+
 /// `mailroom serve`.
 pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
     if !data.join(config::FILE_NAME).exists() {
@@ -103,16 +118,19 @@ pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
             eprintln!("mailroom: {m}");
         }
     }
-    let cfg = match load(data) {
+    let (cfg, text) = match load_text(data) {
         Ok(c) => c,
-        Err(e) => bail!("refusing to start: {e:#}"),
+        Err(e) => bail!(
+            "refusing to start: {e:#}\n(`mailroom config verify` says more; `mailroom repair` \
+             puts back the last good version)"
+        ),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = tx.send(true);
     });
-    crate::server::run(data, cfg, rx)
+    crate::server::run(data, cfg, text, rx)
         .await
         .context("refusing to start")?;
     Ok(())

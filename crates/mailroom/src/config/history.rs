@@ -143,7 +143,9 @@ pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, EditError> 
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Syntax(e.message().to_string()))?;
     let p = parts(key)?;
-    let (last, path) = p.split_last().ok_or_else(|| EditError::BadKey(key.into()))?;
+    let (last, path) = p
+        .split_last()
+        .ok_or_else(|| EditError::BadKey(key.into()))?;
     let mut item = doc.as_item_mut();
     for part in path {
         let t = item
@@ -175,7 +177,9 @@ pub fn unset_key(text: &str, key: &str) -> Result<(String, bool), EditError> {
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Syntax(e.message().to_string()))?;
     let p = parts(key)?;
-    let (last, path) = p.split_last().ok_or_else(|| EditError::BadKey(key.into()))?;
+    let (last, path) = p
+        .split_last()
+        .ok_or_else(|| EditError::BadKey(key.into()))?;
     let mut item = doc.as_item_mut();
     for part in path {
         let Some(next) = item.as_table_like_mut().and_then(|t| t.get_mut(part)) else {

@@ -102,6 +102,7 @@ pub struct Ingest {
     config: Arc<Config>,
     queue: QueueHandle,
     org: Arc<crate::org::view::OrgView>,
+    services: Arc<crate::services::Services>,
 }
 
 impl Ingest {
@@ -112,7 +113,15 @@ impl Ingest {
             config,
             queue,
             org: crate::org::view::OrgView::new(None),
+            services: Arc::new(crate::services::Services::unsupervised()),
         }
+    }
+
+    /// The stage of a supervised server: while `local-delivery` is not running, local mail is
+    /// queued rather than delivered in the transaction that accepts it.
+    pub fn with_services(mut self, services: Arc<crate::services::Services>) -> Ingest {
+        self.services = services;
+        self
     }
 
     /// The stage of a server whose organization is `org` (reports to senders homed on other
@@ -187,7 +196,12 @@ impl Ingest {
         }
         let mut rcpts = env.rcpts;
         let expanded = expansions(&mut rcpts, &env.sender);
-        let recipients = merge_recipients(&rcpts, &base, &self.config, &mut events);
+        let mut recipients = merge_recipients(&rcpts, &base, &self.config, &mut events);
+        if !self.services.running("local-delivery") {
+            for r in &mut recipients {
+                r.deliver_now = None;
+            }
+        }
         let mut reports = Vec::new();
         if !expanded.is_empty() {
             let report = self

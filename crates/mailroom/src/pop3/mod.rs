@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -74,19 +73,25 @@ impl Drop for MaildropLock {
     }
 }
 
-/// Accepts POP3 connections until shutdown, then waits for sessions to end. The limits are the
+/// Accepts POP3 connections until the service is stopped or the server shuts down, then closes
+/// the listener and waits for sessions to end. The limits are the
 /// service's, shared with its other listeners.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
     limits: Arc<ConnectionLimits>,
-    mut shutdown: watch::Receiver<bool>,
+    control: crate::conn::ListenerControl,
 ) {
+    let crate::conn::ListenerControl {
+        mut stop,
+        shutdown,
+        closed,
+    } = control;
     let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
         };
         while sessions.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
@@ -124,6 +129,8 @@ pub async fn serve(
             drop(admission);
         });
     }
+    drop(listener);
+    let _ = closed.send(());
     while sessions.join_next().await.is_some() {}
 }
 

@@ -68,6 +68,11 @@ impl Manager {
                 settles.push((r.id, Settle::Failed(self.expired(msg, r, now))));
                 continue;
             }
+            // Mail leaving this server waits, untouched, while the routing engine is not
+            // running (local mail needs no route).
+            if next_hop(r) != NextHop::Local && !self.services.running("routing-engine") {
+                continue;
+            }
             let hop = match self.route(msg, r, now, expires) {
                 Ok(h) => h,
                 Err(s) => {
@@ -81,10 +86,14 @@ impl Manager {
             }
         }
         for (hop, rcpts) in groups {
-            let target: &dyn DeliveryTarget = match hop {
-                NextHop::Local => &self.local,
-                _ => &self.smtp,
+            let (target, service): (&dyn DeliveryTarget, _) = match hop {
+                NextHop::Local => (&self.local, "local-delivery"),
+                _ => (&self.smtp, "smtp-send"),
             };
+            // Mail for a delivery service that is not running waits for it, untouched.
+            if !self.services.running(service) {
+                continue;
+            }
             for (id, outcome) in run_delivery(target, msg, &hop, &rcpts).await {
                 let Some(r) = rcpts.iter().find(|r| r.id == id) else {
                     continue;

@@ -38,6 +38,8 @@ pub struct Manager {
     pub(super) local: LocalTarget,
     pub(super) smtp: SmtpTarget,
     pub(super) org: Arc<OrgView>,
+    /// The services' states: mail waits while a service it needs is not running.
+    pub(super) services: Arc<crate::services::Services>,
     /// Messages being worked on, with a flag asking for another pass when news arrived meanwhile.
     in_flight: Mutex<HashMap<i64, bool>>,
     slots: Arc<Semaphore>,
@@ -52,6 +54,7 @@ impl Manager {
         clock: Arc<dyn Clock>,
         resolver: Arc<dyn Resolver>,
         org: Arc<OrgView>,
+        services: Arc<crate::services::Services>,
     ) -> Arc<Manager> {
         let slots = Arc::new(Semaphore::new(config.queue.delivery_concurrency));
         let smtp = SmtpTarget::new(config.clone(), resolver, store.clone(), org.clone());
@@ -63,18 +66,20 @@ impl Manager {
             local: LocalTarget,
             smtp,
             org,
+            services,
             in_flight: Mutex::new(HashMap::new()),
             slots,
         })
     }
 
     /// Runs until shutdown: first a look at the whole queue (recovery after a restart), then
-    /// notifications and polls. Work in progress is finished before returning.
+    /// notifications and polls. Work in progress is finished before returning, and the
+    /// notifications' receiver is handed back (for the next run, when the service restarts).
     pub async fn run(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<i64>,
         mut shutdown: watch::Receiver<bool>,
-    ) {
+    ) -> mpsc::UnboundedReceiver<i64> {
         let mut tasks = JoinSet::new();
         let me = self.clone();
         tasks.spawn(async move { me.verify().await });
@@ -89,6 +94,7 @@ impl Manager {
             while tasks.try_join_next().is_some() {}
         }
         while tasks.join_next().await.is_some() {}
+        rx
     }
 
     /// Sweeps the queue once after start-up for records that cannot be read, so that they are

@@ -28,6 +28,10 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(Arc::new(crate::services::Services::unsupervised())).await
+}
+
+async fn world_with(services: Arc<crate::services::Services>) -> World {
     let ts = TempStore::new();
     let s = ts.store.as_ref();
     let alice = s.user_add("alice@example.com", None, None).await.unwrap();
@@ -43,7 +47,8 @@ async fn world() -> World {
     .unwrap();
     let cfg = Arc::new(config());
     let (handle, rx) = QueueHandle::channel();
-    let ingest = Ingest::new(ts.dyn_store(), cfg.clone(), handle.clone());
+    let ingest =
+        Ingest::new(ts.dyn_store(), cfg.clone(), handle.clone()).with_services(services.clone());
     let manager = Manager::new(
         ts.dyn_store(),
         cfg.clone(),
@@ -51,6 +56,7 @@ async fn world() -> World {
         Arc::new(SystemClock),
         Arc::new(StaticResolver::default()),
         crate::org::view::OrgView::new(None),
+        services,
     );
     World {
         ts,
@@ -301,6 +307,7 @@ async fn a_restarted_manager_resumes_the_queue() {
         Arc::new(SystemClock),
         Arc::new(StaticResolver::default()),
         crate::org::view::OrgView::new(None),
+        Arc::new(crate::services::Services::unsupervised()),
     );
     let (stop, sd) = watch::channel(false);
     let run = tokio::spawn(fresh.run(rx, sd));
@@ -372,6 +379,7 @@ mod timers {
             clock.clone(),
             Arc::new(StaticResolver::default()),
             crate::org::view::OrgView::new(None),
+            Arc::new(crate::services::Services::unsupervised()),
         );
         Rig {
             ts,
@@ -622,5 +630,45 @@ mod timers {
                 && mail[0].contains("deleted from the queue by an administrator")
         );
         assert!(r.state(row).await.is_none());
+    }
+}
+
+/// Mail waits, untouched, while a service it needs is not running, and flows once it runs.
+#[tokio::test]
+async fn mail_waits_for_the_services_it_needs() {
+    use crate::services::{Services, State};
+    let services = Arc::new(Services::new(&config()));
+    for n in crate::config::SERVICES {
+        services.set(n, State::Running, None);
+    }
+    services.set(
+        "routing-engine",
+        State::Failed,
+        Some("local mail needs no route".into()),
+    );
+    for missing in ["local-delivery"] {
+        services.set(missing, State::Failed, Some("broken".into()));
+        let mut w = world_with(services.clone()).await;
+        w.send(
+            "s@example.org",
+            &[("alice@example.com", None)],
+            "Subject: w\r\n\r\nx\r\n",
+        )
+        .await;
+        let id = w.rx.try_recv().unwrap();
+        w.manager.process(id).await.unwrap();
+        assert!(
+            w.mailbox(w.alice).await.is_empty(),
+            "{missing} is not running"
+        );
+        let queued = w.ts.store.queued(id).await.unwrap().unwrap();
+        assert!(
+            matches!(queued.recipients[0].state, crate::queue::RcptState::Ready),
+            "{missing}: the recipient is untouched: {:?}",
+            queued.recipients[0].state
+        );
+        services.set(missing, State::Running, None);
+        w.manager.process(id).await.unwrap();
+        assert_eq!(w.mailbox(w.alice).await.len(), 1, "{missing} runs again");
     }
 }

@@ -350,7 +350,10 @@ mod tests {
         let mut cfg = cfg;
         cfg.smtp.extensions = Some(vec!["size".into(), "X-ORG-AUTH".into(), "DSN".into()]);
         cfg.smtp.disabled_extensions = vec!["dsn".into()];
-        assert_eq!(Registry::configured(&cfg).keywords(), ["SIZE", "X-ORG-AUTH"]);
+        assert_eq!(
+            Registry::configured(&cfg).keywords(),
+            ["SIZE", "X-ORG-AUTH"]
+        );
         cfg.smtp.extensions = None;
         assert_eq!(Registry::configured(&cfg).keywords().len(), 11);
         let mut r = r;

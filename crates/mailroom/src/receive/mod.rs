@@ -40,20 +40,28 @@ pub struct Context {
     pub org: Arc<crate::org::view::OrgView>,
 }
 
-/// Accepts SMTP connections until `shutdown` turns true, then waits for sessions to end. The
-/// limits are the service's, shared with its other listeners.
+/// Accepts SMTP connections until the service is stopped (`listener.stop`) or the server
+/// shuts down, then closes the listener and waits for its sessions to end. Each session takes
+/// the context current when it connects, so a reload reaches new sessions without dropping
+/// any. The limits are the service's, shared with its other listeners.
 pub async fn serve(
     listener: TcpListener,
-    ctx: Arc<Context>,
+    ctx: watch::Receiver<Arc<Context>>,
     limits: Arc<ConnectionLimits>,
-    mut shutdown: watch::Receiver<bool>,
+    control: crate::conn::ListenerControl,
 ) {
+    let crate::conn::ListenerControl {
+        mut stop,
+        shutdown,
+        closed,
+    } = control;
     let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
         };
+        let ctx = ctx.borrow().clone();
         while sessions.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -76,13 +84,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let ctx = ctx.clone();
         let sd = shutdown.clone();
         sessions.spawn(async move {
             session::Session::new(stream, peer, ctx, sd).run().await;
             drop(admission);
         });
     }
+    drop(listener);
+    let _ = closed.send(());
     while sessions.join_next().await.is_some() {}
 }
 

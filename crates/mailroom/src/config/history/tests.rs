@@ -1,12 +1,19 @@
 use super::*;
 
+/// A key with its value before and after.
+type Row<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+
 const BASE: &str = "# top\n[server]\nhostname = \"mx.example.com\" # the name\ndomains = [\"example.com\"]\n\n[smtp]\nmax_recipients = 100\n";
 
 #[test]
 fn diff_names_each_changed_key_and_ignores_layout() {
     let moved = "[smtp]\nmax_recipients = 100\n[server]\ndomains = [ \"example.com\" ]\nhostname = \"mx.example.com\"\n";
-    assert_eq!(diff(BASE, moved), vec![], "reordered and respaced is no change");
-    let cases: &[(&str, Vec<(&str, Option<&str>, Option<&str>)>)] = &[
+    assert_eq!(
+        diff(BASE, moved),
+        vec![],
+        "reordered and respaced is no change"
+    );
+    let cases: &[(&str, Vec<Row>)] = &[
         (
             "[server]\nhostname = \"mx.example.com\"\ndomains = [\"example.com\"]\n[smtp]\nmax_recipients = 50\n",
             vec![("smtp.max_recipients", Some("100"), Some("50"))],
@@ -37,10 +44,26 @@ fn diff_names_each_changed_key_and_ignores_layout() {
 fn set_and_unset_keep_comments_and_parse_values() {
     let cases: &[(&str, &str, &str)] = &[
         ("smtp.max_recipients", "50", "max_recipients = 50"),
-        ("server.hostname", "mx2.example.com", "hostname = \"mx2.example.com\" # the name"),
-        ("smtp.extensions", "[\"SIZE\", \"DSN\"]", "extensions = [\"SIZE\", \"DSN\"]"),
-        ("pop3.idle_timeout", "\"15m\"", "[pop3]\nidle_timeout = \"15m\""),
-        ("services.pop3.enabled", "false", "[services.pop3]\nenabled = false"),
+        (
+            "server.hostname",
+            "mx2.example.com",
+            "hostname = \"mx2.example.com\" # the name",
+        ),
+        (
+            "smtp.extensions",
+            "[\"SIZE\", \"DSN\"]",
+            "extensions = [\"SIZE\", \"DSN\"]",
+        ),
+        (
+            "pop3.idle_timeout",
+            "\"15m\"",
+            "[pop3]\nidle_timeout = \"15m\"",
+        ),
+        (
+            "services.pop3.enabled",
+            "false",
+            "[services.pop3]\nenabled = false",
+        ),
     ];
     for (key, value, want) in cases {
         let out = set_key(BASE, key, value).unwrap();
@@ -56,8 +79,14 @@ fn set_and_unset_keep_comments_and_parse_values() {
         set_key(BASE, "server.hostname.x", "1"),
         Err(EditError::NotATable("server.hostname.x".into()))
     );
-    assert_eq!(set_key(BASE, "smtp..x", "1"), Err(EditError::BadKey("smtp..x".into())));
-    assert!(matches!(set_key("[smtp", "a", "1"), Err(EditError::Syntax(_))));
+    assert_eq!(
+        set_key(BASE, "smtp..x", "1"),
+        Err(EditError::BadKey("smtp..x".into()))
+    );
+    assert!(matches!(
+        set_key("[smtp", "a", "1"),
+        Err(EditError::Syntax(_))
+    ));
 }
 
 #[test]
@@ -65,7 +94,10 @@ fn get_shows_the_value_in_effect() {
     let cfg = Config::new("example.com", "mx.example.com");
     assert_eq!(get_key(&cfg, "smtp.max_recipients").as_deref(), Some("100"));
     assert_eq!(get_key(&cfg, "queue.expiry").as_deref(), Some("\"2days\""));
-    assert_eq!(get_key(&cfg, "services.pop3.runs").as_deref(), Some("\"pop3\""));
+    assert_eq!(
+        get_key(&cfg, "services.pop3.runs").as_deref(),
+        Some("\"pop3\"")
+    );
     assert_eq!(get_key(&cfg, "smtp.nothing"), None);
 }
 
@@ -88,7 +120,10 @@ fn backups_round_trip_and_every_damage_is_refused() {
     assert_eq!(cfg.server.hostname, "mx.example.com");
 
     let truncated = &bytes[..bytes.len() / 2];
-    assert!(matches!(Backup::decode(truncated), Err(BackupError::Damaged(_))));
+    assert!(matches!(
+        Backup::decode(truncated),
+        Err(BackupError::Damaged(_))
+    ));
     assert!(matches!(
         Backup::decode(b"PK\x03\x04 a zip file"),
         Err(BackupError::Foreign(_))
@@ -101,7 +136,9 @@ fn backups_round_trip_and_every_damage_is_refused() {
     newer.schema = 9;
     assert_eq!(Backup::decode(&newer.encode()), Err(BackupError::Schema(9)));
     let mut edited = b.clone();
-    edited.config = edited.config.replace("max_recipients = 100", "max_recipients = 1");
+    edited.config = edited
+        .config
+        .replace("max_recipients = 100", "max_recipients = 1");
     assert!(matches!(
         Backup::decode(&edited.encode()),
         Err(BackupError::Checksum { .. })
@@ -109,5 +146,8 @@ fn backups_round_trip_and_every_damage_is_refused() {
     let mut invalid = b.clone();
     invalid.config = "[smtp]\n".into();
     invalid.sha256 = sha256(invalid.config.as_bytes());
-    assert!(matches!(Backup::decode(&invalid.encode()), Err(BackupError::Invalid(_))));
+    assert!(matches!(
+        Backup::decode(&invalid.encode()),
+        Err(BackupError::Invalid(_))
+    ));
 }

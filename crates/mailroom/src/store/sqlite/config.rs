@@ -56,7 +56,8 @@ pub(super) fn record(
         "DELETE FROM config_version WHERE version <= (SELECT max(version) FROM config_version) - ?1",
         [keep.max(1) as i64],
     )?;
-    let v = latest(c)?.ok_or_else(|| StoreError::Engine("a version just written is gone".into()))?;
+    let v =
+        latest(c)?.ok_or_else(|| StoreError::Engine("a version just written is gone".into()))?;
     Ok((v, true))
 }
 
@@ -77,7 +78,8 @@ pub(super) fn backup_record(c: &Connection, b: &BackupRecord) -> Result<(), Stor
 }
 
 pub(super) fn backups(c: &Connection) -> Result<Vec<BackupRecord>, StoreError> {
-    let mut st = c.prepare("SELECT path, time, version, sha256 FROM config_backup ORDER BY time")?;
+    let mut st =
+        c.prepare("SELECT path, time, version, sha256 FROM config_backup ORDER BY time")?;
     let out = st
         .query_map([], |r| {
             Ok(BackupRecord {

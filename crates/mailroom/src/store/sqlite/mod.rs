@@ -40,12 +40,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::{BackupRecord, ConfigStore, ConfigVersion, OrgStore};
 use super::{
     AdminAction, ControlChange, DirEntry, Directory, Loaded, MailEntry, Mailboxes, QuarantineEntry,
     Queue, QueueAdmin, QueueFilter, QueueInfo, SettledAs, StoreError, StoreFuture, StoredText,
     SummaryRow, TrackFilter, Tracking, User,
 };
+use super::{BackupRecord, ConfigStore, ConfigVersion, OrgStore};
 use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::org::{Membership, OrgState};
 use crate::store::spool::{self, Spool};

@@ -1,0 +1,205 @@
+//! The server: opens the store, records the configuration in effect, and hands the services to
+//! the [`supervisor`], which starts them as defined, keeps their states, applies reloads
+//! (`mailroom config reload`, SIGHUP) and stops them in order on shutdown.
+//!
+//! The server refuses to start only when nothing could work: the store cannot be opened,
+//! another server holds the data directory. One service that cannot start (an address in
+//! use, a broken definition: the seed's "could not start" symptom) is marked failed with its
+//! reason and the rest run; see [`crate::services`] for the policy.
+
+mod supervisor;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::ingest::QueueHandle;
+use crate::queue::manager::Manager;
+use crate::services::Services;
+use crate::store::sqlite::{self, SqliteStore};
+use crate::store::{Store, StoreError};
+
+/// How long sessions get to finish after a shutdown signal before the server exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error("cannot open the store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: StoreError,
+    },
+    /// The DNS resolver could not be set up.
+    #[error("the DNS resolver cannot start: {reason}")]
+    Dns {
+        /// The cause.
+        reason: String,
+    },
+    /// Another server runs on this data directory.
+    #[error("another mailroom server is already running on {data} (see `mailroom status`)")]
+    Running {
+        /// The data directory.
+        data: PathBuf,
+    },
+    /// A listener could not be bound.
+    #[error("the {service} service cannot listen on {addr}: {source}")]
+    Bind {
+        /// "smtp" or "pop3".
+        service: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the embedded store of a data directory.
+pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
+    let path = data.join(sqlite::FILE_NAME);
+    SqliteStore::open(&path).map_err(|source| ServerError::Store { path, source })
+}
+
+/// Runs the server until `shutdown` turns true. `text` is the configuration file that
+/// `config` was loaded from: it is recorded in the config store as the version in effect.
+pub async fn run(
+    data: &Path,
+    config: Config,
+    text: String,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    for (key, advice) in config.legacy_settings() {
+        tracing::warn!(key, "legacy setting: {advice}");
+    }
+    // The control socket first: a second server on this data directory finds the first.
+    let control = match crate::control::bind(data) {
+        Ok(Some(l)) => Some(l),
+        Ok(None) => {
+            return Err(ServerError::Running {
+                data: data.to_path_buf(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: status and reload will not reach this server");
+            None
+        }
+    };
+    crate::directory::password::set_concurrency(config.server.max_password_checks);
+    let sqlite = open_store(data)?;
+    let store: Arc<dyn Store> = sqlite.clone();
+    let store_error = |source| ServerError::Store {
+        path: data.join(sqlite::FILE_NAME),
+        source,
+    };
+    // Texts of messages that were never acknowledged (a crash before their commit).
+    match sqlite.sweep_spool().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed spool files of unacknowledged messages"),
+        Err(e) => tracing::warn!(error = %e, "spool sweep failed"),
+    }
+    // No delivery is in progress when the server starts, whatever a crash left recorded.
+    store.clear_active().await.map_err(store_error)?;
+    let first = store
+        .config_versions()
+        .await
+        .map_err(store_error)?
+        .is_empty();
+    let origin = if first { "init" } else { "file (at start)" };
+    let (version, recorded) = store
+        .config_record(text.clone(), origin.into(), config.config.history)
+        .await
+        .map_err(store_error)?;
+    if recorded && !first {
+        tracing::warn!(
+            version = version.version,
+            "the configuration file was changed outside mailroom while the server was stopped; \
+             recorded as a new version (see `mailroom config history`)"
+        );
+    }
+    let org = crate::org::view::OrgView::new(
+        store
+            .org()
+            .await
+            .map_err(store_error)?
+            .map(|(membership, state)| crate::org::view::Snapshot { membership, state }),
+    );
+    let resolver = crate::route::dns::HickoryResolver::new(&config.dns.nameservers)
+        .map_err(|reason| ServerError::Dns { reason })?;
+    let config_arc = Arc::new(config.clone());
+    let services = Arc::new(Services::new(&config));
+    let (handle, rx) = QueueHandle::channel();
+    let manager = Manager::new(
+        store.clone(),
+        config_arc.clone(),
+        handle.clone(),
+        Arc::new(crate::queue::clock::SystemClock),
+        Arc::new(resolver),
+        org.clone(),
+        services.clone(),
+    );
+    let parts = supervisor::Parts {
+        data: data.to_path_buf(),
+        store: store.clone(),
+        org,
+        handle,
+        manager,
+        queue_rx: rx,
+        pop3: crate::pop3::Context::new(config_arc.clone(), store.clone()),
+        services,
+        shutdown: shutdown.clone(),
+    };
+    let mut sup = supervisor::Supervisor::new(parts, config, text, version.version);
+    sup.reconcile().await;
+    let (calls_tx, mut calls) = mpsc::channel::<crate::control::Call>(16);
+    let control_task = control.map(|l| tokio::spawn(crate::control::serve(l, calls_tx)));
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    tracing::info!(
+        hostname = %sup.config.server.hostname,
+        domains = ?sup.config.server.domains,
+        config_version = version.version,
+        "mailroom ready"
+    );
+
+    let mut sd = shutdown.clone();
+    while !*sd.borrow() {
+        let retry = sup.config.supervisor.restart_interval;
+        tokio::select! {
+            r = sd.changed() => if r.is_err() { break },
+            Some((req, reply)) = calls.recv() => {
+                let answer = match req {
+                    crate::control::Request::Status => sup.status(),
+                    crate::control::Request::Reload { origin } => sup.reload(&origin).await,
+                };
+                let _ = reply.send(answer);
+            }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                sup.reload("SIGHUP").await;
+            }
+            _ = tokio::time::sleep(retry) => sup.reconcile().await,
+        }
+    }
+    tracing::info!("shutting down: no new connections; waiting for sessions to finish");
+    if let Some(t) = control_task {
+        t.abort();
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, sup.stop_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "sessions still open after {:?}; closing them",
+            SHUTDOWN_GRACE
+        );
+    }
+    sqlite.close();
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! The supervisor: starts, stops and restarts the services as their definitions say, records
+//! each one's state ([`crate::services`]), and applies reloads of the configuration.
+//!
+//! It is one task that owns every running part, so a reload, a status request and a retry of a
+//! failed service never race: each is handled whole, in turn.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::history::{self, Change};
+use crate::config::{self, Config};
+use crate::conn::ListenerControl;
+use crate::ingest::{Ingest, QueueHandle};
+use crate::limits::ConnectionLimits;
+use crate::org::view::OrgView;
+use crate::queue::manager::Manager;
+use crate::receive::extensions::Registry;
+use crate::services::{check_definition, port_owner, Services, State};
+use crate::store::Store;
+
+/// A listener service while it runs.
+struct Listeners {
+    addrs: Vec<SocketAddr>,
+    limits: (usize, usize),
+    stop: watch::Sender<bool>,
+    closed: Vec<oneshot::Receiver<()>>,
+}
+
+impl Listeners {
+    /// Stops accepting and waits (briefly) until every socket is closed.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for c in self.closed {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+        }
+    }
+}
+
+/// A task-backed service while it runs.
+struct Task<T> {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<T>,
+}
+
+/// Everything the services are made of.
+pub(super) struct Parts {
+    pub data: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub org: Arc<OrgView>,
+    pub handle: QueueHandle,
+    pub manager: Arc<Manager>,
+    pub queue_rx: mpsc::UnboundedReceiver<i64>,
+    pub pop3: Arc<crate::pop3::Context>,
+    pub services: Arc<Services>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The supervisor's state.
+pub(super) struct Supervisor {
+    p: Parts,
+    /// The configuration the long-running parts started with.
+    boot: Arc<Config>,
+    /// The configuration in effect: `boot` with the live sections of the last reload.
+    pub config: Arc<Config>,
+    /// The file text of the version in effect.
+    text: String,
+    /// The boot text (what the restart-needing keys are compared with).
+    boot_text: String,
+    /// The config store version in effect.
+    version: i64,
+    started: chrono::DateTime<chrono::Utc>,
+    smtp_ctx: watch::Sender<Arc<crate::receive::Context>>,
+    smtp: Option<Listeners>,
+    pop3: Option<Listeners>,
+    queue_rx: Option<mpsc::UnboundedReceiver<i64>>,
+    queue: Option<Task<mpsc::UnboundedReceiver<i64>>>,
+    link: Option<Task<()>>,
+    /// The accept loops (each waits for its sessions when stopped).
+    tasks: JoinSet<()>,
+}
+
+/// The SMTP sessions' context for a configuration.
+fn smtp_context(p: &Parts, config: &Arc<Config>) -> Arc<crate::receive::Context> {
+    let ingest = Ingest::new(p.store.clone(), config.clone(), p.handle.clone())
+        .with_org(p.org.clone())
+        .with_services(p.services.clone());
+    Arc::new(crate::receive::Context {
+        config: config.clone(),
+        registry: Arc::new(Registry::configured(config)),
+        ingest: Arc::new(ingest),
+        store: p.store.clone(),
+        org: p.org.clone(),
+    })
+}
+
+/// `boot` with the sections a running server applies at a reload taken from `new` (see
+/// [`history::needs_restart`]).
+fn live(boot: &Config, new: &Config) -> Config {
+    let mut c = boot.clone();
+    c.smtp = new.smtp.clone();
+    c.pop3.listen = new.pop3.listen.clone();
+    c.services = new.services.clone();
+    c.supervisor = new.supervisor.clone();
+    c.config = new.config.clone();
+    c
+}
+
+impl Supervisor {
+    pub(super) fn new(mut p: Parts, boot: Config, text: String, version: i64) -> Supervisor {
+        let boot = Arc::new(boot);
+        let (smtp_ctx, _) = watch::channel(smtp_context(&p, &boot));
+        let queue_rx = Some(std::mem::replace(
+            &mut p.queue_rx,
+            mpsc::unbounded_channel().1,
+        ));
+        Supervisor {
+            p,
+            config: boot.clone(),
+            boot,
+            boot_text: text.clone(),
+            text,
+            version,
+            started: chrono::Utc::now(),
+            smtp_ctx,
+            smtp: None,
+            pop3: None,
+            queue_rx,
+            queue: None,
+            link: None,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Brings every service to what its definition says: starts what should run and does not
+    /// (a failed one is tried again), stops what should not run.
+    pub(super) async fn reconcile(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+        let defs = self.config.service_defs();
+        for &name in config::SERVICES {
+            let def = defs.get(name);
+            self.p.services.define(name, def);
+            let want = check_definition(name, def);
+            let run = matches!(want, Ok(true));
+            match name {
+                "smtp-receive" | "pop3" => self.listener(name, run).await,
+                "queue-manager" => self.queue_manager(run).await,
+                "link-state" => self.link_state(run).await,
+                _ => {}
+            }
+            match want {
+                // A listener's state is its binding's, set above.
+                Ok(true) if matches!(name, "smtp-receive" | "pop3") => {}
+                Ok(true) => self.p.services.set(name, State::Running, None),
+                Ok(false) => self.p.services.set(
+                    name,
+                    State::Stopped,
+                    Some(format!(
+                        "disabled in the config store (services.{name}.enabled = false)"
+                    )),
+                ),
+                Err(why) => {
+                    if self.p.services.get(name).and_then(|s| s.reason) != Some(why.clone()) {
+                        tracing::error!(service = name, "cannot start: {why}");
+                    }
+                    self.p.services.set(name, State::Failed, Some(why));
+                }
+            }
+        }
+    }
+
+    async fn listener(&mut self, name: &'static str, run: bool) {
+        let (addrs, limits) = if name == "smtp-receive" {
+            let s = &self.config.smtp;
+            (
+                s.listen.clone(),
+                (s.max_connections, s.max_connections_per_ip),
+            )
+        } else {
+            let p = &self.boot.pop3;
+            (
+                self.config.pop3.listen.clone(),
+                (p.max_connections, p.max_connections_per_ip),
+            )
+        };
+        let slot = if name == "smtp-receive" {
+            &mut self.smtp
+        } else {
+            &mut self.pop3
+        };
+        if let Some(l) = slot.take() {
+            if run && l.addrs == addrs && l.limits == limits {
+                *slot = Some(l);
+                return;
+            }
+            tracing::info!(service = name, "stopping the listener");
+            l.stop().await;
+        }
+        if !run {
+            return;
+        }
+        self.p.services.set(name, State::Starting, None);
+        let mut bound = Vec::new();
+        for &addr in &addrs {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => bound.push(l),
+                Err(e) => {
+                    let held = if e.kind() == std::io::ErrorKind::AddrInUse {
+                        port_owner::owner(addr.port())
+                            .map(|o| format!(" (held by {o})"))
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    };
+                    let why = format!("cannot listen on {addr}: {e}{held}");
+                    if self.p.services.get(name).and_then(|s| s.reason) != Some(why.clone()) {
+                        tracing::error!(
+                            service = name,
+                            "{why}; trying again every {:?}",
+                            self.config.supervisor.restart_interval
+                        );
+                    }
+                    self.p.services.set(name, State::Failed, Some(why));
+                    return;
+                }
+            }
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let lim = ConnectionLimits::new(limits.0, limits.1);
+        let mut closed = Vec::new();
+        for l in bound {
+            let (tx, rx) = oneshot::channel();
+            closed.push(rx);
+            let control = ListenerControl {
+                stop: stop_rx.clone(),
+                shutdown: self.p.shutdown.clone(),
+                closed: tx,
+            };
+            let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(addr = %at, "{name} listening");
+            if name == "smtp-receive" {
+                self.tasks.spawn(crate::receive::serve(
+                    l,
+                    self.smtp_ctx.subscribe(),
+                    lim.clone(),
+                    control,
+                ));
+            } else {
+                self.tasks.spawn(crate::pop3::serve(
+                    l,
+                    self.p.pop3.clone(),
+                    lim.clone(),
+                    control,
+                ));
+            }
+        }
+        self.p
+            .services
+            .set_listen(name, addrs.iter().map(|a| a.to_string()).collect());
+        self.p.services.set(name, State::Running, None);
+        let slot = if name == "smtp-receive" {
+            &mut self.smtp
+        } else {
+            &mut self.pop3
+        };
+        *slot = Some(Listeners {
+            addrs,
+            limits,
+            stop,
+            closed,
+        });
+    }
+
+    async fn queue_manager(&mut self, run: bool) {
+        match (run, self.queue.is_some()) {
+            (true, false) => {
+                let Some(rx) = self.queue_rx.take() else {
+                    return;
+                };
+                let (stop, stop_rx) = watch::channel(false);
+                let handle = tokio::spawn(self.p.manager.clone().run(rx, stop_rx));
+                self.queue = Some(Task { stop, handle });
+            }
+            (false, true) => {
+                if let Some(t) = self.queue.take() {
+                    let _ = t.stop.send(true);
+                    if let Ok(rx) = t.handle.await {
+                        self.queue_rx = Some(rx);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn link_state(&mut self, run: bool) {
+        match (run, self.link.is_some()) {
+            (true, false) => {
+                let (stop, stop_rx) = watch::channel(false);
+                let svc = crate::org_service::OrgService::new(
+                    self.p.store.clone(),
+                    self.boot.clone(),
+                    self.p.org.clone(),
+                );
+                let handle = tokio::spawn(svc.run(stop_rx));
+                self.link = Some(Task { stop, handle });
+            }
+            (false, true) => {
+                if let Some(t) = self.link.take() {
+                    let _ = t.stop.send(true);
+                    let _ = t.handle.await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads the configuration file again and applies what can be applied while running.
+    pub(super) async fn reload(&mut self, origin: &str) -> serde_json::Value {
+        let file = self.p.data.join(config::FILE_NAME);
+        let loaded = std::fs::read_to_string(&file)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))
+            .and_then(|text| {
+                Config::parse(&text, &file)
+                    .map(|c| (c, text))
+                    .map_err(|e| e.to_string())
+            });
+        let (new, text) = match loaded {
+            Ok(x) => x,
+            Err(error) => {
+                tracing::error!(%error, "reload refused; the configuration in effect is unchanged");
+                return serde_json::json!({
+                    "ok": false,
+                    "error": error,
+                    "version": self.version,
+                });
+            }
+        };
+        let keep = new.config.history;
+        let (v, recorded) = match self
+            .p
+            .store
+            .config_record(text.clone(), format!("file ({origin})"), keep)
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                return serde_json::json!({"ok": false, "error": e.to_string(), "version": self.version})
+            }
+        };
+        let changes: Vec<Change> = history::diff(&self.text, &text);
+        let restart = history::needs_restart(&history::diff(&self.boot_text, &text));
+        self.text = text;
+        self.version = v.version;
+        self.config = Arc::new(live(&self.boot, &new));
+        self.smtp_ctx
+            .send_replace(smtp_context(&self.p, &self.config));
+        self.reconcile().await;
+        tracing::info!(
+            version = v.version,
+            changes = changes.len(),
+            restart_needed = ?restart,
+            "configuration reloaded"
+        );
+        serde_json::json!({
+            "ok": true,
+            "version": v.version,
+            "recorded": recorded,
+            "changes": changes,
+            "restart_needed": restart,
+        })
+    }
+
+    /// What `mailroom status` prints.
+    pub(super) fn status(&self) -> serde_json::Value {
+        let file = self.p.data.join(config::FILE_NAME);
+        let file_state = match std::fs::read_to_string(&file) {
+            Ok(t) if t == self.text => "applied".to_string(),
+            Ok(t) => match Config::parse(&t, &file) {
+                Ok(_) => "changed (not reloaded)".to_string(),
+                Err(e) => format!("invalid: {e}"),
+            },
+            Err(e) => format!("unreadable: {e}"),
+        };
+        serde_json::json!({
+            "server": self.boot.server.hostname,
+            "pid": std::process::id(),
+            "started": self.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "config_version": self.version,
+            "config_file": file_state,
+            "restart_needed": history::needs_restart(&history::diff(&self.boot_text, &self.text)),
+            "services": self.p.services.snapshot(),
+        })
+    }
+
+    /// Stops everything: listeners first (no new sessions), then the queue and the link state;
+    /// then waits for the sessions.
+    pub(super) async fn stop_all(mut self) {
+        for l in [self.smtp.take(), self.pop3.take()].into_iter().flatten() {
+            l.stop().await;
+        }
+        for name in config::SERVICES {
+            self.p
+                .services
+                .set(name, State::Stopped, Some("the server is stopping".into()));
+        }
+        if let Some(t) = self.queue.take() {
+            let _ = t.stop.send(true);
+            let _ = t.handle.await;
+        }
+        if let Some(t) = self.link.take() {
+            let _ = t.stop.send(true);
+            let _ = t.handle.await;
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
