@@ -37,9 +37,7 @@ fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf>
     // Validate before writing, so a bad --domain is reported and nothing is written.
     Config::parse(&text, &file)?;
     make_data_dir(data)?;
-    let tmp = file.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+    super::config::write_private(&file, text.as_bytes())?;
     Ok(file)
 }
 

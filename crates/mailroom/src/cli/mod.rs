@@ -4,6 +4,7 @@
 //! added, never renamed. See the README for the full list.
 
 mod admin;
+mod config;
 mod init;
 mod org;
 mod queue;
@@ -58,6 +59,76 @@ pub enum Command {
     /// The link-state table, and the route a message takes.
     #[command(subcommand)]
     Routing(RoutingCommand),
+    /// The config store (Exchange's metabase): keys, versions, backups.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The running server's services and their states.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the value of a key in effect (defaults included), e.g. `smtp.max_recipients`.
+    Get {
+        /// The dotted key.
+        key: String,
+    },
+    /// Set a key (a TOML value: `50`, `true`, `'["SIZE", "DSN"]'`; anything else is a
+    /// string); recorded as a new version, and applied by the running server.
+    Set {
+        /// The dotted key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Remove a key from the file (its default applies).
+    Unset {
+        /// The dotted key.
+        key: String,
+    },
+    /// The versions kept: number, time, origin, and the keys each one changed.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The keys that differ between two versions (numbers, `current`, or `file`).
+    Diff {
+        /// The older version.
+        from: String,
+        /// The newer version.
+        to: String,
+    },
+    /// Make an earlier version the current one again (itself a new version).
+    Rollback {
+        /// The version.
+        version: i64,
+    },
+    /// Write a backup of the current version (default: DATA/backups/config-vN-TIME.json).
+    Backup {
+        /// Where.
+        file: Option<PathBuf>,
+    },
+    /// Restore a backup (checked first; a new version, so it can be undone).
+    Restore {
+        /// The backup.
+        file: PathBuf,
+        /// Restore a backup made on another server.
+        #[arg(long)]
+        allow_other_server: bool,
+    },
+    /// Check a backup file, or without one the config store (current version, file, backups).
+    Verify {
+        /// A backup.
+        file: Option<PathBuf>,
+    },
+    /// Make the running server read the file again (as SIGHUP does).
+    Reload,
 }
 
 /// `org …`
@@ -474,5 +545,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(c) => queue::queue(&cli.data, c).await,
         Command::Org(c) => org::org(&cli.data, c).await,
         Command::Routing(c) => org::routing(&cli.data, c).await,
+        Command::Config(c) => config::config(&cli.data, c).await,
+        Command::Status { json } => config::status(&cli.data, json).await,
     }
 }

@@ -65,7 +65,7 @@ fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
 }
 
 /// One key that differs between two versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// The dotted key.
     pub key: String,

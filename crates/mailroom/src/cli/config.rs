@@ -1,0 +1,439 @@
+//! `config …`: the config store (versions, diffs, rollback, backup, restore, verify, reload),
+//! and `status`.
+//!
+//! Every change goes the same way: the new text is validated (nothing is written when it is
+//! invalid), recorded as a version with its origin, written to the file (privately, atomically,
+//! with fsync), and the running server, if any, is asked to reload it and says what it applied
+//! and what waits for a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+
+use super::ConfigCommand;
+use crate::config::history::{self, Backup};
+use crate::config::{self, Config};
+use crate::control::{self, ControlError, Request};
+use crate::store::{BackupRecord, ConfigVersion, Store};
+
+/// The configuration file of a data directory.
+pub fn file_of(data: &Path) -> std::path::PathBuf {
+    data.join(config::FILE_NAME)
+}
+
+/// Writes a file readable by its owner only: a temporary file, fsync, rename, fsync of the
+/// directory (a crash leaves the old file or the new one, never half of one).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// The newest version recorded.
+pub async fn latest(store: &dyn Store) -> anyhow::Result<Option<ConfigVersion>> {
+    Ok(store.config_versions().await?.pop())
+}
+
+/// Records the file as it is now when it differs from the newest version (an edit outside
+/// mailroom keeps its own version, so that a change made on top of it can be undone to it).
+async fn record_file(data: &Path, store: &dyn Store) -> anyhow::Result<()> {
+    let file = file_of(data);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(());
+    };
+    if let Ok(cfg) = Config::parse(&text, &file) {
+        store
+            .config_record(text, "file (found changed)".into(), cfg.config.history)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies a new text: validates, records, writes, and asks the running server to reload.
+pub async fn apply(
+    data: &Path,
+    store: &dyn Store,
+    text: String,
+    origin: String,
+) -> anyhow::Result<serde_json::Value> {
+    let file = file_of(data);
+    let cfg = Config::parse(&text, &file).context("refused; nothing was changed")?;
+    record_file(data, store).await?;
+    let (v, new) = store
+        .config_record(text.clone(), origin.clone(), cfg.config.history)
+        .await?;
+    write_private(&file, text.as_bytes())?;
+    let reload = match control::request(data, &Request::Reload { origin }).await {
+        Ok(r) => r,
+        Err(ControlError::NotRunning(_)) => serde_json::json!({"running": false}),
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    };
+    Ok(serde_json::json!({"version": v.version, "new": new, "reload": reload}))
+}
+
+/// Prints what [`apply`] did.
+fn report(out: &serde_json::Value) {
+    let v = out["version"].as_i64().unwrap_or_default();
+    if out["new"] == false {
+        println!("no change (version {v} is in effect)");
+        return;
+    }
+    println!("recorded version {v}");
+    let r = &out["reload"];
+    if r["running"] == false {
+        println!("the server is not running: it applies the change when it starts");
+    } else if let Some(e) = r["error"].as_str() {
+        println!("the running server did not apply it: {e}");
+    } else {
+        let restart: Vec<&str> = r["restart_needed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
+            .unwrap_or_default();
+        if restart.is_empty() {
+            println!("applied by the running server");
+        } else {
+            println!(
+                "applied by the running server, except what needs a restart: {}",
+                restart.join(", ")
+            );
+        }
+    }
+}
+
+fn print_changes(changes: &[history::Change]) {
+    if changes.is_empty() {
+        println!("  (no change of any key)");
+    }
+    for c in changes {
+        let o = c.old.as_deref().unwrap_or("(absent)");
+        let n = c.new.as_deref().unwrap_or("(absent)");
+        println!("  {}: {o} -> {n}", c.key);
+    }
+}
+
+/// A version named on the command line: a number, `current` (the newest) or `file`.
+async fn text_of(data: &Path, store: &dyn Store, v: &str) -> anyhow::Result<String> {
+    if v == "file" {
+        let f = file_of(data);
+        return std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()));
+    }
+    let all = store.config_versions().await?;
+    let found = if v == "current" {
+        all.last()
+    } else {
+        let n: i64 = v
+            .parse()
+            .with_context(|| format!("{v:?} is not a version (a number, current or file)"))?;
+        all.iter().find(|x| x.version == n)
+    };
+    match found {
+        Some(x) => Ok(x.text.clone()),
+        None => bail!(
+            "no version {v} in the config store (kept: {})",
+            all.iter()
+                .map(|x| x.version.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `mailroom config …`.
+pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = crate::server::open_store(data)?;
+    let store = store.as_ref();
+    let file = file_of(data);
+    let read = || {
+        std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))
+    };
+    match c {
+        ConfigCommand::Get { key } => {
+            let cfg = match Config::parse(&read()?, &file) {
+                Ok(c) => c,
+                Err(e) => bail!("{e} (`mailroom repair` puts back the last good version)"),
+            };
+            match history::get_key(&cfg, &key) {
+                Some(v) => println!("{v}"),
+                None => bail!("no key {key} in the configuration"),
+            }
+        }
+        ConfigCommand::Set { key, value } => {
+            let text = history::set_key(&read()?, &key, &value)?;
+            report(&apply(data, store, text, format!("set {key}")).await?);
+        }
+        ConfigCommand::Unset { key } => {
+            let (text, was) = history::unset_key(&read()?, &key)?;
+            if !was {
+                println!("{key} is not in the file; nothing changed");
+                return Ok(());
+            }
+            report(&apply(data, store, text, format!("unset {key}")).await?);
+        }
+        ConfigCommand::History { json } => {
+            let all = store.config_versions().await?;
+            if json {
+                let rows: Vec<serde_json::Value> = all
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let before = if i == 0 { "" } else { all[i - 1].text.as_str() };
+                        serde_json::json!({
+                            "version": v.version,
+                            "time": v.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            "origin": v.origin,
+                            "sha256": v.sha256,
+                            "changes": if i == 0 { Vec::new() } else { history::diff(before, &v.text) },
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            if all.is_empty() {
+                println!("no versions recorded yet (the server records the file when it starts)");
+            }
+            for (i, v) in all.iter().enumerate() {
+                println!(
+                    "version {}  {}  {}",
+                    v.version,
+                    v.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    v.origin
+                );
+                if i > 0 {
+                    print_changes(&history::diff(&all[i - 1].text, &v.text));
+                }
+            }
+        }
+        ConfigCommand::Diff { from, to } => {
+            let a = text_of(data, store, &from).await?;
+            let b = text_of(data, store, &to).await?;
+            println!("from {from} to {to}:");
+            print_changes(&history::diff(&a, &b));
+        }
+        ConfigCommand::Rollback { version } => {
+            let text = text_of(data, store, &version.to_string()).await?;
+            report(&apply(data, store, text, format!("rollback {version}")).await?);
+        }
+        ConfigCommand::Backup { file: out } => {
+            let Some(v) = latest(store).await? else {
+                bail!("no version recorded yet: start the server once, or change a key");
+            };
+            let cfg = Config::parse(&v.text, &file)?;
+            let out = out.unwrap_or_else(|| {
+                data.join("backups").join(format!(
+                    "config-v{}-{}.json",
+                    v.version,
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
+            });
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let bytes = Backup::new(&cfg.server.hostname, v.version, &v.text).encode();
+            write_private(&out, &bytes)?;
+            let path = std::fs::canonicalize(&out).unwrap_or(out);
+            let sha = history::sha256(&bytes);
+            store
+                .config_backup_record(BackupRecord {
+                    path: path.display().to_string(),
+                    time: chrono::Utc::now(),
+                    version: v.version,
+                    sha256: sha.clone(),
+                })
+                .await?;
+            println!(
+                "wrote {} (version {}, SHA-256 {sha})",
+                path.display(),
+                v.version
+            );
+        }
+        ConfigCommand::Restore {
+            file: from,
+            allow_other_server,
+        } => {
+            let bytes =
+                std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+            let (b, _) = Backup::decode(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was changed", from.display()))?;
+            let here = Config::parse(&read()?, &file)
+                .map(|c| c.server.hostname)
+                .ok()
+                .or(latest(store)
+                    .await?
+                    .and_then(|v| Config::parse(&v.text, &file).ok())
+                    .map(|c| c.server.hostname));
+            if let Some(here) = here {
+                if here != b.server && !allow_other_server {
+                    bail!(
+                        "{} is a backup of {}, not of this server ({here}); nothing was changed \
+                         (--allow-other-server restores it anyway)",
+                        from.display(),
+                        b.server
+                    );
+                }
+            }
+            println!(
+                "restoring version {} of {}, made {}",
+                b.version, b.server, b.created
+            );
+            let origin = format!("restore {}", from.display());
+            report(&apply(data, store, b.config, origin).await?);
+        }
+        ConfigCommand::Verify { file: Some(f) } => {
+            let bytes =
+                std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+            let (b, _) =
+                Backup::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            println!(
+                "{}: a good backup of version {} of {}, made {} (SHA-256 {})",
+                f.display(),
+                b.version,
+                b.server,
+                b.created,
+                history::sha256(&bytes)
+            );
+        }
+        ConfigCommand::Verify { file: None } => {
+            let problems = verify_store(data, store).await?;
+            if problems.is_empty() {
+                println!("the config store verifies");
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                bail!(
+                    "the config store does not verify ({} problem(s))",
+                    problems.len()
+                );
+            }
+        }
+        ConfigCommand::Reload => {
+            let r = control::request(
+                data,
+                &Request::Reload {
+                    origin: "config reload".into(),
+                },
+            )
+            .await?;
+            if r["ok"] != true {
+                bail!(
+                    "reload refused: {}; the configuration in effect (version {}) is unchanged",
+                    r["error"].as_str().unwrap_or("?"),
+                    r["version"]
+                );
+            }
+            let changes: Vec<history::Change> =
+                serde_json::from_value(r["changes"].clone()).unwrap_or_default();
+            println!("version {} in effect", r["version"]);
+            print_changes(&changes);
+            let restart: Vec<String> =
+                serde_json::from_value(r["restart_needed"].clone()).unwrap_or_default();
+            if !restart.is_empty() {
+                println!("needs a restart to take effect: {}", restart.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `config verify` (and `doctor`) find wrong with the config store: the newest version
+/// against its checksum and the loader, the file against the newest version, each backup
+/// made against its checksum.
+pub async fn verify_store(data: &Path, store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let file = file_of(data);
+    match latest(store).await? {
+        None => out.push("no version is recorded yet".to_string()),
+        Some(v) => {
+            if history::sha256(v.text.as_bytes()) != v.sha256 {
+                out.push(format!("version {} does not match its checksum", v.version));
+            }
+            if let Err(e) = Config::parse(&v.text, &file) {
+                out.push(format!("version {} does not load: {e}", v.version));
+            }
+            match std::fs::read_to_string(&file) {
+                Err(e) => out.push(format!("{}: cannot read: {e}", file.display())),
+                Ok(t) if t != v.text => out.push(format!(
+                    "{} differs from version {} (changed outside mailroom; `mailroom config \
+                     diff current file` shows how)",
+                    file.display(),
+                    v.version
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    for b in store.config_backups().await? {
+        match std::fs::read(&b.path) {
+            Err(e) => out.push(format!("backup {}: cannot read: {e}", b.path)),
+            Ok(bytes) if history::sha256(&bytes) != b.sha256 => {
+                out.push(format!("backup {}: changed since it was made", b.path))
+            }
+            Ok(bytes) => {
+                if let Err(e) = Backup::decode(&bytes) {
+                    out.push(format!("backup {}: {e}", b.path));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `mailroom status`.
+pub async fn status(data: &Path, json: bool) -> anyhow::Result<()> {
+    let s = control::request(data, &Request::Status).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "{} (pid {}, since {}): configuration version {}, file {}",
+        s["server"].as_str().unwrap_or("?"),
+        s["pid"],
+        s["started"].as_str().unwrap_or("?"),
+        s["config_version"],
+        s["config_file"].as_str().unwrap_or("?")
+    );
+    if let Some(r) = s["restart_needed"].as_array().filter(|a| !a.is_empty()) {
+        let keys: Vec<&str> = r.iter().filter_map(|k| k.as_str()).collect();
+        println!("waiting for a restart: {}", keys.join(", "));
+    }
+    for svc in s["services"].as_array().into_iter().flatten() {
+        let listen: Vec<&str> = svc["listen"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        let mut line = format!(
+            "  {:<15} {:<8}",
+            svc["name"].as_str().unwrap_or("?"),
+            svc["state"].as_str().unwrap_or("?")
+        );
+        if !listen.is_empty() {
+            line.push_str(&format!(" {}", listen.join(" ")));
+        }
+        if let Some(r) = svc["reason"].as_str() {
+            line.push_str(&format!(" ({r})"));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
