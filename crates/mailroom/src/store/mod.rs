@@ -13,6 +13,7 @@ mod admin;
 mod config;
 mod directory;
 mod mailbox;
+mod maintenance;
 mod org;
 mod queue;
 pub mod spool;
@@ -23,6 +24,7 @@ pub use admin::*;
 pub use config::*;
 pub use directory::*;
 pub use mailbox::*;
+pub use maintenance::*;
 pub use org::*;
 pub use queue::*;
 pub use track::*;
@@ -33,7 +35,8 @@ pub use crate::model::{DirEntry, User};
 /// crate::store::prelude::*`); through `dyn Store` they are at hand without it.
 pub mod prelude {
     pub use super::{
-        ConfigStore, Directory, Mailboxes, OrgStore, Queue, QueueAdmin, Store, Tracking,
+        ConfigStore, Directory, Mailboxes, Maintenance, OrgStore, Queue, QueueAdmin, Store,
+        Tracking,
     };
 }
 
@@ -76,11 +79,27 @@ pub enum StoreError {
 /// with it commit together (see [`Queue`]). Split by concern so that each stage names only what it
 /// uses; any type with every part is a `Store`.
 pub trait Store:
-    Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + ConfigStore + 'static
+    Directory
+    + Queue
+    + QueueAdmin
+    + Mailboxes
+    + Tracking
+    + OrgStore
+    + ConfigStore
+    + Maintenance
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: Directory + Queue + QueueAdmin + Mailboxes + Tracking + OrgStore + ConfigStore + 'static
+    T: Directory
+        + Queue
+        + QueueAdmin
+        + Mailboxes
+        + Tracking
+        + OrgStore
+        + ConfigStore
+        + Maintenance
+        + 'static
 {
 }

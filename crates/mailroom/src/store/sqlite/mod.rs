@@ -26,6 +26,7 @@ mod config;
 mod content;
 mod directory;
 mod mailbox;
+mod maintenance;
 mod org;
 mod queue;
 pub mod schema;
@@ -45,7 +46,7 @@ use super::{
     Queue, QueueAdmin, QueueFilter, QueueInfo, SettledAs, StoreError, StoreFuture, StoredText,
     SummaryRow, TrackFilter, Tracking, User,
 };
-use super::{BackupRecord, ConfigStore, ConfigVersion, OrgStore};
+use super::{BackupRecord, Checksums, ConfigStore, ConfigVersion, Maintenance, OrgStore};
 use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::org::{Membership, OrgState};
 use crate::store::spool::{self, Spool};
@@ -903,6 +904,16 @@ impl ConfigStore for SqliteStore {
     }
     fn config_backups(&self) -> StoreFuture<'_, Vec<BackupRecord>> {
         self.read(config::backups)
+    }
+}
+
+impl Maintenance for SqliteStore {
+    fn integrity(&self) -> StoreFuture<'_, Vec<String>> {
+        self.read(maintenance::integrity)
+    }
+    fn checksums(&self) -> StoreFuture<'_, Checksums> {
+        let spool = self.spool.clone();
+        self.read(move |c| maintenance::checksums(c, &spool))
     }
 }
 

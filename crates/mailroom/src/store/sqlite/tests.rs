@@ -1057,3 +1057,46 @@ async fn retrying_a_queue_retries_only_its_recipients() {
         .collect();
     assert_eq!(states, vec!["ready", "deferred"]);
 }
+
+/// The checksums move with the mail and with nothing else (what `repair` prints to prove it
+/// touched no mail).
+#[tokio::test]
+async fn checksums_follow_the_mail_and_only_the_mail() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let empty = s.checksums().await.unwrap();
+    let row = s
+        .submit(message(
+            vec![("u@example.com", Route::Local { user_id: u })],
+            b"queued\r\n",
+        ))
+        .await
+        .unwrap()
+        .rowid;
+    let queued = s.checksums().await.unwrap();
+    assert_ne!(queued.queue, empty.queue);
+    assert_eq!(queued.mailboxes, empty.mailboxes);
+    assert_eq!(queued.queued_messages, 1);
+    s.config_record("[x]\n".into(), "test".into(), 10)
+        .await
+        .unwrap();
+    s.user_add("other@example.com", None, None).await.unwrap();
+    assert_eq!(
+        s.checksums().await.unwrap(),
+        queued,
+        "config and directory are not mail"
+    );
+    let msg = s.queued(row).await.unwrap().unwrap();
+    let drop = Settle::local(MailboxDrop {
+        user_id: u,
+        prefix: b"Delivered-To: u@example.com\r\n".to_vec(),
+    });
+    s.settle(row, base(&msg.queue_id), vec![(msg.recipients[0].id, drop)])
+        .await
+        .unwrap();
+    let delivered = s.checksums().await.unwrap();
+    assert_ne!(delivered.mailboxes, queued.mailboxes);
+    assert_eq!(delivered.mailbox_messages, 1);
+    assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
+}
