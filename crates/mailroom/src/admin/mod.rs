@@ -5,6 +5,8 @@
 //! JSON the `--json` flags print (a contract that scripts rely on: fields are only ever added).
 //! Text rendering stays with the command line.
 //!
-//! - [`queue`]: the queue viewer (Exchange's) and its actions.
+//! - [`queue`]: the queue viewer (Exchange's) and its actions;
+//! - [`config`]: the config store's changes and checks.
 
+pub mod config;
 pub mod queue;

@@ -12,82 +12,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 
 use super::ConfigCommand;
+use crate::admin::config::{apply, file_of, latest, verify_store, write_private};
 use crate::config::history::{self, Backup};
-use crate::config::{self, Config};
-use crate::control::{self, ControlError, Request};
-use crate::store::{BackupRecord, ConfigVersion, Store};
-
-/// The configuration file of a data directory.
-pub fn file_of(data: &Path) -> std::path::PathBuf {
-    data.join(config::FILE_NAME)
-}
-
-/// Writes a file readable by its owner only: a temporary file, fsync, rename, fsync of the
-/// directory (a crash leaves the old file or the new one, never half of one).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// The newest version recorded.
-pub async fn latest(store: &dyn Store) -> anyhow::Result<Option<ConfigVersion>> {
-    Ok(store.config_versions().await?.pop())
-}
-
-/// Records the file as it is now when it differs from the newest version (an edit outside
-/// mailroom keeps its own version, so that a change made on top of it can be undone to it).
-async fn record_file(data: &Path, store: &dyn Store) -> anyhow::Result<()> {
-    let file = file_of(data);
-    let Ok(text) = std::fs::read_to_string(&file) else {
-        return Ok(());
-    };
-    if let Ok(cfg) = Config::parse(&text, &file) {
-        store
-            .config_record(text, "file (found changed)".into(), cfg.config.history)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Applies a new text: validates, records, writes, and asks the running server to reload.
-pub async fn apply(
-    data: &Path,
-    store: &dyn Store,
-    text: String,
-    origin: String,
-) -> anyhow::Result<serde_json::Value> {
-    let file = file_of(data);
-    let cfg = Config::parse(&text, &file).context("refused; nothing was changed")?;
-    record_file(data, store).await?;
-    let (v, new) = store
-        .config_record(text.clone(), origin.clone(), cfg.config.history)
-        .await?;
-    write_private(&file, text.as_bytes())?;
-    let reload = match control::request(data, &Request::Reload { origin }).await {
-        Ok(r) => r,
-        Err(ControlError::NotRunning(_)) => serde_json::json!({"running": false}),
-        Err(e) => serde_json::json!({"error": e.to_string()}),
-    };
-    Ok(serde_json::json!({"version": v.version, "new": new, "reload": reload}))
-}
+use crate::config::Config;
+use crate::control::{self, Request};
+use crate::store::{BackupRecord, Store};
 
 /// Prints what [`apply`] did.
 fn report(out: &serde_json::Value) {
@@ -177,7 +106,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         }
         ConfigCommand::Set { key, value } => {
             let text = history::set_key(&read()?, &key, &value)?;
-            report(&apply(data, store, text, format!("set {key}")).await?);
+            report(&apply(data, store, text, format!("set {key}"), true).await?);
         }
         ConfigCommand::Unset { key } => {
             let (text, was) = history::unset_key(&read()?, &key)?;
@@ -185,7 +114,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                 println!("{key} is not in the file; nothing changed");
                 return Ok(());
             }
-            report(&apply(data, store, text, format!("unset {key}")).await?);
+            report(&apply(data, store, text, format!("unset {key}"), true).await?);
         }
         ConfigCommand::History { json } => {
             let all = store.config_versions().await?;
@@ -230,7 +159,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         }
         ConfigCommand::Rollback { version } => {
             let text = text_of(data, store, &version.to_string()).await?;
-            report(&apply(data, store, text, format!("rollback {version}")).await?);
+            report(&apply(data, store, text, format!("rollback {version}"), true).await?);
         }
         ConfigCommand::Backup { file: out } => {
             let Some(v) = latest(store).await? else {
@@ -296,7 +225,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                 b.version, b.server, b.created
             );
             let origin = format!("restore {}", from.display());
-            report(&apply(data, store, b.config, origin).await?);
+            report(&apply(data, store, b.config, origin, true).await?);
         }
         ConfigCommand::Verify { file: Some(f) } => {
             let bytes =
@@ -353,49 +282,6 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// What `config verify` (and `doctor`) find wrong with the config store: the newest version
-/// against its checksum and the loader, the file against the newest version, each backup
-/// made against its checksum.
-pub async fn verify_store(data: &Path, store: &dyn Store) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let file = file_of(data);
-    match latest(store).await? {
-        None => out.push("no version is recorded yet".to_string()),
-        Some(v) => {
-            if history::sha256(v.text.as_bytes()) != v.sha256 {
-                out.push(format!("version {} does not match its checksum", v.version));
-            }
-            if let Err(e) = Config::parse(&v.text, &file) {
-                out.push(format!("version {} does not load: {e}", v.version));
-            }
-            match std::fs::read_to_string(&file) {
-                Err(e) => out.push(format!("{}: cannot read: {e}", file.display())),
-                Ok(t) if t != v.text => out.push(format!(
-                    "{} differs from version {} (changed outside mailroom; `mailroom config \
-                     diff current file` shows how)",
-                    file.display(),
-                    v.version
-                )),
-                Ok(_) => {}
-            }
-        }
-    }
-    for b in store.config_backups().await? {
-        match std::fs::read(&b.path) {
-            Err(e) => out.push(format!("backup {}: cannot read: {e}", b.path)),
-            Ok(bytes) if history::sha256(&bytes) != b.sha256 => {
-                out.push(format!("backup {}: changed since it was made", b.path))
-            }
-            Ok(bytes) => {
-                if let Err(e) = Backup::decode(&bytes) {
-                    out.push(format!("backup {}: {e}", b.path));
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// `mailroom status`.

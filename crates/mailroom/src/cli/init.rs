@@ -37,7 +37,7 @@ fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf>
     // Validate before writing, so a bad --domain is reported and nothing is written.
     Config::parse(&text, &file)?;
     make_data_dir(data)?;
-    super::config::write_private(&file, text.as_bytes())?;
+    crate::admin::config::write_private(&file, text.as_bytes())?;
     Ok(file)
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 mod config;
+mod doctor;
 mod init;
 mod org;
 mod queue;
@@ -62,12 +63,43 @@ pub enum Command {
     /// The config store (Exchange's metabase): keys, versions, backups.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Find exactly why mail is not flowing (exit status 0 only when healthy).
+    Doctor(DoctorArgs),
+    /// Put back what a healthy server has and this one lost; never touches mail.
+    Repair {
+        /// Say what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The running server's services and their states.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also probe this server of the organization (repeatable).
+    #[arg(long = "server", value_name = "NAME")]
+    pub servers: Vec<String>,
+    /// Probe every server of the organization.
+    #[arg(long)]
+    pub org: bool,
+    /// Send a probe message to every other server of the organization and back.
+    #[arg(long)]
+    pub mailflow: bool,
+    /// Report a queue whose oldest message is older than this.
+    #[arg(long, default_value = "1h")]
+    pub queue_age: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `config …`
@@ -547,5 +579,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Routing(c) => org::routing(&cli.data, c).await,
         Command::Config(c) => config::config(&cli.data, c).await,
         Command::Status { json } => config::status(&cli.data, json).await,
+        Command::Doctor(a) => doctor::doctor(&cli.data, &a).await,
+        Command::Repair { dry_run, json } => doctor::repair(&cli.data, dry_run, json).await,
     }
 }

@@ -138,6 +138,20 @@ impl Channel {
         Ok(c.conn)
     }
 
+    /// The EHLO keywords the server advertises after organization authentication.
+    pub fn keywords(&self) -> Vec<String> {
+        self.conn.caps.keywords.clone()
+    }
+
+    /// Whether the server's state has the same digest as `state` (the link-state versions
+    /// agree), without exchanging states.
+    pub async fn same_digest(&mut self, state: &OrgState) -> Result<bool, ChannelError> {
+        self.require("X-LINKSTATE")?;
+        let digest = format!("X-LINKSTATE DIGEST {}", state.digest());
+        let r = self.ok(&digest, "X-LINKSTATE DIGEST").await?;
+        Ok(r.lines.first().is_some_and(|l| l.starts_with("SAME")))
+    }
+
     fn require(&self, verb: &'static str) -> Result<(), ChannelError> {
         if self.conn.caps.keywords.iter().any(|k| k == verb) {
             return Ok(());

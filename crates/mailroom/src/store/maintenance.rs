@@ -18,10 +18,29 @@ pub struct Checksums {
     pub queued_messages: u64,
 }
 
+/// A recipient that failed (event 2001), for `doctor`'s NDR summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedRecipient {
+    /// When.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The recipient.
+    pub recipient: String,
+    /// The enhanced status code.
+    pub status: String,
+    /// Why, in words.
+    pub detail: String,
+}
+
 /// Integrity and checksums.
 pub trait Maintenance: Send + Sync {
     /// The engine's own consistency check: empty when sound, else what it found.
     fn integrity(&self) -> StoreFuture<'_, Vec<String>>;
     /// The checksums of the mailboxes and of the queue, read in one snapshot.
     fn checksums(&self) -> StoreFuture<'_, Checksums>;
+    /// Recipients that failed since `since`, newest first, at most `limit`.
+    fn failures_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FailedRecipient>>;
 }

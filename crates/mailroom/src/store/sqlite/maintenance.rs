@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::content;
 use crate::store::spool::Spool;
-use crate::store::{Checksums, StoreError};
+use crate::store::{Checksums, FailedRecipient, StoreError};
 
 pub(super) fn integrity(c: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = c.prepare("PRAGMA quick_check")?;
@@ -93,4 +93,30 @@ pub(super) fn checksums(c: &Connection, spool: &Spool) -> Result<Checksums, Stor
         queue,
         queued_messages,
     })
+}
+
+pub(super) fn failures_since(
+    c: &Connection,
+    since: chrono::DateTime<chrono::Utc>,
+    limit: usize,
+) -> Result<Vec<FailedRecipient>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT time, recipient, status, detail FROM track WHERE event = ?1 AND time >= ?2 \
+         ORDER BY id DESC LIMIT ?3",
+    )?;
+    let id = u16::from(crate::track::EventId::RecipientFailed);
+    let rows = st
+        .query_map(
+            rusqlite::params![id, super::micros(since), limit as i64],
+            |r| {
+                Ok(FailedRecipient {
+                    time: super::from_micros(r.get(0)?),
+                    recipient: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    status: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

@@ -46,7 +46,9 @@ use super::{
     Queue, QueueAdmin, QueueFilter, QueueInfo, SettledAs, StoreError, StoreFuture, StoredText,
     SummaryRow, TrackFilter, Tracking, User,
 };
-use super::{BackupRecord, Checksums, ConfigStore, ConfigVersion, Maintenance, OrgStore};
+use super::{
+    BackupRecord, Checksums, ConfigStore, ConfigVersion, FailedRecipient, Maintenance, OrgStore,
+};
 use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::org::{Membership, OrgState};
 use crate::store::spool::{self, Spool};
@@ -914,6 +916,13 @@ impl Maintenance for SqliteStore {
     fn checksums(&self) -> StoreFuture<'_, Checksums> {
         let spool = self.spool.clone();
         self.read(move |c| maintenance::checksums(c, &spool))
+    }
+    fn failures_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FailedRecipient>> {
+        self.read(move |c| maintenance::failures_since(c, since, limit))
     }
 }
 

@@ -1,0 +1,137 @@
+//! The config store's operations: apply a new text (validate, record, write, reload), and
+//! verify what is stored. Used by `mailroom config` and `mailroom repair`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::config::history::{self, Backup};
+use crate::config::{self, Config};
+use crate::control::{self, ControlError, Request};
+use crate::store::{ConfigVersion, Store};
+
+/// The configuration file of a data directory.
+pub fn file_of(data: &Path) -> std::path::PathBuf {
+    data.join(config::FILE_NAME)
+}
+
+/// Writes a file readable by its owner only: a temporary file, fsync, rename, fsync of the
+/// directory (a crash leaves the old file or the new one, never half of one).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// The newest version recorded.
+pub async fn latest(store: &dyn Store) -> anyhow::Result<Option<ConfigVersion>> {
+    Ok(store.config_versions().await?.pop())
+}
+
+/// Records the file as it is now when it differs from the newest version (an edit outside
+/// mailroom keeps its own version, so that a change made on top of it can be undone to it).
+async fn record_file(data: &Path, store: &dyn Store) -> anyhow::Result<()> {
+    let file = file_of(data);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(());
+    };
+    if let Ok(cfg) = Config::parse(&text, &file) {
+        store
+            .config_record(text, "file (found changed)".into(), cfg.config.history)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies a new text: validates, records, writes, and (with `reload`) asks the running
+/// server to reload it.
+pub async fn apply(
+    data: &Path,
+    store: &dyn Store,
+    text: String,
+    origin: String,
+    reload: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let file = file_of(data);
+    let cfg = Config::parse(&text, &file).context("refused; nothing was changed")?;
+    record_file(data, store).await?;
+    let (v, new) = store
+        .config_record(text.clone(), origin.clone(), cfg.config.history)
+        .await?;
+    write_private(&file, text.as_bytes())?;
+    let reload = if reload {
+        reload_running(data, origin).await
+    } else {
+        serde_json::Value::Null
+    };
+    Ok(serde_json::json!({"version": v.version, "new": new, "reload": reload}))
+}
+
+/// Asks the running server to reload; what it said, or `{"running": false}`.
+pub async fn reload_running(data: &Path, origin: String) -> serde_json::Value {
+    match control::request(data, &Request::Reload { origin }).await {
+        Ok(r) => r,
+        Err(ControlError::NotRunning(_)) => serde_json::json!({"running": false}),
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    }
+}
+
+/// What `config verify` (and `doctor`) find wrong with the config store: the newest version
+/// against its checksum and the loader, the file against the newest version, each backup
+/// made against its checksum.
+pub async fn verify_store(data: &Path, store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let file = file_of(data);
+    match latest(store).await? {
+        None => out.push("no version is recorded yet".to_string()),
+        Some(v) => {
+            if history::sha256(v.text.as_bytes()) != v.sha256 {
+                out.push(format!("version {} does not match its checksum", v.version));
+            }
+            if let Err(e) = Config::parse(&v.text, &file) {
+                out.push(format!("version {} does not load: {e}", v.version));
+            }
+            match std::fs::read_to_string(&file) {
+                Err(e) => out.push(format!("{}: cannot read: {e}", file.display())),
+                Ok(t) if t != v.text => out.push(format!(
+                    "{} differs from version {} (changed outside mailroom; `mailroom config \
+                     diff current file` shows how)",
+                    file.display(),
+                    v.version
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    for b in store.config_backups().await? {
+        match std::fs::read(&b.path) {
+            Err(e) => out.push(format!("backup {}: cannot read: {e}", b.path)),
+            Ok(bytes) if history::sha256(&bytes) != b.sha256 => {
+                out.push(format!("backup {}: changed since it was made", b.path))
+            }
+            Ok(bytes) => {
+                if let Err(e) = Backup::decode(&bytes) {
+                    out.push(format!("backup {}: {e}", b.path));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

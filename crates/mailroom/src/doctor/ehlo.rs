@@ -1,0 +1,187 @@
+//! The seed's step 1, automated: an EHLO to every listener (authenticated with the
+//! organization, where its verbs need it), the advertised verbs against those a healthy server
+//! offers, missing and unexpected ones named.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::local::{expected_extensions, Context};
+use super::Finding;
+use crate::client::Conn;
+use crate::config::STANDARD_EXTENSIONS;
+use crate::org::channel::{Channel, ChannelError, Timeouts};
+
+/// Timeouts of a probe: short, a healthy server answers at once.
+pub const PROBE: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    command: Duration::from_secs(10),
+};
+
+/// What an EHLO probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The keywords advertised (after organization authentication, where it succeeded).
+    pub keywords: Vec<String>,
+    /// Why organization authentication did not happen or failed, if it did not succeed.
+    pub auth: Option<String>,
+}
+
+/// The verbs expected but not advertised, and those advertised that mailroom does not
+/// register, in that order.
+pub fn compare(expected: &[&str], advertised: &[String]) -> (Vec<String>, Vec<String>) {
+    let missing = expected
+        .iter()
+        .filter(|e| !advertised.iter().any(|a| a.eq_ignore_ascii_case(e)))
+        .map(|e| e.to_string())
+        .collect();
+    let unexpected = advertised
+        .iter()
+        .filter(|a| {
+            !STANDARD_EXTENSIONS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(a))
+        })
+        .cloned()
+        .collect();
+    (missing, unexpected)
+}
+
+/// Probes one listener: greets, and inside an organization authenticates and says EHLO again.
+pub async fn probe(ctx: &Context, addr: SocketAddr) -> Result<Seen, String> {
+    let me = ctx.me();
+    let helo = format!("doctor.{}", ctx.config.server.hostname);
+    let conn = Conn::open(&me, addr, &helo, PROBE.connect, PROBE.command)
+        .await
+        .map_err(|e| e.0)?;
+    let before = conn.caps.keywords.clone();
+    let Some((m, _)) = &ctx.org else {
+        conn.quit().await;
+        return Ok(Seen {
+            keywords: before,
+            auth: None,
+        });
+    };
+    match Channel::over(conn, &me, m, PROBE).await {
+        Ok(conn) => {
+            let keywords = conn.caps.keywords.clone();
+            conn.quit().await;
+            Ok(Seen {
+                keywords,
+                auth: None,
+            })
+        }
+        Err(e @ ChannelError::NoOrgVerbs { .. }) => Ok(Seen {
+            keywords: before,
+            auth: Some(e.to_string()),
+        }),
+        Err(e) => Ok(Seen {
+            keywords: before,
+            auth: Some(e.to_string()),
+        }),
+    }
+}
+
+/// Where to connect to reach a listener (an unspecified address: the loopback).
+fn target(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+        IpAddr::V6(v) if v.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), a.port())
+        }
+        _ => a,
+    }
+}
+
+/// Probes every SMTP listener of this server.
+pub async fn check_local(ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(status) = &ctx.status else {
+        return out;
+    };
+    let receive_down = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == "smtp-receive" && s["state"] != "running");
+    let expected = expected_extensions(ctx.org.is_some());
+    for &addr in &ctx.config.smtp.listen {
+        let at = target(addr);
+        match probe(ctx, at).await {
+            Err(e) => out.push(ctx.f.find(
+                "ehlo-unreachable",
+                format!("the SMTP listener {addr} cannot be reached"),
+                vec![e],
+                "no client and no other server can hand mail to this one there",
+                if receive_down {
+                    Some(
+                        "see the smtp-receive finding: it says why the service is not running"
+                            .into(),
+                    )
+                } else {
+                    None
+                },
+            )),
+            Ok(seen) => {
+                let (missing, unexpected) = compare(&expected, &seen.keywords);
+                let mut evidence = vec![
+                    format!("EHLO to {at} advertised: {}", seen.keywords.join(" ")),
+                    format!("a healthy server advertises: {}", expected.join(" ")),
+                ];
+                if let Some(a) = &seen.auth {
+                    evidence.push(format!("organization authentication: {a}"));
+                }
+                if !missing.is_empty() {
+                    let org = missing
+                        .iter()
+                        .any(|k| crate::config::ORG_EXTENSIONS.contains(&k.as_str()));
+                    let mut f = ctx.f.find(
+                        "ehlo-missing-verbs",
+                        format!("{addr} does not advertise {}", missing.join(" ")),
+                        evidence.clone(),
+                        "clients and servers see a server without them: the organization's \
+                         servers cannot authenticate or exchange state with it, and mail \
+                         between them stops (the seed's symptom)",
+                        Some("mailroom repair".into()),
+                    );
+                    if !org {
+                        f.severity = super::Severity::Warning;
+                    }
+                    out.push(f);
+                }
+                if !unexpected.is_empty() {
+                    out.push(ctx.f.find(
+                        "ehlo-unexpected-verbs",
+                        format!(
+                            "{addr} advertises what mailroom does not register: {}",
+                            unexpected.join(" ")
+                        ),
+                        evidence,
+                        "another program may answer on this address instead of mailroom",
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_unexpected_verbs_are_named() {
+        let adv: Vec<String> = ["SIZE 1000", "PIPELINING", "XEXCH50", "x-org-auth"]
+            .iter()
+            .map(|s| s.split(' ').next().unwrap().to_string())
+            .collect();
+        let (missing, unexpected) = compare(&["SIZE", "PIPELINING", "X-ORG-AUTH", "DSN"], &adv);
+        assert_eq!(missing, ["DSN"]);
+        assert_eq!(unexpected, ["XEXCH50"]);
+        assert_eq!(
+            target("0.0.0.0:25".parse().unwrap()),
+            "127.0.0.1:25".parse::<SocketAddr>().unwrap()
+        );
+    }
+}

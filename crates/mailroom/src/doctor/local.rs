@@ -1,0 +1,542 @@
+//! This server's own checks: the configuration and its store, the services, the data
+//! directories and the store.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Finder, Finding, Options, Severity};
+use crate::config::history;
+use crate::config::{
+    self, Config, ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
+};
+use crate::control::{self, ControlError, Request};
+use crate::org::{Membership, OrgState};
+use crate::services::{check_definition, required};
+use crate::store::Store;
+
+/// What the other checks work from.
+pub struct Context {
+    /// The configuration: the file's, or the version in effect when the file does not load.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The running server's status, when it runs.
+    pub status: Option<serde_json::Value>,
+    /// The organization, when this server is in one.
+    pub org: Option<(Membership, OrgState)>,
+    /// Builds findings about this server.
+    pub f: Finder,
+    /// Services already reported from their definitions (not reported again from the status).
+    pub reported: Vec<String>,
+}
+
+impl Context {
+    /// This server's name: its name in the organization, or its hostname.
+    pub fn me(&self) -> String {
+        match &self.org {
+            Some((m, _)) => m.me.clone(),
+            None => self.config.server.hostname.clone(),
+        }
+    }
+}
+
+/// What [`check`] found, and the context for the other checks (none when the store cannot be
+/// opened or no configuration can be found at all).
+pub struct Local {
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// The context.
+    pub context: Option<Context>,
+}
+
+/// The extensions a healthy server offers: all of them inside an organization, all but the
+/// organization's outside one.
+pub fn expected_extensions(in_org: bool) -> Vec<&'static str> {
+    STANDARD_EXTENSIONS
+        .iter()
+        .copied()
+        .filter(|k| in_org || !ORG_EXTENSIONS.contains(k))
+        .collect()
+}
+
+const WHY_VERBS: &str = "an extension that is not registered is neither advertised nor accepted: \
+     clients and the other servers of the organization fall back or refuse (the seed's server \
+     lost its X- verbs this way, and mail between servers stopped)";
+
+/// Runs the local checks.
+pub async fn check(opts: &Options) -> Local {
+    let data = &opts.data;
+    // Before the store is opened (opening it makes the spool directory).
+    let spool_state = spool_state(&data.join(crate::store::spool::DIR_NAME));
+    let file = data.join(config::FILE_NAME);
+    let mut out = Vec::new();
+    let text = std::fs::read_to_string(&file);
+    let parsed = text
+        .as_ref()
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))
+        .and_then(|t| Config::parse(t, &file).map_err(|e| e.to_string()));
+    let store = match crate::server::open_store(data) {
+        Ok(s) => s as Arc<dyn Store>,
+        Err(e) => {
+            let f = Finder::new(
+                parsed
+                    .as_ref()
+                    .map(|c| c.server.hostname.as_str())
+                    .unwrap_or("(this server)"),
+            );
+            out.push(f.find(
+                "store-unreadable",
+                "the store cannot be opened",
+                vec![e.to_string()],
+                "users, mailboxes, the queue and the config store's versions are all in it: \
+                 nothing works without it",
+                None,
+            ));
+            return Local {
+                findings: out,
+                context: None,
+            };
+        }
+    };
+    let versions = store.config_versions().await.unwrap_or_default();
+    let latest = versions.last().cloned();
+    let config = match (&parsed, &latest) {
+        (Ok(c), _) => c.clone(),
+        (Err(_), Some(v)) => match Config::parse(&v.text, &file) {
+            Ok(c) => c,
+            Err(_) => {
+                return Local {
+                    findings: out,
+                    context: None,
+                }
+            }
+        },
+        (Err(e), None) => {
+            out.push(Finder::new("(this server)").find(
+                "config-invalid",
+                "the configuration file does not load and the config store has no version",
+                vec![e.clone()],
+                "the server cannot start without a configuration",
+                Some(format!(
+                    "mailroom init --domain DOMAIN --force --data {}",
+                    data.display()
+                )),
+            ));
+            return Local {
+                findings: out,
+                context: None,
+            };
+        }
+    };
+    let org = store.org().await.ok().flatten();
+    let f = Finder::new(&match &org {
+        Some((m, _)) => m.me.clone(),
+        None => config.server.hostname.clone(),
+    });
+    let mut ctx = Context {
+        config,
+        store,
+        status: None,
+        org,
+        f,
+        reported: Vec::new(),
+    };
+    out.extend(config_store(&ctx, &parsed, &text, &versions).await);
+    out.extend(settings(&ctx));
+    let (defs, reported) = definitions(&ctx);
+    out.extend(defs);
+    ctx.reported = reported;
+    out.extend(status(&mut ctx, opts).await);
+    out.extend(directories(&ctx, opts, spool_state));
+    match ctx.store.integrity().await {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => out.push(
+            ctx.f.find(
+                "store-integrity",
+                "the store's consistency check failed",
+                problems.into_iter().take(10).collect(),
+                "damaged pages lose or garble mail; the queue quarantines what it cannot read",
+                Some(
+                    "restore the data directory from a backup taken while the server was stopped"
+                        .into(),
+                ),
+            ),
+        ),
+        Err(e) => out.push(ctx.f.find(
+            "store-integrity",
+            "the store's consistency check could not run",
+            vec![e.to_string()],
+            "a store that cannot be checked may be damaged",
+            None,
+        )),
+    }
+    Local {
+        findings: out,
+        context: Some(ctx),
+    }
+}
+
+/// The file against the version in effect; the stored versions and the backups.
+async fn config_store(
+    ctx: &Context,
+    parsed: &Result<Config, String>,
+    text: &std::io::Result<String>,
+    versions: &[crate::store::ConfigVersion],
+) -> Vec<Finding> {
+    let f = &ctx.f;
+    let mut out = Vec::new();
+    let latest = versions.last();
+    if let Err(e) = parsed {
+        let restore = latest
+            .map(|v| format!("version {} of the config store", v.version))
+            .unwrap_or_else(|| "the defaults".into());
+        out.push(f.find(
+            "config-invalid",
+            "the configuration file does not load",
+            vec![e.clone()],
+            "a reload is refused and the server will not start again until it loads; the \
+             running server keeps the version it has",
+            Some(format!("mailroom repair   # puts back {restore}")),
+        ));
+    }
+    for v in versions {
+        if history::sha256(v.text.as_bytes()) != v.sha256 {
+            out.push(f.find(
+                "config-version-corrupt",
+                format!(
+                    "version {} of the configuration does not match its checksum",
+                    v.version
+                ),
+                vec![format!("recorded SHA-256 {}", v.sha256)],
+                "a rollback to it would not restore what was recorded",
+                None,
+            ));
+        }
+    }
+    if let (Ok(_), Ok(t), Some(v)) = (parsed, text, latest) {
+        if *t != v.text {
+            let changes: Vec<String> = history::diff(&v.text, t)
+                .into_iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} -> {}",
+                        c.key,
+                        c.old.as_deref().unwrap_or("(absent)"),
+                        c.new.as_deref().unwrap_or("(absent)")
+                    )
+                })
+                .collect();
+            let mut evidence = vec![format!(
+                "the file differs from version {} (recorded {}, {})",
+                v.version, v.time, v.origin
+            )];
+            evidence.extend(changes);
+            out.push(f.find(
+                "config-changed-outside",
+                "the configuration file was changed outside mailroom and not applied",
+                evidence,
+                "the running server uses version it was given; the change takes effect, \
+                 unreviewed, at the next reload or restart (another program writing the file \
+                 is how the seed's metabase was damaged)",
+                Some(format!(
+                    "mailroom config reload   # to accept it; or: mailroom config rollback {}",
+                    v.version
+                )),
+            ));
+        }
+    }
+    match ctx.store.config_backups().await {
+        Ok(b) if b.is_empty() => out.push(f.find(
+            "config-no-backup",
+            "no backup of the configuration was made",
+            vec![],
+            "a backup restores a damaged configuration without reinstalling",
+            Some("mailroom config backup".into()),
+        )),
+        Ok(backups) => {
+            for b in backups {
+                let problem = match std::fs::read(&b.path) {
+                    Err(e) => Some(format!("cannot read it: {e}")),
+                    Ok(bytes) if history::sha256(&bytes) != b.sha256 => {
+                        Some("it changed since it was made".into())
+                    }
+                    Ok(bytes) => history::Backup::decode(&bytes).err().map(|e| e.to_string()),
+                };
+                if let Some(p) = problem {
+                    out.push(f.find(
+                        "config-backup-bad",
+                        format!("the backup {} cannot be used", b.path),
+                        vec![p, format!("made {} of version {}", b.time, b.version)],
+                        "a restore from it would be refused",
+                        Some("mailroom config backup".into()),
+                    ));
+                }
+            }
+        }
+        Err(_) => {}
+    }
+    out
+}
+
+/// Legacy keys, retired or unknown services, conflicting listeners, missing registrations.
+fn settings(ctx: &Context) -> Vec<Finding> {
+    let (f, c) = (&ctx.f, &ctx.config);
+    let mut out = Vec::new();
+    for (key, advice) in c.legacy_settings() {
+        out.push(f.find(
+            "config-legacy-key",
+            format!("{key} is a setting of an older version"),
+            vec![format!(
+                "{key} = {}",
+                history::get_key(c, key).unwrap_or_default()
+            )],
+            advice,
+            Some(format!("mailroom config unset {key}")),
+        ));
+    }
+    for (name, def) in c.services.iter().flatten() {
+        if SERVICES.contains(&name.as_str()) {
+            continue;
+        }
+        let evidence = vec![format!(
+            "[services.{name}] enabled = {}, runs = {:?}",
+            def.enabled, def.runs
+        )];
+        match RETIRED_SERVICES.iter().find(|(n, _)| n == name) {
+            Some((_, why)) => out.push(f.find(
+                "config-retired-service",
+                format!("the retired component {name} is still defined"),
+                evidence,
+                why,
+                Some("mailroom repair".into()),
+            )),
+            None => out.push(f.find(
+                "config-unknown-service",
+                format!("services.{name} is not a mailroom service"),
+                evidence,
+                "nothing runs it; a typo here may hide a service that should be defined",
+                Some(format!("mailroom config unset services.{name}")),
+            )),
+        }
+    }
+    let mut seen: BTreeMap<u16, Vec<(String, SocketAddr)>> = BTreeMap::new();
+    for (svc, a) in c
+        .smtp
+        .listen
+        .iter()
+        .map(|a| ("smtp.listen", a))
+        .chain(c.pop3.listen.iter().map(|a| ("pop3.listen", a)))
+    {
+        seen.entry(a.port())
+            .or_default()
+            .push((svc.to_string(), *a));
+    }
+    for (port, users) in seen {
+        for (i, (k1, a1)) in users.iter().enumerate() {
+            for (k2, a2) in &users[i + 1..] {
+                if a1.ip() == a2.ip() || a1.ip().is_unspecified() || a2.ip().is_unspecified() {
+                    out.push(f.find(
+                        "config-listener-conflict",
+                        format!("two listeners on port {port}"),
+                        vec![format!("{k1} has {a1}"), format!("{k2} has {a2}")],
+                        "only one can bind the address; the other service fails to start",
+                        Some(format!("mailroom config set {k2} '[\"ADDRESS:PORT\"]'")),
+                    ));
+                }
+            }
+        }
+    }
+    let in_org = ctx.org.is_some();
+    let registered = c.registered_extensions();
+    let missing: Vec<&str> = expected_extensions(in_org)
+        .into_iter()
+        .filter(|k| !registered.iter().any(|r| r == k))
+        .collect();
+    if !missing.is_empty() {
+        let org_missing = missing.iter().any(|k| ORG_EXTENSIONS.contains(k));
+        let mut finding = f.find(
+            "extension-unregistered",
+            format!(
+                "extensions missing from the registrations: {}",
+                missing.join(" ")
+            ),
+            vec![
+                format!(
+                    "smtp.extensions = {}",
+                    history::get_key(c, "smtp.extensions").unwrap_or_else(|| "(standard)".into())
+                ),
+                format!(
+                    "smtp.disabled_extensions = {:?}",
+                    c.smtp.disabled_extensions
+                ),
+            ],
+            WHY_VERBS,
+            Some("mailroom repair".into()),
+        );
+        if !org_missing {
+            finding.severity = Severity::Warning;
+        }
+        out.push(finding);
+    }
+    out
+}
+
+/// The service definitions; the services reported (so the status does not repeat them).
+fn definitions(ctx: &Context) -> (Vec<Finding>, Vec<String>) {
+    let defs = ctx.config.service_defs();
+    let mut out = Vec::new();
+    let mut reported = Vec::new();
+    for name in SERVICES {
+        match check_definition(name, defs.get(*name)) {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut finding = ctx.f.find(
+                    "service-disabled",
+                    format!("the {name} service is disabled"),
+                    vec![format!("services.{name}.enabled = false")],
+                    if required(name) {
+                        "mail that needs it waits in its queue until it runs"
+                    } else {
+                        "its clients cannot connect"
+                    },
+                    Some(format!("mailroom config set services.{name}.enabled true")),
+                );
+                if !required(name) {
+                    finding.severity = Severity::Info;
+                }
+                out.push(finding);
+                reported.push(name.to_string());
+            }
+            Err(why) => {
+                out.push(ctx.f.find(
+                    "service-definition",
+                    format!("the {name} service cannot start: its definition is broken"),
+                    vec![why],
+                    "the service does not run; what needs it waits (Exchange: \"Routing Engine \
+                     service could not start. Error 1083\")",
+                    Some("mailroom repair".into()),
+                ));
+                reported.push(name.to_string());
+            }
+        }
+    }
+    (out, reported)
+}
+
+/// The running server's status: is it running, which services failed and why.
+async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let s = match control::request(&opts.data, &Request::Status).await {
+        Ok(s) => s,
+        Err(e) => {
+            let evidence = vec![e.to_string()];
+            let why = "nothing receives, delivers or routes mail on this server";
+            let fix = Some(format!("mailroom --data {} serve", opts.data.display()));
+            let summary = match e {
+                ControlError::NotRunning(_) => "the server is not running",
+                ControlError::Broken(_) => "the server does not answer its control socket",
+            };
+            out.push(
+                ctx.f
+                    .find("server-not-running", summary, evidence, why, fix),
+            );
+            return out;
+        }
+    };
+    for svc in s["services"].as_array().into_iter().flatten() {
+        let name = svc["name"].as_str().unwrap_or_default().to_string();
+        if svc["state"] != "failed" || ctx.reported.contains(&name) {
+            continue;
+        }
+        let reason = svc["reason"].as_str().unwrap_or_default().to_string();
+        let since = svc["since"].as_str().unwrap_or_default();
+        let evidence = vec![format!("{name}: failed since {since}: {reason}")];
+        if reason.contains("cannot listen") && reason.contains("in use") {
+            let key = if name == "pop3" {
+                "pop3.listen"
+            } else {
+                "smtp.listen"
+            };
+            out.push(ctx.f.find(
+                "port-in-use",
+                format!("{name} cannot listen: its address is taken"),
+                evidence,
+                "nothing can connect to this service; the supervisor tries again every \
+                 supervisor.restart_interval, so it starts once the address is free",
+                Some(format!(
+                    "stop the process holding the address, or move the listener: mailroom \
+                     config set {key} '[\"ADDRESS:PORT\"]'"
+                )),
+            ));
+        } else {
+            out.push(ctx.f.find(
+                "service-failed",
+                format!("the {name} service failed"),
+                evidence,
+                "what needs it waits until it runs",
+                None,
+            ));
+        }
+        ctx.reported.push(name);
+    }
+    if let Some(keys) = s["restart_needed"].as_array().filter(|a| !a.is_empty()) {
+        out.push(
+            ctx.f.find(
+                "config-restart-needed",
+                "changes applied to the file wait for a restart",
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect(),
+                "the running server still uses the old values of these keys",
+                Some("restart the server (SIGTERM, then mailroom serve)".into()),
+            ),
+        );
+    }
+    ctx.status = Some(s);
+    out
+}
+
+/// What is wrong with the spool directory, if anything.
+fn spool_state(spool: &std::path::Path) -> Option<&'static str> {
+    if !spool.is_dir() {
+        return Some("does not exist");
+    }
+    let probe = spool.join(".doctor-probe");
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    (!ok).then_some("exists but cannot be written")
+}
+
+/// The data directories, and free space for the spool.
+fn directories(ctx: &Context, opts: &Options, spool_state: Option<&str>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let spool = opts.data.join(crate::store::spool::DIR_NAME);
+    if let Some(seen) = spool_state {
+        out.push(ctx.f.find(
+            "data-dir-missing",
+            format!("the spool directory {} {seen}", spool.display()),
+            vec![format!("{} {seen}", spool.display())],
+            "messages larger than smtp.spool_threshold are written there as they arrive: \
+             they are refused with a temporary error until it is back",
+            Some("mailroom repair".into()),
+        ));
+    }
+    if let Ok(st) = rustix::fs::statvfs(&opts.data) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let need = ctx.config.smtp.max_message_size.saturating_mul(10);
+        if free < need {
+            out.push(ctx.f.find(
+                "disk-low",
+                "little free space for the spool and the store",
+                vec![format!(
+                    "{free} octets free in {}; 10 × smtp.max_message_size is {need}",
+                    opts.data.display()
+                )],
+                "a full disk makes the server refuse mail with 452 until space returns",
+                None,
+            ));
+        }
+    }
+    out
+}

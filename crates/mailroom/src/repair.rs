@@ -1,0 +1,338 @@
+//! `mailroom repair`: puts back what a healthy server has and this one lost, without touching
+//! a byte of anyone's mail (the seed's reinstall, which "backfills missing files and metabase
+//! entries" and leaves the databases alone).
+//!
+//! What it puts back: a configuration file that does not load (from the newest version of the
+//! config store that does); the extension registrations (`smtp.extensions`, and none left in
+//! `smtp.disabled_extensions`); the service definitions, with the right component and enabled
+//! for every service mail needs (`pop3` is left as the operator set it); it removes legacy
+//! keys without effect and definitions of retired components; it makes the missing data
+//! directories; it puts this server's entry back into the organization's directory.
+//!
+//! It proves it touched no mail: checksums of the mailboxes and of the queue are taken before
+//! and after its changes (before the running server is asked to reload, which may then let
+//! waiting mail flow), and a difference is an error. It is idempotent: a second run finds
+//! nothing to do.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::admin::config::{apply, reload_running};
+use crate::config::history::{self, get_key};
+use crate::config::{self, Config, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS};
+use crate::services::required;
+use crate::store::{Checksums, Store};
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// True when nothing was written (`--dry-run`).
+    pub dry_run: bool,
+    /// Each change made (or, dry, that would be made), in words.
+    pub changed: Vec<String>,
+    /// The mail's checksums before.
+    pub before: Checksums,
+    /// The mail's checksums after.
+    pub after: Checksums,
+    /// The new config version, when the configuration changed.
+    pub version: Option<i64>,
+    /// What the running server said to the reload (`{"running": false}` when none runs).
+    pub reload: Option<serde_json::Value>,
+}
+
+/// Why repair could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// The store could not be used.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Neither the file nor any stored version loads.
+    #[error("no good configuration to put back: {0}")]
+    NoGoodConfig(String),
+    /// A change could not be written.
+    #[error("{0}")]
+    Write(String),
+    /// The mail changed while repairing (something else wrote to the store meanwhile).
+    #[error("the mail's checksums changed during the repair (before {before:?}, after {after:?}): another process wrote mail meanwhile; run repair again")]
+    MailChanged {
+        /// Before.
+        before: Box<Checksums>,
+        /// After.
+        after: Box<Checksums>,
+    },
+}
+
+/// The configuration text with the registrations and definitions a healthy server has, and
+/// what was changed, in words. Pure: the table tests drive it.
+pub fn heal_config(text: &str, config: &Config) -> Result<(String, Vec<String>), RepairError> {
+    let edit_err = |e: history::EditError| RepairError::Write(e.to_string());
+    let mut t = text.to_string();
+    let mut changed = Vec::new();
+    let listed = config.smtp.extensions.clone();
+    let missing: Vec<&str> = STANDARD_EXTENSIONS
+        .iter()
+        .copied()
+        .filter(|k| !listed.iter().flatten().any(|l| l.eq_ignore_ascii_case(k)))
+        .collect();
+    if listed.is_none() || !missing.is_empty() {
+        let list = format!(
+            "[{}]",
+            STANDARD_EXTENSIONS
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        t = history::set_key(&t, "smtp.extensions", &list).map_err(edit_err)?;
+        changed.push(if listed.is_none() {
+            "wrote the extension registrations into the config store (smtp.extensions)".into()
+        } else {
+            format!("registered again: {}", missing.join(" "))
+        });
+    }
+    if !config.smtp.disabled_extensions.is_empty() {
+        t = history::set_key(&t, "smtp.disabled_extensions", "[]").map_err(edit_err)?;
+        changed.push(format!(
+            "unregistered no longer: {} (smtp.disabled_extensions emptied)",
+            config.smtp.disabled_extensions.join(" ")
+        ));
+    }
+    let defs = config.services.clone().unwrap_or_default();
+    for name in SERVICES {
+        let key = |k: &str| format!("services.{name}.{k}");
+        match defs.get(*name) {
+            None => {
+                t = history::set_key(&t, &key("enabled"), "true").map_err(edit_err)?;
+                t = history::set_key(&t, &key("runs"), &format!("\"{name}\"")).map_err(edit_err)?;
+                changed.push(format!("put back the definition of the {name} service"));
+            }
+            Some(d) => {
+                if d.runs != *name {
+                    t = history::set_key(&t, &key("runs"), &format!("\"{name}\""))
+                        .map_err(edit_err)?;
+                    changed.push(format!(
+                        "the {name} service runs in {name} again (its definition said {:?})",
+                        d.runs
+                    ));
+                }
+                if !d.enabled && required(name) {
+                    t = history::set_key(&t, &key("enabled"), "true").map_err(edit_err)?;
+                    changed.push(format!("enabled the {name} service (mail needs it)"));
+                }
+            }
+        }
+    }
+    for (name, _) in RETIRED_SERVICES {
+        if defs.contains_key(*name) {
+            let (x, _) = history::unset_key(&t, &format!("services.{name}")).map_err(edit_err)?;
+            t = x;
+            changed.push(format!(
+                "removed the definition of the retired component {name}"
+            ));
+        }
+    }
+    for (key, _) in config.legacy_settings() {
+        let value = get_key(config, key).unwrap_or_default();
+        let (x, _) = history::unset_key(&t, key).map_err(edit_err)?;
+        t = x;
+        changed.push(format!(
+            "removed the legacy key {key} (= {value}; it had no effect)"
+        ));
+    }
+    Ok((t, changed))
+}
+
+/// Runs a repair of the data directory `data`.
+pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
+    // Looked at before the store is opened: opening it makes the directory.
+    let spool = data.join(crate::store::spool::DIR_NAME);
+    let spool_missing = !spool.is_dir();
+    let store: Arc<dyn Store> =
+        crate::server::open_store(data).map_err(|e| RepairError::Write(e.to_string()))?;
+    let before = store.checksums().await?;
+    let mut changed = Vec::new();
+    let file = data.join(config::FILE_NAME);
+    let on_disk = std::fs::read_to_string(&file);
+    let versions = store.config_versions().await?;
+    let (good, base) = match on_disk.as_ref().map(|t| Config::parse(t, &file)) {
+        Ok(Ok(c)) => (c, on_disk.as_ref().map(|t| t.clone()).unwrap_or_default()),
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("{}: {e}", file.display()),
+                Ok(Ok(_)) => String::new(),
+            };
+            let Some((v, c)) = versions
+                .iter()
+                .rev()
+                .find_map(|v| Config::parse(&v.text, &file).ok().map(|c| (v, c)))
+            else {
+                return Err(RepairError::NoGoodConfig(why));
+            };
+            changed.push(format!(
+                "put back the configuration file from version {} (the file did not load: {why})",
+                v.version
+            ));
+            (c, v.text.clone())
+        }
+    };
+    let (text, edits) = heal_config(&base, &good)?;
+    changed.extend(edits);
+    let config_changed = on_disk.as_ref().ok() != Some(&text);
+    let mut version = None;
+    if config_changed && !dry_run {
+        let out = apply(data, store.as_ref(), text, "repair".into(), false)
+            .await
+            .map_err(|e| RepairError::Write(format!("{e:#}")))?;
+        version = out["version"].as_i64();
+    }
+    if spool_missing {
+        if !dry_run && !spool.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&spool)
+                .map_err(|e| {
+                    RepairError::Write(format!("cannot create {}: {e}", spool.display()))
+                })?;
+        }
+        changed.push(format!("made the missing directory {}", spool.display()));
+    }
+    if let Some((m, state)) = store.org().await? {
+        if state.dir.server(&m.me).is_none() {
+            let group = crate::org::dir::live(&state.dir.groups)
+                .find(|(_, g)| g.master == m.me)
+                .or_else(|| crate::org::dir::live(&state.dir.groups).next())
+                .map(|(n, _)| n.clone());
+            let address = good
+                .smtp
+                .listen
+                .first()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            match group {
+                Some(group) => {
+                    if !dry_run {
+                        let mut s = state.clone();
+                        s.set_server(&m.me, &m.me, &group, &address);
+                        store.org_merge(s).await?;
+                    }
+                    changed.push(format!(
+                        "put this server ({}) back into the organization's directory, in group \
+                         {group}, at {address}",
+                        m.me
+                    ));
+                }
+                None => changed.push(
+                    "this server is missing from the organization's directory, and no group \
+                     is left to put it in: `mailroom org group add`, then repair again"
+                        .into(),
+                ),
+            }
+        }
+    }
+    let after = store.checksums().await?;
+    if after != before {
+        return Err(RepairError::MailChanged {
+            before: Box::new(before),
+            after: Box::new(after),
+        });
+    }
+    let reload = if !dry_run && !changed.is_empty() {
+        Some(reload_running(data, "repair".into()).await)
+    } else {
+        None
+    };
+    Ok(Outcome {
+        dry_run,
+        changed,
+        before,
+        after,
+        version,
+        reload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healed(text: &str) -> (String, Vec<String>) {
+        let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+        let (t, changed) = heal_config(text, &cfg).unwrap();
+        let again = Config::parse(&t, Path::new("t.toml")).unwrap();
+        let (t2, twice) = heal_config(&t, &again).unwrap();
+        assert!(
+            twice.is_empty() && t2 == t,
+            "a second repair changes nothing: {twice:?}"
+        );
+        (t, changed)
+    }
+
+    #[test]
+    fn a_healthy_file_is_left_alone() {
+        let text = config::template("example.com", "mx.example.com", None, None);
+        let (t, changed) = healed(&text);
+        assert!(changed.is_empty(), "{changed:?}");
+        assert_eq!(t, text);
+    }
+
+    #[test]
+    fn lost_registrations_and_definitions_come_back() {
+        let text = config::template("example.com", "mx.example.com", None, None)
+            .replace(
+                &format!(
+                    "extensions = [{}]",
+                    STANDARD_EXTENSIONS
+                        .iter()
+                        .map(|k| format!("\"{k}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "extensions = [\"SIZE\", \"PIPELINING\"]",
+            )
+            .replace(
+                "disabled_extensions = []",
+                "disabled_extensions = [\"DSN\"]",
+            )
+            .replace(
+                "[services.routing-engine]\nenabled = true\nruns = \"routing-engine\"",
+                "[services.routing-engine]\nenabled = false\nruns = \"smtp-receive\"",
+            )
+            .replace(
+                "[services.pop3]\nenabled = true",
+                "[services.pop3]\nenabled = false",
+            )
+            .replace(
+                "[services.smtp-send]\nenabled = true\nruns = \"smtp-send\"\n",
+                "",
+            )
+            + "\n[services.imc]\nenabled = true\nruns = \"imc\"\n";
+        let text = text.replace("[queue]\n", "[queue]\nscan_interval = \"5s\"\n");
+        let (t, changed) = healed(&text);
+        let cfg = Config::parse(&t, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg.registered_extensions(), STANDARD_EXTENSIONS);
+        let defs = cfg.service_defs();
+        assert_eq!(defs["routing-engine"].runs, "routing-engine");
+        assert!(defs["routing-engine"].enabled && defs["smtp-send"].enabled);
+        assert!(!defs["pop3"].enabled, "pop3 stays as the operator set it");
+        assert!(!defs.contains_key("imc"));
+        assert!(cfg.legacy_settings().is_empty());
+        let said = changed.join("\n");
+        for want in [
+            "registered again: 8BITMIME",
+            "unregistered no longer: DSN",
+            "routing-engine service runs in routing-engine again",
+            "enabled the routing-engine service",
+            "put back the definition of the smtp-send service",
+            "retired component imc",
+            "legacy key queue.scan_interval",
+        ] {
+            assert!(said.contains(want), "{want}:\n{said}");
+        }
+        assert!(t.contains("# mailroom configuration."), "the comments stay");
+    }
+}
