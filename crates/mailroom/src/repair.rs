@@ -9,9 +9,12 @@
 //! keys without effect and definitions of retired components; it makes the missing data
 //! directories; it puts this server's entry back into the organization's directory.
 //!
-//! It proves it touched no mail: checksums of the mailboxes and of the queue are taken before
-//! and after its changes (before the running server is asked to reload, which may then let
-//! waiting mail flow), and a difference is an error. It is idempotent: a second run finds
+//! It proves it touched no mail: every mailbox message and every queued message (envelope,
+//! recipients, bytes) is hashed before and after its changes (before the running server is
+//! asked to reload, which may then let waiting mail flow); a message present both times whose
+//! hash differs is an error. Messages the running server delivered or removed meanwhile are
+//! counted apart: they are its work, not the repair's. With nothing flowing, the checksums
+//! before and after are equal. It is idempotent: a second run finds
 //! nothing to do.
 
 use std::path::Path;
@@ -23,7 +26,7 @@ use crate::admin::config::{apply, reload_running};
 use crate::config::history::{self, get_key};
 use crate::config::{self, Config, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS};
 use crate::services::required;
-use crate::store::{Checksums, Store};
+use crate::store::{Checksums, MailDigests, Store};
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +39,11 @@ pub struct Outcome {
     pub before: Checksums,
     /// The mail's checksums after.
     pub after: Checksums,
+    /// Messages the running server delivered (added) or removed while the repair ran: not
+    /// the repair's doing, and not counted as changed.
+    pub server_added: usize,
+    /// See `server_added`.
+    pub server_removed: usize,
     /// The new config version, when the configuration changed.
     pub version: Option<i64>,
     /// What the running server said to the reload (`{"running": false}` when none runs).
@@ -54,14 +62,10 @@ pub enum RepairError {
     /// A change could not be written.
     #[error("{0}")]
     Write(String),
-    /// The mail changed while repairing (something else wrote to the store meanwhile).
-    #[error("the mail's checksums changed during the repair (before {before:?}, after {after:?}): another process wrote mail meanwhile; run repair again")]
-    MailChanged {
-        /// Before.
-        before: Box<Checksums>,
-        /// After.
-        after: Box<Checksums>,
-    },
+    /// Mail present before and after the repair is not the same (never expected: repair
+    /// writes no mail; something else rewrote it meanwhile).
+    #[error("mail changed during the repair: {0:?}")]
+    MailChanged(Vec<String>),
 }
 
 /// The configuration text with the registrations and definitions a healthy server has, and
@@ -150,8 +154,8 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
     let spool = data.join(crate::store::spool::DIR_NAME);
     let spool_missing = !spool.is_dir();
     let store: Arc<dyn Store> =
-        crate::server::open_store(data).map_err(|e| RepairError::Write(e.to_string()))?;
-    let before = store.checksums().await?;
+        crate::server::open_store_as_is(data).map_err(|e| RepairError::Write(e.to_string()))?;
+    let before = store.mail_digests().await?;
     let mut changed = Vec::new();
     let file = data.join(config::FILE_NAME);
     let on_disk = std::fs::read_to_string(&file);
@@ -234,13 +238,19 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
             }
         }
     }
-    let after = store.checksums().await?;
-    if after != before {
-        return Err(RepairError::MailChanged {
-            before: Box::new(before),
-            after: Box::new(after),
-        });
+    let after = store.mail_digests().await?;
+    let changed_mail = after.changed_since(&before);
+    if !changed_mail.is_empty() {
+        return Err(RepairError::MailChanged(changed_mail));
     }
+    let count = |a: &MailDigests, b: &MailDigests| {
+        a.mailboxes
+            .keys()
+            .filter(|k| !b.mailboxes.contains_key(*k))
+            .count()
+            + a.queue.keys().filter(|k| !b.queue.contains_key(*k)).count()
+    };
+    let (server_added, server_removed) = (count(&after, &before), count(&before, &after));
     let reload = if !dry_run && !changed.is_empty() {
         Some(reload_running(data, "repair".into()).await)
     } else {
@@ -249,8 +259,10 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
     Ok(Outcome {
         dry_run,
         changed,
-        before,
-        after,
+        before: before.checksums(),
+        after: after.checksums(),
+        server_added,
+        server_removed,
         version,
         reload,
     })

@@ -76,7 +76,7 @@ pub async fn check(opts: &Options) -> Local {
         .as_ref()
         .map_err(|e| format!("{}: cannot read: {e}", file.display()))
         .and_then(|t| Config::parse(t, &file).map_err(|e| e.to_string()));
-    let store = match crate::server::open_store(data) {
+    let store = match crate::server::open_store_as_is(data) {
         Ok(s) => s as Arc<dyn Store>,
         Err(e) => {
             let f = Finder::new(

@@ -62,6 +62,13 @@ pub enum ServerError {
     },
 }
 
+/// Opens the embedded store of a data directory as it is, without making a missing spool
+/// directory (`doctor`, `repair`).
+pub fn open_store_as_is(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
+    let path = data.join(sqlite::FILE_NAME);
+    SqliteStore::open_as_is(&path).map_err(|source| ServerError::Store { path, source })
+}
+
 /// Opens the embedded store of a data directory.
 pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
     let path = data.join(sqlite::FILE_NAME);
@@ -169,8 +176,16 @@ pub async fn run(
     );
 
     let mut sd = shutdown.clone();
+    // Failed services are tried again on a steady beat, however many requests come meanwhile.
+    let mut every = sup.config.supervisor.restart_interval;
+    let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*sd.borrow() {
-        let retry = sup.config.supervisor.restart_interval;
+        if sup.config.supervisor.restart_interval != every {
+            every = sup.config.supervisor.restart_interval;
+            retry = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         tokio::select! {
             r = sd.changed() => if r.is_err() { break },
             Some((req, reply)) = calls.recv() => {
@@ -183,7 +198,7 @@ pub async fn run(
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 sup.reload("SIGHUP").await;
             }
-            _ = tokio::time::sleep(retry) => sup.reconcile().await,
+            _ = retry.tick() => sup.reconcile().await,
         }
     }
     tracing::info!("shutting down: no new connections; waiting for sessions to finish");

@@ -31,12 +31,63 @@ pub struct FailedRecipient {
     pub detail: String,
 }
 
+/// One hash per mailbox message (by its id) and per queued message (by its queue ID, with its
+/// envelope, recipients and bytes), so that two readings can be compared message by message:
+/// a running server delivers and removes mail while a repair runs, and what must not change is
+/// every message present in both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailDigests {
+    /// Mailbox messages.
+    pub mailboxes: std::collections::BTreeMap<String, String>,
+    /// Queued messages.
+    pub queue: std::collections::BTreeMap<String, String>,
+}
+
+impl MailDigests {
+    /// The checksums of everything in it.
+    pub fn checksums(&self) -> Checksums {
+        let all = |m: &std::collections::BTreeMap<String, String>| {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for (k, v) in m {
+                h.update(k.as_bytes());
+                h.update(b"\0");
+                h.update(v.as_bytes());
+                h.update(b"\n");
+            }
+            hex::encode(h.finalize())
+        };
+        Checksums {
+            mailboxes: all(&self.mailboxes),
+            mailbox_messages: self.mailboxes.len() as u64,
+            queue: all(&self.queue),
+            queued_messages: self.queue.len() as u64,
+        }
+    }
+
+    /// The keys present in both readings whose hashes differ (mail that was changed, not
+    /// added or removed).
+    pub fn changed_since(&self, before: &MailDigests) -> Vec<String> {
+        let diff = |a: &std::collections::BTreeMap<String, String>,
+                    b: &std::collections::BTreeMap<String, String>,
+                    what: &str| {
+            a.iter()
+                .filter(|(k, v)| b.get(*k).is_some_and(|w| w != *v))
+                .map(|(k, _)| format!("{what} {k}"))
+                .collect::<Vec<_>>()
+        };
+        let mut out = diff(&self.mailboxes, &before.mailboxes, "mailbox message");
+        out.extend(diff(&self.queue, &before.queue, "queued message"));
+        out
+    }
+}
+
 /// Integrity and checksums.
 pub trait Maintenance: Send + Sync {
     /// The engine's own consistency check: empty when sound, else what it found.
     fn integrity(&self) -> StoreFuture<'_, Vec<String>>;
-    /// The checksums of the mailboxes and of the queue, read in one snapshot.
-    fn checksums(&self) -> StoreFuture<'_, Checksums>;
+    /// The hashes of every mailbox message and queued message, read in one snapshot.
+    fn mail_digests(&self) -> StoreFuture<'_, MailDigests>;
     /// Recipients that failed since `since`, newest first, at most `limit`.
     fn failures_since(
         &self,

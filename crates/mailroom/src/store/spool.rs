@@ -50,6 +50,14 @@ impl Spool {
         })
     }
 
+    /// The spool directory `dir`, as it is (not created when missing: `doctor` and `repair`
+    /// look at the data directory as they find it).
+    pub fn at(dir: &Path) -> Spool {
+        Spool {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

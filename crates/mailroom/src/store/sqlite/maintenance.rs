@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::content;
 use crate::store::spool::Spool;
-use crate::store::{Checksums, FailedRecipient, StoreError};
+use crate::store::{FailedRecipient, MailDigests, StoreError};
 
 pub(super) fn integrity(c: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = c.prepare("PRAGMA quick_check")?;
@@ -31,67 +31,75 @@ fn value(v: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
     }
 }
 
-/// Hashes each row of `sql` (every column, then the bytes of the content whose id is in the
-/// column named `content_id`); the hex digest and the number of rows.
+/// Hashes each row of `sql` (every column after the first, then the bytes of the content
+/// whose id is in column `content_col`), keyed by the first column.
 fn digest(
     c: &Connection,
     spool: &Spool,
     sql: &str,
     content_col: Option<usize>,
-) -> Result<(String, u64), StoreError> {
-    let mut h = Sha256::new();
+    out: &mut std::collections::BTreeMap<String, Sha256>,
+) -> Result<(), StoreError> {
     let mut st = c.prepare(sql)?;
     let cols = st.column_count();
     let mut rows = st.query([])?;
-    let mut n = 0;
     while let Some(r) = rows.next()? {
-        n += 1;
-        for i in 0..cols {
-            put(&mut h, &value(r.get_ref(i)?));
+        let key = String::from_utf8_lossy(&value(r.get_ref(0)?)).into_owned();
+        let h = out.entry(key).or_default();
+        for i in 1..cols {
+            put(h, &value(r.get_ref(i)?));
         }
         if let Some(col) = content_col {
             let id: i64 = r.get(col)?;
             match content::read(c, spool, id) {
-                Ok(bytes) => put(&mut h, &bytes),
-                Err(e) => put(&mut h, format!("\0unreadable: {e}").as_bytes()),
+                Ok(bytes) => put(h, &bytes),
+                Err(e) => put(h, format!("\0unreadable: {e}").as_bytes()),
             }
         }
     }
-    Ok((hex::encode(h.finalize()), n))
+    Ok(())
 }
 
-pub(super) fn checksums(c: &Connection, spool: &Spool) -> Result<Checksums, StoreError> {
+pub(super) fn mail_digests(c: &Connection, spool: &Spool) -> Result<MailDigests, StoreError> {
     let tx = c.unchecked_transaction()?;
-    let (mailboxes, mailbox_messages) = digest(
+    let mut boxes = std::collections::BTreeMap::new();
+    digest(
         &tx,
         spool,
-        "SELECT u.address, b.name, b.uid_validity, m.uid, m.internal_date, m.size, m.prefix, \
-         m.content_id FROM mail m JOIN mailboxes b ON b.id = m.mailbox_id \
-         JOIN users u ON u.id = b.user_id ORDER BY u.address, b.name, m.uid",
-        Some(7),
+        "SELECT m.id, u.address, b.name, b.uid_validity, m.uid, m.internal_date, m.size, \
+         m.prefix, m.content_id FROM mail m JOIN mailboxes b ON b.id = m.mailbox_id \
+         JOIN users u ON u.id = b.user_id",
+        Some(8),
+        &mut boxes,
     )?;
-    let (msgs, queued_messages) = digest(
+    // A queued message: its envelope and bytes, and its recipients' addresses and requests;
+    // not their delivery state, which the running server moves on as it works.
+    let mut queue = std::collections::BTreeMap::new();
+    digest(
         &tx,
         spool,
         "SELECT queue_id, kind, sender, envid, ret, body, smtputf8, message_id, arrival, \
-         client_ip, size, frozen, org_meta, content_id FROM queue ORDER BY queue_id",
-        Some(13),
+         client_ip, size, org_meta, content_id FROM queue",
+        Some(12),
+        &mut queue,
     )?;
-    let (rcpts, _) = digest(
+    digest(
         &tx,
         spool,
-        "SELECT q.queue_id, r.address, r.original, r.orcpt, r.notify, r.route, r.state, \
-         r.queue, r.next_attempt, r.attempts, r.status, r.reason, r.diagnostic, r.report \
+        "SELECT q.queue_id, r.id, r.address, r.original, r.orcpt, r.notify, r.route \
          FROM queue_rcpt r JOIN queue q ON q.id = r.msg ORDER BY q.queue_id, r.id",
         None,
+        &mut queue,
     )?;
     tx.finish()?;
-    let queue = hex::encode(Sha256::digest(format!("{msgs}{rcpts}").as_bytes()));
-    Ok(Checksums {
-        mailboxes,
-        mailbox_messages,
-        queue,
-        queued_messages,
+    let hex = |m: std::collections::BTreeMap<String, Sha256>| {
+        m.into_iter()
+            .map(|(k, h)| (k, hex::encode(h.finalize())))
+            .collect()
+    };
+    Ok(MailDigests {
+        mailboxes: hex(boxes),
+        queue: hex(queue),
     })
 }
 

@@ -47,7 +47,7 @@ use super::{
     SummaryRow, TrackFilter, Tracking, User,
 };
 use super::{
-    BackupRecord, Checksums, ConfigStore, ConfigVersion, FailedRecipient, Maintenance, OrgStore,
+    BackupRecord, ConfigStore, ConfigVersion, FailedRecipient, MailDigests, Maintenance, OrgStore,
 };
 use crate::model::{NewMessage, QueueControl, QueuedMessage, ReportState, Settle, Submitted};
 use crate::org::{Membership, OrgState};
@@ -273,18 +273,36 @@ impl SqliteStore {
         SqliteStore::open_with(path, LogBounds::default())
     }
 
+    /// Opens the store without making a missing spool directory (for `doctor` and `repair`,
+    /// which must see the data directory as it is).
+    pub fn open_as_is(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+        SqliteStore::open_inner(path, LogBounds::default(), false)
+    }
+
     /// [`SqliteStore::open`] with other log bounds (tests use small ones).
     pub(crate) fn open_with(
         path: &Path,
         bounds: LogBounds,
     ) -> Result<Arc<SqliteStore>, StoreError> {
+        SqliteStore::open_inner(path, bounds, true)
+    }
+
+    fn open_inner(
+        path: &Path,
+        bounds: LogBounds,
+        make_spool: bool,
+    ) -> Result<Arc<SqliteStore>, StoreError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let spool = Spool::open(&dir.join(spool::DIR_NAME)).map_err(|e| {
-            StoreError::Engine(format!(
-                "cannot open the spool directory {}: {e}",
-                dir.join(spool::DIR_NAME).display()
-            ))
-        })?;
+        let spool = if make_spool {
+            Spool::open(&dir.join(spool::DIR_NAME)).map_err(|e| {
+                StoreError::Engine(format!(
+                    "cannot open the spool directory {}: {e}",
+                    dir.join(spool::DIR_NAME).display()
+                ))
+            })?
+        } else {
+            Spool::at(&dir.join(spool::DIR_NAME))
+        };
         let mut conn = open_conn(path, WRITER_CACHE_KIB)?;
         migrate(&mut conn)?;
         // Checkpoints are the checkpointer thread's job; the log file is trimmed after each.
@@ -913,9 +931,9 @@ impl Maintenance for SqliteStore {
     fn integrity(&self) -> StoreFuture<'_, Vec<String>> {
         self.read(maintenance::integrity)
     }
-    fn checksums(&self) -> StoreFuture<'_, Checksums> {
+    fn mail_digests(&self) -> StoreFuture<'_, MailDigests> {
         let spool = self.spool.clone();
-        self.read(move |c| maintenance::checksums(c, &spool))
+        self.read(move |c| maintenance::mail_digests(c, &spool))
     }
     fn failures_since(
         &self,

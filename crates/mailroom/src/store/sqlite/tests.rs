@@ -1065,7 +1065,7 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     let ts = TempStore::new();
     let s = ts.store.as_ref();
     let u = s.user_add("u@example.com", None, None).await.unwrap();
-    let empty = s.checksums().await.unwrap();
+    let empty = s.mail_digests().await.unwrap().checksums();
     let row = s
         .submit(message(
             vec![("u@example.com", Route::Local { user_id: u })],
@@ -1074,7 +1074,8 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
         .await
         .unwrap()
         .rowid;
-    let queued = s.checksums().await.unwrap();
+    let queued_d = s.mail_digests().await.unwrap();
+    let queued = queued_d.checksums();
     assert_ne!(queued.queue, empty.queue);
     assert_eq!(queued.mailboxes, empty.mailboxes);
     assert_eq!(queued.queued_messages, 1);
@@ -1095,8 +1096,18 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     s.settle(row, base(&msg.queue_id), vec![(msg.recipients[0].id, drop)])
         .await
         .unwrap();
-    let delivered = s.checksums().await.unwrap();
+    let delivered_d = s.mail_digests().await.unwrap();
+    let delivered = delivered_d.checksums();
     assert_ne!(delivered.mailboxes, queued.mailboxes);
     assert_eq!(delivered.mailbox_messages, 1);
+    assert!(
+        delivered_d.changed_since(&queued_d).is_empty(),
+        "mail delivered or removed is not mail changed"
+    );
+    let mut tampered = delivered_d.clone();
+    if let Some(v) = tampered.mailboxes.values_mut().next() {
+        v.push('x');
+    }
+    assert_eq!(tampered.changed_since(&delivered_d).len(), 1);
     assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
 }

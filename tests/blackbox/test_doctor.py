@@ -1,0 +1,226 @@
+"""The fault-injection suite of `doctor` and `repair` on one server (the organization's faults
+are in test_doctor_org.py). Each fault is injected into a running server; doctor must report it
+with the right code, the evidence and the fix; repair, where it can, restores the flow of mail,
+shown by a message that then arrives, and leaves the mailboxes' checksum as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from doctors import checksums, doctor, finding, findings, repair, service, status, wait_healthy
+from helpers import BIN, Mailroom, make_message, poll, smtp_send
+
+SENDER = "sender@example.org"
+
+FAST = {"supervisor.restart_interval": "300ms", "queue.poll_interval": "200ms"}
+
+
+@pytest.fixture
+def mx(make_server) -> Mailroom:
+    m = make_server(settings=FAST)
+    m.alice = m.add_user("alice")
+    m.cli("config", "backup")
+    with m.smtp() as s:
+        smtp_send(s, SENDER, [m.alice], make_message("before the fault", to=m.alice))
+    m.wait_for_mail(m.alice, 1)
+    return m
+
+
+def mail_arrives(m: Mailroom, subject: str, count: int) -> None:
+    with m.smtp() as s:
+        smtp_send(s, SENDER, [m.alice], make_message(subject, to=m.alice))
+    m.wait_for_mail(m.alice, count)
+
+
+def test_a_healthy_server_has_no_finding_above_info(mx):
+    report = wait_healthy(mx)
+    assert all(f["severity"] == "info" for f in report["findings"]), report
+    s = status(mx)
+    assert {x["name"]: x["state"] for x in s["services"]} == {
+        n: "running" for n in ("queue-manager", "routing-engine", "local-delivery", "smtp-send",
+                               "link-state", "smtp-receive", "pop3")}
+    assert s["config_file"] == "applied"
+    out = repair(mx)
+    assert out["changed"] == [], out
+
+
+def test_smtp_extensions_removed_from_the_registrations(mx):
+    before = checksums(mx)
+    mx.cli("config", "set", "smtp.extensions", '["SIZE", "PIPELINING"]')
+    c = mx.raw_smtp()
+    assert "DSN" not in c.extensions and "CHUNKING" not in c.extensions, c.extensions
+    c.close()
+    rc, report = doctor(mx)
+    assert rc == 1
+    f = finding(report, "ehlo-missing-verbs")
+    assert "8BITMIME" in f["summary"] and "DSN" in f["summary"], f
+    assert any("advertised: SIZE PIPELINING" in e for e in f["evidence"]), f
+    assert f["fix"] == "mailroom repair"
+    assert finding(report, "extension-unregistered")["fix"] == "mailroom repair"
+    out = repair(mx)
+    assert any("registered again: 8BITMIME" in c for c in out["changed"]), out
+    c = mx.raw_smtp()
+    assert {"DSN", "CHUNKING", "8BITMIME"} <= set(c.extensions), c.extensions
+    c.close()
+    mail_arrives(mx, "after the repair", 2)
+    assert out["before"]["mailboxes"] == before["mailboxes"]
+    wait_healthy(mx)
+    assert repair(mx)["changed"] == [], "a second repair changes nothing"
+
+
+def test_the_routing_engine_disabled(mx, make_peer):
+    peer = make_peer()
+    mx.configure({"outbound.smart_host": f"127.0.0.1:{peer.port}", "smtp.trusted_networks": ["127.0.0.1/32"]})
+    mx.restart()
+    mx.cli("config", "set", "services.routing-engine.enabled", "false")
+    poll(lambda: service(mx, "routing-engine")["state"] == "stopped", 10, "routing-engine stopped")
+    with mx.smtp() as s:
+        smtp_send(s, SENDER, ["far@remote.example"], make_message("outbound", to="far@remote.example"))
+    rc, report = doctor(mx)
+    f = finding(report, "service-disabled")
+    assert rc == 1 and f["severity"] == "error" and "routing-engine" in f["summary"], f
+    assert f["fix"] == "mailroom config set services.routing-engine.enabled true"
+    # Local mail needs no route; the outbound message waits, untouched.
+    mail_arrives(mx, "local still flows", 2)
+    assert peer.received == [], "nothing is routed while the routing engine is stopped"
+    out = repair(mx)
+    assert any("enabled the routing-engine service" in c for c in out["changed"]), out
+    poll(lambda: len(peer.received) == 1, 10, "the waiting message to go out")
+    wait_healthy(mx)
+
+
+def test_a_service_defined_to_run_in_something_that_does_not_implement_it(mx, make_peer):
+    peer = make_peer()
+    mx.configure({"outbound.smart_host": f"127.0.0.1:{peer.port}", "smtp.trusted_networks": ["127.0.0.1/32"]})
+    mx.restart()
+    mx.cli("config", "set", "services.routing-engine.runs", "smtp-receive")
+    s = service(mx, "routing-engine")
+    assert s["state"] == "failed" and "does not implement routing-engine" in s["reason"], s
+    assert "1083" in s["reason"]
+    with mx.smtp() as c:
+        smtp_send(c, SENDER, ["far@remote.example"], make_message("outbound", to="far@remote.example"))
+    _, report = doctor(mx)
+    f = finding(report, "service-definition")
+    assert "routing-engine" in f["summary"] and "smtp-receive" in f["evidence"][0], f
+    assert f["fix"] == "mailroom repair"
+    assert not findings(report, "service-failed"), "one finding per cause"
+    out = repair(mx)
+    assert any("runs in routing-engine again" in c for c in out["changed"]), out
+    poll(lambda: len(peer.received) == 1, 10, "the waiting message to go out")
+    assert service(mx, "routing-engine")["state"] == "running"
+    wait_healthy(mx)
+
+
+def test_a_port_already_taken(make_server):
+    m = make_server(settings=FAST, start=False)
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", m.smtp_port))
+    holder.listen(1)
+    try:
+        m.spawn()
+        poll(lambda: m.cli("status", check=False).returncode == 0, 15, "the server to answer status")
+        s = service(m, "smtp-receive")
+        assert s["state"] == "failed" and "in use" in s["reason"], s
+        assert f"held by pid {os.getpid()} (" in s["reason"], s
+        assert service(m, "pop3")["state"] == "running", "the other services run"
+        _, report = doctor(m)
+        f = finding(report, "port-in-use")
+        assert f["severity"] == "error" and "smtp.listen" in f["fix"], f
+        assert any(f"127.0.0.1:{m.smtp_port}" in e for e in f["evidence"]), f
+        out = repair(m)
+        assert out["changed"] == [], "repair cannot free a port, and says it changed nothing"
+    finally:
+        holder.close()
+    # Freed: the supervisor's next try starts the service; mail flows.
+    poll(lambda: service(m, "smtp-receive")["state"] == "running", 10, "smtp-receive to start")
+    alice = m.add_user("alice")
+    with m.smtp() as c:
+        smtp_send(c, SENDER, [alice], make_message("the port is free", to=alice))
+    m.wait_for_mail(alice, 1)
+    m.cli("config", "backup")
+    wait_healthy(m)
+
+
+def test_a_second_server_on_one_data_directory_refuses_to_start(mx):
+    p = subprocess.run([BIN, "--data", str(mx.data), "serve"], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "already running" in p.stderr, p.stderr
+    mail_arrives(mx, "the first one is unharmed", 2)
+
+
+def test_a_legacy_key_and_a_retired_component(mx):
+    text = mx.config_path.read_text()
+    text = text.replace("[queue]\n", "[queue]\nscan_interval = \"30s\"\n")
+    text += "\n[services.imc]\nenabled = true\nruns = \"imc\"\n"
+    mx.config_path.write_text(text)
+    mx.cli("config", "reload")
+    _, report = doctor(mx)
+    f = finding(report, "config-legacy-key")
+    assert "queue.scan_interval" in f["summary"] and f["fix"] == "mailroom config unset queue.scan_interval", f
+    r = finding(report, "config-retired-service")
+    assert "imc" in r["summary"] and "MSExchangeIMC" in r["why"], r
+    before = checksums(mx)
+    out = repair(mx)
+    said = "\n".join(out["changed"])
+    assert "legacy key queue.scan_interval" in said and "retired component imc" in said, said
+    assert out["after"] == before
+    assert "scan_interval" not in mx.config_path.read_text()
+    mail_arrives(mx, "after the repair", 2)
+    wait_healthy(mx)
+
+
+def test_the_config_file_corrupted(mx):
+    good = mx.config_path.read_text()
+    mx.config_path.write_bytes(good.encode()[: len(good) // 2] + b"\n[smtp\x00garbage")
+    p = mx.cli("config", "reload", check=False)
+    assert p.returncode != 0 and "unchanged" in p.stderr, p.stderr
+    mail_arrives(mx, "the running server keeps its version", 2)
+    _, report = doctor(mx)
+    f = finding(report, "config-invalid")
+    assert f["fix"].startswith("mailroom repair") and "mailroom.toml" in f["evidence"][0], f
+    out = repair(mx)
+    assert any("put back the configuration file from version" in c for c in out["changed"]), out
+    assert mx.config_path.read_text() == good
+    mx.restart()
+    mail_arrives(mx, "after a restart", 3)
+    wait_healthy(mx)
+
+
+def test_the_config_changed_outside_mailroom(mx):
+    text = mx.config_path.read_text()
+    mx.config_path.write_text(text.replace("max_recipients = 100", "max_recipients = 7"))
+    _, report = doctor(mx)
+    f = finding(report, "config-changed-outside")
+    assert any("smtp.max_recipients: 100 -> 7" in e for e in f["evidence"]), f
+    assert f["fix"].startswith("mailroom config reload"), f
+    assert status(mx)["config_file"] == "changed (not reloaded)"
+    mx.cli("config", "reload")
+    history = json.loads(mx.cli("config", "history", "--json").stdout)
+    assert history[-1]["origin"] == "file (config reload)", history[-1]
+    assert history[-1]["changes"] == [{"key": "smtp.max_recipients", "old": "100", "new": "7"}]
+    assert mx.cli("config", "get", "smtp.max_recipients").stdout.strip() == "7"
+    wait_healthy(mx)
+    # And it can be undone.
+    mx.cli("config", "rollback", str(history[-2]["version"]))
+    assert mx.cli("config", "get", "smtp.max_recipients").stdout.strip() == "100"
+
+
+def test_a_data_directory_deleted(mx):
+    import shutil
+    shutil.rmtree(mx.data / "spool")
+    _, report = doctor(mx)
+    f = finding(report, "data-dir-missing")
+    assert "spool" in f["summary"] and f["fix"] == "mailroom repair", f
+    out = repair(mx)
+    assert any("made the missing directory" in c for c in out["changed"]), out
+    big = make_message("a large one", body="x" * 200 + "\r\n" * 1, to=mx.alice)
+    big = big + (b"y" * 998 + b"\r\n") * 300
+    with mx.smtp() as s:
+        smtp_send(s, SENDER, [mx.alice], big)
+    mx.wait_for_mail(mx.alice, 2)
+    wait_healthy(mx)

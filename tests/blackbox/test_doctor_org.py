@@ -1,0 +1,106 @@
+"""The fault-injection suite in an organization: two real servers (s1, s2 in one routing group,
+alice@s1, bob@s2) joined as an operator joins them. `doctor --org` probes every server over the
+organization channel, authenticated; each fault is found with its code, evidence and fix, and
+repair (where it can) brings the mail back, the mailboxes' checksum unchanged."""
+
+from __future__ import annotations
+
+import orgs
+from doctors import checksums, doctor, finding, findings, repair, wait_finding, wait_healthy
+from helpers import make_message, poll, smtp_send
+from orgs import address, host
+
+FAST = {"supervisor.restart_interval": "300ms", "queue.poll_interval": "200ms"}
+
+
+def pair(make_server) -> orgs.Org:
+    org = orgs.build(make_server, {"G1": ["s1", "s2"]}, settings=FAST)
+    org.wait_agree()
+    for n in ("s1", "s2"):
+        org[n].cli("config", "backup")
+    return org
+
+
+def send(org: orgs.Org, frm: str, to: str, subject: str) -> None:
+    with org[frm].smtp() as s:
+        smtp_send(s, address(frm), [address(to)], make_message(subject, sender=address(frm), to=address(to)))
+
+
+def test_a_healthy_org_has_no_finding_above_info(make_server):
+    org = pair(make_server)
+    send(org, "s1", "s2", "hello")
+    org["s2"].wait_for_mail(address("s2"), 1)
+    for n in ("s1", "s2"):
+        report = wait_healthy(org[n], "--org")
+        assert all(f["severity"] == "info" for f in report["findings"]), report
+    # The EHLO probe authenticated: with the org verbs gone from s1's own registrations the
+    # probe of s1 would name them (the next test); here it names nothing.
+    _, report = doctor(org["s1"], "--server", host("s2"))
+    assert not findings(report, "org-peer-verbs-missing"), report
+
+
+def test_a_peer_whose_org_verbs_are_missing(make_server):
+    org = pair(make_server)
+    send(org, "s1", "s2", "before")
+    org["s2"].wait_for_mail(address("s2"), 1)
+    # The seed's server: its registrations lose the organization's verbs.
+    org["s2"].cli("config", "set", "smtp.disabled_extensions", '["X-ORG-AUTH"]')
+    f = wait_finding(org["s1"], "org-peer-verbs-missing", "--org")
+    assert f["server"] == host("s2") and "X-ORG-AUTH" in " ".join(f["evidence"]), f
+    assert f["fix"] == f"mailroom repair   # on {host('s2')}", f
+    down = wait_finding(org["s1"], "org-server-down", timeout=20)
+    assert host("s2") in down["summary"] and "X-ORG-AUTH" in down["evidence"][0], down
+    # On s2 itself: its own listener does not advertise them.
+    _, own = doctor(org["s2"])
+    mine = finding(own, "ehlo-missing-verbs")
+    assert "X-ORG-AUTH" in mine["summary"] and mine["severity"] == "error", mine
+    send(org, "s1", "s2", "while broken")
+    out = repair(org["s2"])
+    assert any("unregistered no longer: X-ORG-AUTH" in c for c in out["changed"]), out
+    org["s2"].wait_for_mail(address("s2"), 2, timeout=30)
+    wait_healthy(org["s1"], "--org", timeout=20)
+
+
+def test_a_queue_stuck_on_a_dead_peer(make_server):
+    org = pair(make_server)
+    org["s2"].kill9()
+    send(org, "s1", "s2", "to the dead one")
+    f = wait_finding(org["s1"], "org-server-down", timeout=20)
+    assert host("s2") in f["summary"], f
+    # The message waits for it, with the last error, in the queue routing gave it.
+    def stuck():
+        _, r = doctor(org["s1"], "--queue-age", "1s")
+        return [f for f in r["findings"] if f["code"] in ("queue-unreachable", "queue-retry", "queue-old")]
+    q = poll(stuck, 20, "the stuck queue to be reported")
+    assert any(f["code"] == "queue-old" for f in q), q
+    assert any(any("refused" in e or "DOWN" in e for e in f["evidence"]) for f in q), q
+    _, report = doctor(org["s1"], "--org")
+    p = finding(report, "org-peer-unreachable")
+    assert p["server"] == host("s2") and p["fix"] == f"mailroom doctor   # on {host('s2')}", p
+    # Nothing to repair here (the peer is down, not broken); it comes back and the mail flows.
+    assert repair(org["s1"])["changed"] == []
+    org["s2"].start()
+    org["s2"].wait_for_mail(address("s2"), 1, timeout=30)
+    wait_healthy(org["s1"], "--org", timeout=20)
+
+
+def test_this_servers_entry_lost_from_the_directory_is_put_back(make_server):
+    # s5 is a relay with no users of its own, so that another administrator may remove it.
+    org = orgs.build(make_server, {"G1": ["s1", "s5"]}, settings=FAST)
+    org.wait_agree()
+    before = checksums(org["s5"])
+    org["s5"].stop()
+    org["s1"].cli("org", "server", "del", host("s5"))
+    org["s5"].start()
+    f = wait_finding(org["s5"], "org-self-missing", timeout=20)
+    assert f["fix"] == "mailroom repair" and host("s5") in f["evidence"][0], f
+    out = repair(org["s5"])
+    assert any("back into the organization's directory" in c for c in out["changed"]), out
+    assert out["after"] == before
+    org.wait_agree(timeout=20)
+    assert host("s5") in [x["name"] for x in org.show("s1")["servers"]]
+    with org["s5"].smtp() as c:
+        smtp_send(c, "someone@org.test", [address("s1")],
+                  make_message("found again", sender="someone@org.test", to=address("s1")))
+    org["s1"].wait_for_mail(address("s1"), 1, timeout=30)
+    assert repair(org["s5"])["changed"] == []
