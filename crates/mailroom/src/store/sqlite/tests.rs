@@ -1084,7 +1084,7 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
         .unwrap();
     s.user_add("other@example.com", None, None).await.unwrap();
     assert_eq!(
-        s.checksums().await.unwrap(),
+        s.mail_digests().await.unwrap().checksums(),
         queued,
         "config and directory are not mail"
     );
