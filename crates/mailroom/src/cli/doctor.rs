@@ -12,7 +12,6 @@ pub async fn doctor(data: &Path, a: &DoctorArgs) -> anyhow::Result<()> {
     let mut opts = Options::new(data);
     opts.servers = a.servers.clone();
     opts.org = a.org;
-    opts.mailflow = a.mailflow;
     opts.queue_age = humantime::parse_duration(&a.queue_age)
         .with_context(|| format!("--queue-age {:?}", a.queue_age))?;
     let report = doctor::run(&opts).await;

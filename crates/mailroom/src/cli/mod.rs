@@ -91,9 +91,6 @@ pub struct DoctorArgs {
     /// Probe every server of the organization.
     #[arg(long)]
     pub org: bool,
-    /// Send a probe message to every other server of the organization and back.
-    #[arg(long)]
-    pub mailflow: bool,
     /// Report a queue whose oldest message is older than this.
     #[arg(long, default_value = "1h")]
     pub queue_age: String,

@@ -84,8 +84,6 @@ pub struct Options {
     pub servers: Vec<String>,
     /// Probe every server of the organization.
     pub org: bool,
-    /// Send probe messages through the organization (`--mailflow`).
-    pub mailflow: bool,
     /// A queue whose oldest message is older than this is reported.
     pub queue_age: Duration,
     /// Non-delivery reports of this long ago are summarized.
@@ -99,7 +97,6 @@ impl Options {
             data: data.to_path_buf(),
             servers: Vec::new(),
             org: false,
-            mailflow: false,
             queue_age: Duration::from_secs(3600),
             ndr_window: Duration::from_secs(86_400),
         }
@@ -299,16 +296,6 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "disk-low",
         Severity::Warning,
         "little free space for the spool",
-    ),
-    (
-        "mailflow-failed",
-        Severity::Error,
-        "a probe message did not come back",
-    ),
-    (
-        "mailflow-ok",
-        Severity::Info,
-        "a probe message went and came back, with its latency",
     ),
 ];
 
