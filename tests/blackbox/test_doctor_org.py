@@ -104,3 +104,33 @@ def test_this_servers_entry_lost_from_the_directory_is_put_back(make_server):
                   make_message("found again", sender="someone@org.test", to=address("s1")))
     org["s1"].wait_for_mail(address("s1"), 1, timeout=30)
     assert repair(org["s5"])["changed"] == []
+
+
+def test_mailflow_probes_go_there_and_back_and_name_where_they_stop(make_server):
+    org = pair(make_server)
+    before = {n: checksums(org[n]) for n in ("s1", "s2")}
+    rc, report = doctor(org["s1"], "--mailflow")
+    ok = finding(report, "mailflow-ok")
+    assert rc == 0 and ok["server"] == host("s2"), report
+    assert ok["summary"].startswith(f"{host('s1')} -> {host('s2')} -> {host('s1')}: "), ok
+    assert "(there " in ok["summary"], ok
+    assert any("probe from" in e and "answered" in e for e in ok["evidence"]), ok
+    # Probes reach no mailbox, on either side.
+    for n in ("s1", "s2"):
+        assert checksums(org[n])["mailboxes"] == before[n]["mailboxes"], n
+    # The probe mailbox takes mail from the organization's servers only.
+    c = org["s2"].raw_smtp()
+    assert c.cmd("MAIL FROM:<someone@outside.test>").code == 250
+    r = c.cmd(f"RCPT TO:<mailroom-probe@{host('s2')}>")
+    assert r.code == 550 and "organization only" in r.text, r
+    c.close()
+    # s2 cannot route the answer back: the probe is answered there and stops there.
+    org["s2"].cli("config", "set", "services.routing-engine.enabled", "false")
+    rc, report = doctor(org["s1"], "--mailflow", "--mailflow-timeout", "2s")
+    bad = finding(report, "mailflow-failed")
+    assert rc == 1 and bad["severity"] == "error", report
+    assert f"stopped at {host('s2')}" in bad["summary"], bad
+    assert bad["fix"].startswith("mailroom track --org --message-id mailroom-probe."), bad
+    repair(org["s2"])
+    rc, report = doctor(org["s1"], "--mailflow")
+    assert rc == 0 and findings(report, "mailflow-ok"), report

@@ -12,6 +12,9 @@ pub async fn doctor(data: &Path, a: &DoctorArgs) -> anyhow::Result<()> {
     let mut opts = Options::new(data);
     opts.servers = a.servers.clone();
     opts.org = a.org;
+    opts.mailflow = a.mailflow;
+    opts.mailflow_timeout = humantime::parse_duration(&a.mailflow_timeout)
+        .with_context(|| format!("--mailflow-timeout {:?}", a.mailflow_timeout))?;
     opts.queue_age = humantime::parse_duration(&a.queue_age)
         .with_context(|| format!("--queue-age {:?}", a.queue_age))?;
     let report = doctor::run(&opts).await;

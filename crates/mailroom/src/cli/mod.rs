@@ -91,6 +91,13 @@ pub struct DoctorArgs {
     /// Probe every server of the organization.
     #[arg(long)]
     pub org: bool,
+    /// Send a probe to every other server of the organization (or those named with
+    /// --server) and wait for its answer: each path's latency, or where it stopped.
+    #[arg(long)]
+    pub mailflow: bool,
+    /// How long each probe's answer is waited for.
+    #[arg(long, default_value = "30s")]
+    pub mailflow_timeout: String,
     /// Report a queue whose oldest message is older than this.
     #[arg(long, default_value = "1h")]
     pub queue_age: String,

@@ -12,6 +12,7 @@
 
 pub mod ehlo;
 pub mod local;
+pub mod mailflow;
 pub mod org;
 pub mod queues;
 
@@ -84,6 +85,10 @@ pub struct Options {
     pub servers: Vec<String>,
     /// Probe every server of the organization.
     pub org: bool,
+    /// Send probe messages through the organization (`--mailflow`).
+    pub mailflow: bool,
+    /// How long a probe's answer is waited for.
+    pub mailflow_timeout: Duration,
     /// A queue whose oldest message is older than this is reported.
     pub queue_age: Duration,
     /// Non-delivery reports of this long ago are summarized.
@@ -97,6 +102,8 @@ impl Options {
             data: data.to_path_buf(),
             servers: Vec::new(),
             org: false,
+            mailflow: false,
+            mailflow_timeout: Duration::from_secs(30),
             queue_age: Duration::from_secs(3600),
             ndr_window: Duration::from_secs(86_400),
         }
@@ -297,6 +304,16 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         Severity::Warning,
         "little free space for the spool",
     ),
+    (
+        "mailflow-ok",
+        Severity::Info,
+        "a probe went to another server and its answer came back: the latency",
+    ),
+    (
+        "mailflow-failed",
+        Severity::Error,
+        "a probe did not come back: the hop where it stopped",
+    ),
 ];
 
 /// Builds findings with the server's name filled in.
@@ -348,6 +365,9 @@ pub async fn run(opts: &Options) -> Report {
         out.extend(ehlo::check_local(ctx).await);
         out.extend(queues::check(ctx, opts).await);
         out.extend(org::check(ctx, opts).await);
+        if opts.mailflow {
+            out.extend(mailflow::check(ctx, opts).await);
+        }
     }
     Report::new(out)
 }

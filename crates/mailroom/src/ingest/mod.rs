@@ -203,6 +203,26 @@ impl Ingest {
             }
         }
         let mut reports = Vec::new();
+        // Mail to this server's probe mailbox is consumed here: a probe is answered, an
+        // answer recorded (crate::org::probe); neither reaches a mailbox.
+        let probed = self.probes(
+            &mut recipients,
+            &base,
+            &message_id,
+            &env.sender,
+            now,
+            &mut events,
+        );
+        reports.extend(probed);
+        if recipients.is_empty() {
+            if reports.is_empty() {
+                self.store.track(events).await?;
+                return Ok(env.queue_id);
+            }
+            if let Some(first) = reports.first_mut() {
+                first.events.append(&mut events);
+            }
+        }
         if !expanded.is_empty() {
             let report = self
                 .expanded_report(
@@ -239,7 +259,11 @@ impl Ingest {
             events,
             org_meta: env.org_meta,
         };
-        let mut batch = vec![msg];
+        let mut batch = if msg.recipients.is_empty() {
+            Vec::new()
+        } else {
+            vec![msg]
+        };
         batch.extend(reports);
         let submission = self.store.submit_batch(batch);
         let handed = guard.map(SpoolGuard::handed_over);
@@ -258,6 +282,65 @@ impl Ingest {
             }
         }
         Ok(env.queue_id)
+    }
+
+    /// Takes the recipients that are this server's probe mailbox out of `recipients`, with a
+    /// tracking event each, and returns the answer to a probe from another server of the
+    /// organization.
+    fn probes(
+        &self,
+        recipients: &mut Vec<crate::model::NewRecipient>,
+        base: &EventBase,
+        message_id: &str,
+        sender: &str,
+        now: chrono::DateTime<Utc>,
+        events: &mut Vec<crate::track::Event>,
+    ) -> Vec<NewMessage> {
+        use crate::org::probe::{self, Kind};
+        let Some(snap) = self.org.get() else {
+            return Vec::new();
+        };
+        let me = snap.me().to_string();
+        let mine = probe::address(&me);
+        let before = recipients.len();
+        recipients.retain(|r| r.address != mine);
+        if recipients.len() == before {
+            return Vec::new();
+        }
+        let from =
+            probe::server_of(sender).filter(|s| *s != me && snap.state.dir.server(s).is_some());
+        let (detail, answer) = match (probe::kind(message_id), from) {
+            (Some(Kind::Probe(id)), Some(from)) => {
+                let answer_id = probe::answer_id(&id, &me);
+                let text = probe::answer_text(&id, &from, &me, now);
+                let to = probe::address(&from);
+                let msg = crate::ingest::report::report_message(
+                    &self.config,
+                    QueueId::generate(),
+                    answer_id.clone(),
+                    &to,
+                    vec![crate::directory::Target::remote(to.clone())],
+                    text,
+                    now,
+                );
+                (
+                    format!("probe from {from}: answered ({answer_id})"),
+                    Some(msg),
+                )
+            }
+            (Some(Kind::Answer(id)), _) => (format!("answer to the probe {id}"), None),
+            _ => ("not a probe: consumed".to_string(), None),
+        };
+        events.retain(|e| {
+            !(e.recipient.as_deref() == Some(mine.as_str())
+                && matches!(e.event, EventId::QueuedRemote | EventId::QueuedLocal))
+        });
+        events.push(
+            base.event(EventId::DeliveredLocally, Some(&mine))
+                .status("probe")
+                .detail(detail),
+        );
+        answer.into_iter().collect()
     }
 
     /// The trace fields this server adds (RFC 5321 §4.4 `Received`, and a `Message-ID` when the

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod channel;
 pub mod dir;
 pub mod links;
+pub mod probe;
 pub use crate::model::meta;
 pub mod view;
 

@@ -138,6 +138,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Result<(Vec<Target>, Vec<directory::Redirect>), Reply> {
         let cfg = &self.ctx.config;
         let domain = mailbox.domain.as_str();
+        // This server's probe mailbox (doctor --mailflow): for the organization's servers only;
+        // ingest consumes what it gets.
+        if let Some(snap) = self.ctx.org.get() {
+            if crate::org::probe::server_of(key).as_deref() == Some(snap.me()) {
+                if self.org.peer().is_none() {
+                    return Err(Reply::code(
+                        550,
+                        "5.7.1",
+                        format!(
+                            "<{mailbox}>: The probe mailbox takes mail from the servers of the \
+                             organization only"
+                        ),
+                    ));
+                }
+                return Ok((vec![Target::remote(key)], Vec::new()));
+            }
+        }
         if !cfg.is_local_domain(domain) && !self.ctx.org.accepts(domain) {
             let ip = self.peer.ip();
             // A server of the organization hands on mail for the outside (to the bridgehead of

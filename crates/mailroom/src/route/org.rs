@@ -138,6 +138,14 @@ fn plan_excluding(
         let home = home.to_string();
         return r.route_to_server(&home);
     }
+    if let Some(server) =
+        crate::org::probe::server_of(&address).filter(|s| r.dir.server(s).is_some())
+    {
+        r.steps.push(format!(
+            "{address} is the probe mailbox of {server} (doctor --mailflow)"
+        ));
+        return r.route_to_server(&server);
+    }
     if r.dir.accepts(domain) {
         r.steps.push(format!(
             "{domain} is an accepted domain and {address} is no user of the organization: \
