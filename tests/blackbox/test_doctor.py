@@ -224,3 +224,21 @@ def test_a_data_directory_deleted(mx):
         smtp_send(s, SENDER, [mx.alice], big)
     mx.wait_for_mail(mx.alice, 2)
     wait_healthy(mx)
+
+
+def test_dns_where_configured_the_name_resolves_and_the_mx_points_here(make_server, make_dns):
+    from peers import zone
+    wrong = make_dns({"example.test": zone("example.test", "@ IN MX 10 mx.elsewhere.example.")})
+    m = make_server(settings={**FAST, "dns.nameservers": [wrong.address]})
+    _, report = doctor(m)
+    h = finding(report, "dns-hostname")
+    assert "mx.example.test" in h["summary"], h
+    x = finding(report, "dns-mx")
+    assert "mx.elsewhere.example" in x["evidence"][0] and "example.test" in x["summary"], x
+    right = make_dns({"example.test": zone("example.test", "@ IN MX 10 mx.example.test.",
+                                           "mx IN A 127.0.0.1")})
+    m.stop()
+    m.configure({"dns.nameservers": [right.address]})
+    m.start()
+    _, report = doctor(m)
+    assert not findings(report, "dns-hostname") and not findings(report, "dns-mx"), report

@@ -10,6 +10,7 @@
 //!
 //! Doctor only reads: it never changes the configuration, the store or the queue.
 
+pub mod dns;
 pub mod ehlo;
 pub mod local;
 pub mod mailflow;
@@ -305,6 +306,16 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "little free space for the spool",
     ),
     (
+        "dns-hostname",
+        Severity::Warning,
+        "this server's name does not resolve (DNS configured)",
+    ),
+    (
+        "dns-mx",
+        Severity::Warning,
+        "a domain's MX does not point at the organization (DNS configured)",
+    ),
+    (
         "mailflow-ok",
         Severity::Info,
         "a probe went to another server and its answer came back: the latency",
@@ -365,6 +376,7 @@ pub async fn run(opts: &Options) -> Report {
         out.extend(ehlo::check_local(ctx).await);
         out.extend(queues::check(ctx, opts).await);
         out.extend(org::check(ctx, opts).await);
+        out.extend(dns::check(ctx).await);
         if opts.mailflow {
             out.extend(mailflow::check(ctx, opts).await);
         }
