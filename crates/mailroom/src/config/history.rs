@@ -116,16 +116,33 @@ pub enum EditError {
     #[error("{0}: a part of this key is a value, not a table")]
     NotATable(String),
     /// The key is empty or malformed.
-    #[error("{0:?} is not a key (write it like smtp.max_recipients)")]
+    #[error("{0:?} is not a key (up to 4 dotted names of letters, digits, _ and -, like smtp.max_recipients)")]
     BadKey(String),
 }
 
-fn parts(key: &str) -> Result<Vec<&str>, EditError> {
+/// The deepest key accepted (`services.smtp-receive.enabled` is 3).
+pub const MAX_KEY_DEPTH: usize = 4;
+
+/// The file as an editable document, and the key's parts (`smtp.listen`: `smtp`, `listen`).
+fn document<'k>(
+    text: &str,
+    key: &'k str,
+) -> Result<(toml_edit::DocumentMut, Vec<&'k str>), EditError> {
+    let doc = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Syntax(e.message().to_string()))?;
+    // Every key of the configuration is a TOML bare key: letters, digits, `_` and `-`.
     let p: Vec<&str> = key.split('.').collect();
-    if p.iter().any(|s| s.is_empty()) {
+    let bare = |s: &&str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    // No key of the configuration is deeper than `services.NAME.enabled`.
+    if p.len() > MAX_KEY_DEPTH || !p.iter().all(bare) {
         return Err(EditError::BadKey(key.into()));
     }
-    Ok(p)
+    Ok((doc, p))
 }
 
 /// The value a `config set` argument means: TOML (`50`, `true`, `["a", "b"]`, `"x"`), or else
@@ -139,10 +156,7 @@ fn value_of(arg: &str) -> toml_edit::Value {
 
 /// The file with `key` set to `value`, its comments and layout otherwise kept.
 pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, EditError> {
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Syntax(e.message().to_string()))?;
-    let p = parts(key)?;
+    let (mut doc, p) = document(text, key)?;
     let (last, path) = p
         .split_last()
         .ok_or_else(|| EditError::BadKey(key.into()))?;
@@ -152,7 +166,10 @@ pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, EditError> 
             .as_table_like_mut()
             .ok_or_else(|| EditError::NotATable(key.into()))?;
         if t.get(part).is_none() {
-            t.insert(part, toml_edit::Item::Table(toml_edit::Table::new()));
+            // Implicit: only the table that gets the value is written with a header.
+            let mut new = toml_edit::Table::new();
+            new.set_implicit(true);
+            t.insert(part, toml_edit::Item::Table(new));
         }
         item = t
             .get_mut(part)
@@ -167,16 +184,18 @@ pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, EditError> 
         *v.decor_mut() = old.decor().clone();
     }
     t.insert(last, toml_edit::Item::Value(v));
-    Ok(doc.to_string())
+    let out = doc.to_string();
+    // What is written must read back (an edit never leaves a file that does not parse).
+    out.parse::<toml::Table>().map_err(|e| {
+        EditError::Syntax(format!("the edited file would not parse: {}", e.message()))
+    })?;
+    Ok(out)
 }
 
 /// The file without `key` (nothing changes when it is absent); the second value says whether
 /// it was there.
 pub fn unset_key(text: &str, key: &str) -> Result<(String, bool), EditError> {
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Syntax(e.message().to_string()))?;
-    let p = parts(key)?;
+    let (mut doc, p) = document(text, key)?;
     let (last, path) = p
         .split_last()
         .ok_or_else(|| EditError::BadKey(key.into()))?;
@@ -308,6 +327,52 @@ impl Backup {
         let cfg = Config::parse(&b.config, std::path::Path::new("(backup)"))
             .map_err(|e| BackupError::Invalid(e.to_string()))?;
         Ok((b, cfg))
+    }
+}
+
+/// The config store's invariants over arbitrary input, for the `config_store` fuzz target and
+/// its corpus replay: reading a backup never panics, and one that is accepted survives being
+/// written again; setting a key (input `KEY\0VALUE\0FILE`) never panics, gives a file that
+/// parses, and changes that key (and what was under it) only.
+pub fn check(data: &[u8]) {
+    if let Ok((b, _)) = Backup::decode(data) {
+        let again = Backup::decode(&b.encode()).map(|(x, _)| x);
+        assert_eq!(
+            again.as_ref(),
+            Ok(&b),
+            "an accepted backup does not survive re-encoding"
+        );
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, '\0');
+    let (Some(key), Some(value), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    if file.parse::<toml::Table>().is_err() {
+        return;
+    }
+    if let Ok(out) = set_key(file, key, value) {
+        assert!(
+            out.parse::<toml::Table>().is_ok(),
+            "setting {key:?} made a file that does not parse:\n{out}"
+        );
+        for c in diff(file, &out) {
+            assert!(
+                c.key == key
+                    || c.key.starts_with(&format!("{key}."))
+                    || key.starts_with(&format!("{}.", c.key)),
+                "setting {key:?} changed {:?}",
+                c.key
+            );
+        }
+    }
+    if let Ok((out, _)) = unset_key(file, key) {
+        assert!(
+            out.parse::<toml::Table>().is_ok(),
+            "unsetting {key:?} broke the file"
+        );
     }
 }
 

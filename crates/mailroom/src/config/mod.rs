@@ -593,16 +593,7 @@ mod tests {
     /// Every saved fuzzing input of the loader (fuzz/corpus/config) keeps its invariants.
     #[test]
     fn the_fuzz_corpus_replays() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/config");
-        let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let path = e.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            let ok = std::panic::catch_unwind(|| check(&data));
-            assert!(ok.is_ok(), "{} broke an invariant", path.display());
-            n += 1;
-        }
-        assert!(n > 0, "the corpus is empty");
+        crate::testutil::replay_corpus("config", check);
     }
 
     #[test]

@@ -151,3 +151,10 @@ fn backups_round_trip_and_every_damage_is_refused() {
         Err(BackupError::Invalid(_))
     ));
 }
+
+/// Every saved fuzzing input of the config store (fuzz/corpus/config_store) keeps its
+/// invariants.
+#[test]
+fn the_fuzz_corpus_replays() {
+    crate::testutil::replay_corpus("config_store", check);
+}
