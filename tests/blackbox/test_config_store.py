@@ -45,8 +45,10 @@ def test_set_get_diff_and_rollback_make_versions(server):
     # A change that the running server cannot make in place says so.
     out = server.cli("config", "set", "queue.expiry", "1d").stdout
     assert "except what needs a restart: queue.expiry" in out, out
+    out = server.cli("config", "set", "pop3.auth_lockout", "1m").stdout
+    assert "except what needs a restart: pop3.auth_lockout" in out, out
     s = json.loads(server.cli("status", "--json").stdout)
-    assert s["restart_needed"] == ["queue.expiry"], s
+    assert s["restart_needed"] == ["pop3.auth_lockout", "queue.expiry"], s
 
 
 def test_backups_verify_and_restore_and_every_damage_is_refused(server, tmp_path):

@@ -242,3 +242,18 @@ def test_dns_where_configured_the_name_resolves_and_the_mx_points_here(make_serv
     m.start()
     _, report = doctor(m)
     assert not findings(report, "dns-hostname") and not findings(report, "dns-mx"), report
+
+
+def test_doctor_and_repair_make_nothing_where_there_is_no_store(tmp_path):
+    data = tmp_path / "data"
+    subprocess.run([BIN, "--data", str(data), "init", "--domain", "example.test"], check=True,
+                   capture_output=True, timeout=30)
+    (data / "mailroom.db").unlink()
+    for ext in ("-wal", "-shm"):
+        (data / f"mailroom.db{ext}").unlink(missing_ok=True)
+    p = subprocess.run([BIN, "--data", str(data), "doctor", "--json"], capture_output=True, text=True, timeout=30)
+    report = json.loads(p.stdout)
+    assert p.returncode == 1 and finding(report, "store-unreadable")["evidence"][0].startswith("there is no store"), report
+    p = subprocess.run([BIN, "--data", str(data), "repair"], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "does not make one" in p.stderr, p.stderr
+    assert not (data / "mailroom.db").exists(), "doctor and repair only look"

@@ -118,12 +118,21 @@ def test_mailflow_probes_go_there_and_back_and_name_where_they_stop(make_server)
     # Probes reach no mailbox, on either side.
     for n in ("s1", "s2"):
         assert checksums(org[n])["mailboxes"] == before[n]["mailboxes"], n
-    # The probe mailbox takes mail from the organization's servers only.
-    c = org["s2"].raw_smtp()
-    assert c.cmd("MAIL FROM:<someone@outside.test>").code == 250
-    r = c.cmd(f"RCPT TO:<mailroom-probe@{host('s2')}>")
-    assert r.code == 550 and "organization only" in r.text, r
-    c.close()
+    # The probe mailbox takes mail from the organization's servers only, on every server (so
+    # nobody can have one relayed there and consumed).
+    for at, to in (("s2", "s2"), ("s1", "s2")):
+        c = org[at].raw_smtp()
+        assert c.cmd("MAIL FROM:<someone@outside.test>").code == 250
+        r = c.cmd(f"RCPT TO:<mailroom-probe@{host(to)}>")
+        assert r.code == 550 and "organization only" in r.text, (at, r)
+        c.close()
+    # Each server confirmed what it consumed: no shadow copy of a probe or an answer stays.
+    poll(lambda: not any(q["messages"] for n in ("s1", "s2") for q in org[n].queues().values()),
+         15, "the probes' shadow copies to be released")
+    # Only servers of the organization are probed.
+    _, report = doctor(org["s1"], "--mailflow", "--server", "mx.typo.example")
+    nope = finding(report, "mailflow-failed")
+    assert "not a server of the organization" in nope["summary"], nope
     # s2 cannot route the answer back: the probe is answered there and stops there.
     org["s2"].cli("config", "set", "services.routing-engine.enabled", "false")
     rc, report = doctor(org["s1"], "--mailflow", "--mailflow-timeout", "2s")

@@ -133,6 +133,18 @@ pub async fn request(data: &Path, req: &Request) -> Result<serde_json::Value, Co
     std.set_nonblocking(true)
         .map_err(|e| ControlError::Broken(e.to_string()))?;
     let mut s = UnixStream::from_std(std).map_err(|e| ControlError::Broken(e.to_string()))?;
+    // Anyone could bind an abstract name first: only a server of this user (or root) is
+    // believed.
+    let holder = s
+        .peer_cred()
+        .map_err(|e| ControlError::Broken(e.to_string()))?
+        .uid();
+    if holder != 0 && Some(holder) != own_uid() {
+        return Err(ControlError::Broken(format!(
+            "the control socket of {shown} is held by another user (uid {holder}), not by \
+             this data directory's server"
+        )));
+    }
     let work = async {
         let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
         line.push(b'\n');

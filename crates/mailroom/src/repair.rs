@@ -35,6 +35,8 @@ pub struct Outcome {
     pub dry_run: bool,
     /// Each change made (or, dry, that would be made), in words.
     pub changed: Vec<String>,
+    /// What was found missing but cannot be put back by repair, with what to do instead.
+    pub not_repaired: Vec<String>,
     /// The mail's checksums before.
     pub before: Checksums,
     /// The mail's checksums after.
@@ -153,10 +155,19 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
     // Looked at before the store is opened: opening it makes the directory.
     let spool = data.join(crate::store::spool::DIR_NAME);
     let spool_missing = !spool.is_dir();
+    let db = data.join(crate::store::sqlite::FILE_NAME);
+    if !db.exists() {
+        return Err(RepairError::Write(format!(
+            "there is no store at {}: repair puts back what a store lost, it does not make one \
+             (`mailroom init`)",
+            db.display()
+        )));
+    }
     let store: Arc<dyn Store> =
         crate::server::open_store_as_is(data).map_err(|e| RepairError::Write(e.to_string()))?;
     let before = store.mail_digests().await?;
     let mut changed = Vec::new();
+    let mut not_repaired = Vec::new();
     let file = data.join(config::FILE_NAME);
     let on_disk = std::fs::read_to_string(&file);
     let versions = store.config_versions().await?;
@@ -215,10 +226,16 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
                 .smtp
                 .listen
                 .first()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            match group {
-                Some(group) => {
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| a.to_string());
+            match (group, address) {
+                (_, None) => not_repaired.push(format!(
+                    "this server is missing from the organization's directory, but smtp.listen \
+                     ({:?}) gives no address the other servers can connect to: on a server of \
+                     the organization, `mailroom org join` this one again with --address HOST:PORT",
+                    good.smtp.listen
+                )),
+                (Some(group), Some(address)) => {
                     if !dry_run {
                         let mut s = state.clone();
                         s.set_server(&m.me, &m.me, &group, &address);
@@ -230,7 +247,7 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
                         m.me
                     ));
                 }
-                None => changed.push(
+                (None, Some(_)) => not_repaired.push(
                     "this server is missing from the organization's directory, and no group \
                      is left to put it in: `mailroom org group add`, then repair again"
                         .into(),
@@ -259,6 +276,7 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
     Ok(Outcome {
         dry_run,
         changed,
+        not_repaired,
         before: before.checksums(),
         after: after.checksums(),
         server_added,

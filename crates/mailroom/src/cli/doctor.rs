@@ -73,6 +73,9 @@ pub async fn repair(data: &Path, dry_run: bool, json: bool) -> anyhow::Result<()
     for c in &out.changed {
         println!("{}{c}", if dry_run { "would: " } else { "repaired: " });
     }
+    for n in &out.not_repaired {
+        println!("not repaired: {n}");
+    }
     if let Some(v) = out.version {
         println!("recorded configuration version {v}");
     }

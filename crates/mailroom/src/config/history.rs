@@ -19,12 +19,14 @@ pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// True for keys whose values are never printed (passwords, secrets, private keys).
+/// True for keys whose values are never printed: by their last part, `secret`, `password`,
+/// `private_key` or a name ending in `_secret`, `_password`, `_private_key`
+/// (`server.max_password_checks` is no secret).
 pub fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
+    let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
     ["secret", "password", "private_key"]
         .iter()
-        .any(|s| k.contains(s))
+        .any(|s| last == *s || last.ends_with(&format!("_{s}")))
 }
 
 /// A value as printed: itself, or a mask for a secret.
@@ -92,12 +94,19 @@ pub fn diff(old: &str, new: &str) -> Vec<Change> {
 }
 
 /// The changed keys that a running server applies only when it restarts. Everything a session
-/// or a service reads when it starts is applied at a reload: the SMTP and POP3 settings
-/// (listeners included: the service is restarted on its new addresses), the extension
-/// registrations, the service definitions. The rest (identity, queue, outbound, DNS, the
-/// organization's timers) is held by long-running parts and needs a restart.
+/// or a service reads when it starts is applied at a reload: the SMTP settings and the
+/// listeners' addresses (the service is restarted on its new addresses), the extension
+/// registrations, the service definitions. The rest (identity, the POP3 limits, held with its
+/// mailbox locks, queue, outbound, DNS, the organization's timers) is held by long-running
+/// parts and needs a restart.
 pub fn needs_restart(changes: &[Change]) -> Vec<String> {
-    const LIVE: &[&str] = &["smtp.", "pop3.", "services.", "supervisor.", "config."];
+    const LIVE: &[&str] = &[
+        "smtp.",
+        "pop3.listen",
+        "services.",
+        "supervisor.",
+        "config.",
+    ];
     changes
         .iter()
         .map(|c| &c.key)
@@ -219,6 +228,17 @@ pub fn get_key(config: &Config, key: &str) -> Option<String> {
     let mut v = &table;
     for part in key.split('.') {
         v = v.as_table()?.get(part)?;
+    }
+    if let toml::Value::Table(_) = v {
+        // A whole table: one `key = value` line each, secrets masked.
+        let mut out = BTreeMap::new();
+        walk(key, v, &mut out);
+        return Some(
+            out.iter()
+                .map(|(k, x)| format!("{k} = {}", shown(k, x)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
     }
     Some(shown(key, &v.to_string()))
 }

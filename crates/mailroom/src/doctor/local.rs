@@ -76,7 +76,14 @@ pub async fn check(opts: &Options) -> Local {
         .as_ref()
         .map_err(|e| format!("{}: cannot read: {e}", file.display()))
         .and_then(|t| Config::parse(t, &file).map_err(|e| e.to_string()));
-    let store = match crate::server::open_store_as_is(data) {
+    let db = data.join(crate::store::sqlite::FILE_NAME);
+    let opened = if db.exists() {
+        crate::server::open_store_as_is(data).map_err(|e| e.to_string())
+    } else {
+        // Not made here: doctor reports, it does not create.
+        Err(format!("there is no store at {}", db.display()))
+    };
+    let store = match opened {
         Ok(s) => s as Arc<dyn Store>,
         Err(e) => {
             let f = Finder::new(
@@ -88,7 +95,7 @@ pub async fn check(opts: &Options) -> Local {
             out.push(f.find(
                 "store-unreadable",
                 "the store cannot be opened",
-                vec![e.to_string()],
+                vec![e],
                 "users, mailboxes, the queue and the config store's versions are all in it: \
                  nothing works without it",
                 None,
@@ -255,7 +262,9 @@ async fn config_store(
             Some("mailroom config backup".into()),
         )),
         Ok(backups) => {
-            for b in backups {
+            // The newest backup is the one a restore would use; an older one rotated away is
+            // no problem (`mailroom config verify` checks them all).
+            if let Some(b) = backups.into_iter().last() {
                 let problem = match std::fs::read(&b.path) {
                     Err(e) => Some(format!("cannot read it: {e}")),
                     Ok(bytes) if history::sha256(&bytes) != b.sha256 => {

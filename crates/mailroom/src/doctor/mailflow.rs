@@ -192,19 +192,36 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
     } else {
         opts.servers.clone()
     };
+    // Only servers of the organization: a probe to any other name would be relayed outside.
+    let (targets, unknown): (Vec<String>, Vec<String>) = targets
+        .into_iter()
+        .partition(|n| state.dir.server(n).is_some());
+    let mut out: Vec<Finding> = unknown
+        .iter()
+        .map(|n| {
+            Finder::new(n).find(
+                "mailflow-failed",
+                format!("no probe to {n}: it is not a server of the organization"),
+                vec![format!("`mailroom org show` lists no server {n}")],
+                "probes go only to the probe mailboxes of the organization's servers",
+                Some("mailroom org show".into()),
+            )
+        })
+        .collect();
     if targets.is_empty() {
-        return Vec::new();
+        return out;
     }
     let sent = match submit(ctx, &me, &targets).await {
         Ok(s) => s,
         Err(e) => {
-            return vec![ctx.f.find(
+            out.push(ctx.f.find(
                 "mailflow-failed",
                 "the probes could not be submitted to this server",
                 vec![e],
                 "this server does not take mail from its own organization channel",
                 None,
-            )]
+            ));
+            return out;
         }
     };
     let deadline = tokio::time::Instant::now() + opts.mailflow_timeout;
@@ -224,7 +241,6 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut out = Vec::new();
     for (s, b) in sent.iter().zip(back) {
         let f = Finder::new(&s.to);
         let ids = [probe::probe_id(&s.id, &me), probe::answer_id(&s.id, &s.to)];

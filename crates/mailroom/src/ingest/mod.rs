@@ -213,16 +213,9 @@ impl Ingest {
             now,
             &mut events,
         );
+        // (A message left with no recipient is still submitted: the store records its events
+        // and confirms it to the organization server that sent it, which drops its shadow.)
         reports.extend(probed);
-        if recipients.is_empty() {
-            if reports.is_empty() {
-                self.store.track(events).await?;
-                return Ok(env.queue_id);
-            }
-            if let Some(first) = reports.first_mut() {
-                first.events.append(&mut events);
-            }
-        }
         if !expanded.is_empty() {
             let report = self
                 .expanded_report(
@@ -259,11 +252,7 @@ impl Ingest {
             events,
             org_meta: env.org_meta,
         };
-        let mut batch = if msg.recipients.is_empty() {
-            Vec::new()
-        } else {
-            vec![msg]
-        };
+        let mut batch = vec![msg];
         batch.extend(reports);
         let submission = self.store.submit_batch(batch);
         let handed = guard.map(SpoolGuard::handed_over);

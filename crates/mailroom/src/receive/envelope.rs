@@ -138,10 +138,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Result<(Vec<Target>, Vec<directory::Redirect>), Reply> {
         let cfg = &self.ctx.config;
         let domain = mailbox.domain.as_str();
-        // This server's probe mailbox (doctor --mailflow): for the organization's servers only;
-        // ingest consumes what it gets.
-        if let Some(snap) = self.ctx.org.get() {
-            if crate::org::probe::server_of(key).as_deref() == Some(snap.me()) {
+        // A probe mailbox of the organization (doctor --mailflow), on every server: only the
+        // organization's servers may send to one, so nobody can have one relayed and consumed
+        // or answered. This server's own is consumed by ingest.
+        if let (Some(server), Some(snap)) = (crate::org::probe::server_of(key), self.ctx.org.get())
+        {
+            if server == snap.me() || snap.state.dir.server(&server).is_some() {
                 if self.org.peer().is_none() {
                     return Err(Reply::code(
                         550,
@@ -152,7 +154,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         ),
                     ));
                 }
-                return Ok((vec![Target::remote(key)], Vec::new()));
+                if server == snap.me() {
+                    return Ok((vec![Target::remote(key)], Vec::new()));
+                }
             }
         }
         if !cfg.is_local_domain(domain) && !self.ctx.org.accepts(domain) {

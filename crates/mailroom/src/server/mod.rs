@@ -44,6 +44,12 @@ pub enum ServerError {
         /// The cause.
         reason: String,
     },
+    /// The data directory's lock file could not be used.
+    #[error("the data directory cannot be locked: {reason}")]
+    Lock {
+        /// The cause.
+        reason: String,
+    },
     /// Another server runs on this data directory.
     #[error("another mailroom server is already running on {data} (see `mailroom status`)")]
     Running {
@@ -75,6 +81,34 @@ pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
     SqliteStore::open(&path).map_err(|source| ServerError::Store { path, source })
 }
 
+/// The lock file of a data directory.
+pub const LOCK_FILE: &str = "mailroom.lock";
+
+/// Takes the data directory's lock: `Running` when another server holds it.
+fn lock(data: &Path) -> Result<Option<std::fs::File>, ServerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ServerError::Lock {
+            reason: format!("cannot open {}: {e}", path.display()),
+        })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::Running {
+            data: data.to_path_buf(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot lock {}", path.display());
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the server until `shutdown` turns true. `text` is the configuration file that
 /// `config` was loaded from: it is recorded in the config store as the version in effect.
 pub async fn run(
@@ -86,7 +120,17 @@ pub async fn run(
     for (key, advice) in config.legacy_settings() {
         tracing::warn!(key, "legacy setting: {advice}");
     }
-    // The control socket first: a second server on this data directory finds the first.
+    // One server per data directory: an exclusive lock held while it runs (released by the
+    // kernel when it exits, however it exits).
+    let _lock = match lock(data) {
+        Ok(l) => l,
+        Err(ServerError::Running { data }) => return Err(ServerError::Running { data }),
+        Err(e) => {
+            tracing::warn!(error = %e, "no lock on the data directory");
+            None
+        }
+    };
+    // The control socket: a second server on this data directory finds the first.
     let control = match crate::control::bind(data) {
         Ok(Some(l)) => Some(l),
         Ok(None) => {

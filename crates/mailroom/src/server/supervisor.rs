@@ -78,6 +78,8 @@ pub(super) struct Supervisor {
     pop3: Option<Listeners>,
     queue_rx: Option<mpsc::UnboundedReceiver<i64>>,
     queue: Option<Task<mpsc::UnboundedReceiver<i64>>>,
+    /// Why the queue manager cannot run again (it panicked and took its receiver).
+    queue_broken: Option<String>,
     link: Option<Task<()>>,
     /// The accept loops (each waits for its sessions when stopped).
     tasks: JoinSet<()>,
@@ -130,6 +132,7 @@ impl Supervisor {
             pop3: None,
             queue_rx,
             queue: None,
+            queue_broken: None,
             link: None,
             tasks: JoinSet::new(),
         }
@@ -145,16 +148,22 @@ impl Supervisor {
             self.p.services.define(name, def);
             let want = check_definition(name, def);
             let run = matches!(want, Ok(true));
-            match name {
-                "smtp-receive" | "pop3" => self.listener(name, run).await,
+            let broken = match name {
+                "smtp-receive" | "pop3" => {
+                    self.listener(name, run).await;
+                    None
+                }
                 "queue-manager" => self.queue_manager(run).await,
                 "link-state" => self.link_state(run).await,
-                _ => {}
-            }
+                _ => None,
+            };
             match want {
                 // A listener's state is its binding's, set above.
                 Ok(true) if matches!(name, "smtp-receive" | "pop3") => {}
-                Ok(true) => self.p.services.set(name, State::Running, None),
+                Ok(true) => match broken {
+                    None => self.p.services.set(name, State::Running, None),
+                    Some(why) => self.p.services.set(name, State::Failed, Some(why)),
+                },
                 Ok(false) => self.p.services.set(
                     name,
                     State::Stopped,
@@ -274,12 +283,29 @@ impl Supervisor {
         });
     }
 
-    async fn queue_manager(&mut self, run: bool) {
+    /// Starts or stops the queue manager; the reason when it cannot run.
+    async fn queue_manager(&mut self, run: bool) -> Option<String> {
+        // A task that ended by itself: it hands its receiver back and starts again, unless it
+        // panicked, which loses the receiver (the server must restart).
+        if self.queue.as_ref().is_some_and(|t| t.handle.is_finished()) {
+            if let Some(t) = self.queue.take() {
+                match t.handle.await {
+                    Ok(rx) => self.queue_rx = Some(rx),
+                    Err(e) => {
+                        let why = format!("it stopped by a panic ({e}); restart the server");
+                        tracing::error!(service = "queue-manager", "{why}");
+                        self.queue_broken = Some(why);
+                    }
+                }
+            }
+        }
+        if let Some(why) = &self.queue_broken {
+            return Some(why.clone());
+        }
         match (run, self.queue.is_some()) {
             (true, false) => {
-                let Some(rx) = self.queue_rx.take() else {
-                    return;
-                };
+                // (No receiver: nothing to start, and nothing broken either.)
+                let rx = self.queue_rx.take()?;
                 let (stop, stop_rx) = watch::channel(false);
                 let handle = tokio::spawn(self.p.manager.clone().run(rx, stop_rx));
                 self.queue = Some(Task { stop, handle });
@@ -294,9 +320,22 @@ impl Supervisor {
             }
             _ => {}
         }
+        None
     }
 
-    async fn link_state(&mut self, run: bool) {
+    /// Starts or stops the link-state service; the reason when it cannot run.
+    async fn link_state(&mut self, run: bool) -> Option<String> {
+        // Ended by itself (a panic): started again, and said so meanwhile.
+        let mut ended = None;
+        if self.link.as_ref().is_some_and(|t| t.handle.is_finished()) {
+            if let Some(t) = self.link.take() {
+                if let Err(e) = t.handle.await {
+                    let why = format!("it stopped by a panic ({e}); started again");
+                    tracing::error!(service = "link-state", "{why}");
+                    ended = Some(why);
+                }
+            }
+        }
         match (run, self.link.is_some()) {
             (true, false) => {
                 let (stop, stop_rx) = watch::channel(false);
@@ -316,6 +355,7 @@ impl Supervisor {
             }
             _ => {}
         }
+        ended
     }
 
     /// Reads the configuration file again and applies what can be applied while running.

@@ -23,8 +23,8 @@ fn diff_names_each_changed_key_and_ignores_layout() {
             vec![("smtp.max_recipients", Some("100"), None)],
         ),
         (
-            "[server]\nhostname = \"mx.example.com\"\ndomains = [\"example.com\"]\n[smtp]\nmax_recipients = 100\n[org]\nsecret_thing = \"hunter2\"\n",
-            vec![("org.secret_thing", None, Some("(secret, not shown)"))],
+            "[server]\nhostname = \"mx.example.com\"\ndomains = [\"example.com\"]\n[smtp]\nmax_recipients = 100\n[org]\nshared_secret = \"hunter2\"\n",
+            vec![("org.shared_secret", None, Some("(secret, not shown)"))],
         ),
     ];
     for (new, want) in cases {
@@ -99,6 +99,24 @@ fn get_shows_the_value_in_effect() {
         Some("\"pop3\"")
     );
     assert_eq!(get_key(&cfg, "smtp.nothing"), None);
+    assert_eq!(
+        get_key(&cfg, "server.max_password_checks").as_deref(),
+        Some("0")
+    );
+    let whole = get_key(&cfg, "server").unwrap();
+    assert!(
+        whole.contains("server.hostname = \"mx.example.com\""),
+        "{whole}"
+    );
+    for (k, secret) in [
+        ("org.secret", true),
+        ("x.smtp_password", true),
+        ("tls.private_key", true),
+        ("server.max_password_checks", false),
+        ("secretary.name", false),
+    ] {
+        assert_eq!(is_secret(k), secret, "{k}");
+    }
 }
 
 #[test]
@@ -108,6 +126,11 @@ fn only_live_sections_apply_without_a_restart() {
         "[server]\nhostname = \"mx9.example.com\"\ndomains = [\"example.com\"]\n[smtp]\nmax_recipients = 5\n",
     );
     assert_eq!(needs_restart(&changes), vec!["server.hostname".to_string()]);
+    let pop = diff(
+        BASE,
+        &format!("{BASE}[pop3]\nlisten = [\"127.0.0.1:1\"]\nauth_lockout = \"1m\"\n"),
+    );
+    assert_eq!(needs_restart(&pop), vec!["pop3.auth_lockout".to_string()]);
 }
 
 #[test]
