@@ -257,3 +257,20 @@ def test_doctor_and_repair_make_nothing_where_there_is_no_store(tmp_path):
     p = subprocess.run([BIN, "--data", str(data), "repair"], capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and "does not make one" in p.stderr, p.stderr
     assert not (data / "mailroom.db").exists(), "doctor and repair only look"
+
+
+def test_moving_a_listener_to_a_taken_address_keeps_the_old_one(mx):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    try:
+        mx.cli("config", "set", "smtp.listen", f'["127.0.0.1:{taken}"]')
+        s = service(mx, "smtp-receive")
+        assert s["state"] == "failed" and f"still listening on 127.0.0.1:{mx.smtp_port}" in s["reason"], s
+        mail_arrives(mx, "still on the old address", 2)
+    finally:
+        holder.close()
+    # Freed: the next try moves it.
+    poll(lambda: service(mx, "smtp-receive")["state"] == "running", 10, "the listener to move")
+    assert service(mx, "smtp-receive")["listen"] == [f"127.0.0.1:{taken}"]

@@ -85,6 +85,20 @@ pub(super) struct Supervisor {
     tasks: JoinSet<()>,
 }
 
+/// Binds one listening address; the reason, naming the holder of a taken port, when it fails.
+async fn bind_one(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let held = if e.kind() == std::io::ErrorKind::AddrInUse {
+            port_owner::owner(addr.port())
+                .map(|o| format!(" (held by {o})"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        format!("cannot listen on {addr}: {e}{held}")
+    })
+}
+
 /// The SMTP sessions' context for a configuration.
 fn smtp_context(p: &Parts, config: &Arc<Config>) -> Arc<crate::receive::Context> {
     let ingest = Ingest::new(p.store.clone(), config.clone(), p.handle.clone())
@@ -200,10 +214,28 @@ impl Supervisor {
         } else {
             &mut self.pop3
         };
+        let mut bound: Vec<(SocketAddr, tokio::net::TcpListener)> = Vec::new();
         if let Some(l) = slot.take() {
             if run && l.addrs == addrs && l.limits == limits {
                 *slot = Some(l);
                 return;
+            }
+            if run {
+                // The new addresses first, while the old listener still runs: a move to an
+                // address that is taken leaves the service where it was, saying why.
+                for &addr in addrs.iter().filter(|a| !l.addrs.contains(a)) {
+                    match bind_one(addr).await {
+                        Ok(x) => bound.push((addr, x)),
+                        Err(why) => {
+                            let old: Vec<String> = l.addrs.iter().map(|a| a.to_string()).collect();
+                            let why = format!("{why}; still listening on {}", old.join(" "));
+                            tracing::error!(service = name, "{why}");
+                            *slot = Some(l);
+                            self.p.services.set(name, State::Failed, Some(why));
+                            return;
+                        }
+                    }
+                }
             }
             tracing::info!(service = name, "stopping the listener");
             l.stop().await;
@@ -212,19 +244,13 @@ impl Supervisor {
             return;
         }
         self.p.services.set(name, State::Starting, None);
-        let mut bound = Vec::new();
         for &addr in &addrs {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => bound.push(l),
-                Err(e) => {
-                    let held = if e.kind() == std::io::ErrorKind::AddrInUse {
-                        port_owner::owner(addr.port())
-                            .map(|o| format!(" (held by {o})"))
-                            .unwrap_or_default()
-                    } else {
-                        String::new()
-                    };
-                    let why = format!("cannot listen on {addr}: {e}{held}");
+            if bound.iter().any(|(a, _)| *a == addr) {
+                continue;
+            }
+            match bind_one(addr).await {
+                Ok(x) => bound.push((addr, x)),
+                Err(why) => {
                     if self.p.services.get(name).and_then(|s| s.reason) != Some(why.clone()) {
                         tracing::error!(
                             service = name,
@@ -237,6 +263,7 @@ impl Supervisor {
                 }
             }
         }
+        let bound: Vec<tokio::net::TcpListener> = bound.into_iter().map(|(_, l)| l).collect();
         let (stop, stop_rx) = watch::channel(false);
         let lim = ConnectionLimits::new(limits.0, limits.1);
         let mut closed = Vec::new();
