@@ -132,16 +132,17 @@ pub enum EditError {
 /// The deepest key accepted (`services.smtp-receive.enabled` is 3).
 pub const MAX_KEY_DEPTH: usize = 4;
 
-/// The file as an editable document, and the key's parts (`smtp.listen`: `smtp`, `listen`).
+/// The file as an editable document, the key's tables and its last part (`smtp.listen`:
+/// `[smtp]`, `listen`).
 fn document<'k>(
     text: &str,
     key: &'k str,
-) -> Result<(toml_edit::DocumentMut, Vec<&'k str>), EditError> {
+) -> Result<(toml_edit::DocumentMut, Vec<&'k str>, &'k str), EditError> {
     let doc = text
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Syntax(e.message().to_string()))?;
     // Every key of the configuration is a TOML bare key: letters, digits, `_` and `-`.
-    let p: Vec<&str> = key.split('.').collect();
+    let mut p: Vec<&str> = key.split('.').collect();
     let bare = |s: &&str| {
         !s.is_empty()
             && s.bytes()
@@ -151,7 +152,8 @@ fn document<'k>(
     if p.len() > MAX_KEY_DEPTH || !p.iter().all(bare) {
         return Err(EditError::BadKey(key.into()));
     }
-    Ok((doc, p))
+    let last = p.pop().ok_or_else(|| EditError::BadKey(key.into()))?;
+    Ok((doc, p, last))
 }
 
 /// The value a `config set` argument means: TOML (`50`, `true`, `["a", "b"]`, `"x"`), or else
@@ -165,10 +167,7 @@ fn value_of(arg: &str) -> toml_edit::Value {
 
 /// The file with `key` set to `value`, its comments and layout otherwise kept.
 pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, EditError> {
-    let (mut doc, p) = document(text, key)?;
-    let (last, path) = p
-        .split_last()
-        .ok_or_else(|| EditError::BadKey(key.into()))?;
+    let (mut doc, path, last) = document(text, key)?;
     let mut item = doc.as_item_mut();
     for part in path {
         let t = item
@@ -204,10 +203,7 @@ pub fn set_key(text: &str, key: &str, value: &str) -> Result<String, EditError> 
 /// The file without `key` (nothing changes when it is absent); the second value says whether
 /// it was there.
 pub fn unset_key(text: &str, key: &str) -> Result<(String, bool), EditError> {
-    let (mut doc, p) = document(text, key)?;
-    let (last, path) = p
-        .split_last()
-        .ok_or_else(|| EditError::BadKey(key.into()))?;
+    let (mut doc, path, last) = document(text, key)?;
     let mut item = doc.as_item_mut();
     for part in path {
         let Some(next) = item.as_table_like_mut().and_then(|t| t.get_mut(part)) else {

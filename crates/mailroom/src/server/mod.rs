@@ -9,7 +9,6 @@
 
 mod supervisor;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,16 +54,6 @@ pub enum ServerError {
     Running {
         /// The data directory.
         data: PathBuf,
-    },
-    /// A listener could not be bound.
-    #[error("the {service} service cannot listen on {addr}: {source}")]
-    Bind {
-        /// "smtp" or "pop3".
-        service: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
     },
 }
 
