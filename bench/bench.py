@@ -130,7 +130,9 @@ class Mailroom:
                               text=True, check=True)
 
     def setup(self):
-        self.cli("init", "--domain", DOMAIN, "--smtp", f"127.0.0.1:{self.port}", "--pop3", f"127.0.0.1:{self.pop3}")
+        self.cli("init", "--domain", DOMAIN, "--smtp", f"127.0.0.1:{self.port}", "--pop3", f"127.0.0.1:{self.pop3}",
+                 *[a for flag in ("--submission", "--submissions", "--pop3s")
+                   for a in (flag, f"127.0.0.1:{free_port()}")])
         path = os.path.join(self.data, "mailroom.toml")
         text = open(path).read()
         for key, value in self.settings.items():

@@ -34,7 +34,10 @@ PASSWORD = "s3cret-pw"
 # Settings every test server gets unless a test says otherwise: a small POP3 failure delay, so
 # that tests that log in with a bad password do not crawl (the delay itself is tested with the
 # shipped default in test_pop3.py).
-BASE_SETTINGS = {"pop3.auth_failure_delay": "50ms"}
+# Failed logins are answered after a pause that doubles with each failure; tests keep it short.
+BASE_SETTINGS = {"pop3.auth_failure_delay": "50ms", "pop3.max_auth_failure_delay": "400ms",
+                 "submission.auth_failure_delay": "50ms",
+                 "submission.max_auth_failure_delay": "400ms"}
 
 START_TIMEOUT = 20.0
 DELIVERY_TIMEOUT = 10.0
@@ -377,7 +380,8 @@ class Mailroom:
         self.log_path = self.root / "server.log"
         self.domain = domain
         self.hostname = hostname
-        self.smtp_port, self.pop3_port = free_ports(2)
+        (self.smtp_port, self.pop3_port, self.submission_port, self.submissions_port,
+         self.pop3s_port) = free_ports(5)
         self.proc: Optional[subprocess.Popen] = None
         self.passwords: dict[str, str] = {}
         self._log = None
@@ -391,7 +395,10 @@ class Mailroom:
 
     def init(self, settings: Optional[dict] = None) -> "Mailroom":
         self.cli("init", "--domain", self.domain, "--hostname", self.hostname,
-                 "--smtp", f"127.0.0.1:{self.smtp_port}", "--pop3", f"127.0.0.1:{self.pop3_port}")
+                 "--smtp", f"127.0.0.1:{self.smtp_port}", "--pop3", f"127.0.0.1:{self.pop3_port}",
+                 "--submission", f"127.0.0.1:{self.submission_port}",
+                 "--submissions", f"127.0.0.1:{self.submissions_port}",
+                 "--pop3s", f"127.0.0.1:{self.pop3s_port}")
         s = dict(BASE_SETTINGS)
         s.update(settings or {})
         self.configure(s)

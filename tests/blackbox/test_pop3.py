@@ -71,7 +71,9 @@ def test_user_pass_and_auth_plain(server):
 
 def test_failed_login_is_answered_after_the_delay_and_says_nothing_about_the_user(make_server):
     delay = 2.0
-    server = make_server({"pop3.auth_failure_delay": "2s"})
+    # (Four failures at once from one address: without a ceiling of 2 s, the pauses would
+    # double, 2, 4, 8 and 16 s.)
+    server = make_server({"pop3.auth_failure_delay": "2s", "pop3.max_auth_failure_delay": "2s"})
     alice = server.add_user("alice")
     cases = [(alice, "wrong-password", "userpass"), (f"nobody@{server.domain}", PASSWORD, "userpass"),
              (alice, "wrong-password", "auth"), (f"nobody@{server.domain}", PASSWORD, "auth")]

@@ -13,6 +13,8 @@ use mailroom_proto::smtp::Reply;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::tls::{Stream, TlsInfo};
+
 /// Room read into while waiting for a command line.
 pub const COMMAND_READ: usize = 1024;
 /// Room read into while receiving message text.
@@ -46,7 +48,7 @@ pub enum Line {
 
 /// One connection's buffers.
 pub struct Conn<S> {
-    stream: S,
+    stream: Stream<S>,
     /// Bytes read and not yet consumed.
     pub rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -58,7 +60,7 @@ pub struct Conn<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Wraps a stream; command lines longer than `max_line` octets are refused, and a peer that
     /// does not take what is written to it within `write_timeout` is given up.
-    pub fn new(stream: S, max_line: usize, write_timeout: Duration) -> Conn<S> {
+    pub fn new(stream: Stream<S>, max_line: usize, write_timeout: Duration) -> Conn<S> {
         Conn {
             stream,
             rbuf: Vec::new(),
@@ -67,6 +69,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             enhanced: false,
             write_timeout,
         }
+    }
+
+    /// The TLS of the connection, if it is under TLS.
+    pub fn tls(&self) -> Option<TlsInfo> {
+        self.stream.tls()
+    }
+
+    /// True when the client sent more than has been read as commands: after STARTTLS or STLS,
+    /// that is an attempt to inject commands into the TLS session (CVE-2011-0411).
+    pub fn has_pending_input(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    /// Sends what is queued (the reply that says "go ahead"), then starts TLS. Nothing read
+    /// before the handshake survives it: the caller has refused the command if there was any.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        timeout: Duration,
+    ) -> io::Result<TlsInfo> {
+        self.flush().await?;
+        self.rbuf.clear();
+        self.framer = LineFramer::new(self.framer.max());
+        self.stream.start_tls(acceptor, timeout).await
     }
 
     /// Whether replies carry enhanced status codes from now on.

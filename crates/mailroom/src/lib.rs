@@ -4,7 +4,7 @@
 //! recipient resolution, durable submission) → [`queue`] (state and the delivery manager) →
 //! [`route`] → [`deliver`] (local mailboxes) → [`dsn`] (delivery reports). Beside the path:
 //! [`track`] (message tracking), [`config`], [`directory`] (users, aliases, lists), [`store`]
-//! (the storage engines), [`pop3`] (mailbox access), [`admin`] (the operator's operations) and
+//! (the storage engines), [`pop3`] (mailbox access), [`tls`] (certificates and TLS sessions), [`admin`] (the operator's operations) and
 //! [`cli`].
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,7 @@ pub mod deliver;
 pub mod directory;
 pub mod doctor;
 pub mod dsn;
+pub mod fsutil;
 pub mod ids;
 pub mod ingest;
 pub mod limits;
@@ -32,6 +33,7 @@ pub mod route;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod tls;
 pub mod track;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Limits on what unauthenticated peers may take: connections (in total and per client address,
-//! shared by every listener of a service) and failed logins per client address.
+//! shared by every listener of a service) and failed logins per client address and per account.
 //!
 //! A client is counted under its IPv4 address, or under the /64 prefix of its IPv6 address: one
 //! host on IPv6 usually has a whole /64 to itself, and counting each address apart would let it
@@ -106,71 +106,144 @@ impl Drop for Admission {
     }
 }
 
-/// Failed logins per client address, across sessions: past `max` failures the address may not
-/// try again until `lockout` has passed since its last failure. Without this, a client could
-/// open session after session and guess passwords for ever; with it, a guess costs nothing once
-/// the address is locked out (no password is even checked).
-#[derive(Debug)]
-pub struct AuthThrottle {
-    max: u32,
-    lockout: Duration,
-    failures: Mutex<HashMap<ClientKey, (u32, Instant)>>,
+/// How failed logins are limited (the `[pop3]` and `[submission]` keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// Failures from one client address before it is locked out.
+    pub max_per_ip: u32,
+    /// Failures for one account, from anywhere, before it is locked out.
+    pub max_per_account: u32,
+    /// How long a lockout lasts after the last failure.
+    pub lockout: Duration,
+    /// The pause after a first failure; it doubles with each further one.
+    pub delay: Duration,
+    /// The longest pause.
+    pub max_delay: Duration,
 }
 
-/// Most addresses remembered; past it, those whose failures are oldest are forgotten first, so a
-/// flood from many addresses costs bounded memory.
+/// What is locked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lockout {
+    /// The client address (or its IPv6 /64).
+    Address,
+    /// The account, whoever tries it: guessing from many addresses is stopped too.
+    Account,
+}
+
+/// Failures counted under one kind of key, each forgotten `lockout` after its last.
+#[derive(Debug)]
+struct Failures<K> {
+    counts: Mutex<HashMap<K, (u32, Instant)>>,
+}
+
+/// Most keys remembered of each kind; past it, those whose failures are oldest are forgotten
+/// first, so a flood from many addresses (or for many names) costs bounded memory.
 const MAX_TRACKED: usize = 65_536;
 
-impl AuthThrottle {
-    /// At most `max` failures from an address, then a lockout of `lockout`.
-    pub fn new(max: u32, lockout: Duration) -> AuthThrottle {
-        AuthThrottle {
-            max,
-            lockout,
-            failures: Mutex::new(HashMap::new()),
+impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
+    fn new() -> Self {
+        Failures {
+            counts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// True when `ip` may not try to log in now.
-    pub fn locked_out(&self, ip: IpAddr) -> bool {
-        let Ok(mut f) = self.failures.lock() else {
-            return false;
+    /// The failures counted for `key` (0 once its lockout has passed).
+    fn count(&self, key: &K, lockout: Duration) -> u32 {
+        let Ok(mut f) = self.counts.lock() else {
+            return 0;
         };
-        let key = ClientKey::of(ip);
-        match f.get(&key) {
-            Some((_, last)) if last.elapsed() >= self.lockout => {
-                f.remove(&key);
-                false
+        match f.get(key) {
+            Some((_, last)) if last.elapsed() >= lockout => {
+                f.remove(key);
+                0
             }
-            Some((n, _)) => *n >= self.max,
-            None => false,
+            Some((n, _)) => *n,
+            None => 0,
         }
     }
 
-    /// Counts a failed login from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        let Ok(mut f) = self.failures.lock() else {
-            return;
+    /// Counts one more failure; the new count.
+    fn fail(&self, key: K, lockout: Duration) -> u32 {
+        let Ok(mut f) = self.counts.lock() else {
+            return 0;
         };
-        if f.len() >= MAX_TRACKED {
-            let lockout = self.lockout;
+        if f.len() >= MAX_TRACKED && !f.contains_key(&key) {
             f.retain(|_, (_, last)| last.elapsed() < lockout);
             if f.len() >= MAX_TRACKED {
-                if let Some(oldest) = f.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
+                if let Some(oldest) = f
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone())
+                {
                     f.remove(&oldest);
                 }
             }
         }
-        let e = f.entry(ClientKey::of(ip)).or_insert((0, Instant::now()));
+        let e = f.entry(key).or_insert((0, Instant::now()));
         e.0 = e.0.saturating_add(1);
         e.1 = Instant::now();
+        e.0
     }
 
-    /// A successful login from `ip` clears its count.
-    pub fn succeeded(&self, ip: IpAddr) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(&ClientKey::of(ip));
+    fn clear(&self, key: &K) {
+        if let Ok(mut f) = self.counts.lock() {
+            f.remove(key);
         }
+    }
+}
+
+/// Failed logins across sessions, by client address and by account: each failure is answered
+/// after a pause that doubles with the failures already counted (so guessing slows down at
+/// once), and past a limit the address or the account may not try again until `lockout` has
+/// passed since its last failure. A locked-out attempt costs no password check at all.
+///
+/// The account limit stops guessing spread over many addresses; its price is that a guesser
+/// can keep an account's owner out for `lockout`, which is why it is temporary and higher than
+/// the per-address one.
+#[derive(Debug)]
+pub struct AuthGuard {
+    limits: AuthLimits,
+    ips: Failures<ClientKey>,
+    accounts: Failures<String>,
+}
+
+impl AuthGuard {
+    /// A guard with these limits.
+    pub fn new(limits: AuthLimits) -> AuthGuard {
+        AuthGuard {
+            limits,
+            ips: Failures::new(),
+            accounts: Failures::new(),
+        }
+    }
+
+    /// What is locked out for a login from `ip` to `account` (lower case), if anything.
+    pub fn locked_out(&self, ip: IpAddr, account: &str) -> Option<Lockout> {
+        let l = &self.limits;
+        if self.ips.count(&ClientKey::of(ip), l.lockout) >= l.max_per_ip {
+            return Some(Lockout::Address);
+        }
+        if self.accounts.count(&account.to_string(), l.lockout) >= l.max_per_account {
+            return Some(Lockout::Account);
+        }
+        None
+    }
+
+    /// Counts a failed login; the pause before answering it.
+    pub fn failed(&self, ip: IpAddr, account: &str) -> Duration {
+        let l = &self.limits;
+        let a = self.ips.fail(ClientKey::of(ip), l.lockout);
+        let b = self.accounts.fail(account.to_string(), l.lockout);
+        let n = a.max(b).clamp(1, 32);
+        l.delay
+            .saturating_mul(1 << (n - 1).min(20))
+            .min(l.max_delay)
+    }
+
+    /// A successful login clears the address's and the account's counts.
+    pub fn succeeded(&self, ip: IpAddr, account: &str) {
+        self.ips.clear(&ClientKey::of(ip));
+        self.accounts.clear(&account.to_string());
     }
 }
 
@@ -204,20 +277,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failed_logins_lock_an_address_out_for_a_while() {
-        let t = AuthThrottle::new(3, Duration::from_secs(600));
+    async fn failed_logins_slow_down_then_lock_out_the_address_or_the_account() {
+        let g = AuthGuard::new(AuthLimits {
+            max_per_ip: 3,
+            max_per_account: 5,
+            lockout: Duration::from_secs(600),
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3),
+        });
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let other: IpAddr = "198.51.100.8".parse().unwrap();
+        let mut delays = Vec::new();
         for _ in 0..3 {
-            assert!(!t.locked_out(ip));
-            t.failed(ip);
+            assert_eq!(g.locked_out(ip, "alice@x.test"), None);
+            delays.push(g.failed(ip, "alice@x.test").as_secs());
         }
-        assert!(t.locked_out(ip));
-        assert!(!t.locked_out(other));
+        assert_eq!(delays, [1, 2, 3], "doubling, up to the most");
+        assert_eq!(g.locked_out(ip, "bob@x.test"), Some(Lockout::Address));
+        assert_eq!(g.locked_out(other, "bob@x.test"), None);
+        // The account, guessed from other addresses, locks out for everyone.
+        g.failed(other, "alice@x.test");
+        assert_eq!(g.locked_out(other, "alice@x.test"), None);
+        g.failed("198.51.100.9".parse().unwrap(), "alice@x.test");
+        assert_eq!(g.locked_out(other, "alice@x.test"), Some(Lockout::Account));
+        assert_eq!(g.locked_out(other, "carol@x.test"), None);
         tokio::time::advance(Duration::from_secs(601)).await;
-        assert!(!t.locked_out(ip), "the lockout passes");
-        t.failed(ip);
-        t.succeeded(ip);
-        assert!(!t.locked_out(ip));
+        assert_eq!(g.locked_out(ip, "alice@x.test"), None, "the lockout passes");
+        g.failed(ip, "alice@x.test");
+        g.succeeded(ip, "alice@x.test");
+        assert_eq!(g.failed(ip, "alice@x.test").as_secs(), 1, "counts cleared");
     }
 }

@@ -216,6 +216,28 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
         }
         changed.push(format!("made the missing directory {}", spool.display()));
     }
+    let (cert, key) = (
+        data.join(&good.tls.certificate),
+        data.join(&good.tls.private_key),
+    );
+    if !cert.exists() && !key.exists() {
+        if !dry_run {
+            crate::tls::self_signed(&good.server.hostname, &cert, &key)
+                .map_err(|e| RepairError::Write(e.to_string()))?;
+        }
+        changed.push(format!(
+            "made a self-signed certificate for {} in {} (the running server uses it at once; \
+             replace it with your own)",
+            good.server.hostname,
+            cert.display()
+        ));
+    } else if let Err(e) = crate::tls::server_config(&cert, &key, good.tls.min_version) {
+        not_repaired.push(format!(
+            "TLS cannot be used: {e}. Repair does not replace a certificate someone put there: \
+             put a matching PEM certificate chain and key in those files, or remove both and \
+             repair again for a self-signed one"
+        ));
+    }
     if let Some((m, state)) = store.org().await? {
         if state.dir.server(&m.me).is_none() {
             let group = crate::org::dir::live(&state.dir.groups)
@@ -304,7 +326,11 @@ mod tests {
 
     #[test]
     fn a_healthy_file_is_left_alone() {
-        let text = config::template("example.com", "mx.example.com", None, None);
+        let text = config::template(
+            "example.com",
+            "mx.example.com",
+            &crate::config::Listen::default(),
+        );
         let (t, changed) = healed(&text);
         assert!(changed.is_empty(), "{changed:?}");
         assert_eq!(t, text);
@@ -312,35 +338,38 @@ mod tests {
 
     #[test]
     fn lost_registrations_and_definitions_come_back() {
-        let text = config::template("example.com", "mx.example.com", None, None)
-            .replace(
-                &format!(
-                    "extensions = [{}]",
-                    STANDARD_EXTENSIONS
-                        .iter()
-                        .map(|k| format!("\"{k}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "extensions = [\"SIZE\", \"PIPELINING\"]",
-            )
-            .replace(
-                "disabled_extensions = []",
-                "disabled_extensions = [\"DSN\"]",
-            )
-            .replace(
-                "[services.routing-engine]\nenabled = true\nruns = \"routing-engine\"",
-                "[services.routing-engine]\nenabled = false\nruns = \"smtp-receive\"",
-            )
-            .replace(
-                "[services.pop3]\nenabled = true",
-                "[services.pop3]\nenabled = false",
-            )
-            .replace(
-                "[services.smtp-send]\nenabled = true\nruns = \"smtp-send\"\n",
-                "",
-            )
-            + "\n[services.imc]\nenabled = true\nruns = \"imc\"\n";
+        let text = config::template(
+            "example.com",
+            "mx.example.com",
+            &crate::config::Listen::default(),
+        )
+        .replace(
+            &format!(
+                "extensions = [{}]",
+                STANDARD_EXTENSIONS
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "extensions = [\"SIZE\", \"PIPELINING\"]",
+        )
+        .replace(
+            "disabled_extensions = []",
+            "disabled_extensions = [\"DSN\"]",
+        )
+        .replace(
+            "[services.routing-engine]\nenabled = true\nruns = \"routing-engine\"",
+            "[services.routing-engine]\nenabled = false\nruns = \"smtp-receive\"",
+        )
+        .replace(
+            "[services.pop3]\nenabled = true",
+            "[services.pop3]\nenabled = false",
+        )
+        .replace(
+            "[services.smtp-send]\nenabled = true\nruns = \"smtp-send\"\n",
+            "",
+        ) + "\n[services.imc]\nenabled = true\nruns = \"imc\"\n";
         let text = text.replace("[queue]\n", "[queue]\nscan_interval = \"5s\"\n");
         let (t, changed) = healed(&text);
         let cfg = Config::parse(&t, Path::new("t.toml")).unwrap();

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 use crate::config::Config;
 use crate::store::sqlite::SqliteStore;
@@ -41,24 +41,67 @@ pub fn peer() -> SocketAddr {
     "192.0.2.10:40000".parse().expect("addr")
 }
 
+/// What a test client talks over: an in-memory stream, in clear or under TLS.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
 /// The client end of an in-memory connection, with a tiny reply language.
 pub struct Client {
-    io: DuplexStream,
+    io: Option<Box<dyn ClientIo>>,
     buf: Vec<u8>,
+}
+
+/// A server TLS set-up with a new self-signed certificate for `mx.example.com`, and a client
+/// configuration that trusts it (the directory holds the files).
+pub fn tls_pair() -> (
+    Arc<crate::tls::Tls>,
+    Arc<rustls::ClientConfig>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = crate::config::TlsConfig::default();
+    let cert = dir.path().join(&cfg.certificate);
+    crate::tls::self_signed("mx.example.com", &cert, &dir.path().join(&cfg.private_key))
+        .expect("certificate");
+    let pem = std::fs::read(&cert).expect("read certificate");
+    let client = crate::tls::client_trusting(&pem).expect("client config");
+    (
+        crate::tls::Tls::new(dir.path(), &cfg),
+        Arc::new(client),
+        dir,
+    )
 }
 
 impl Client {
     /// Wraps the client end.
     pub fn new(io: DuplexStream) -> Client {
         Client {
-            io,
+            io: Some(Box::new(io)),
             buf: Vec::new(),
         }
     }
 
+    fn io(&mut self) -> &mut Box<dyn ClientIo> {
+        self.io
+            .as_mut()
+            .expect("connection lost in a TLS handshake")
+    }
+
+    /// Starts TLS as the client, trusting `config`'s roots, for `mx.example.com`.
+    pub async fn start_tls(&mut self, config: Arc<rustls::ClientConfig>) -> std::io::Result<()> {
+        assert!(self.buf.is_empty(), "unread input before TLS");
+        let io = self.io.take().expect("connection");
+        let name = rustls::pki_types::ServerName::try_from("mx.example.com").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, io)
+            .await?;
+        self.io = Some(Box::new(tls));
+        Ok(())
+    }
+
     /// Sends raw bytes.
     pub async fn send(&mut self, bytes: &[u8]) {
-        self.io.write_all(bytes).await.expect("write");
+        self.io().write_all(bytes).await.expect("write");
     }
 
     async fn line(&mut self) -> Option<String> {
@@ -68,7 +111,7 @@ impl Client {
                 return Some(String::from_utf8_lossy(&l).trim_end().to_string());
             }
             let mut chunk = [0u8; 4096];
-            let n = self.io.read(&mut chunk).await.ok()?;
+            let n = self.io().read(&mut chunk).await.ok()?;
             if n == 0 {
                 return None;
             }

@@ -30,6 +30,11 @@ impl LineFramer {
         }
     }
 
+    /// The limit, in octets including CRLF.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Looks for the next line in `buf`. Returns the frame (if a line ended) and how many bytes of
     /// `buf` were consumed; consumed bytes must be dropped by the caller before the next call.
     pub fn next<'a>(&mut self, buf: &'a [u8]) -> (Option<Frame<'a>>, usize) {

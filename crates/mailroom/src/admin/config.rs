@@ -18,30 +18,8 @@ pub fn file_of(data: &Path) -> std::path::PathBuf {
 /// Writes a file readable by its owner only: a temporary file, fsync, rename, fsync of the
 /// directory (a crash leaves the old file or the new one, never half of one).
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    // A name of its own, so that two writers at once never write into one temporary file.
-    let tmp = path.with_extension(format!(
-        "tmp.{}.{}",
-        std::process::id(),
-        crate::org::random_hex(4)
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, bytes, 0o600)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The newest version recorded.

@@ -28,17 +28,50 @@ fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf>
         );
     }
     let hostname = a.hostname.clone().unwrap_or_else(|| a.domain.clone());
-    let text = config::template(
-        &a.domain.to_lowercase(),
-        &hostname.to_lowercase(),
-        a.smtp,
-        a.pop3,
-    );
+    let listen = config::Listen {
+        smtp: a.smtp,
+        submission: a.submission,
+        submissions: a.submissions,
+        pop3: a.pop3,
+        pop3s: a.pop3s,
+    };
+    let mut text = config::template(&a.domain.to_lowercase(), &hostname.to_lowercase(), &listen);
+    if let (Some(cert), Some(key)) = (&a.cert, &a.key) {
+        for (k, file) in [("tls.certificate", cert), ("tls.private_key", key)] {
+            let abs = std::fs::canonicalize(file)
+                .with_context(|| format!("cannot use {}", file.display()))?;
+            let value = toml_edit::Value::from(abs.display().to_string()).to_string();
+            text = config::history::set_key(&text, k, value.trim())?;
+        }
+    }
     // Validate before writing, so a bad --domain is reported and nothing is written.
     Config::parse(&text, &file)?;
     make_data_dir(data)?;
     crate::admin::config::write_private(&file, text.as_bytes())?;
+    let cfg = Config::parse(&text, &file)?;
+    make_certificate(data, &cfg)?;
     Ok(file)
+}
+
+/// Makes a self-signed certificate where the configuration expects one and there is none, so
+/// that TLS works from the first start; says so, since clients must be told to trust it.
+pub fn make_certificate(data: &Path, cfg: &Config) -> anyhow::Result<()> {
+    let cert = data.join(&cfg.tls.certificate);
+    let key = data.join(&cfg.tls.private_key);
+    if cert.exists() || key.exists() {
+        if let Err(e) = crate::tls::server_config(&cert, &key, cfg.tls.min_version) {
+            eprintln!("mailroom: warning: TLS will not work: {e}");
+        }
+        return Ok(());
+    }
+    crate::tls::self_signed(&cfg.server.hostname, &cert, &key)?;
+    println!(
+        "made a self-signed certificate for {} in {} (replace it with your own; clients must \
+         be told to trust this one)",
+        cfg.server.hostname,
+        cert.display()
+    );
+    Ok(())
 }
 
 /// `mailroom init`.
@@ -103,7 +136,12 @@ pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
             domain: a.domain.clone(),
             hostname: None,
             smtp: None,
+            submission: None,
+            submissions: None,
             pop3: None,
+            pop3s: None,
+            cert: None,
+            key: None,
             force: false,
         };
         let file = write_config(data, &args)?;

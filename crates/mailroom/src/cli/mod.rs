@@ -421,9 +421,24 @@ pub struct InitArgs {
     /// SMTP listen address (default 127.0.0.1:2525).
     #[arg(long)]
     pub smtp: Option<SocketAddr>,
+    /// Submission listen address, STARTTLS then AUTH (default 127.0.0.1:2587).
+    #[arg(long)]
+    pub submission: Option<SocketAddr>,
+    /// Submission over implicit TLS, "submissions" (default 127.0.0.1:2465).
+    #[arg(long)]
+    pub submissions: Option<SocketAddr>,
     /// POP3 listen address (default 127.0.0.1:2110).
     #[arg(long)]
     pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS, "POP3S" (default 127.0.0.1:2995).
+    #[arg(long)]
+    pub pop3s: Option<SocketAddr>,
+    /// Use this certificate chain (PEM) instead of making a self-signed one; needs --key.
+    #[arg(long, requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
     /// Overwrite an existing configuration.
     #[arg(long)]
     pub force: bool,

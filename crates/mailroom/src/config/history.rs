@@ -103,6 +103,11 @@ pub fn needs_restart(changes: &[Change]) -> Vec<String> {
     const LIVE: &[&str] = &[
         "smtp.",
         "pop3.listen",
+        "pop3.tls_listen",
+        "submission.listen",
+        "submission.tls_listen",
+        "submission.max_connections",
+        "submission.check_sender",
         "services.",
         "supervisor.",
         "config.",

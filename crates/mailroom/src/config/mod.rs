@@ -6,6 +6,7 @@
 
 pub mod history;
 mod registrations;
+mod security;
 mod template;
 mod validate;
 
@@ -21,7 +22,8 @@ pub use registrations::{
     standard_extensions, standard_services, ServiceDef, StoreConfig, SupervisorConfig,
     ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
 };
-pub use template::template;
+pub use security::{PlaintextLogin, SubmissionConfig, TlsConfig, TlsVersion};
+pub use template::{template, Listen};
 
 /// The file name of the configuration inside the data directory.
 pub const FILE_NAME: &str = "mailroom.toml";
@@ -79,9 +81,15 @@ pub struct Config {
     /// SMTP receive.
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// Message submission for users' mail programs (AUTH required).
+    #[serde(default)]
+    pub submission: SubmissionConfig,
     /// POP3 access.
     #[serde(default)]
     pub pop3: Pop3Config,
+    /// The certificate and TLS versions of every TLS listener.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Queue and delivery.
     #[serde(default)]
     pub queue: QueueConfig,
@@ -173,6 +181,8 @@ pub struct ServerConfig {
 pub struct SmtpConfig {
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
+    /// Whether STARTTLS (RFC 3207) is offered, when a certificate is available.
+    pub starttls: bool,
     /// Largest message accepted, in octets (advertised as SIZE, RFC 1870).
     pub max_message_size: u64,
     /// Recipients per message (RFC 5321 §4.5.3.1.8 requires at least 100).
@@ -244,6 +254,7 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            starttls: true,
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_command_line: 2048,
@@ -270,8 +281,12 @@ impl Default for SmtpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pop3Config {
-    /// Addresses to listen on.
+    /// Addresses to listen on (STLS offered, RFC 2595).
     pub listen: Vec<SocketAddr>,
+    /// Addresses where sessions start with TLS ("POP3S", RFC 8314 §3.3).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Where a password may be sent without TLS.
+    pub plaintext_login: PlaintextLogin,
     /// Pause before answering a failed login, against password guessing.
     #[serde(with = "humantime_serde")]
     pub auth_failure_delay: Duration,
@@ -286,6 +301,12 @@ pub struct Pop3Config {
     pub max_connections_per_ip: usize,
     /// Failed logins from one client address, across sessions, before it is locked out...
     pub max_auth_failures_per_ip: u32,
+    /// Failed logins for one account, from anywhere, before it is locked out...
+    pub max_auth_failures_per_account: u32,
+    /// The pause after a failed login doubles with each further failure from the address or
+    /// for the account, up to this.
+    #[serde(with = "humantime_serde")]
+    pub max_auth_failure_delay: Duration,
     /// ...for this long after its last failure.
     #[serde(with = "humantime_serde")]
     pub auth_lockout: Duration,
@@ -298,12 +319,16 @@ impl Default for Pop3Config {
     fn default() -> Self {
         Pop3Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2110))],
+            tls_listen: vec![SocketAddr::from(([127, 0, 0, 1], 2995))],
+            plaintext_login: PlaintextLogin::Loopback,
             auth_failure_delay: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(600),
             max_connections: 500,
             max_auth_failures: 3,
             max_connections_per_ip: 50,
             max_auth_failures_per_ip: 10,
+            max_auth_failures_per_account: 20,
+            max_auth_failure_delay: Duration::from_secs(30),
             auth_lockout: Duration::from_secs(600),
             write_timeout: Duration::from_secs(120),
         }
@@ -461,7 +486,9 @@ impl Config {
                 extensions: Some(standard_extensions()),
                 ..SmtpConfig::default()
             },
+            submission: SubmissionConfig::default(),
             pop3: Pop3Config::default(),
+            tls: TlsConfig::default(),
             queue: QueueConfig::default(),
             outbound: OutboundConfig::default(),
             dns: DnsConfig::default(),
@@ -598,11 +625,22 @@ mod tests {
 
     #[test]
     fn template_parses_to_defaults() {
-        let cfg = parse(&template("example.com", "mx.example.com", None, None)).unwrap();
+        let cfg = parse(&template(
+            "example.com",
+            "mx.example.com",
+            &Listen::default(),
+        ))
+        .unwrap();
         assert_eq!(cfg, Config::new("example.com", "mx.example.com"));
         let addr: SocketAddr = "127.0.0.1:9925".parse().unwrap();
-        let cfg = parse(&template("example.com", "mx.example.com", Some(addr), None)).unwrap();
+        let listen = Listen {
+            smtp: Some(addr),
+            submissions: Some("127.0.0.1:9465".parse().unwrap()),
+            ..Listen::default()
+        };
+        let cfg = parse(&template("example.com", "mx.example.com", &listen)).unwrap();
         assert_eq!(cfg.smtp.listen, vec![addr]);
+        assert_eq!(cfg.submission.tls_listen, vec![listen.submissions.unwrap()]);
     }
 
     /// Values too large for the arithmetic done with them later are refused at load, and the

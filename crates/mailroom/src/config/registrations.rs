@@ -19,6 +19,8 @@ pub const STANDARD_EXTENSIONS: &[&str] = &[
     "ENHANCEDSTATUSCODES",
     "DSN",
     "CHUNKING",
+    "STARTTLS",
+    "AUTH",
     "X-ORG-AUTH",
     "X-LINKSTATE",
     "X-ORG-META",
@@ -44,6 +46,7 @@ pub const SERVICES: &[&str] = &[
     "smtp-send",
     "link-state",
     "smtp-receive",
+    "submission",
     "pop3",
 ];
 

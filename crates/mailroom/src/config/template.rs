@@ -2,23 +2,40 @@
 
 use std::net::SocketAddr;
 
-use super::{OrgConfig, OutboundConfig, Pop3Config, QueueConfig, SmtpConfig};
+use super::{
+    OrgConfig, OutboundConfig, Pop3Config, QueueConfig, SmtpConfig, SubmissionConfig, TlsConfig,
+};
+
+/// The listening addresses `mailroom init` was given (each `None`: the default).
+#[derive(Debug, Clone, Default)]
+pub struct Listen {
+    /// SMTP receive (`--smtp`).
+    pub smtp: Option<SocketAddr>,
+    /// Submission with STARTTLS (`--submission`).
+    pub submission: Option<SocketAddr>,
+    /// Submission with implicit TLS (`--submissions`).
+    pub submissions: Option<SocketAddr>,
+    /// POP3 (`--pop3`).
+    pub pop3: Option<SocketAddr>,
+    /// POP3 with implicit TLS (`--pop3s`).
+    pub pop3s: Option<SocketAddr>,
+}
 
 /// Renders the configuration file for a new server. Values are the defaults unless given; the
 /// comments explain each key so that the file documents itself.
-pub fn template(
-    domain: &str,
-    hostname: &str,
-    smtp: Option<SocketAddr>,
-    pop3: Option<SocketAddr>,
-) -> String {
+pub fn template(domain: &str, hostname: &str, listen: &Listen) -> String {
     let s = SmtpConfig::default();
+    let m = SubmissionConfig::default();
+    let t = TlsConfig::default();
     let p = Pop3Config::default();
     let q = QueueConfig::default();
     let o = OutboundConfig::default();
     let g = OrgConfig::default();
-    let smtp = smtp.unwrap_or(s.listen[0]);
-    let pop3 = pop3.unwrap_or(p.listen[0]);
+    let smtp = listen.smtp.unwrap_or(s.listen[0]);
+    let pop3 = listen.pop3.unwrap_or(p.listen[0]);
+    let pop3s = listen.pop3s.unwrap_or(p.tls_listen[0]);
+    let submission = listen.submission.unwrap_or(m.listen[0]);
+    let submissions = listen.submissions.unwrap_or(m.tls_listen[0]);
     let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
     format!(
         r#"# mailroom configuration. Every key is optional except [server]; the values shown are the
@@ -35,8 +52,10 @@ domains = ["{domain}"]
 max_password_checks = 0
 
 [smtp]
-# Where the SMTP receive service listens.
+# Where the SMTP receive service listens (mail from other servers, and local programs).
 listen = ["{smtp}"]
+# Offer STARTTLS (RFC 3207) when the certificate in [tls] can be used.
+starttls = true
 # Largest message accepted, in octets (advertised in EHLO as SIZE).
 max_message_size = {max_message_size}
 # Recipients per message; more get "452 4.5.3".
@@ -74,9 +93,46 @@ extensions = [{extensions}]
 # Extensions to leave unregistered even though listed above (EHLO keywords), e.g. ["CHUNKING"].
 disabled_extensions = []
 
+[submission]
+# Message submission for users' mail programs (RFC 6409): every session must log in (SMTP AUTH,
+# PLAIN or LOGIN), and AUTH is offered only under TLS. A logged-in user may send anywhere, but
+# only as their own address or an alias of theirs.
+# Sessions that start in clear and use STARTTLS:
+listen = ["{submission}"]
+# Sessions that start with TLS ("submissions", RFC 8314):
+tls_listen = ["{submissions}"]
+max_connections = {sub_max_connections}
+max_connections_per_ip = {sub_per_ip}
+# Failed logins in one session before it is closed.
+max_auth_failures = {sub_max_auth_failures}
+# The pause after a failed login; it doubles with each further failure from the same address or
+# for the same account, up to max_auth_failure_delay.
+auth_failure_delay = "{sub_delay}"
+max_auth_failure_delay = "{sub_max_delay}"
+# Failed logins from one address, or for one account, before it is locked out for auth_lockout.
+max_auth_failures_per_ip = {sub_fail_ip}
+max_auth_failures_per_account = {sub_fail_account}
+auth_lockout = "{sub_lockout}"
+# Refuse (553 5.7.1) an envelope sender or From address that is not the user's own.
+check_sender = true
+
+[tls]
+# The certificate chain and private key (PEM) of every TLS listener; a relative path is inside
+# the data directory. `mailroom init` made a self-signed pair there; replace the files with your
+# own (they are read again when they change).
+certificate = "{cert}"
+private_key = "{key}"
+# The oldest TLS version accepted: "1.2" or "1.3" (1.0 and 1.1 never).
+min_version = "1.2"
+handshake_timeout = "{handshake}"
+
 [pop3]
-# Where the POP3 service listens.
+# Where the POP3 service listens (STLS offered), and where sessions start with TLS (POP3S).
 listen = ["{pop3}"]
+tls_listen = ["{pop3s}"]
+# Where a password may be sent without TLS: "loopback" (only from this machine), "never", or
+# "always" (only behind a proxy that does the TLS).
+plaintext_login = "loopback"
 # Pause before answering a failed login.
 auth_failure_delay = "{auth_failure_delay}"
 # Inactivity after which a session is closed.
@@ -86,9 +142,12 @@ max_connections = {pop_max_connections}
 max_auth_failures = {max_auth_failures}
 # Connections from one client address (IPv6: its /64).
 max_connections_per_ip = {pop_per_ip}
-# Failed logins from one client address, across sessions, before it is locked out for a while.
+# Failed logins from one client address, or for one account, before it is locked out for a while.
 max_auth_failures_per_ip = {pop_fail_per_ip}
+max_auth_failures_per_account = {pop_fail_account}
 auth_lockout = "{pop_lockout}"
+# The pause after a failed login doubles with each further failure, up to this.
+max_auth_failure_delay = "{pop_max_delay}"
 # How long the server waits for the client to read what it sends.
 write_timeout = "{pop_write_timeout}"
 
@@ -178,6 +237,19 @@ history = {history}
         pop_per_ip = p.max_connections_per_ip,
         pop_fail_per_ip = p.max_auth_failures_per_ip,
         pop_lockout = dur(p.auth_lockout),
+        pop_fail_account = p.max_auth_failures_per_account,
+        pop_max_delay = dur(p.max_auth_failure_delay),
+        sub_max_connections = m.max_connections,
+        sub_per_ip = m.max_connections_per_ip,
+        sub_max_auth_failures = m.max_auth_failures,
+        sub_delay = dur(m.auth_failure_delay),
+        sub_max_delay = dur(m.max_auth_failure_delay),
+        sub_fail_ip = m.max_auth_failures_per_ip,
+        sub_fail_account = m.max_auth_failures_per_account,
+        sub_lockout = dur(m.auth_lockout),
+        cert = t.certificate.display(),
+        key = t.private_key.display(),
+        handshake = dur(t.handshake_timeout),
         delivery_concurrency = q.delivery_concurrency,
         poll_interval = dur(q.poll_interval),
         retry_schedule = q

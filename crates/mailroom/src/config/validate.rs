@@ -62,6 +62,7 @@ impl Config {
         self.validate_smtp()?;
         self.validate_extensions()?;
         self.validate_pop3()?;
+        self.validate_submission()?;
         self.validate_queue()?;
         self.validate_outbound()?;
         self.validate_org()
@@ -179,6 +180,67 @@ impl Config {
         duration("smtp.write_timeout", s.write_timeout, SECOND, DAY)
     }
 
+    fn validate_submission(&self) -> Result<(), Invalid> {
+        let m = &self.submission;
+        for (key, v, hi) in [
+            (
+                "submission.max_connections",
+                m.max_connections as u64,
+                1_000_000,
+            ),
+            (
+                "submission.max_connections_per_ip",
+                m.max_connections_per_ip as u64,
+                1_000_000,
+            ),
+            (
+                "submission.max_auth_failures",
+                u64::from(m.max_auth_failures),
+                1000,
+            ),
+            (
+                "submission.max_auth_failures_per_ip",
+                u64::from(m.max_auth_failures_per_ip),
+                1_000_000,
+            ),
+            (
+                "submission.max_auth_failures_per_account",
+                u64::from(m.max_auth_failures_per_account),
+                1_000_000,
+            ),
+        ] {
+            count(key, v, 1, hi)?;
+        }
+        duration(
+            "submission.auth_failure_delay",
+            m.auth_failure_delay,
+            Duration::ZERO,
+            MINUTE,
+        )?;
+        duration(
+            "submission.max_auth_failure_delay",
+            m.max_auth_failure_delay,
+            Duration::ZERO,
+            10 * MINUTE,
+        )?;
+        duration("submission.auth_lockout", m.auth_lockout, SECOND, 30 * DAY)?;
+        duration(
+            "tls.handshake_timeout",
+            self.tls.handshake_timeout,
+            Duration::from_millis(100),
+            HOUR,
+        )?;
+        for (key, p) in [
+            ("tls.certificate", &self.tls.certificate),
+            ("tls.private_key", &self.tls.private_key),
+        ] {
+            if p.as_os_str().is_empty() {
+                return Err((key, "a file name is required".into()));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_pop3(&self) -> Result<(), Invalid> {
         let p = &self.pop3;
         if p.listen.is_empty() {
@@ -213,6 +275,18 @@ impl Config {
             p.auth_failure_delay,
             Duration::ZERO,
             MINUTE,
+        )?;
+        count(
+            "pop3.max_auth_failures_per_account",
+            u64::from(p.max_auth_failures_per_account),
+            1,
+            1_000_000,
+        )?;
+        duration(
+            "pop3.max_auth_failure_delay",
+            p.max_auth_failure_delay,
+            Duration::ZERO,
+            10 * MINUTE,
         )?;
         duration("pop3.auth_lockout", p.auth_lockout, SECOND, 30 * DAY)?;
         // RFC 1939 §3: an autologout timer of at least 10 minutes (tests shorten it).

@@ -6,6 +6,7 @@
 //! through others, is a loop: the loop is cut and reported, and if nothing deliverable remains the
 //! recipient is refused with `5.4.6`.
 
+pub mod login;
 pub mod password;
 
 use crate::config::Config;

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::local::{expected_extensions, Context};
+use super::local::{expected_on_receive, Context};
 use super::Finding;
 use crate::client::Conn;
 use crate::config::STANDARD_EXTENSIONS;
@@ -103,7 +103,7 @@ pub async fn check_local(ctx: &Context) -> Vec<Finding> {
         .into_iter()
         .flatten()
         .any(|s| s["name"] == "smtp-receive" && s["state"] != "running");
-    let expected = expected_extensions(ctx.org.is_some());
+    let expected = expected_on_receive(ctx);
     for &addr in &ctx.config.smtp.listen {
         let at = target(addr);
         match probe(ctx, at).await {

@@ -29,6 +29,8 @@ pub struct Context {
     pub f: Finder,
     /// Services already reported from their definitions (not reported again from the status).
     pub reported: Vec<String>,
+    /// Why the configured certificate cannot be used, if it cannot.
+    pub tls_error: Option<crate::tls::TlsError>,
 }
 
 impl Context {
@@ -57,6 +59,16 @@ pub fn expected_extensions(in_org: bool) -> Vec<&'static str> {
         .iter()
         .copied()
         .filter(|k| in_org || !ORG_EXTENSIONS.contains(k))
+        .collect()
+}
+
+/// What a healthy server advertises on its SMTP receive listener, before TLS: no AUTH (it
+/// is the submission service's), and STARTTLS where TLS is wanted and can work.
+pub fn expected_on_receive(ctx: &Context) -> Vec<&'static str> {
+    let starttls = ctx.config.smtp.starttls && ctx.tls_error.is_none();
+    expected_extensions(ctx.org.is_some())
+        .into_iter()
+        .filter(|k| *k != "AUTH" && (*k != "STARTTLS" || starttls))
         .collect()
 }
 
@@ -141,6 +153,12 @@ pub async fn check(opts: &Options) -> Local {
         Some((m, _)) => m.me.clone(),
         None => config.server.hostname.clone(),
     });
+    let tls_error = crate::tls::server_config(
+        &data.join(&config.tls.certificate),
+        &data.join(&config.tls.private_key),
+        config.tls.min_version,
+    )
+    .err();
     let mut ctx = Context {
         config,
         store,
@@ -148,6 +166,7 @@ pub async fn check(opts: &Options) -> Local {
         org,
         f,
         reported: Vec::new(),
+        tls_error,
     };
     out.extend(config_store(&ctx, &parsed, &text, &versions).await);
     out.extend(settings(&ctx));
@@ -156,6 +175,7 @@ pub async fn check(opts: &Options) -> Local {
     ctx.reported = reported;
     out.extend(status(&mut ctx, opts).await);
     out.extend(directories(&ctx, opts, spool_state));
+    out.extend(tls(&ctx));
     match ctx.store.integrity().await {
         Ok(problems) if problems.is_empty() => {}
         Ok(problems) => out.push(
@@ -335,7 +355,15 @@ fn settings(ctx: &Context) -> Vec<Finding> {
         .listen
         .iter()
         .map(|a| ("smtp.listen", a))
+        .chain(c.submission.listen.iter().map(|a| ("submission.listen", a)))
+        .chain(
+            c.submission
+                .tls_listen
+                .iter()
+                .map(|a| ("submission.tls_listen", a)),
+        )
         .chain(c.pop3.listen.iter().map(|a| ("pop3.listen", a)))
+        .chain(c.pop3.tls_listen.iter().map(|a| ("pop3.tls_listen", a)))
     {
         seen.entry(a.port())
             .or_default()
@@ -504,6 +532,38 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
     }
     ctx.status = Some(s);
     out
+}
+
+/// The certificate of the TLS listeners.
+fn tls(ctx: &Context) -> Option<Finding> {
+    let e = ctx.tls_error.as_ref()?;
+    let t = &ctx.config.tls;
+    let missing = matches!(e, crate::tls::TlsError::Read { .. });
+    Some(ctx.f.find(
+        "tls-unavailable",
+        "TLS cannot be used: the certificate does not load",
+        vec![
+            e.to_string(),
+            format!(
+                "tls.certificate = {:?}",
+                t.certificate.display().to_string()
+            ),
+            format!(
+                "tls.private_key = {:?}",
+                t.private_key.display().to_string()
+            ),
+        ],
+        "STARTTLS and STLS are not offered, nobody can log in on the submission service (AUTH \
+         needs TLS), passwords cannot be sent safely, and the implicit-TLS listeners refuse \
+         every connection",
+        Some(if missing {
+            "mailroom repair  # makes a self-signed certificate where none exists; or put your \
+             own PEM files there"
+                .into()
+        } else {
+            "put a matching certificate chain and private key (PEM) in those files".into()
+        }),
+    ))
 }
 
 /// What is wrong with the spool directory, if anything.

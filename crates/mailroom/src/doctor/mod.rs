@@ -301,6 +301,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "a directory of the data directory is missing or unwritable",
     ),
     (
+        "tls-unavailable",
+        Severity::Error,
+        "the certificate of the TLS listeners does not load",
+    ),
+    (
         "disk-low",
         Severity::Warning,
         "little free space for the spool",

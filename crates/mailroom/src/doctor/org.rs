@@ -145,7 +145,13 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                 None,
             )),
             Ok(mut ch) => {
-                let (missing, _) = compare(STANDARD_EXTENSIONS, &ch.keywords());
+                // AUTH is the submission service's; STARTTLS depends on the peer's certificate.
+                let expected: Vec<&str> = STANDARD_EXTENSIONS
+                    .iter()
+                    .copied()
+                    .filter(|k| !matches!(*k, "AUTH" | "STARTTLS"))
+                    .collect();
+                let (missing, _) = compare(&expected, &ch.keywords());
                 if !missing.is_empty() {
                     out.push(f.find(
                         "org-peer-verbs-missing",

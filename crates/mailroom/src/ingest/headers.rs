@@ -48,6 +48,21 @@ pub fn scan(text: &[u8]) -> HeaderFacts {
     facts
 }
 
+/// The addresses of the `From` field(s) of a header section (RFC 5322 §3.6.2), lower case.
+pub fn from_addresses(head: &[u8]) -> Vec<String> {
+    let parsed = mail_parser::MessageParser::new().parse_headers(head);
+    let Some(msg) = parsed else {
+        return Vec::new();
+    };
+    let Some(from) = msg.from() else {
+        return Vec::new();
+    };
+    from.iter()
+        .filter_map(|a| a.address())
+        .map(|a| a.to_lowercase())
+        .collect()
+}
+
 fn clean_mid(v: &str) -> Option<String> {
     let v = v.trim();
     let v = v.strip_prefix('<').unwrap_or(v);
@@ -55,18 +70,38 @@ fn clean_mid(v: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
-/// A `Received` header (RFC 5321 §4.4): `from HELO ([IP]) by HOST (mailroom) with PROTO id QID
-/// [for <RCPT>]; DATE`. The `for` clause is given only for a single recipient, so that one
-/// recipient's copy does not reveal the others.
-pub fn received(
-    helo: &str,
-    ip: IpAddr,
-    host: &str,
-    protocol: &str,
-    queue_id: &QueueId,
-    for_rcpt: Option<&str>,
-    now: DateTime<Utc>,
-) -> Vec<u8> {
+/// What a `Received` header says of the session it records.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace<'a> {
+    /// The name the client gave in EHLO/HELO.
+    pub helo: &'a str,
+    /// The client's address.
+    pub ip: IpAddr,
+    /// This server.
+    pub host: &'a str,
+    /// The `with` protocol (RFC 3848).
+    pub protocol: &'a str,
+    /// The TLS version and cipher, if under TLS.
+    pub tls: Option<&'a str>,
+    /// The queue ID.
+    pub queue_id: &'a QueueId,
+    /// The single recipient, if there is one.
+    pub for_rcpt: Option<&'a str>,
+}
+
+/// A `Received` header (RFC 5321 §4.4): `from HELO ([IP]) by HOST (mailroom) with PROTO
+/// [(TLS facts)] id QID [for <RCPT>]; DATE`. The `for` clause is given only for a single
+/// recipient, so that one recipient's copy does not reveal the others.
+pub fn received(t: &Trace<'_>, now: DateTime<Utc>) -> Vec<u8> {
+    let Trace {
+        helo,
+        ip,
+        host,
+        protocol,
+        tls,
+        queue_id,
+        for_rcpt,
+    } = *t;
     let helo: String = helo
         .chars()
         .filter(|c| c.is_ascii_graphic() && !"()\\".contains(*c))
@@ -76,9 +111,12 @@ pub fn received(
         IpAddr::V4(v4) => format!("[{v4}]"),
         IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
     };
-    let mut h = format!(
-        "Received: from {helo} ({literal})\r\n\tby {host} (mailroom) with {protocol} id {queue_id}"
-    );
+    let mut h =
+        format!("Received: from {helo} ({literal})\r\n\tby {host} (mailroom) with {protocol}");
+    if let Some(tls) = tls {
+        h.push_str(&format!("\r\n\t({tls})"));
+    }
+    h.push_str(&format!(" id {queue_id}"));
     if let Some(r) = for_rcpt {
         h.push_str(&format!("\r\n\tfor <{r}>"));
     }
@@ -129,18 +167,52 @@ mod tests {
     fn received_header_shape() {
         let q: QueueId = "01JD3Q5ZC8A9F2KQ".parse().unwrap();
         let now = DateTime::from_timestamp(0, 0).unwrap();
-        let h = received(
-            "client (evil)",
-            "192.0.2.1".parse().unwrap(),
-            "mx.test",
-            "ESMTP",
-            &q,
-            Some("a@b.test"),
-            now,
-        );
+        let mut t = Trace {
+            helo: "client (evil)",
+            ip: "192.0.2.1".parse().unwrap(),
+            host: "mx.test",
+            protocol: "ESMTP",
+            tls: None,
+            queue_id: &q,
+            for_rcpt: Some("a@b.test"),
+        };
         assert_eq!(
-            String::from_utf8(h).unwrap(),
+            String::from_utf8(received(&t, now)).unwrap(),
             "Received: from clientevil ([192.0.2.1])\r\n\tby mx.test (mailroom) with ESMTP id 01JD3Q5ZC8A9F2KQ\r\n\tfor <a@b.test>; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
         );
+        t.protocol = "ESMTPSA";
+        t.tls = Some("TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384");
+        t.for_rcpt = None;
+        assert_eq!(
+            String::from_utf8(received(&t, now)).unwrap(),
+            "Received: from clientevil ([192.0.2.1])\r\n\tby mx.test (mailroom) with ESMTPSA\r\n\t(TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384) id 01JD3Q5ZC8A9F2KQ; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+    }
+
+    #[test]
+    fn from_addresses_table() {
+        let cases: &[(&[u8], &[&str])] = &[
+            (
+                b"From: Alice <Alice@Example.com>\r\n\r\n",
+                &["alice@example.com"],
+            ),
+            (
+                b"From: a@x.test, \"B\" <b@y.test>\r\nTo: c@z.test\r\n\r\n",
+                &["a@x.test", "b@y.test"],
+            ),
+            (b"Subject: none\r\n\r\nFrom: body@x.test\r\n", &[]),
+            (
+                b"From: =?utf-8?q?Eve?= <eve@x.test>\r\n\r\n",
+                &["eve@x.test"],
+            ),
+        ];
+        for (head, want) in cases {
+            assert_eq!(
+                from_addresses(head),
+                *want,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 }

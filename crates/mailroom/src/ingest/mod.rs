@@ -78,8 +78,13 @@ pub struct Envelope {
     pub client_ip: IpAddr,
     /// The name the client gave in EHLO/HELO.
     pub helo: String,
-    /// The protocol for the `Received` header: SMTP, ESMTP or UTF8SMTP (RFC 3848, RFC 6531 §4.3).
+    /// The protocol for the `Received` header: SMTP, ESMTP, ESMTPS, ESMTPSA, UTF8SMTP… (RFC 3848,
+    /// RFC 6531 §4.3).
     pub protocol: &'static str,
+    /// The session's TLS, if it was under TLS.
+    pub tls: Option<crate::tls::TlsInfo>,
+    /// The user who logged in (SMTP AUTH), if one did.
+    pub user: Option<String>,
     /// The organization metadata sent with it (`X-ORG-META`), from an authenticated server of
     /// the organization.
     pub org_meta: Option<crate::model::OrgMeta>,
@@ -188,10 +193,17 @@ impl Ingest {
             size: Some(content.len()),
         };
         let mut events = Vec::new();
+        let how = match (&env.tls, &env.user) {
+            (Some(t), Some(u)) => format!("{t}; authenticated as {u}"),
+            (Some(t), None) => t.to_string(),
+            (None, Some(u)) => format!("no TLS; authenticated as {u}"),
+            (None, None) => "no TLS".to_string(),
+        };
         for r in &env.rcpts {
             events.push(
                 base.event(EventId::SmtpReceived, Some(&r.given))
-                    .status("250"),
+                    .status("250")
+                    .detail(how.clone()),
             );
         }
         let mut rcpts = env.rcpts;
@@ -345,13 +357,17 @@ impl Ingest {
             [one] => Some(one.given.as_str()),
             _ => None,
         };
+        let tls = env.tls.as_ref().map(|t| t.to_string());
         let mut prefix = headers::received(
-            &env.helo,
-            env.client_ip,
-            host,
-            env.protocol,
-            &env.queue_id,
-            single,
+            &headers::Trace {
+                helo: &env.helo,
+                ip: env.client_ip,
+                host,
+                protocol: env.protocol,
+                tls: tls.as_deref(),
+                queue_id: &env.queue_id,
+                for_rcpt: single,
+            },
             now,
         );
         let message_id = match message_id {

@@ -4,6 +4,10 @@
 //! (RFC 1939 §8: a second session gets `-ERR [IN-USE]`), works on a snapshot of the message list,
 //! and applies deletions only at QUIT (the UPDATE state); a dropped connection deletes nothing.
 //! A failed login is answered after a delay, with the same words whether or not the user exists.
+//!
+//! STLS (RFC 2595 §4) starts TLS on the clear-text listener; `pop3.tls_listen` addresses start
+//! with it (RFC 8314). A password is taken without TLS only where `pop3.plaintext_login` allows
+//! (by default from loopback only, as Dovecot does).
 
 mod session;
 
@@ -15,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::limits::{AuthThrottle, ConnectionLimits, Refusal};
+use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits, Refusal};
 use crate::store::Store;
 
 pub use session::Session;
@@ -28,22 +32,33 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     /// Users whose maildrop is locked by a session.
     pub locks: Mutex<HashSet<i64>>,
-    /// Failed logins by client address, across sessions.
-    pub throttle: AuthThrottle,
+    /// Failed logins by client address and by account, across sessions.
+    pub guard: AuthGuard,
+    /// The certificate, if TLS is configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Context {
     /// A context.
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Arc<Context> {
-        let throttle = AuthThrottle::new(
-            config.pop3.max_auth_failures_per_ip,
-            config.pop3.auth_lockout,
-        );
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        tls: Option<Arc<crate::tls::Tls>>,
+    ) -> Arc<Context> {
+        let p = &config.pop3;
+        let guard = AuthGuard::new(AuthLimits {
+            max_per_ip: p.max_auth_failures_per_ip,
+            max_per_account: p.max_auth_failures_per_account,
+            lockout: p.auth_lockout,
+            delay: p.auth_failure_delay,
+            max_delay: p.max_auth_failure_delay.max(p.auth_failure_delay),
+        });
         Arc::new(Context {
             config,
             store,
             locks: Mutex::new(HashSet::new()),
-            throttle,
+            guard,
+            tls,
         })
     }
 }
@@ -78,6 +93,7 @@ impl Drop for MaildropLock {
 /// service's, shared with its other listeners.
 pub async fn serve(
     listener: TcpListener,
+    implicit_tls: bool,
     ctx: Arc<Context>,
     limits: Arc<ConnectionLimits>,
     control: crate::conn::ListenerControl,
@@ -125,6 +141,17 @@ pub async fn serve(
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         sessions.spawn(async move {
+            let stream = if implicit_tls {
+                match crate::tls::accept(ctx.tls.as_deref(), stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                }
+            } else {
+                crate::tls::Stream::Plain(stream)
+            };
             Session::new(stream, peer, ctx, sd).run().await;
             drop(admission);
         });

@@ -10,8 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::{Context, MaildropLock};
+use crate::config::PlaintextLogin;
 use crate::conn::{Conn, Line, ReadError};
-use crate::directory::password;
+use crate::directory::login::{self, Login};
+use crate::limits::Lockout;
 use crate::store::{MailEntry, User};
 
 /// Octets of a message read and written at a time.
@@ -69,7 +71,7 @@ enum Flow {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A session on an accepted connection.
     pub fn new(
-        stream: S,
+        stream: crate::tls::Stream<S>,
         peer: SocketAddr,
         ctx: Arc<Context>,
         shutdown: watch::Receiver<bool>,
@@ -162,7 +164,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match cmd {
             Command::Capa => {
                 self.ok("Capability list follows");
-                let caps = "USER\r\nSASL PLAIN\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION mailroom\r\n.\r\n";
+                let mut caps = String::new();
+                let authorization = matches!(self.phase, Phase::Authorization { .. });
+                if authorization && self.stls_offered() {
+                    caps.push_str("STLS\r\n");
+                }
+                if !authorization || self.login_allowed() {
+                    caps.push_str("USER\r\nSASL PLAIN\r\n");
+                }
+                caps.push_str("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION mailroom\r\n.\r\n");
                 self.conn.send_raw(caps.as_bytes());
                 return Flow::Continue;
             }
@@ -171,10 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Flow::Continue;
             }
             Command::Quit => return self.quit().await,
-            Command::Stls => {
-                self.err("STLS is not available on this server");
-                return Flow::Continue;
-            }
+            Command::Stls => return self.stls().await,
             _ => {}
         }
         if matches!(self.phase, Phase::Authorization { .. }) {
@@ -184,7 +191,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Whether STLS may be used now: in clear, with a usable certificate.
+    fn stls_offered(&self) -> bool {
+        self.conn.tls().is_none() && self.ctx.tls.as_ref().is_some_and(|t| t.available())
+    }
+
+    /// Whether a password may be sent now (`pop3.plaintext_login`).
+    fn login_allowed(&self) -> bool {
+        self.conn.tls().is_some()
+            || match self.ctx.config.pop3.plaintext_login {
+                PlaintextLogin::Never => false,
+                PlaintextLogin::Loopback => self.peer.ip().is_loopback(),
+                PlaintextLogin::Always => true,
+            }
+    }
+
+    /// STLS (RFC 2595 §4). Input pipelined after it is discarded and the command refused:
+    /// it would otherwise be read as if it had come under TLS (CVE-2011-0411).
+    async fn stls(&mut self) -> Flow {
+        if !matches!(self.phase, Phase::Authorization { .. }) {
+            self.err("STLS is only allowed before login");
+            return Flow::Continue;
+        }
+        if self.conn.tls().is_some() {
+            self.err("TLS is already active");
+            return Flow::Continue;
+        }
+        let Some((acceptor, timeout)) = self
+            .ctx
+            .tls
+            .as_ref()
+            .and_then(|t| t.acceptor().ok().map(|a| (a, t.handshake_timeout)))
+        else {
+            self.err("STLS is not available: no usable certificate");
+            return Flow::Continue;
+        };
+        if self.conn.has_pending_input() {
+            self.conn.rbuf.clear();
+            tracing::warn!(peer = %self.peer, "commands pipelined after STLS discarded");
+            self.err(
+                "commands sent after STLS were discarded and TLS was not started; send STLS alone",
+            );
+            return Flow::Continue;
+        }
+        self.ok("Begin TLS negotiation");
+        match self.conn.start_tls(&acceptor, timeout).await {
+            Ok(info) => {
+                tracing::debug!(peer = %self.peer, tls = %info, "TLS started");
+                // Nothing said before TLS counts after it.
+                self.phase = Phase::Authorization {
+                    user: None,
+                    failures: 0,
+                };
+                Flow::Continue
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                Flow::Close
+            }
+        }
+    }
+
     async fn authorization(&mut self, cmd: Command) -> Flow {
+        if matches!(
+            cmd,
+            Command::User(_) | Command::Pass(_) | Command::Auth { .. }
+        ) && !self.login_allowed()
+        {
+            // RFC 2595 §4 / Dovecot's words: no password in clear here.
+            self.err("[AUTH] Plaintext authentication disallowed on non-secure connections; use STLS first");
+            return Flow::Continue;
+        }
         let Phase::Authorization { user, .. } = &mut self.phase else {
             return Flow::Continue;
         };
@@ -257,44 +334,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Checks credentials and opens the maildrop.
     async fn login(&mut self, name: &str, pass: &str) -> Flow {
-        let address = if name.contains('@') {
-            name.to_lowercase()
-        } else {
-            format!(
-                "{}@{}",
-                name.to_lowercase(),
-                self.ctx.config.primary_domain()
-            )
-        };
+        let ctx = self.ctx.clone();
         let ip = self.peer.ip();
-        if self.ctx.throttle.locked_out(ip) {
-            // No password is checked: a locked-out address costs no verification.
-            tracing::info!(peer = %self.peer, "pop3 login refused: too many failures from this address");
-            self.err("[AUTH] too many failed logins from your address; try again later");
-            return Flow::Close;
-        }
-        let found = match self.ctx.store.user_auth(&address).await {
-            Ok(f) => f,
-            Err(e) => {
+        let outcome =
+            login::login(ctx.store.as_ref(), &ctx.config, &ctx.guard, ip, name, pass).await;
+        let user = match outcome {
+            Login::Accepted(u) => u,
+            Login::LockedOut(what) => {
+                // No password is checked: a locked-out address costs no verification.
+                let who = match what {
+                    Lockout::Address => "from your address",
+                    Lockout::Account => "for this account",
+                };
+                tracing::info!(peer = %self.peer, "pop3 login refused: locked out {who}");
+                self.err(&format!(
+                    "[AUTH] too many failed logins {who}; try again later"
+                ));
+                return Flow::Close;
+            }
+            Login::Unavailable(e) => {
                 tracing::error!(error = %e, "user lookup failed");
                 self.err("[SYS/TEMP] temporary failure, try again later");
                 return Flow::Continue;
             }
-        };
-        let (hash, user) = match &found {
-            Some((u, h)) => (h.clone(), Some(u.clone())),
-            None => (password::dummy().to_string(), None),
-        };
-        let good = password::verify_bounded(hash, pass.to_string()).await;
-        let user = match (good, user) {
-            (true, Some(u)) => {
-                self.ctx.throttle.succeeded(ip);
-                u
-            }
-            _ => {
-                self.ctx.throttle.failed(ip);
-                tracing::info!(peer = %self.peer, user = %address, "pop3 login failed");
-                tokio::time::sleep(self.ctx.config.pop3.auth_failure_delay).await;
+            Login::Refused { delay } => {
+                tokio::time::sleep(delay).await;
                 self.err("[AUTH] invalid user name or password");
                 let max = self.ctx.config.pop3.max_auth_failures;
                 if let Phase::Authorization { failures, .. } = &mut self.phase {

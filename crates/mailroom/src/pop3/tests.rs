@@ -13,7 +13,7 @@ use crate::model::{
     EnvelopeParams, MailboxDrop, MessageKind, NewMessage, NewRecipient, Route, Settle,
 };
 use crate::store::prelude::*;
-use crate::testutil::{config, peer, Client, TempStore};
+use crate::testutil::{config, Client, TempStore};
 use crate::track::EventBase;
 
 struct Harness {
@@ -89,17 +89,24 @@ async fn harness(messages: &[&str]) -> Harness {
 }
 
 fn harness_with(ts: TempStore, user: i64, cfg: crate::config::Config) -> Harness {
-    let ctx = Context::new(Arc::new(cfg), ts.dyn_store());
+    let ctx = Context::new(Arc::new(cfg), ts.dyn_store(), None);
     Harness { ts, ctx, user }
 }
 
+/// A session from a loopback client (where passwords in clear are taken by default).
 fn connect(ctx: &Arc<Context>) -> Client {
+    connect_from(ctx, "127.0.0.1:40000".parse().unwrap())
+}
+
+fn connect_from(ctx: &Arc<Context>, from: std::net::SocketAddr) -> Client {
     let (client, server) = tokio::io::duplex(1 << 20);
     let (_tx, rx) = watch::channel(false);
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let _keep = _tx;
-        Session::new(server, peer(), ctx, rx).run().await
+        Session::new(crate::tls::Stream::Plain(server), from, ctx, rx)
+            .run()
+            .await
     });
     Client::new(client)
 }
@@ -263,4 +270,68 @@ async fn failed_logins_lock_the_address_out_across_sessions() {
         "no verification once locked out"
     );
     assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn passwords_wait_for_stls_off_loopback_and_injection_after_stls_is_refused() {
+    let h = harness(&["Subject: one\r\n\r\nbody\r\n"]).await;
+    let (tls, client, _dir) = crate::testutil::tls_pair();
+    let ctx = Context::new(Arc::new(config()), h.ts.dyn_store(), Some(tls));
+    let outside = "192.0.2.10:40000".parse().unwrap();
+    let mut c = connect_from(&ctx, outside);
+    assert!(c.status().await.starts_with("+OK"));
+    c.send(b"CAPA\r\n").await;
+    assert!(c.status().await.starts_with("+OK"));
+    let caps = c.multiline().await;
+    assert!(
+        caps.contains("STLS\r\n") && !caps.contains("USER"),
+        "{caps}"
+    );
+    cmd(
+        &mut c,
+        "USER alice",
+        "-ERR [AUTH] Plaintext authentication disallowed",
+    )
+    .await;
+    cmd(
+        &mut c,
+        "AUTH PLAIN",
+        "-ERR [AUTH] Plaintext authentication disallowed",
+    )
+    .await;
+    // CVE-2011-0411: what follows STLS in the same write is not read as if under TLS.
+    c.send(b"STLS\r\nUSER alice\r\nPASS pw\r\n").await;
+    let r = c.status().await;
+    assert!(
+        r.starts_with("-ERR commands sent after STLS were discarded"),
+        "{r}"
+    );
+    cmd(&mut c, "NOOP", "+OK").await;
+    cmd(&mut c, "STLS", "+OK Begin TLS negotiation").await;
+    c.start_tls(client).await.unwrap();
+    c.send(b"CAPA\r\n").await;
+    assert!(c.status().await.starts_with("+OK"));
+    let caps = c.multiline().await;
+    assert!(
+        !caps.contains("STLS") && caps.contains("USER\r\n"),
+        "{caps}"
+    );
+    cmd(&mut c, "STLS", "-ERR TLS is already active").await;
+    cmd(&mut c, "USER alice", "+OK").await;
+    cmd(&mut c, "PASS pw", "+OK maildrop has 1 message(s)").await;
+    cmd(&mut c, "STLS", "-ERR STLS is only allowed before login").await;
+    cmd(&mut c, "QUIT", "+OK").await;
+
+    // From loopback, a password in clear is taken (the default), unless configured "never".
+    let mut c = connect(&ctx);
+    assert!(c.status().await.starts_with("+OK"));
+    cmd(&mut c, "USER alice", "+OK").await;
+    cmd(&mut c, "PASS pw", "+OK").await;
+    let mut cfg = config();
+    cfg.pop3.plaintext_login = crate::config::PlaintextLogin::Never;
+    let strict = Context::new(Arc::new(cfg), h.ts.dyn_store(), None);
+    let mut c = connect(&strict);
+    assert!(c.status().await.starts_with("+OK"));
+    cmd(&mut c, "USER alice", "-ERR [AUTH] Plaintext").await;
+    cmd(&mut c, "STLS", "-ERR STLS is not available").await;
 }

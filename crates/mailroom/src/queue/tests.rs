@@ -100,6 +100,8 @@ impl World {
             client_ip: "192.0.2.1".parse().unwrap(),
             helo: "client.test".into(),
             protocol: "ESMTP",
+            tls: None,
+            user: None,
             org_meta: None,
         };
         self.ingest
@@ -409,6 +411,8 @@ mod timers {
                 client_ip: "127.0.0.1".parse().unwrap(),
                 helo: "c".into(),
                 protocol: "ESMTP",
+                tls: None,
+                user: None,
                 org_meta: None,
             };
             let qid = self

@@ -237,14 +237,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return;
             }
         };
+        if let Some(user) = &self.user {
+            let head = match &received {
+                crate::store::spool::Received::Memory(t) => t.as_slice(),
+                crate::store::spool::Received::File { head, .. } => head.as_slice(),
+            };
+            for from in crate::ingest::headers::from_addresses(head) {
+                if let Some(r) = self.not_theirs(user, &from, "From: address").await {
+                    self.reply(r);
+                    return;
+                }
+            }
+        }
         let State::Ready(helo) = &self.state else {
             return;
         };
-        let protocol = match (tx.params.smtputf8, helo.esmtp) {
-            (true, _) => "UTF8SMTP",
-            (false, true) => "ESMTP",
-            (false, false) => "SMTP",
-        };
+        let tls = self.conn.tls();
+        let protocol = protocol(
+            helo.esmtp,
+            tx.params.smtputf8,
+            tls.is_some(),
+            self.user.is_some(),
+        );
         let env = Envelope {
             queue_id: tx.queue_id,
             sender: tx.from.mailbox().map(|m| m.to_string()).unwrap_or_default(),
@@ -258,6 +272,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             client_ip: self.peer.ip(),
             helo: helo.name.clone(),
             protocol,
+            tls,
+            user: self.user.as_ref().map(|u| u.address.clone()),
             org_meta: tx.org_meta,
         };
         let r = match self.ctx.ingest.accept(env, received).await {
@@ -273,6 +289,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         self.reply(r);
+    }
+}
+
+/// The `with` protocol of the `Received` header: RFC 3848 (`S` under TLS, `A` after AUTH) and
+/// RFC 6531 §4.3 (`UTF8SMTP…`).
+pub fn protocol(esmtp: bool, utf8: bool, tls: bool, auth: bool) -> &'static str {
+    match (esmtp || utf8, utf8, tls, auth) {
+        (false, ..) => "SMTP",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, true) => "UTF8SMTPSA",
+        (true, false, false, false) => "ESMTP",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, true) => "ESMTPSA",
     }
 }
 

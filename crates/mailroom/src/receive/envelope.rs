@@ -1,8 +1,9 @@
 //! MAIL and RCPT (RFC 5321 §4.1.1.2, §4.1.1.3), and the relay policy.
 //!
 //! **Relay policy.** A recipient in a local domain is delivered here, if the directory knows it.
-//! Any other domain is accepted only from a client in `smtp.trusted_networks` (default: none), so
-//! a fresh server is never an open relay. The classic tricks that smuggle a foreign address into a
+//! Any other domain is accepted only from a client in `smtp.trusted_networks` (default: none),
+//! a server of the organization, or a user logged in on the submission service, so a fresh
+//! server is never an open relay. The classic tricks that smuggle a foreign address into a
 //! local one — `user%other@local`, `"user@other"@local`, `user@other@local`, `other!user@local` —
 //! are refused outright with `554 5.7.1` whoever the client is; a source route
 //! (`@local:user@other`) is ignored as RFC 5321 Appendix C allows, which leaves a foreign address
@@ -22,7 +23,7 @@ use crate::ingest::AcceptedRcpt;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// MAIL FROM.
-    pub(super) fn mail(&mut self, from: ReversePath, raw: RawParams) -> Reply {
+    pub(super) async fn mail(&mut self, from: ReversePath, raw: RawParams) -> Reply {
         let helo = match &self.state {
             State::Connected => return Reply::code(503, "5.5.1", "Send EHLO or HELO first"),
             State::Mail(..) => {
@@ -56,6 +57,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "5.6.7",
                 "Non-ASCII sender address needs the SMTPUTF8 parameter",
             );
+        }
+        let sender = from.mailbox().map(Mailbox::key);
+        if let Some(r) = self.submission_gate(sender.as_deref()).await {
+            return r;
         }
         let text = format!("Sender <{from}> OK");
         self.state = State::Mail(
@@ -163,8 +168,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let ip = self.peer.ip();
             // A server of the organization hands on mail for the outside (to the bridgehead of
             // an SMTP connector): it proved that it belongs.
+            // So does a user who logged in on the submission service.
             let org_peer = self.org.peer().is_some();
-            if org_peer || cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip)) {
+            let trusted = cfg.smtp.trusted_networks.iter().any(|n| n.contains(&ip));
+            if org_peer || trusted || self.user.is_some() {
                 return Ok((vec![Target::remote(key)], Vec::new()));
             }
             return Err(Reply::code(

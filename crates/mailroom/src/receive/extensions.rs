@@ -21,6 +21,12 @@ pub struct Facts {
     pub in_org: bool,
     /// The client proved that it is a server of the organization (`X-ORG-AUTH`).
     pub org_authenticated: bool,
+    /// This listener may start TLS (a usable certificate, and STARTTLS wanted here).
+    pub tls_available: bool,
+    /// The session is under TLS.
+    pub tls: bool,
+    /// The session is on a submission listener (RFC 6409).
+    pub submission: bool,
 }
 
 /// One ESMTP extension.
@@ -114,6 +120,48 @@ extension!(
     rcpt = [],
     verbs = ["BDAT"]
 );
+
+/// STARTTLS (RFC 3207): offered while the session is in clear and a certificate is usable.
+#[derive(Debug, Default)]
+pub struct StartTls;
+
+impl Extension for StartTls {
+    fn keyword(&self) -> &'static str {
+        "STARTTLS"
+    }
+    fn verbs(&self) -> &'static [&'static str] {
+        &["STARTTLS"]
+    }
+    fn rfc(&self) -> &'static str {
+        "RFC 3207"
+    }
+    fn offered(&self, facts: Facts) -> bool {
+        facts.tls_available && !facts.tls
+    }
+}
+
+/// AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN: offered on submission listeners, under TLS
+/// only, so that no password crosses the network in clear.
+#[derive(Debug, Default)]
+pub struct Auth;
+
+impl Extension for Auth {
+    fn keyword(&self) -> &'static str {
+        "AUTH"
+    }
+    fn ehlo_line(&self, _config: &Config) -> String {
+        "AUTH PLAIN LOGIN".into()
+    }
+    fn verbs(&self) -> &'static [&'static str] {
+        &["AUTH"]
+    }
+    fn rfc(&self) -> &'static str {
+        "RFC 4954"
+    }
+    fn offered(&self, facts: Facts) -> bool {
+        facts.submission && facts.tls
+    }
+}
 
 /// SIZE (RFC 1870): advertises the configured limit.
 #[derive(Debug, Default)]
@@ -214,6 +262,8 @@ impl Registry {
         r.register(Box::new(EnhancedStatusCodes));
         r.register(Box::new(Dsn));
         r.register(Box::new(Chunking));
+        r.register(Box::new(StartTls));
+        r.register(Box::new(Auth));
         r.register(Box::new(OrgVerb::AUTH));
         r.register(Box::new(OrgVerb::LINKSTATE));
         r.register(Box::new(OrgVerb::META));
@@ -305,7 +355,7 @@ mod tests {
         let r = Registry::standard();
         let org = Facts {
             in_org: true,
-            org_authenticated: false,
+            ..Facts::default()
         };
         assert_eq!(
             r.ehlo_lines(&cfg, org)[7..],
@@ -342,6 +392,25 @@ mod tests {
             ]
         );
         assert!(r.mail_param("RET") && r.rcpt_param("NOTIFY") && r.verb("BDAT"));
+        // STARTTLS while in clear where a certificate is usable; AUTH on submission, under TLS.
+        let clear = Facts {
+            tls_available: true,
+            submission: true,
+            ..Facts::default()
+        };
+        let under_tls = Facts { tls: true, ..clear };
+        assert_eq!(r.ehlo_lines(&cfg, clear)[7..], ["STARTTLS"]);
+        assert_eq!(r.ehlo_lines(&cfg, under_tls)[7..], ["AUTH PLAIN LOGIN"]);
+        assert_eq!(r.verb_offered("AUTH", clear), Some(false));
+        let mx = Facts {
+            submission: false,
+            ..under_tls
+        };
+        assert_eq!(
+            r.verb_offered("AUTH", mx),
+            Some(false),
+            "not on the MX listener"
+        );
         assert_eq!(
             r.keywords(),
             crate::config::STANDARD_EXTENSIONS,
@@ -355,7 +424,7 @@ mod tests {
             ["SIZE", "X-ORG-AUTH"]
         );
         cfg.smtp.extensions = None;
-        assert_eq!(Registry::configured(&cfg).keywords().len(), 11);
+        assert_eq!(Registry::configured(&cfg).keywords().len(), 13);
         let mut r = r;
         r.unregister("dsn");
         assert!(!r.mail_param("RET") && !r.rcpt_param("ORCPT") && !r.has("DSN"));

@@ -1,11 +1,13 @@
 //! SMTP receive: the listener, its connection limits, and the sessions.
 //!
 //! - [`session`]: the state machine and command loop of one session;
+//! - [`auth`]: STARTTLS, AUTH and the submission rules;
 //! - [`envelope`]: MAIL, RCPT and the relay policy;
 //! - [`data`]: DATA and BDAT;
 //! - [`extensions`]: the registry of ESMTP extensions;
 //! - [`org`]: the organization's verbs.
 
+mod auth;
 mod data;
 mod envelope;
 pub mod extensions;
@@ -24,6 +26,7 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::limits::{ConnectionLimits, Refusal};
 use crate::store::Store;
+use crate::tls::Stream;
 use extensions::Registry;
 
 /// What every session of a server shares.
@@ -38,6 +41,19 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     /// The organization, if this server is in one.
     pub org: Arc<crate::org::view::OrgView>,
+    /// The certificate, if TLS is configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Failed AUTH attempts, across the submission service's sessions.
+    pub auth: Arc<crate::limits::AuthGuard>,
+}
+
+/// What one listening socket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// MX or submission.
+    pub mode: session::Mode,
+    /// Sessions start with TLS (RFC 8314 implicit TLS).
+    pub implicit_tls: bool,
 }
 
 /// Accepts SMTP connections until the service is stopped (`listener.stop`) or the server
@@ -46,6 +62,7 @@ pub struct Context {
 /// any. The limits are the service's, shared with its other listeners.
 pub async fn serve(
     listener: TcpListener,
+    kind: Listener,
     ctx: watch::Receiver<Arc<Context>>,
     limits: Arc<ConnectionLimits>,
     control: crate::conn::ListenerControl,
@@ -86,7 +103,20 @@ pub async fn serve(
         };
         let sd = shutdown.clone();
         sessions.spawn(async move {
-            session::Session::new(stream, peer, ctx, sd).run().await;
+            let stream = if kind.implicit_tls {
+                match crate::tls::accept(ctx.tls.as_deref(), stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                }
+            } else {
+                Stream::Plain(stream)
+            };
+            session::Session::new(stream, peer, ctx, sd, kind.mode)
+                .run()
+                .await;
             drop(admission);
         });
     }

@@ -97,9 +97,14 @@ fn chunk_reply(e: &OrgError) -> Reply {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// What decides which extensions apply now.
     pub(super) fn facts(&self) -> Facts {
+        let tls = self.conn.tls().is_some();
+        let wanted = self.mode == super::session::Mode::Submission || self.ctx.config.smtp.starttls;
         Facts {
             in_org: self.ctx.org.get().is_some(),
             org_authenticated: self.org.peer().is_some(),
+            tls_available: !tls && wanted && self.ctx.tls.as_ref().is_some_and(|t| t.available()),
+            tls,
+            submission: self.mode == super::session::Mode::Submission,
         }
     }
 

@@ -22,6 +22,7 @@ use super::Context;
 use crate::conn::{Conn, Line, ReadError};
 use crate::ids::QueueId;
 use crate::ingest::AcceptedRcpt;
+use crate::tls::Stream;
 
 /// What the client said in EHLO or HELO.
 #[derive(Debug, Clone)]
@@ -47,6 +48,15 @@ pub struct Transaction {
     pub bdat: Option<Box<super::data::Text>>,
     /// The organization metadata sent before MAIL (`X-ORG-META`).
     pub org_meta: Option<crate::model::OrgMeta>,
+}
+
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Mail from other servers (and local programs): relaying needs a trusted network.
+    Mx,
+    /// Message submission (RFC 6409): every transaction needs an authenticated user.
+    Submission,
 }
 
 /// Where the session is.
@@ -76,17 +86,25 @@ pub struct Session<S> {
     pub(super) peer: SocketAddr,
     pub(super) state: State,
     pub(super) org: super::org::OrgSession,
+    pub(super) mode: Mode,
+    /// The user who authenticated (SMTP AUTH), if one did.
+    pub(super) user: Option<crate::store::User>,
+    /// Failed AUTH attempts in this session.
+    pub(super) auth_failures: u32,
     errors: u32,
     shutdown: watch::Receiver<bool>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A session on an accepted connection.
+    /// A session on an accepted connection (in clear, or under implicit TLS), for a listener
+    /// of this mode.
     pub fn new(
-        stream: S,
+        stream: Stream<S>,
         peer: SocketAddr,
         ctx: Arc<Context>,
         shutdown: watch::Receiver<bool>,
+        mode: Mode,
     ) -> Self {
         let max_line = ctx.config.smtp.max_command_line;
         Session {
@@ -95,6 +113,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             peer,
             state: State::Connected,
             org: Default::default(),
+            mode,
+            user: None,
+            auth_failures: 0,
             errors: 0,
             shutdown,
         }
@@ -102,6 +123,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn host(&self) -> &str {
         &self.ctx.config.server.hostname
+    }
+
+    /// Reads one more line from the client (an AUTH response), flushing what is queued first;
+    /// `None` when the connection ends or the command timeout passes.
+    pub(super) async fn read_line(&mut self) -> Option<Line> {
+        loop {
+            if let Some(l) = self.conn.next_line() {
+                return Some(l);
+            }
+            self.conn.flush().await.ok()?;
+            let timeout = self.ctx.config.smtp.command_timeout;
+            self.conn
+                .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
+                .await
+                .ok()?;
+        }
     }
 
     /// Queues a reply, counting errors.
@@ -207,7 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Ehlo(name) => self.helo(name, true),
             Command::Helo(name) => self.helo(name, false),
             Command::Mail { from, params } => {
-                let r = self.mail(from, params);
+                let r = self.mail(from, params).await;
                 self.reply(r);
             }
             Command::Rcpt { to, params } => {
@@ -240,7 +277,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 vec![
                     "2.0.0 mailroom speaks SMTP (RFC 5321) with the extensions listed in EHLO"
                         .into(),
-                    "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT".into(),
+                    "2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT"
+                        .into(),
                     "2.0.0 End of HELP".into(),
                 ],
             )),
@@ -264,7 +302,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let r = self.org_move(&arg).await;
                 self.reply(r);
             }
-            Command::StartTls | Command::Auth(_) | Command::Unimplemented(_) => {
+            Command::StartTls => return self.starttls().await,
+            Command::Auth(arg) => return self.auth(&arg).await,
+            Command::Unimplemented(_) => {
                 self.reply(Reply::code(502, "5.5.1", "Command not implemented"))
             }
             _ => self.reply(Reply::code(502, "5.5.1", "Command not implemented")),

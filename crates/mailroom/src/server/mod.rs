@@ -185,6 +185,21 @@ pub async fn run(
         org.clone(),
         services.clone(),
     );
+    let tls = crate::tls::Tls::new(data, &config.tls);
+    if let Err(e) = tls.acceptor() {
+        tracing::error!(
+            "TLS unavailable: {e}; STARTTLS is not offered and the implicit-TLS listeners refuse \
+             connections (`mailroom doctor` says more)"
+        );
+    }
+    let m = &config.submission;
+    let smtp_auth = Arc::new(crate::limits::AuthGuard::new(crate::limits::AuthLimits {
+        max_per_ip: m.max_auth_failures_per_ip,
+        max_per_account: m.max_auth_failures_per_account,
+        lockout: m.auth_lockout,
+        delay: m.auth_failure_delay,
+        max_delay: m.max_auth_failure_delay,
+    }));
     let parts = supervisor::Parts {
         data: data.to_path_buf(),
         store: store.clone(),
@@ -192,7 +207,9 @@ pub async fn run(
         handle,
         manager,
         queue_rx: rx,
-        pop3: crate::pop3::Context::new(config_arc.clone(), store.clone()),
+        pop3: crate::pop3::Context::new(config_arc.clone(), store.clone(), Some(tls.clone())),
+        tls: Some(tls),
+        smtp_auth,
         services,
         shutdown: shutdown.clone(),
     };

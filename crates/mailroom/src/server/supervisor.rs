@@ -24,7 +24,8 @@ use crate::store::Store;
 
 /// A listener service while it runs.
 struct Listeners {
-    addrs: Vec<SocketAddr>,
+    /// Each address, and whether its sessions start with TLS.
+    addrs: Vec<(SocketAddr, bool)>,
     limits: (usize, usize),
     stop: watch::Sender<bool>,
     closed: Vec<oneshot::Receiver<()>>,
@@ -55,6 +56,9 @@ pub(super) struct Parts {
     pub manager: Arc<Manager>,
     pub queue_rx: mpsc::UnboundedReceiver<i64>,
     pub pop3: Arc<crate::pop3::Context>,
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Failed AUTH attempts on the submission service (kept across reloads).
+    pub smtp_auth: Arc<crate::limits::AuthGuard>,
     pub services: Arc<Services>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -75,6 +79,7 @@ pub(super) struct Supervisor {
     started: chrono::DateTime<chrono::Utc>,
     smtp_ctx: watch::Sender<Arc<crate::receive::Context>>,
     smtp: Option<Listeners>,
+    submission: Option<Listeners>,
     pop3: Option<Listeners>,
     queue_rx: Option<mpsc::UnboundedReceiver<i64>>,
     queue: Option<Task<mpsc::UnboundedReceiver<i64>>>,
@@ -110,6 +115,8 @@ fn smtp_context(p: &Parts, config: &Arc<Config>) -> Arc<crate::receive::Context>
         ingest: Arc::new(ingest),
         store: p.store.clone(),
         org: p.org.clone(),
+        tls: p.tls.clone(),
+        auth: p.smtp_auth.clone(),
     })
 }
 
@@ -119,6 +126,13 @@ fn live(boot: &Config, new: &Config) -> Config {
     let mut c = boot.clone();
     c.smtp = new.smtp.clone();
     c.pop3.listen = new.pop3.listen.clone();
+    c.pop3.tls_listen = new.pop3.tls_listen.clone();
+    let (m, n) = (&mut c.submission, &new.submission);
+    m.listen = n.listen.clone();
+    m.tls_listen = n.tls_listen.clone();
+    m.max_connections = n.max_connections;
+    m.max_connections_per_ip = n.max_connections_per_ip;
+    m.check_sender = n.check_sender;
     c.services = new.services.clone();
     c.supervisor = new.supervisor.clone();
     c.config = new.config.clone();
@@ -143,6 +157,7 @@ impl Supervisor {
             started: chrono::Utc::now(),
             smtp_ctx,
             smtp: None,
+            submission: None,
             pop3: None,
             queue_rx,
             queue: None,
@@ -163,7 +178,7 @@ impl Supervisor {
             let want = check_definition(name, def);
             let run = matches!(want, Ok(true));
             let broken = match name {
-                "smtp-receive" | "pop3" => {
+                "smtp-receive" | "submission" | "pop3" => {
                     self.listener(name, run).await;
                     None
                 }
@@ -173,7 +188,7 @@ impl Supervisor {
             };
             match want {
                 // A listener's state is its binding's, set above.
-                Ok(true) if matches!(name, "smtp-receive" | "pop3") => {}
+                Ok(true) if matches!(name, "smtp-receive" | "submission" | "pop3") => {}
                 Ok(true) => match broken {
                     None => self.p.services.set(name, State::Running, None),
                     Some(why) => self.p.services.set(name, State::Failed, Some(why)),
@@ -195,24 +210,52 @@ impl Supervisor {
         }
     }
 
-    async fn listener(&mut self, name: &'static str, run: bool) {
-        let (addrs, limits) = if name == "smtp-receive" {
-            let s = &self.config.smtp;
-            (
-                s.listen.clone(),
-                (s.max_connections, s.max_connections_per_ip),
-            )
-        } else {
-            let p = &self.boot.pop3;
-            (
-                self.config.pop3.listen.clone(),
-                (p.max_connections, p.max_connections_per_ip),
-            )
+    /// A listener service's addresses (each with whether it is implicit TLS) and limits.
+    fn listen_spec(&self, name: &str) -> (Vec<(SocketAddr, bool)>, (usize, usize)) {
+        let both = |plain: &[SocketAddr], tls: &[SocketAddr]| -> Vec<(SocketAddr, bool)> {
+            let plain = plain.iter().map(|a| (*a, false));
+            plain.chain(tls.iter().map(|a| (*a, true))).collect()
         };
-        let slot = if name == "smtp-receive" {
-            &mut self.smtp
-        } else {
-            &mut self.pop3
+        match name {
+            "smtp-receive" => {
+                let s = &self.config.smtp;
+                (
+                    both(&s.listen, &[]),
+                    (s.max_connections, s.max_connections_per_ip),
+                )
+            }
+            "submission" => {
+                let m = &self.config.submission;
+                (
+                    both(&m.listen, &m.tls_listen),
+                    (m.max_connections, m.max_connections_per_ip),
+                )
+            }
+            _ => {
+                let p = &self.boot.pop3;
+                let c = &self.config.pop3;
+                (
+                    both(&c.listen, &c.tls_listen),
+                    (p.max_connections, p.max_connections_per_ip),
+                )
+            }
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> &mut Option<Listeners> {
+        match name {
+            "smtp-receive" => &mut self.smtp,
+            "submission" => &mut self.submission,
+            _ => &mut self.pop3,
+        }
+    }
+
+    async fn listener(&mut self, name: &'static str, run: bool) {
+        let (addrs, limits) = self.listen_spec(name);
+        let slot = match name {
+            "smtp-receive" => &mut self.smtp,
+            "submission" => &mut self.submission,
+            _ => &mut self.pop3,
         };
         let mut bound: Vec<(SocketAddr, tokio::net::TcpListener)> = Vec::new();
         if let Some(l) = slot.take() {
@@ -223,11 +266,12 @@ impl Supervisor {
             if run {
                 // The new addresses first, while the old listener still runs: a move to an
                 // address that is taken leaves the service where it was, saying why.
-                for &addr in addrs.iter().filter(|a| !l.addrs.contains(a)) {
+                for &(addr, _) in addrs.iter().filter(|a| !l.addrs.iter().any(|o| o.0 == a.0)) {
                     match bind_one(addr).await {
                         Ok(x) => bound.push((addr, x)),
                         Err(why) => {
-                            let old: Vec<String> = l.addrs.iter().map(|a| a.to_string()).collect();
+                            let old: Vec<String> =
+                                l.addrs.iter().map(|a| a.0.to_string()).collect();
                             let why = format!("{why}; still listening on {}", old.join(" "));
                             tracing::error!(service = name, "{why}");
                             *slot = Some(l);
@@ -244,7 +288,7 @@ impl Supervisor {
             return;
         }
         self.p.services.set(name, State::Starting, None);
-        for &addr in &addrs {
+        for &(addr, _) in &addrs {
             if bound.iter().any(|(a, _)| *a == addr) {
                 continue;
             }
@@ -263,11 +307,11 @@ impl Supervisor {
                 }
             }
         }
-        let bound: Vec<tokio::net::TcpListener> = bound.into_iter().map(|(_, l)| l).collect();
         let (stop, stop_rx) = watch::channel(false);
         let lim = ConnectionLimits::new(limits.0, limits.1);
         let mut closed = Vec::new();
-        for l in bound {
+        for (addr, l) in bound {
+            let implicit_tls = addrs.iter().any(|&(a, t)| a == addr && t);
             let (tx, rx) = oneshot::channel();
             closed.push(rx);
             let control = ListenerControl {
@@ -277,32 +321,43 @@ impl Supervisor {
             };
             let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
             tracing::info!(addr = %at, "{name} listening");
-            if name == "smtp-receive" {
-                self.tasks.spawn(crate::receive::serve(
+            if name == "pop3" {
+                self.tasks.spawn(crate::pop3::serve(
                     l,
-                    self.smtp_ctx.subscribe(),
+                    implicit_tls,
+                    self.p.pop3.clone(),
                     lim.clone(),
                     control,
                 ));
             } else {
-                self.tasks.spawn(crate::pop3::serve(
+                let mode = if name == "submission" {
+                    crate::receive::session::Mode::Submission
+                } else {
+                    crate::receive::session::Mode::Mx
+                };
+                let kind = crate::receive::Listener { mode, implicit_tls };
+                self.tasks.spawn(crate::receive::serve(
                     l,
-                    self.p.pop3.clone(),
+                    kind,
+                    self.smtp_ctx.subscribe(),
                     lim.clone(),
                     control,
                 ));
             }
         }
-        self.p
-            .services
-            .set_listen(name, addrs.iter().map(|a| a.to_string()).collect());
+        let shown = addrs
+            .iter()
+            .map(|(a, t)| {
+                if *t {
+                    format!("{a} (tls)")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        self.p.services.set_listen(name, shown);
         self.p.services.set(name, State::Running, None);
-        let slot = if name == "smtp-receive" {
-            &mut self.smtp
-        } else {
-            &mut self.pop3
-        };
-        *slot = Some(Listeners {
+        *self.slot(name) = Some(Listeners {
             addrs,
             limits,
             stop,
@@ -466,7 +521,8 @@ impl Supervisor {
     /// Stops everything: listeners first (no new sessions), then the queue and the link state;
     /// then waits for the sessions.
     pub(super) async fn stop_all(mut self) {
-        for l in [self.smtp.take(), self.pop3.take()].into_iter().flatten() {
+        let all = [self.smtp.take(), self.submission.take(), self.pop3.take()];
+        for l in all.into_iter().flatten() {
             l.stop().await;
         }
         for name in config::SERVICES {

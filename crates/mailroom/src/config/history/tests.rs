@@ -135,7 +135,11 @@ fn only_live_sections_apply_without_a_restart() {
 
 #[test]
 fn backups_round_trip_and_every_damage_is_refused() {
-    let text = crate::config::template("example.com", "mx.example.com", None, None);
+    let text = crate::config::template(
+        "example.com",
+        "mx.example.com",
+        &crate::config::Listen::default(),
+    );
     let b = Backup::new("mx.example.com", 7, &text);
     let bytes = b.encode();
     let (back, cfg) = Backup::decode(&bytes).unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::extensions::Registry;
-use super::session::Session;
+use super::session::{Mode, Session};
 use super::Context;
 use crate::config::Config;
 use crate::ingest::Ingest;
@@ -14,6 +14,8 @@ use crate::model::QueuedMessage;
 use crate::store::prelude::*;
 use crate::store::Store;
 use crate::testutil::{config, peer, Client, TempStore};
+
+mod auth;
 
 struct Harness {
     c: Client,
@@ -62,6 +64,17 @@ async fn start_with(cfg: Config, registry: Registry) -> Harness {
 
 /// A session whose connection buffers `buffer` octets in each direction.
 async fn start_io(cfg: Config, registry: Registry, buffer: usize) -> Harness {
+    start_full(cfg, registry, buffer, Mode::Mx, None).await
+}
+
+/// A session on a listener of `mode`, with this TLS set-up.
+async fn start_full(
+    cfg: Config,
+    registry: Registry,
+    buffer: usize,
+    mode: Mode,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> Harness {
     let ts = TempStore::new();
     seed(ts.store.as_ref()).await;
     let (handle, queued) = QueueHandle::channel();
@@ -72,10 +85,19 @@ async fn start_io(cfg: Config, registry: Registry, buffer: usize) -> Harness {
         ingest: Arc::new(Ingest::new(ts.dyn_store(), cfg, handle)),
         store: ts.dyn_store(),
         org: crate::org::view::OrgView::new(None),
+        tls,
+        auth: Arc::new(crate::limits::AuthGuard::new(crate::limits::AuthLimits {
+            max_per_ip: 5,
+            max_per_account: 8,
+            lockout: std::time::Duration::from_secs(600),
+            delay: std::time::Duration::from_millis(100),
+            max_delay: std::time::Duration::from_millis(400),
+        })),
     });
     let (client, server) = tokio::io::duplex(buffer);
     let (shutdown, sd) = watch::channel(false);
-    let task = tokio::spawn(Session::new(server, peer(), ctx, sd).run());
+    let stream = crate::tls::Stream::Plain(server);
+    let task = tokio::spawn(Session::new(stream, peer(), ctx, sd, mode).run());
     let mut c = Client::new(client);
     let greeting = c.reply().await;
     assert_eq!(greeting, "220 mx.example.com ESMTP mailroom");
@@ -182,7 +204,7 @@ async fn sequence_errors() {
     h.c.cmd("VRFY alice", "252 2.1.5").await;
     h.c.cmd("HELP", "214").await;
     h.c.cmd("ETRN example.com", "502 5.5.1").await;
-    h.c.cmd("STARTTLS", "502 5.5.1").await;
+    h.c.cmd("STARTTLS", "454 4.7.0 TLS not available").await;
 }
 
 #[tokio::test]

@@ -1,0 +1,117 @@
+//! `[tls]` and `[submission]`: the certificate, the TLS versions, and the authenticated
+//! submission service (RFC 6409, RFC 8314).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[tls]`: the certificate every TLS listener presents, and the versions accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, leaf first; a relative path is inside the data directory.
+    /// It is read again when the file changes (checked at each new TLS session).
+    pub certificate: PathBuf,
+    /// The private key of the leaf certificate, PEM (PKCS #8, PKCS #1 or SEC1).
+    pub private_key: PathBuf,
+    /// The oldest TLS version accepted: "1.2" or "1.3". TLS 1.0 and 1.1 are never accepted
+    /// (RFC 8996).
+    pub min_version: TlsVersion,
+    /// Waiting for a client to finish the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+/// The oldest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246) and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    V12,
+    /// TLS 1.3 (RFC 8446) only.
+    #[serde(rename = "1.3")]
+    V13,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            certificate: PathBuf::from("tls/cert.pem"),
+            private_key: PathBuf::from("tls/key.pem"),
+            min_version: TlsVersion::V12,
+            handshake_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where POP3 (and later IMAP) accepts a password sent without TLS.
+///
+/// The default follows Dovecot's: passwords in clear are refused, except from the loopback
+/// address, whose traffic never crosses a network.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaintextLogin {
+    /// Only over TLS (STLS, or the implicit-TLS listener).
+    Never,
+    /// Over TLS, or from a loopback address.
+    #[default]
+    Loopback,
+    /// Everywhere: only behind a proxy that does the TLS, or on a network that is trusted.
+    Always,
+}
+
+/// `[submission]`: the message submission service (RFC 6409) for users' mail programs. Every
+/// session must authenticate (SMTP AUTH, RFC 4954), and AUTH is offered only under TLS; an
+/// authenticated user may send anywhere, as their own addresses only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmissionConfig {
+    /// Addresses where sessions start in clear and must use STARTTLS (RFC 3207) before AUTH.
+    pub listen: Vec<SocketAddr>,
+    /// Addresses where sessions start with TLS ("submissions", RFC 8314 §3.3).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Simultaneous connections, in total and from one client address.
+    pub max_connections: usize,
+    /// ...from one client address (an IPv6 client: its /64).
+    pub max_connections_per_ip: usize,
+    /// Failed AUTH attempts in one session before it is closed.
+    pub max_auth_failures: u32,
+    /// Pause before answering the first failed AUTH; it doubles with each further failure
+    /// from the same address or for the same account, up to `max_auth_failure_delay`.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// The longest such pause.
+    #[serde(with = "humantime_serde")]
+    pub max_auth_failure_delay: Duration,
+    /// Failed AUTH attempts from one client address, across sessions, before it is locked out.
+    pub max_auth_failures_per_ip: u32,
+    /// Failed AUTH attempts for one account, from anywhere, before it is locked out.
+    pub max_auth_failures_per_account: u32,
+    /// How long a lockout lasts after the last failure.
+    #[serde(with = "humantime_serde")]
+    pub auth_lockout: Duration,
+    /// Whether the envelope sender and every `From` address must be the user's own (or an
+    /// alias of theirs); else `553 5.7.1`.
+    pub check_sender: bool,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2587))],
+            tls_listen: vec![SocketAddr::from(([127, 0, 0, 1], 2465))],
+            max_connections: 500,
+            max_connections_per_ip: 20,
+            max_auth_failures: 3,
+            auth_failure_delay: Duration::from_secs(2),
+            max_auth_failure_delay: Duration::from_secs(30),
+            max_auth_failures_per_ip: 10,
+            max_auth_failures_per_account: 20,
+            auth_lockout: Duration::from_secs(600),
+            check_sender: true,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! STARTTLS, AUTH and the submission rules, over in-memory connections with real TLS.
+
+use base64::Engine;
+
+use super::*;
+use crate::testutil::tls_pair;
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A submission session with TLS available, and carol (password `secret`), her alias
+/// `carol.c@example.com`, and the list `team` (alice and bob) in the directory.
+async fn submission() -> (Harness, Arc<rustls::ClientConfig>, tempfile::TempDir) {
+    let (tls, client, dir) = tls_pair();
+    let mut cfg = config();
+    cfg.smtp.max_errors = 50;
+    let h = start_full(
+        cfg,
+        Registry::standard(),
+        1 << 20,
+        Mode::Submission,
+        Some(tls),
+    )
+    .await;
+    let s = h.ts.store.as_ref();
+    let hash = crate::directory::password::hash("secret").unwrap();
+    s.user_add("carol@example.com", Some(hash), None)
+        .await
+        .unwrap();
+    s.alias_add("carol.c@example.com", vec!["carol@example.com".into()])
+        .await
+        .unwrap();
+    (h, client, dir)
+}
+
+async fn under_tls(h: &mut Harness, client: Arc<rustls::ClientConfig>) {
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS").await;
+    h.c.start_tls(client).await.unwrap();
+}
+
+#[tokio::test]
+async fn submission_needs_tls_then_auth_then_sends_as_the_user_only() {
+    let (mut h, client, _dir) = submission().await;
+    let r = h.c.cmd("EHLO client.test", "250").await;
+    assert!(r.contains("250 STARTTLS") && !r.contains("AUTH"), "{r}");
+    h.c.cmd(
+        &format!("AUTH PLAIN {}", b64(b"\0carol@example.com\0secret")),
+        "538 5.7.11 Encryption required",
+    )
+    .await;
+    h.c.cmd(
+        "MAIL FROM:<carol@example.com>",
+        "530 5.7.0 Must issue a STARTTLS command first",
+    )
+    .await;
+    h.c.cmd("STARTTLS", "220").await;
+    h.c.start_tls(client).await.unwrap();
+    // RFC 3207 §4.2: the session starts again; EHLO now offers AUTH and no STARTTLS.
+    h.c.cmd("MAIL FROM:<carol@example.com>", "503 5.5.1 Send EHLO")
+        .await;
+    let r = h.c.cmd("EHLO client.test", "250").await;
+    assert!(
+        r.contains("250 AUTH PLAIN LOGIN") && !r.contains("STARTTLS"),
+        "{r}"
+    );
+    h.c.cmd("STARTTLS", "503 5.5.1 TLS is already active").await;
+    h.c.cmd(
+        "MAIL FROM:<carol@example.com>",
+        "530 5.7.0 Authentication required",
+    )
+    .await;
+    h.c.cmd(
+        &format!("AUTH PLAIN {}", b64(b"\0carol@example.com\0wrong")),
+        "535 5.7.8",
+    )
+    .await;
+    h.c.cmd(
+        &format!(
+            "AUTH PLAIN {}",
+            b64(b"bob@example.com\0carol@example.com\0secret")
+        ),
+        "535 5.7.8 Authentication credentials invalid: acting for another user",
+    )
+    .await;
+    // LOGIN, with its two challenges; the local part alone means the primary domain.
+    h.c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6").await;
+    h.c.cmd(&b64(b"carol"), "334 UGFzc3dvcmQ6").await;
+    h.c.cmd(&b64(b"secret"), "235 2.7.0 Authentication successful")
+        .await;
+    h.c.cmd("AUTH PLAIN", "503 5.5.1 Already authenticated")
+        .await;
+
+    h.c.cmd(
+        "MAIL FROM:<alice@example.com>",
+        "553 5.7.1 Sender address <alice@example.com> rejected",
+    )
+    .await;
+    h.c.cmd("MAIL FROM:<team@example.com>", "553 5.7.1").await;
+    h.c.cmd("MAIL FROM:<carol.c@example.com>", "250").await;
+    h.c.cmd("RSET", "250").await;
+    h.c.cmd("MAIL FROM:<carol@example.com>", "250").await;
+    // An authenticated user relays; the classic tricks are still refused.
+    h.c.cmd("RCPT TO:<someone@elsewhere.test>", "250").await;
+    h.c.cmd("RCPT TO:<x%elsewhere.test@example.com>", "554 5.7.1")
+        .await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd(
+        "From: Alice <alice@example.com>\r\nSubject: spoof\r\n\r\nhi\r\n.",
+        "553 5.7.1 From: address <alice@example.com> rejected",
+    )
+    .await;
+    assert_eq!(
+        h.delivered().await,
+        0,
+        "the spoofed message is not delivered"
+    );
+    h.c.cmd("MAIL FROM:<carol@example.com>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd(
+        "From: Carol <Carol.C@example.com>\r\nSubject: hi\r\n\r\nhello\r\n.",
+        "250 2.0.0",
+    )
+    .await;
+    let got = h.mailbox("alice@example.com").await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("with ESMTPSA\r\n\t(TLSv1.3 with cipher TLS13_"),
+        "{}",
+        got[0]
+    );
+}
+
+#[tokio::test]
+async fn bad_passwords_slow_down_then_close_the_session() {
+    let (mut h, client, _dir) = submission().await;
+    under_tls(&mut h, client).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    let t = tokio::time::Instant::now();
+    for _ in 0..2 {
+        h.c.cmd(
+            &format!("AUTH PLAIN {}", b64(b"\0carol@example.com\0nope")),
+            "535 5.7.8",
+        )
+        .await;
+    }
+    // 100 ms, then 200 ms (the harness's guard doubles its pause).
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    h.c.send(format!("AUTH PLAIN {}\r\n", b64(b"\0carol@example.com\0nope")).as_bytes())
+        .await;
+    assert!(h.c.reply().await.starts_with("535"));
+    assert!(
+        h.c.reply().await.starts_with("421 4.7.0"),
+        "max_auth_failures = 3"
+    );
+    assert!(h.c.closed().await);
+}
+
+#[tokio::test]
+async fn sasl_exchanges_cancelled_or_malformed_get_clear_replies() {
+    let (mut h, client, _dir) = submission().await;
+    under_tls(&mut h, client).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd(
+        "AUTH CRAM-MD5",
+        "504 5.5.4 Unrecognized authentication mechanism",
+    )
+    .await;
+    h.c.cmd("AUTH PLAIN", "334").await;
+    h.c.cmd("*", "501 5.7.0 Authentication cancelled").await;
+    h.c.cmd("AUTH PLAIN !!!", "501 5.5.2 Cannot decode").await;
+    h.c.cmd(
+        &format!("AUTH PLAIN {}", b64(b"no-nuls")),
+        "501 5.5.2 Malformed PLAIN",
+    )
+    .await;
+    h.c.cmd(
+        "MAIL FROM:<carol@example.com>",
+        "530 5.7.0 Authentication required",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pipelined_starttls_injection_is_refused_and_discarded() {
+    let (mut h, _client, _dir) = submission().await;
+    h.c.cmd("EHLO client.test", "250").await;
+    // CVE-2011-0411: the MAIL after STARTTLS must not run as if it had come under TLS.
+    h.c.send(b"STARTTLS\r\nRSET\r\nMAIL FROM:<carol@example.com>\r\n")
+        .await;
+    let r = h.c.reply().await;
+    assert!(
+        r.starts_with("554 5.5.0 Commands sent after STARTTLS were discarded"),
+        "{r}"
+    );
+    // The injected commands got no reply: the next one answered is NOOP's.
+    h.c.cmd("NOOP", "250 2.0.0 OK").await;
+}
+
+#[tokio::test]
+async fn the_mx_listener_offers_starttls_and_no_auth() {
+    let (tls, client, _dir) = tls_pair();
+    let mut h = start_full(config(), Registry::standard(), 1 << 20, Mode::Mx, Some(tls)).await;
+    let r = h.c.cmd("EHLO client.test", "250").await;
+    assert!(r.contains("250 STARTTLS") && !r.contains("AUTH"), "{r}");
+    h.c.cmd("STARTTLS", "220").await;
+    h.c.start_tls(client).await.unwrap();
+    let r = h.c.cmd("EHLO client.test", "250").await;
+    assert!(!r.contains("AUTH") && !r.contains("STARTTLS"), "{r}");
+    h.c.cmd(
+        "AUTH PLAIN",
+        "502 5.5.1 AUTH is offered on the submission service only",
+    )
+    .await;
+    // Unauthenticated mail from outside, as before, for local users only.
+    h.c.cmd("MAIL FROM:<x@elsewhere.test>", "250").await;
+    h.c.cmd("RCPT TO:<y@elsewhere.test>", "554 5.7.1").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd("Subject: t\r\n\r\nx\r\n.", "250").await;
+    let got = h.mailbox("alice@example.com").await;
+    assert!(
+        got[0].contains("with ESMTPS\r\n\t(TLSv1.3 with cipher"),
+        "{}",
+        got[0]
+    );
+
+    // Without a usable certificate there is no STARTTLS, and the verb says why.
+    let mut cfg = config();
+    cfg.smtp.starttls = false;
+    let (tls, _, _d) = tls_pair();
+    let mut h = start_full(cfg, Registry::standard(), 1 << 20, Mode::Mx, Some(tls)).await;
+    let r = h.c.cmd("EHLO client.test", "250").await;
+    assert!(!r.contains("STARTTLS"), "smtp.starttls = false: {r}");
+    h.c.cmd("STARTTLS", "454 4.7.0").await;
+}
