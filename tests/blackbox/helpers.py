@@ -176,8 +176,14 @@ QUEUED_RE = re.compile(r"queued as (\S+)")
 class RawSMTP:
     """A minimal SMTP client over a socket: sends exactly the bytes given and reads replies."""
 
-    def __init__(self, port: int, timeout: float = IO_TIMEOUT):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = IO_TIMEOUT, source: str = "",
+                 context=None, hostname: str = HOSTNAME):
+        """Connects from `source` (an address of 127/8) if given, under TLS at once if a
+        `context` is given (implicit TLS)."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname=hostname)
         self.buf = b""
         self.greeting = self.reply()
         self.extensions: set[str] = set()
@@ -209,6 +215,14 @@ class RawSMTP:
     def cmd(self, line: str) -> Reply:
         self.send(line.encode() + b"\r\n")
         return self.reply()
+
+    def starttls(self, context, hostname: str) -> Reply:
+        """STARTTLS, then the TLS handshake (verifying the server as `hostname`)."""
+        r = self.cmd("STARTTLS")
+        assert r.code == 220, r
+        assert not self.buf, f"unread input before TLS: {self.buf!r}"
+        self.sock = context.wrap_socket(self.sock, server_hostname=hostname)
+        return r
 
     def ehlo(self, name: str = "client.example.org") -> Reply:
         r = self.cmd(f"EHLO {name}")
@@ -582,6 +596,16 @@ class Mailroom:
         if ehlo:
             c.ehlo()
         return c
+
+    @property
+    def certificate(self) -> Path:
+        """The self-signed certificate `mailroom init` made."""
+        return self.data / "tls" / "cert.pem"
+
+    def tls_context(self):
+        """A client TLS context that trusts this server's certificate (and nothing else)."""
+        import ssl
+        return ssl.create_default_context(cafile=str(self.certificate))
 
     def pop3_connect(self) -> poplib.POP3:
         return poplib.POP3("127.0.0.1", self.pop3_port, timeout=IO_TIMEOUT)
