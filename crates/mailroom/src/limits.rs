@@ -247,6 +247,45 @@ impl AuthGuard {
     }
 }
 
+/// Events per client address per minute (connections, messages), counted in fixed windows of
+/// one minute: a client past the limit waits for the next window.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    windows: Mutex<HashMap<ClientKey, (Instant, u32)>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    /// A limiter with no history.
+    pub fn new() -> RateLimiter {
+        RateLimiter::default()
+    }
+
+    /// Counts an event from `ip`; false when it is over `max` in this window (0: no limit).
+    pub fn allow(&self, ip: IpAddr, max: u32) -> bool {
+        if max == 0 {
+            return true;
+        }
+        let Ok(mut w) = self.windows.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if w.len() >= MAX_TRACKED {
+            w.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            if w.len() >= MAX_TRACKED {
+                return true;
+            }
+        }
+        let e = w.entry(ClientKey::of(ip)).or_insert((now, 0));
+        if now.duration_since(e.0) >= WINDOW {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+        e.1 <= max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +313,19 @@ mod tests {
         assert_eq!(l.admit(c).err(), Some(Refusal::Total));
         drop(first);
         assert!(l.admit(a).is_ok(), "a slot given back is free again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rates_are_counted_per_client_per_minute() {
+        let r = RateLimiter::new();
+        let a: IpAddr = "198.51.100.7".parse().unwrap();
+        let b: IpAddr = "198.51.100.8".parse().unwrap();
+        assert!((0..3).all(|_| r.allow(a, 3)));
+        assert!(!r.allow(a, 3), "the fourth in the minute");
+        assert!(r.allow(b, 3), "another client has its own count");
+        assert!((0..100).all(|_| r.allow(a, 0)), "0: no limit");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(r.allow(a, 3), "a new minute");
     }
 
     #[tokio::test(start_paused = true)]

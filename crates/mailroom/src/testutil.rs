@@ -25,6 +25,11 @@ impl TempStore {
         TempStore { store, _dir: dir }
     }
 
+    /// The directory the store is in.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// The store as a trait object.
     pub fn dyn_store(&self) -> Arc<dyn Store> {
         self.store.clone()

@@ -74,8 +74,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// DKIM signing keys of this server's domains.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// The running server's services and their states.
     Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `dkim …`
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Make a signing key for a local domain and print the DNS TXT record to publish.
+    Generate {
+        /// The domain (one of this server's local domains).
+        domain: String,
+        /// The selector (default: `dkim.selector` of the configuration).
+        #[arg(long)]
+        selector: Option<String>,
+        /// The kind of key.
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: crate::dkim::Algorithm,
+        /// Replace an existing key (the record published for it stops verifying).
+        #[arg(long)]
+        force: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -600,5 +625,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { json } => config::status(&cli.data, json).await,
         Command::Doctor(a) => doctor::doctor(&cli.data, &a).await,
         Command::Repair { dry_run, json } => doctor::repair(&cli.data, dry_run, json).await,
+        Command::Dkim(DkimCommand::Generate {
+            domain,
+            selector,
+            algorithm,
+            force,
+            json,
+        }) => dkim_generate(&cli.data, &domain, selector, algorithm, force, json),
     }
+}
+
+/// `dkim generate`.
+fn dkim_generate(
+    data: &std::path::Path,
+    domain: &str,
+    selector: Option<String>,
+    algorithm: crate::dkim::Algorithm,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let cfg = init::load(data)?;
+    let domain = domain.to_lowercase();
+    if !cfg.is_local_domain(&domain) {
+        anyhow::bail!(
+            "{domain} is not a local domain of this server (server.domains = {:?})",
+            cfg.server.domains
+        );
+    }
+    let selector = selector.unwrap_or_else(|| cfg.dkim.selector.clone());
+    if selector.is_empty()
+        || !selector
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        anyhow::bail!("{selector:?} is not a selector (DNS labels: letters, digits and -)");
+    }
+    let g = crate::dkim::generate(data, &domain, &selector, algorithm, force)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "domain": domain, "selector": selector, "key_file": g.file,
+                "name": g.name, "record": g.record, "zone": g.zone_line(),
+            })
+        );
+        return Ok(());
+    }
+    println!("wrote the private key {}", g.file.display());
+    println!("publish this TXT record, then mail from {domain} is signed:");
+    println!("{}", g.zone_line());
+    if selector != cfg.dkim.selector {
+        println!(
+            "(the server signs with selector {:?}: `mailroom config set dkim.selector {selector}`)",
+            cfg.dkim.selector
+        );
+    }
+    if !cfg.dkim.sign {
+        println!("(signing is off: `mailroom config set dkim.sign true`)");
+    }
+    Ok(())
 }

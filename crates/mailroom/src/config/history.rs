@@ -108,6 +108,8 @@ pub fn needs_restart(changes: &[Change]) -> Vec<String> {
         "submission.tls_listen",
         "submission.max_connections",
         "submission.check_sender",
+        "sender_auth.",
+        "dkim.",
         "services.",
         "supervisor.",
         "config.",

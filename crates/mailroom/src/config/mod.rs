@@ -22,7 +22,10 @@ pub use registrations::{
     standard_extensions, standard_services, ServiceDef, StoreConfig, SupervisorConfig,
     ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
 };
-pub use security::{PlaintextLogin, SubmissionConfig, TlsConfig, TlsVersion};
+pub use security::{
+    DkimConfig, DmarcAction, PlaintextLogin, SenderAuthConfig, SubmissionConfig, TlsConfig,
+    TlsVersion,
+};
 pub use template::{template, Listen};
 
 /// The file name of the configuration inside the data directory.
@@ -90,6 +93,12 @@ pub struct Config {
     /// The certificate and TLS versions of every TLS listener.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// SPF, DKIM and DMARC checks of mail from outside.
+    #[serde(default)]
+    pub sender_auth: SenderAuthConfig,
+    /// DKIM signing of mail sent from this server's domains.
+    #[serde(default)]
+    pub dkim: DkimConfig,
     /// Queue and delivery.
     #[serde(default)]
     pub queue: QueueConfig,
@@ -212,6 +221,18 @@ pub struct SmtpConfig {
     pub max_received_headers: usize,
     /// Networks whose clients may relay to non-local domains. Default: none.
     pub trusted_networks: Vec<IpNet>,
+    /// Networks of clients inside (by default this machine; `trusted_networks` are inside too):
+    /// their mail is not checked for SPF, DKIM and DMARC, they may use a local domain in MAIL
+    /// FROM, and they are not rate-limited. Everyone else is outside.
+    pub inside_networks: Vec<IpNet>,
+    /// Whether an outside client that has not logged in may give a local domain in MAIL FROM
+    /// (Exchange: "anonymous users cannot send as an authoritative domain").
+    pub local_senders_from_outside: LocalSenders,
+    /// New connections from one outside client address per minute, at most (0: no limit).
+    pub max_connection_rate: u32,
+    /// Messages (MAIL commands) from one outside client address per minute, at most (0: no
+    /// limit).
+    pub max_message_rate: u32,
     /// How a recipient whose mailbox is already full is refused at RCPT.
     pub full_mailbox: FullMailbox,
     /// Most final recipients one address (a list, an alias) may expand to; past it the
@@ -230,6 +251,27 @@ pub struct SmtpConfig {
     /// were kept here): the standard set. A keyword missing from the list is not offered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Vec<String>>,
+}
+
+/// What an outside client that has not logged in may give as a sender in a local domain.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalSenders {
+    /// Refused with `550 5.7.1`: mail from a local address comes from inside, or from a user
+    /// who logged in on the submission service.
+    #[default]
+    Refuse,
+    /// Accepted (sender authentication still judges it).
+    Accept,
+}
+
+impl Config {
+    /// Whether a client address is inside (see [`SmtpConfig::inside_networks`]).
+    pub fn is_inside(&self, ip: std::net::IpAddr) -> bool {
+        let s = &self.smtp;
+        s.inside_networks.iter().any(|n| n.contains(&ip))
+            || s.trusted_networks.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// The reply at RCPT for a mailbox that is already full (or has no room for the SIZE the client
@@ -267,6 +309,13 @@ impl Default for SmtpConfig {
             write_timeout: Duration::from_secs(120),
             max_received_headers: 15,
             trusted_networks: Vec::new(),
+            inside_networks: vec![
+                "127.0.0.0/8".parse().expect("network"),
+                "::1/128".parse().expect("network"),
+            ],
+            local_senders_from_outside: LocalSenders::Refuse,
+            max_connection_rate: 120,
+            max_message_rate: 300,
             full_mailbox: FullMailbox::Temporary,
             spool_threshold: 128 * 1024,
             max_expansion: 10_000,
@@ -489,6 +538,8 @@ impl Config {
             submission: SubmissionConfig::default(),
             pop3: Pop3Config::default(),
             tls: TlsConfig::default(),
+            sender_auth: SenderAuthConfig::default(),
+            dkim: DkimConfig::default(),
             queue: QueueConfig::default(),
             outbound: OutboundConfig::default(),
             dns: DnsConfig::default(),

@@ -115,3 +115,60 @@ impl Default for SubmissionConfig {
         }
     }
 }
+
+/// `[sender_auth]`: SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489) and ARC (RFC 8617) on mail
+/// from outside, reported in an `Authentication-Results` header (RFC 8601).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderAuthConfig {
+    /// Whether mail from outside clients is checked.
+    pub verify: bool,
+    /// What a DMARC failure does.
+    pub dmarc_policy: DmarcAction,
+    /// Messages larger than this (octets) are not checked for DKIM (the check reads the whole
+    /// message); they get `dkim=neutral` and DMARC is not enforced on them.
+    pub max_verify_size: u64,
+}
+
+impl Default for SenderAuthConfig {
+    fn default() -> Self {
+        SenderAuthConfig {
+            verify: true,
+            dmarc_policy: DmarcAction::Enforce,
+            max_verify_size: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a DMARC failure does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcAction {
+    /// The domain's policy is followed: `p=reject` is refused with `550 5.7.1`; `p=quarantine`
+    /// is accepted and marked (a Junk folder when IMAP comes).
+    #[default]
+    Enforce,
+    /// Only reported, in `Authentication-Results` and tracking.
+    Monitor,
+}
+
+/// `[dkim]`: signing of mail sent from this server's domains (RFC 6376).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimConfig {
+    /// Whether mail submitted by users (and local programs) is signed, for every domain that
+    /// has a key (`mailroom dkim generate DOMAIN` makes one).
+    pub sign: bool,
+    /// The selector of the keys in use: the key of domain D is `DATA/dkim/D.SELECTOR.key`, its
+    /// public part is published at `SELECTOR._domainkey.D`.
+    pub selector: String,
+}
+
+impl Default for DkimConfig {
+    fn default() -> Self {
+        DkimConfig {
+            sign: true,
+            selector: "mailroom".into(),
+        }
+    }
+}

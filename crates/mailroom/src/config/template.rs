@@ -77,6 +77,15 @@ write_timeout = "{write_timeout}"
 max_received_headers = {max_received_headers}
 # Networks (CIDR) whose clients may send to non-local domains. Empty: nobody may relay.
 trusted_networks = []
+# Networks of clients inside (trusted_networks are inside too): their mail is not checked for
+# SPF/DKIM/DMARC, they may use a local domain as sender, and they are not rate-limited.
+inside_networks = ["127.0.0.0/8", "::1/128"]
+# An outside client that has not logged in, giving a local domain in MAIL FROM: "refuse"
+# (550 5.7.1) or "accept".
+local_senders_from_outside = "refuse"
+# Per outside client address and minute: new connections, and messages (0: no limit).
+max_connection_rate = {max_connection_rate}
+max_message_rate = {max_message_rate}
 # A recipient whose mailbox is full is refused at RCPT (no report to a possibly forged sender):
 # "temporary" (452 4.2.2, the sending server retries) or "permanent" (552 5.2.2).
 full_mailbox = "temporary"
@@ -125,6 +134,22 @@ private_key = "{key}"
 # The oldest TLS version accepted: "1.2" or "1.3" (1.0 and 1.1 never).
 min_version = "1.2"
 handshake_timeout = "{handshake}"
+
+[sender_auth]
+# Check SPF, DKIM, DMARC and ARC on mail from outside, and record the results in an
+# Authentication-Results header.
+verify = true
+# A DMARC failure: "enforce" follows the sender domain's policy (p=reject: 550 5.7.1), "monitor"
+# only reports it.
+dmarc_policy = "enforce"
+# Larger messages are not checked for DKIM (the check reads the whole message).
+max_verify_size = {max_verify_size}
+
+[dkim]
+# Sign mail sent by users and local programs, for every domain that has a key. `mailroom dkim
+# generate DOMAIN` makes DATA/dkim/DOMAIN.SELECTOR.key and prints the DNS record to publish.
+sign = true
+selector = "mailroom"
 
 [pop3]
 # Where the POP3 service listens (STLS offered), and where sessions start with TLS (POP3S).
@@ -226,6 +251,9 @@ history = {history}
         data_timeout = dur(s.data_timeout),
         write_timeout = dur(s.write_timeout),
         max_received_headers = s.max_received_headers,
+        max_connection_rate = s.max_connection_rate,
+        max_message_rate = s.max_message_rate,
+        max_verify_size = super::SenderAuthConfig::default().max_verify_size,
         spool_threshold = s.spool_threshold,
         max_expansion = s.max_expansion,
         max_expansion_depth = s.max_expansion_depth,

@@ -85,6 +85,11 @@ pub struct Envelope {
     pub tls: Option<crate::tls::TlsInfo>,
     /// The user who logged in (SMTP AUTH), if one did.
     pub user: Option<String>,
+    /// Fields this server puts above the message after its `Received` (Authentication-Results,
+    /// DKIM-Signature), CRLF-terminated.
+    pub headers: Vec<u8>,
+    /// The sender authentication results in one line, if the message was checked.
+    pub checks: Option<String>,
     /// The organization metadata sent with it (`X-ORG-META`), from an authenticated server of
     /// the organization.
     pub org_meta: Option<crate::model::OrgMeta>,
@@ -193,12 +198,15 @@ impl Ingest {
             size: Some(content.len()),
         };
         let mut events = Vec::new();
-        let how = match (&env.tls, &env.user) {
+        let mut how = match (&env.tls, &env.user) {
             (Some(t), Some(u)) => format!("{t}; authenticated as {u}"),
             (Some(t), None) => t.to_string(),
             (None, Some(u)) => format!("no TLS; authenticated as {u}"),
             (None, None) => "no TLS".to_string(),
         };
+        if let Some(c) = &env.checks {
+            how.push_str(&format!("; {c}"));
+        }
         for r in &env.rcpts {
             events.push(
                 base.event(EventId::SmtpReceived, Some(&r.given))
@@ -370,6 +378,7 @@ impl Ingest {
             },
             now,
         );
+        prefix.extend_from_slice(&env.headers);
         let message_id = match message_id {
             Some(m) => m,
             None => {

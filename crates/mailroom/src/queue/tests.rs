@@ -102,6 +102,8 @@ impl World {
             protocol: "ESMTP",
             tls: None,
             user: None,
+            headers: Vec::new(),
+            checks: None,
             org_meta: None,
         };
         self.ingest
@@ -413,6 +415,8 @@ mod timers {
                 protocol: "ESMTP",
                 tls: None,
                 user: None,
+                headers: Vec::new(),
+                checks: None,
                 org_meta: None,
             };
             let qid = self

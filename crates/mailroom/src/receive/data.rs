@@ -10,11 +10,11 @@ use std::io;
 use mailroom_proto::smtp::{DataDecoder, DataOutcome, LineFlaws, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::session::{Flow, Session, State, Transaction};
+use super::session::{Flow, Mode, Session, State, Transaction};
 use crate::conn::ReadError;
 use crate::ingest::{Envelope, IngestError};
 use crate::model::EnvelopeParams;
-use crate::store::spool::SpoolWriter;
+use crate::store::spool::{Received, SpoolWriter};
 use crate::store::StoreError;
 
 /// A message text being received: the decoder and where its output goes.
@@ -239,8 +239,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         if let Some(user) = &self.user {
             let head = match &received {
-                crate::store::spool::Received::Memory(t) => t.as_slice(),
-                crate::store::spool::Received::File { head, .. } => head.as_slice(),
+                Received::Memory(t) => t.as_slice(),
+                Received::File { head, .. } => head.as_slice(),
             };
             for from in crate::ingest::headers::from_addresses(head) {
                 if let Some(r) = self.not_theirs(user, &from, "From: address").await {
@@ -249,6 +249,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+        let (headers, checks) = match self.sender_checks(&tx, &received).await {
+            Ok(x) => x,
+            Err(r) => {
+                self.reply(r);
+                return;
+            }
+        };
         let State::Ready(helo) = &self.state else {
             return;
         };
@@ -274,6 +281,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             protocol,
             tls,
             user: self.user.as_ref().map(|u| u.address.clone()),
+            headers,
+            checks,
             org_meta: tx.org_meta,
         };
         let r = match self.ctx.ingest.accept(env, received).await {
@@ -289,6 +298,98 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         self.reply(r);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// The whole text, if it is at most `limit` octets (a spooled one is read back).
+    async fn whole_text<'a>(
+        &self,
+        received: &'a Received,
+        limit: u64,
+    ) -> Option<std::borrow::Cow<'a, [u8]>> {
+        match received {
+            Received::Memory(t) => {
+                (t.len() as u64 <= limit).then_some(std::borrow::Cow::Borrowed(t.as_slice()))
+            }
+            Received::File { file, .. } if file.size <= limit => {
+                let path = self
+                    .ctx
+                    .data
+                    .join(crate::store::spool::DIR_NAME)
+                    .join(&file.name);
+                tokio::fs::read(&path)
+                    .await
+                    .ok()
+                    .map(std::borrow::Cow::Owned)
+            }
+            Received::File { .. } => None,
+        }
+    }
+
+    /// Sender authentication of mail from outside (crate::sender_auth), and DKIM signing of
+    /// mail from users and from inside: the fields to put above the message, a summary for
+    /// tracking, or the refusal.
+    async fn sender_checks(
+        &self,
+        tx: &Transaction,
+        received: &Received,
+    ) -> Result<(Vec<u8>, Option<String>), Reply> {
+        let cfg = &self.ctx.config;
+        let ip = self.peer.ip();
+        let org = self.org.peer().is_some();
+        let inside = cfg.is_inside(ip);
+        let mut headers = Vec::new();
+        let mut checks = None;
+        let helo = match &self.state {
+            State::Ready(h) => h.name.clone(),
+            _ => String::new(),
+        };
+        let sender = tx.from.mailbox().map(|m| m.to_string()).unwrap_or_default();
+        if let Some(v) = &self.ctx.verifier {
+            if self.mode == Mode::Mx && !org && !inside && self.user.is_none() {
+                let limit = cfg.sender_auth.max_verify_size;
+                let text = self.whole_text(received, limit).await;
+                let head = match received {
+                    Received::Memory(t) => t.as_slice(),
+                    Received::File { head, .. } => head.as_slice(),
+                };
+                let raw = text.as_deref().unwrap_or(head);
+                let verdict = v.check(raw, text.is_none(), ip, &helo, &sender).await;
+                tracing::info!(peer = %self.peer, checks = %verdict.summary, "sender authentication");
+                if let Some(r) = verdict.refusal {
+                    return Err(r);
+                }
+                let mut summary = verdict.summary;
+                if verdict.quarantine {
+                    summary.push_str("; quarantined by the sender domain's DMARC policy");
+                }
+                headers.extend_from_slice(&verdict.header);
+                checks = Some(summary);
+            }
+        }
+        if cfg.dkim.sign && !org && (self.user.is_some() || inside) {
+            let head = match received {
+                Received::Memory(t) => t.as_slice(),
+                Received::File { head, .. } => head.as_slice(),
+            };
+            let domain = crate::ingest::headers::from_addresses(head)
+                .first()
+                .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()));
+            if let Some(domain) = domain.filter(|d| cfg.is_local_domain(d)) {
+                let text = self.whole_text(received, cfg.smtp.max_message_size).await;
+                if let Some(text) = text {
+                    match crate::dkim::sign(&self.ctx.data, &domain, &cfg.dkim.selector, &text) {
+                        Ok(Some(sig)) => {
+                            headers.splice(0..0, sig);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "DKIM signing failed; sent unsigned"),
+                    }
+                }
+            }
+        }
+        Ok((headers, checks))
     }
 }
 

@@ -15,8 +15,8 @@ use mailroom_proto::smtp::params::ParamError;
 use mailroom_proto::smtp::{Body, Domain, MailParams, Mailbox, RcptParams, Reply, ReversePath};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::session::{param_reply, Session, State, Transaction};
-use crate::config::FullMailbox;
+use super::session::{param_reply, Mode, Session, State, Transaction};
+use crate::config::{FullMailbox, LocalSenders};
 use crate::directory::{self, Resolution, Target};
 use crate::ids::QueueId;
 use crate::ingest::AcceptedRcpt;
@@ -62,6 +62,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Some(r) = self.submission_gate(sender.as_deref()).await {
             return r;
         }
+        if let Some(r) = self.outside_gate(from.mailbox()) {
+            return r;
+        }
         let text = format!("Sender <{from}> OK");
         self.state = State::Mail(
             helo,
@@ -75,6 +78,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }),
         );
         Reply::code(250, "2.1.0", text)
+    }
+
+    /// What an outside client that has not logged in may not do at MAIL: go over the message
+    /// rate, or give a local domain as sender (Exchange: "anonymous users cannot send as an
+    /// authoritative domain"; `smtp.local_senders_from_outside`).
+    fn outside_gate(&self, sender: Option<&Mailbox>) -> Option<Reply> {
+        let cfg = &self.ctx.config;
+        let ip = self.peer.ip();
+        if self.mode != Mode::Mx
+            || self.user.is_some()
+            || self.org.peer().is_some()
+            || cfg.is_inside(ip)
+        {
+            return None;
+        }
+        if !self.ctx.rates.messages.allow(ip, cfg.smtp.max_message_rate) {
+            return Some(Reply::code(
+                450,
+                "4.7.1",
+                "Too many messages from your address in the last minute, try again later",
+            ));
+        }
+        let domain = sender?.domain.as_str();
+        let local = cfg.is_local_domain(domain) || self.ctx.org.accepts(domain);
+        (local && cfg.smtp.local_senders_from_outside == LocalSenders::Refuse).then(|| {
+            Reply::code(
+                550,
+                "5.7.1",
+                format!(
+                    "Sender <{}> refused: mail from {domain} comes from inside or from a user \
+                     logged in on the submission service, not from an anonymous client outside",
+                    sender.map(|m| m.to_string()).unwrap_or_default()
+                ),
+            )
+        })
     }
 
     /// RCPT TO.

@@ -45,6 +45,21 @@ pub struct Context {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// Failed AUTH attempts, across the submission service's sessions.
     pub auth: Arc<crate::limits::AuthGuard>,
+    /// SPF, DKIM and DMARC checks of mail from outside, when enabled.
+    pub verifier: Option<Arc<crate::sender_auth::Verifier>>,
+    /// The data directory (spool files, DKIM keys).
+    pub data: std::path::PathBuf,
+    /// Connections and messages per outside client and minute (kept across reloads).
+    pub rates: Arc<Rates>,
+}
+
+/// The rate limits of outside clients (`smtp.max_connection_rate`, `smtp.max_message_rate`).
+#[derive(Debug, Default)]
+pub struct Rates {
+    /// New connections.
+    pub connections: crate::limits::RateLimiter,
+    /// MAIL commands.
+    pub messages: crate::limits::RateLimiter,
 }
 
 /// What one listening socket is for.
@@ -89,6 +104,22 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let cfg = &ctx.config;
+        if !cfg.is_inside(peer.ip())
+            && !ctx
+                .rates
+                .connections
+                .allow(peer.ip(), cfg.smtp.max_connection_rate)
+        {
+            tracing::info!(%peer, "connection refused: over smtp.max_connection_rate");
+            let host = cfg.server.hostname.clone();
+            sessions.spawn(refuse(
+                stream,
+                host,
+                "Too many connections from your address in the last minute, try again later",
+            ));
+            continue;
+        }
         let admission = match limits.admit(peer.ip()) {
             Ok(a) => a,
             Err(why) => {

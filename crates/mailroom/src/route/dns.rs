@@ -48,6 +48,27 @@ pub trait Resolver: Send + Sync {
     fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>>;
 }
 
+/// The resolver configuration that asks exactly `nameservers` (each `ip:port`, over UDP and
+/// TCP), shared by MX routing and sender authentication.
+pub fn resolver_config(
+    nameservers: &[SocketAddr],
+) -> (ResolverConfig, hickory_resolver::config::ResolverOpts) {
+    let servers = nameservers
+        .iter()
+        .map(|s| {
+            let mut ns = NameServerConfig::udp_and_tcp(s.ip());
+            for c in ns.connections.iter_mut() {
+                c.port = s.port();
+            }
+            ns
+        })
+        .collect();
+    (
+        ResolverConfig::from_name_servers(servers),
+        hickory_resolver::config::ResolverOpts::default(),
+    )
+}
+
 /// The production resolver.
 pub struct HickoryResolver {
     inner: TokioResolver,
@@ -60,20 +81,9 @@ impl HickoryResolver {
             TokioResolver::builder_tokio()
                 .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
         } else {
-            let servers = nameservers
-                .iter()
-                .map(|s| {
-                    let mut ns = NameServerConfig::udp_and_tcp(s.ip());
-                    for c in ns.connections.iter_mut() {
-                        c.port = s.port();
-                    }
-                    ns
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
+            let (config, options) = resolver_config(nameservers);
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+                .with_options(options)
         };
         let inner = builder
             .build()

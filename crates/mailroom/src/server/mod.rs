@@ -210,6 +210,7 @@ pub async fn run(
         pop3: crate::pop3::Context::new(config_arc.clone(), store.clone(), Some(tls.clone())),
         tls: Some(tls),
         smtp_auth,
+        rates: Default::default(),
         services,
         shutdown: shutdown.clone(),
     };

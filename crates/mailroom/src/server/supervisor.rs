@@ -59,6 +59,8 @@ pub(super) struct Parts {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// Failed AUTH attempts on the submission service (kept across reloads).
     pub smtp_auth: Arc<crate::limits::AuthGuard>,
+    /// Rates of outside clients (kept across reloads).
+    pub rates: Arc<crate::receive::Rates>,
     pub services: Arc<Services>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -117,6 +119,19 @@ fn smtp_context(p: &Parts, config: &Arc<Config>) -> Arc<crate::receive::Context>
         org: p.org.clone(),
         tls: p.tls.clone(),
         auth: p.smtp_auth.clone(),
+        verifier: config
+            .sender_auth
+            .verify
+            .then(|| match crate::sender_auth::Verifier::new(config) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) => {
+                    tracing::error!("{e}; mail from outside is not checked");
+                    None
+                }
+            })
+            .flatten(),
+        data: p.data.clone(),
+        rates: p.rates.clone(),
     })
 }
 
@@ -133,6 +148,8 @@ fn live(boot: &Config, new: &Config) -> Config {
     m.max_connections = n.max_connections;
     m.max_connections_per_ip = n.max_connections_per_ip;
     m.check_sender = n.check_sender;
+    c.sender_auth = new.sender_auth.clone();
+    c.dkim = new.dkim.clone();
     c.services = new.services.clone();
     c.supervisor = new.supervisor.clone();
     c.config = new.config.clone();

@@ -241,3 +241,31 @@ async fn the_mx_listener_offers_starttls_and_no_auth() {
     assert!(!r.contains("STARTTLS"), "smtp.starttls = false: {r}");
     h.c.cmd("STARTTLS", "454 4.7.0").await;
 }
+
+#[tokio::test]
+async fn outside_clients_may_not_send_as_a_local_domain_nor_flood() {
+    let mut cfg = config();
+    cfg.smtp.max_message_rate = 3;
+    let mut h = start_full(cfg.clone(), Registry::standard(), 1 << 20, Mode::Mx, None).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd(
+        "MAIL FROM:<alice@example.com>",
+        "550 5.7.1 Sender <alice@example.com> refused",
+    )
+    .await;
+    for _ in 0..2 {
+        h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+        h.c.cmd("RSET", "250").await;
+    }
+    h.c.cmd("MAIL FROM:<a@b.test>", "450 4.7.1 Too many messages")
+        .await;
+
+    // From inside, both are allowed.
+    cfg.smtp.inside_networks = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut h = start_full(cfg, Registry::standard(), 1 << 20, Mode::Mx, None).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    for _ in 0..4 {
+        h.c.cmd("MAIL FROM:<alice@example.com>", "250").await;
+        h.c.cmd("RSET", "250").await;
+    }
+}

@@ -93,6 +93,9 @@ async fn start_full(
             delay: std::time::Duration::from_millis(100),
             max_delay: std::time::Duration::from_millis(400),
         })),
+        verifier: None,
+        data: ts.dir().to_path_buf(),
+        rates: Default::default(),
     });
     let (client, server) = tokio::io::duplex(buffer);
     let (shutdown, sd) = watch::channel(false);
