@@ -46,6 +46,7 @@ class Received:
     helo: str                       # the name given in EHLO/HELO
     connection: int                 # which connection (1, 2, ...) carried it
     time: float = 0.0               # time.monotonic() when the peer answered 250
+    tls: str = ""                   # the TLS version it came over (after STARTTLS), or ""
 
     def mail_param(self, name: str) -> Optional[str]:
         return _param(self.mail_params, name)
@@ -170,6 +171,8 @@ class _Handler:
                 helo=session.host_name or "",
                 connection=server.connection,
                 time=time.monotonic(),
+                tls=server.transport.get_extra_info("ssl_object").version()
+                if server.transport.get_extra_info("ssl_object") else "",
             ))
             n = len(self.peer.received)
         return f"250 2.0.0 OK queued as PEER{n}"
@@ -200,8 +203,10 @@ class Peer:
                  on_mail: Optional[Callable[[str], Optional[str]]] = None,
                  on_rcpt: Optional[Callable[[str], Optional[str]]] = None,
                  on_data: Optional[Callable[[object], Optional[str]]] = None,
-                 hold_data: Optional[threading.Event] = None):
+                 hold_data: Optional[threading.Event] = None, tls_context=None):
+        """`tls_context` (an ssl.SSLContext with a certificate) makes the peer offer STARTTLS."""
         self.host = host
+        self.tls_context = tls_context
         self.port = port or free_ports(1)[0]
         self.dsn, self.pipelining, self.eightbitmime, self.smtputf8 = dsn, pipelining, eightbitmime, smtputf8
         self.ehlo = ehlo
@@ -225,7 +230,7 @@ class Peer:
         self.controller = _Controller(
             self, hostname=self.host, port=self.port, server_hostname=PEER_HOSTNAME,
             data_size_limit=self.size, enable_SMTPUTF8=self.smtputf8, decode_data=False,
-            ready_timeout=10)
+            ready_timeout=10, **({"tls_context": self.tls_context} if self.tls_context else {}))
         self.controller.start()
         return self
 

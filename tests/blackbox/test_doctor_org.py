@@ -143,3 +143,30 @@ def test_mailflow_probes_go_there_and_back_and_name_where_they_stop(make_server)
     repair(org["s2"])
     rc, report = doctor(org["s1"], "--mailflow")
     assert rc == 0 and findings(report, "mailflow-ok"), report
+
+
+def test_a_peer_without_a_certificate_makes_the_channel_run_in_clear(make_server):
+    org = pair(make_server)
+    s2 = org["s2"]
+    # The channel runs over TLS: the mail s1 hands to s2 says so in s1's tracking.
+    send(org, "s1", "s2", "over tls")
+    s2.wait_for_mail(address("s2"), 1)
+    sent = org["s1"].wait_track(1031, recipient=address("s2"))
+    assert any("over TLSv1.3" in (e["detail"] or "") for e in sent), sent
+    # s2 loses its certificate (a running server keeps the one it loaded; at the next start it
+    # has none): it offers no STARTTLS, and mail still flows, in clear.
+    for f in ("cert.pem", "key.pem"):
+        (s2.data / "tls" / f).unlink()
+    s2.restart()
+    f = wait_finding(org["s1"], "org-peer-no-tls", "--org")
+    assert f["severity"] == "warning" and host("s2") in f["summary"], f
+    assert "STARTTLS not offered" in f["evidence"][0], f
+    _, own = doctor(s2)
+    assert finding(own, "tls-unavailable")["severity"] == "error", own
+    send(org, "s1", "s2", "in clear")
+    s2.wait_for_mail(address("s2"), 2)
+    before = checksums(s2)
+    out = repair(s2)
+    assert any("self-signed certificate" in c for c in out["changed"]), out
+    assert checksums(s2) == before
+    wait_healthy(org["s1"], "--org")

@@ -358,3 +358,39 @@ def test_openssl_negotiates_tls_1_2_and_1_3_only(mx, where):
     for version in ("tls1", "tls1_1"):
         out = handshake(version)
         assert "Cipher is (NONE)" in out and "alert handshake failure" in out, out
+
+
+def peer_tls_context(tmp_path) -> ssl.SSLContext:
+    """A certificate for the outside peer (self-signed: opportunistic TLS does not verify)."""
+    cert, key = tmp_path / "peer.pem", tmp_path / "peer.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=peer.example.org", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def test_outbound_mail_uses_starttls_when_offered_and_tracking_says_so(make_server, make_peer,
+                                                                        tmp_path):
+    tls_peer = make_peer(tls_context=peer_tls_context(tmp_path))
+    server = make_server({"outbound.smart_host": f"127.0.0.1:{tls_peer.port}",
+                          "smtp.trusted_networks": ["127.0.0.1/32"]})
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        s.sendmail("a@example.org", [OUTSIDE], make_message("over tls", to=OUTSIDE))
+    [got] = tls_peer.wait_for(1)
+    assert got.tls.startswith("TLSv1."), got
+    events = server.wait_track(1031, recipient=OUTSIDE)
+    assert "over TLSv1.3 with cipher" in events[-1]["detail"], events
+
+    # A peer without STARTTLS gets the mail in clear, and tracking says why.
+    plain_peer = make_peer()
+    server.stop()
+    server.configure({"outbound.smart_host": f"127.0.0.1:{plain_peer.port}"})
+    server.start()
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        s.sendmail("a@example.org", [OUTSIDE], make_message("in clear", to=OUTSIDE))
+    [got] = plain_peer.wait_for(1)
+    assert got.tls == ""
+    events = server.wait_track(1031, count=2, recipient=OUTSIDE)
+    assert any("without TLS (STARTTLS not offered)" in (e["detail"] or "") for e in events), events

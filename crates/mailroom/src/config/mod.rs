@@ -468,6 +468,9 @@ pub struct OutboundConfig {
     pub port: u16,
     /// The name this server gives in EHLO (default: `server.hostname`).
     pub helo_name: Option<String>,
+    /// Opportunistic STARTTLS (RFC 3207, RFC 7435): TLS whenever the next server offers it,
+    /// without requiring its certificate to verify; in clear when it does not.
+    pub starttls: bool,
     /// Messages sent over one connection before it is closed (Exchange: 20).
     pub max_messages_per_connection: u32,
     /// Simultaneous outbound connections, in total (Exchange: 1,000).
@@ -501,6 +504,7 @@ impl Default for OutboundConfig {
             smart_hosts: Default::default(),
             port: 25,
             helo_name: None,
+            starttls: true,
             max_messages_per_connection: 20,
             max_connections: 1000,
             max_connections_per_domain: 100,

@@ -199,6 +199,9 @@ expiry = "{expiry}"
 # smart_hosts = {{ "example.org" = "mx.example.org:2525" }}
 # Port of the servers found by MX lookup.
 port = {port}
+# Use TLS whenever the next server offers STARTTLS (its certificate is not required to verify:
+# encryption against reading on the wire; the mail goes in clear where TLS is not offered).
+starttls = true
 # Messages per connection, and simultaneous connections in total and per destination.
 max_messages_per_connection = {max_messages_per_connection}
 max_connections = {out_max_connections}

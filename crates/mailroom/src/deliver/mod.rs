@@ -38,6 +38,8 @@ pub enum Outcome {
         remote_mta: String,
         /// Whether the peer supports DSN.
         dsn: bool,
+        /// How it went, for tracking: `over TLSv1.3 with cipher …` or `without TLS (…)`.
+        tls: Option<String>,
     },
     /// Not delivered now; try again later (status class 4).
     Deferred(Failure),

@@ -301,6 +301,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "a directory of the data directory is missing or unwritable",
     ),
     (
+        "org-peer-no-tls",
+        Severity::Warning,
+        "the organization's channel to a peer runs without TLS",
+    ),
+    (
         "tls-unavailable",
         Severity::Error,
         "the certificate of the TLS listeners does not load",

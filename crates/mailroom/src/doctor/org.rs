@@ -152,6 +152,20 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                     .filter(|k| !matches!(*k, "AUTH" | "STARTTLS"))
                     .collect();
                 let (missing, _) = compare(&expected, &ch.keywords());
+                let (tls, how) = ch.tls();
+                if !tls {
+                    out.push(f.find(
+                        "org-peer-no-tls",
+                        format!("the organization's channel from {me} to {name} runs in clear"),
+                        vec![format!("the channel went {how}")],
+                        "link state, tracking and the mail between the servers can be read on \
+                         the network between them",
+                        Some(format!(
+                            "on {name}: `mailroom doctor` (tls-unavailable says why it offers no \
+                             STARTTLS), then `mailroom repair`"
+                        )),
+                    ));
+                }
                 if !missing.is_empty() {
                     out.push(f.find(
                         "org-peer-verbs-missing",

@@ -495,6 +495,8 @@ pub enum Settle {
         relayed: bool,
         /// Whether a success (or relayed) report is owed to the sender.
         report: bool,
+        /// For remote delivery, how it went (`over TLSv1.3 …`, `without TLS (…)`).
+        tls: Option<String>,
     },
     /// Failed for now; try again at `next_attempt`.
     Deferred {
@@ -517,6 +519,8 @@ pub enum Settle {
         until: DateTime<Utc>,
         /// True when an existing shadow is only kept longer (no new tracking events).
         renew: bool,
+        /// How it went over (`over TLSv1.3 …`, `without TLS (…)`), for tracking.
+        tls: Option<String>,
     },
 }
 
@@ -528,6 +532,7 @@ impl Settle {
             remote_mta: None,
             relayed: false,
             report: false,
+            tls: None,
         }
     }
 }

@@ -106,7 +106,8 @@ impl Channel {
         let addrs = resolve(address).await?;
         let mut last = ChannelError::Connection(format!("{server} ({address}) has no address"));
         for addr in addrs {
-            match Conn::open(server, addr, &me.me, t.connect, t.command).await {
+            // Over TLS whenever the other server offers it (its verbs then travel encrypted).
+            match Conn::open_opportunistic(server, addr, &me.me, t.connect, t.command, true).await {
                 Ok(conn) => {
                     let mut c = Channel {
                         conn,
@@ -136,6 +137,11 @@ impl Channel {
         };
         c.authenticate(me).await?;
         Ok(c.conn)
+    }
+
+    /// Whether the channel runs over TLS, and how (`over TLSv1.3 …`, `without TLS (…)`).
+    pub fn tls(&self) -> (bool, String) {
+        (self.conn.tls.is_some(), self.conn.tls_detail())
     }
 
     /// The EHLO keywords the server advertises after organization authentication.

@@ -129,6 +129,7 @@ impl Manager {
                 remote_mta: Some(server.to_string()),
                 relayed: false,
                 report: false,
+                tls: None,
             });
         }
         if up {
@@ -136,6 +137,7 @@ impl Manager {
                 server: server.to_string(),
                 until: (now + self.config.org.shadow_timeout).min(expires),
                 renew: true,
+                tls: None,
             });
         }
         tracing::info!(recipient = %r.address, server, "shadow copy resubmitted: its server is DOWN");
@@ -214,12 +216,13 @@ impl Manager {
         expires: DateTime<Utc>,
     ) -> Settle {
         let notify = r.effective_notify();
-        if let (NextHop::Org { server, .. }, Outcome::Relayed { .. }) = (hop, &outcome) {
+        if let (NextHop::Org { server, .. }, Outcome::Relayed { tls, .. }) = (hop, &outcome) {
             // Kept until the next server confirms it (shadow redundancy).
             return Settle::Shadow {
                 server: server.clone(),
                 until: (now + self.config.org.shadow_timeout).min(expires),
                 renew: false,
+                tls: tls.clone(),
             };
         }
         match outcome {
@@ -228,13 +231,19 @@ impl Manager {
                 remote_mta: None,
                 relayed: false,
                 report: notify.success,
+                tls: None,
             },
-            Outcome::Relayed { remote_mta, dsn } => Settle::Delivered {
+            Outcome::Relayed {
+                remote_mta,
+                dsn,
+                tls,
+            } => Settle::Delivered {
                 drop: None,
                 remote_mta: Some(remote_mta),
                 relayed: !dsn,
                 // A peer with DSN carries NOTIFY on; without, we say "relayed" if asked.
                 report: !dsn && notify.success,
+                tls,
             },
             Outcome::Failed(f) => Settle::Failed(f),
             Outcome::Deferred(f) => {

@@ -11,6 +11,7 @@
 //! logged and the previous certificate goes on being used. `mailroom init` makes a self-signed
 //! certificate ([`self_signed`]) so that TLS works from the first start.
 
+pub mod client;
 mod stream;
 
 use std::path::{Path, PathBuf};

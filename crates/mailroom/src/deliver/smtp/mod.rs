@@ -50,6 +50,7 @@ pub fn classify(r: &Response, host: &str, what: &str) -> Outcome {
         return Outcome::Relayed {
             remote_mta: host.to_string(),
             dsn: false,
+            tls: None,
         };
     }
     let status = r.effective_status();
@@ -280,12 +281,13 @@ impl SmtpTarget {
         let mut permits = Some(permits);
         for d in &dests {
             for addr in &d.addrs {
-                let opened = Conn::open(
+                let opened = Conn::open_opportunistic(
                     &d.host,
                     *addr,
                     &helo,
                     cfg.outbound.connect_timeout,
                     cfg.outbound.command_timeout,
+                    cfg.outbound.starttls,
                 )
                 .await;
                 let conn = match opened {

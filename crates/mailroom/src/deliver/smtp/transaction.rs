@@ -183,7 +183,8 @@ pub(super) async fn run(
             // From here on the outcomes stand.
             clean &= end.is_success();
             for r in &accepted {
-                outcomes.push((r.id, with_dsn(classify(&end, &host, "message"), dsn)));
+                let tls = held.conn.tls_detail();
+                outcomes.push((r.id, with_dsn(classify(&end, &host, "message"), dsn, tls)));
             }
         }
         Some(go) if go.code == 354 => {
@@ -355,10 +356,15 @@ async fn reset(mut held: Held, timeout: Duration) -> Option<Held> {
     }
 }
 
-/// Marks a success with whether the peer took the DSN parameters along.
-fn with_dsn(o: Outcome, dsn: bool) -> Outcome {
+/// Marks a success with whether the peer took the DSN parameters along, and the TLS it went
+/// over.
+fn with_dsn(o: Outcome, dsn: bool, tls: String) -> Outcome {
     match o {
-        Outcome::Relayed { remote_mta, .. } => Outcome::Relayed { remote_mta, dsn },
+        Outcome::Relayed { remote_mta, .. } => Outcome::Relayed {
+            remote_mta,
+            dsn,
+            tls: Some(tls),
+        },
         other => other,
     }
 }

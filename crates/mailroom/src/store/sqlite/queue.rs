@@ -591,7 +591,15 @@ pub(super) fn settle(
                 remote_mta,
                 relayed,
                 report,
-            } => s.delivered(rcpt, &address, drop.as_ref(), remote_mta, *relayed, *report)?,
+                tls,
+            } => s.delivered(
+                rcpt,
+                &address,
+                drop.as_ref(),
+                remote_mta,
+                (*relayed, *report),
+                tls.as_deref(),
+            )?,
             Settle::Deferred {
                 failure,
                 next_attempt,
@@ -602,7 +610,8 @@ pub(super) fn settle(
                 server,
                 until,
                 renew,
-            } => s.shadow(rcpt, &address, server, *until, *renew)?,
+                tls,
+            } => s.shadow(rcpt, &address, server, (*until, *renew), tls.as_deref())?,
         };
         out.push((rcpt, settled));
     }
@@ -633,8 +642,8 @@ impl Settling<'_> {
         address: &str,
         drop: Option<&crate::model::MailboxDrop>,
         remote_mta: &Option<String>,
-        relayed: bool,
-        report: bool,
+        (relayed, report): (bool, bool),
+        tls: Option<&str>,
     ) -> Result<SettledAs, StoreError> {
         if let Some(d) = drop {
             let total = self.size + d.prefix.len() as i64;
@@ -665,7 +674,13 @@ impl Settling<'_> {
             ])?;
         let (event, detail) = match remote_mta {
             None => (EventId::DeliveredLocally, None),
-            Some(m) => (EventId::OutboundSucceeded, Some(format!("accepted by {m}"))),
+            Some(m) => (
+                EventId::OutboundSucceeded,
+                Some(match tls {
+                    Some(t) => format!("accepted by {m} {t}"),
+                    None => format!("accepted by {m}"),
+                }),
+            ),
         };
         let mut e = self.base.event(event, Some(address)).status("2.0.0");
         e.detail = detail;
@@ -724,8 +739,8 @@ impl Settling<'_> {
         rcpt: i64,
         address: &str,
         server: &str,
-        until: DateTime<Utc>,
-        renew: bool,
+        (until, renew): (DateTime<Utc>, bool),
+        tls: Option<&str>,
     ) -> Result<SettledAs, StoreError> {
         let reason = format!("handed to {server}; a shadow copy is kept until it confirms");
         self.c
@@ -748,7 +763,10 @@ impl Settling<'_> {
                 self.base
                     .event(EventId::OutboundSucceeded, Some(address))
                     .status("2.0.0")
-                    .detail(format!("accepted by {server}")),
+                    .detail(match tls {
+                        Some(t) => format!("accepted by {server} {t}"),
+                        None => format!("accepted by {server}"),
+                    }),
             );
             self.events.push(
                 self.base

@@ -783,6 +783,7 @@ async fn queue_stats_match_a_recount() {
                     remote_mta: Some("mx".into()),
                     relayed: false,
                     report: false,
+                    tls: None,
                 },
             )],
         };
