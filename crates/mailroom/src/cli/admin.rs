@@ -65,6 +65,18 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     password::hash(&pw).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
 }
 
+/// The members not in a local domain.
+fn outside_members(cfg: &Config, members: &[String]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| {
+            !m.rsplit_once('@')
+                .is_some_and(|(_, d)| cfg.is_local_domain(d))
+        })
+        .cloned()
+        .collect()
+}
+
 fn print_groups(groups: Vec<(String, Vec<String>)>, json: bool) -> anyhow::Result<()> {
     if json {
         let v: Vec<_> = groups
@@ -225,6 +237,15 @@ pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| address(t).map(|m| m.key()))
                 .collect::<Result<_, _>>()?;
+            let policy = store.list_policy(&l).await?.unwrap_or_default();
+            let outside = outside_members(&cfg, &m);
+            if !policy.outside_members && !outside.is_empty() {
+                bail!(
+                    "list {l} takes no members outside {} (its policy): {}",
+                    cfg.server.domains.join(", "),
+                    outside.join(", ")
+                );
+            }
             store.list_add(&l, m.clone()).await?;
             println!("list {l}: added {}", m.join(", "));
         }
@@ -238,6 +259,58 @@ pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
             println!("list {l}: updated");
         }
         ListCommand::List { json } => print_groups(store.list_list().await?, json)?,
+        ListCommand::Policy {
+            list,
+            post,
+            outside_members: allow,
+            json,
+        } => {
+            let l = local_address(&cfg, &list)?;
+            let Some(mut policy) = store.list_policy(&l).await? else {
+                bail!("{l} is not a list");
+            };
+            if let Some(p) = post {
+                policy.post = p;
+            }
+            if let Some(a) = allow {
+                policy.outside_members = a == super::Allow::Allow;
+                if !policy.outside_members {
+                    let members = store
+                        .list_list()
+                        .await?
+                        .into_iter()
+                        .find(|(n, _)| *n == l)
+                        .map(|(_, m)| m)
+                        .unwrap_or_default();
+                    let outside = outside_members(&cfg, &members);
+                    if !outside.is_empty() {
+                        bail!(
+                            "list {l} has members outside: {}; remove them first (`mailroom list \
+                             del {l} ...`)",
+                            outside.join(", ")
+                        );
+                    }
+                }
+            }
+            if post.is_some() || allow.is_some() {
+                store.list_set_policy(&l, policy).await?;
+            }
+            if json {
+                println!("{}", serde_json::json!({"list": l, "policy": policy}));
+            } else {
+                println!(
+                    "list {l}: posting: {}; outside members: {}",
+                    serde_json::to_value(policy.post)?
+                        .as_str()
+                        .unwrap_or("anyone"),
+                    if policy.outside_members {
+                        "allowed"
+                    } else {
+                        "refused"
+                    }
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -582,6 +582,30 @@ pub enum ListCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set who may post to a list, and whether it may have members outside.
+    Policy {
+        /// The list address.
+        list: String,
+        /// Who may post: anyone, its members, or senders of the organization (logged-in
+        /// users, clients inside, servers of the organization).
+        #[arg(long, value_enum)]
+        post: Option<crate::model::Posting>,
+        /// Whether members outside this server's domains may be added.
+        #[arg(long, value_enum)]
+        outside_members: Option<Allow>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Allowed or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Allow {
+    /// Allowed.
+    Allow,
+    /// Refused.
+    Refuse,
 }
 
 /// `track`

@@ -38,6 +38,48 @@ pub enum DirEntry {
     List(Vec<String>),
 }
 
+/// Who may post to a distribution list (Exchange's "accept messages from").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Posting {
+    /// Anyone, from anywhere.
+    #[default]
+    Anyone,
+    /// Its members only (a final recipient of its expansion, or a direct member).
+    Members,
+    /// Senders of the organization: logged-in users, clients inside, servers of the
+    /// organization.
+    Local,
+}
+
+/// A distribution list's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListPolicy {
+    /// Who may post.
+    pub post: Posting,
+    /// Whether members outside this server's domains may be added.
+    pub outside_members: bool,
+}
+
+impl Default for ListPolicy {
+    fn default() -> Self {
+        ListPolicy {
+            post: Posting::Anyone,
+            outside_members: true,
+        }
+    }
+}
+
 /// How far an expansion may go (`smtp.max_expansion`, `smtp.max_expansion_depth`): past either,
 /// the address is refused as too large (`550 5.5.3`) rather than expanded without end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,6 +115,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         })
     }
 
+    /// A list's posting policy ([`crate::model::Posting`]): the refusal when this sender may not
+    /// post to `key`. Only the list named is judged, not lists nested in it. The null sender
+    /// may post only to open lists (a report sent to a list reaches nobody who asked for it).
+    async fn list_gate(&self, mailbox: &Mailbox, key: &str, targets: &[Target]) -> Option<Reply> {
+        use crate::model::Posting;
+        let policy = match self.ctx.store.list_policy(key).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(error = %e, "list policy lookup failed");
+                return Some(Reply::code(
+                    451,
+                    "4.3.0",
+                    "Temporary directory failure, try again later",
+                ));
+            }
+        };
+        let sender = match &self.state {
+            State::Mail(_, tx) => tx.from.mailbox().map(Mailbox::key),
+            _ => None,
+        };
+        let inside = self.user.is_some()
+            || self.org.peer().is_some()
+            || self.ctx.config.is_inside(self.peer.ip());
+        match policy.post {
+            Posting::Anyone => None,
+            Posting::Local if inside && sender.is_some() => None,
+            Posting::Local => Some(Reply::code(
+                550,
+                "5.7.1",
+                format!("<{mailbox}>: only senders of this organization may post to this list"),
+            )),
+            Posting::Members => {
+                let member = match &sender {
+                    None => false,
+                    Some(s) => {
+                        targets.iter().any(|t| t.address == *s)
+                            || matches!(
+                                self.ctx.store.lookup(key).await,
+                                Ok(Some(crate::model::DirEntry::List(m))) if m.contains(s)
+                            )
+                    }
+                };
+                (!member).then(|| {
+                    Reply::code(
+                        550,
+                        "5.7.1",
+                        format!("<{mailbox}>: only the list's members may post to it"),
+                    )
+                })
+            }
+        }
+    }
+
     /// RCPT TO.
     pub(super) async fn rcpt(&mut self, to: ForwardPath, raw: RawParams) -> Reply {
         let (esmtp, smtputf8, count) = match &mut self.state {
@@ -258,6 +312,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } => {
                 if loop_cut {
                     tracing::warn!(address = key, "alias/list loop cut during expansion");
+                }
+                if let Some(r) = self.list_gate(mailbox, key, &targets).await {
+                    return Err(r);
                 }
                 // Backscatter: a mailbox (or an alias to mailboxes) that is already full is
                 // refused now, not accepted and then reported to a sender who may be forged. A

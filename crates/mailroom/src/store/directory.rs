@@ -44,4 +44,8 @@ pub trait Directory: Send + Sync {
     fn list_del(&self, list: &str, members: Vec<String>) -> StoreFuture<'_, ()>;
     /// All lists with their members.
     fn list_list(&self) -> StoreFuture<'_, Vec<(String, Vec<String>)>>;
+    /// A list's policy (the default for a list without one); `None` when it is not a list.
+    fn list_policy(&self, list: &str) -> StoreFuture<'_, Option<crate::model::ListPolicy>>;
+    /// Sets a list's policy; fails when it is not a list.
+    fn list_set_policy(&self, list: &str, policy: crate::model::ListPolicy) -> StoreFuture<'_, ()>;
 }

@@ -269,3 +269,61 @@ async fn outside_clients_may_not_send_as_a_local_domain_nor_flood() {
         h.c.cmd("RSET", "250").await;
     }
 }
+
+#[tokio::test]
+async fn a_list_says_who_may_post_to_it() {
+    use crate::model::{ListPolicy, Posting};
+    let mut cfg = config();
+    cfg.smtp.local_senders_from_outside = crate::config::LocalSenders::Accept;
+    let mut h = start_full(cfg, Registry::standard(), 1 << 20, Mode::Mx, None).await;
+    let s = h.ts.store.as_ref();
+    let members = ListPolicy {
+        post: Posting::Members,
+        outside_members: true,
+    };
+    s.list_set_policy("all@example.com", members).await.unwrap();
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd(
+        "RCPT TO:<all@example.com>",
+        "550 5.7.1 <all@example.com>: only the list's members",
+    )
+    .await;
+    h.c.cmd("RSET", "250").await;
+    // bob is a member through the nested alias team.
+    h.c.cmd("MAIL FROM:<bob@example.com>", "250").await;
+    h.c.cmd("RCPT TO:<all@example.com>", "250").await;
+    h.c.cmd("RSET", "250").await;
+    let local = ListPolicy {
+        post: Posting::Local,
+        ..members
+    };
+    h.ts.store
+        .list_set_policy("all@example.com", local)
+        .await
+        .unwrap();
+    h.c.cmd("MAIL FROM:<bob@example.com>", "250").await;
+    h.c.cmd(
+        "RCPT TO:<all@example.com>",
+        "550 5.7.1 <all@example.com>: only senders of this organization",
+    )
+    .await;
+    assert_eq!(
+        h.ts.store.list_policy("alice@example.com").await.unwrap(),
+        None,
+        "not a list"
+    );
+    h.ts.store
+        .list_del("all@example.com", vec![])
+        .await
+        .unwrap();
+    h.ts.store
+        .list_add("all@example.com", vec!["alice@example.com".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        h.ts.store.list_policy("all@example.com").await.unwrap(),
+        Some(ListPolicy::default()),
+        "a new list of the name starts open"
+    );
+}

@@ -233,6 +233,61 @@ pub(super) fn group_del(
     if n == 0 {
         return Err(StoreError::NotFound(format!("{} {name}", g.noun())));
     }
+    if g.noun() == "list" {
+        // A list that is gone takes its policy with it (a new list of the name starts open).
+        c.execute(
+            "DELETE FROM list_policy WHERE list = ?1
+             AND NOT EXISTS (SELECT 1 FROM lists WHERE list = ?1)",
+            [name],
+        )?;
+    }
+    Ok(())
+}
+
+/// A list's policy, the default when none was set; `None` when `list` is not a list.
+pub(super) fn list_policy(
+    c: &Connection,
+    list: &str,
+) -> Result<Option<crate::model::ListPolicy>, StoreError> {
+    if kind_of(c, list)? != Some("list") {
+        return Ok(None);
+    }
+    let row: Option<(String, bool)> = c
+        .query_row(
+            "SELECT post, outside_members FROM list_policy WHERE list = ?1",
+            [list],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((post, outside_members)) = row else {
+        return Ok(Some(crate::model::ListPolicy::default()));
+    };
+    let post = serde_json::from_value(serde_json::Value::String(post.clone())).map_err(|_| {
+        StoreError::Corrupt(format!("list {list}: unknown posting policy {post:?}"))
+    })?;
+    Ok(Some(crate::model::ListPolicy {
+        post,
+        outside_members,
+    }))
+}
+
+pub(super) fn list_set_policy(
+    c: &Connection,
+    list: &str,
+    policy: crate::model::ListPolicy,
+) -> Result<(), StoreError> {
+    if kind_of(c, list)? != Some("list") {
+        return Err(StoreError::NotFound(format!("list {list}")));
+    }
+    let post = serde_json::to_value(policy.post)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "anyone".into());
+    c.execute(
+        "INSERT INTO list_policy (list, post, outside_members) VALUES (?1, ?2, ?3)
+         ON CONFLICT (list) DO UPDATE SET post = ?2, outside_members = ?3",
+        params![list, post, policy.outside_members],
+    )?;
     Ok(())
 }
 

@@ -561,6 +561,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::SPOOL)?;
         tx.execute_batch(schema::ORG)?;
         tx.execute_batch(schema::CONFIG)?;
+        tx.execute_batch(schema::LIST_POLICY)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -711,6 +712,14 @@ impl Directory for SqliteStore {
     }
     fn list_list(&self) -> StoreFuture<'_, Vec<(String, Vec<String>)>> {
         self.read(|c| directory::group_list(c, directory::Group::List))
+    }
+    fn list_policy(&self, list: &str) -> StoreFuture<'_, Option<crate::model::ListPolicy>> {
+        let l = list.to_lowercase();
+        self.read(move |c| directory::list_policy(c, &l))
+    }
+    fn list_set_policy(&self, list: &str, policy: crate::model::ListPolicy) -> StoreFuture<'_, ()> {
+        let l = list.to_lowercase();
+        self.write(move |c| directory::list_set_policy(c, &l, policy))
     }
 }
 

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -226,6 +226,15 @@ CREATE TABLE org_discharge (
 ) WITHOUT ROWID;
 "#;
 
+/// Who may post to each distribution list. Part of a new schema, and of migration 7 -> 8.
+pub const LIST_POLICY: &str = r#"
+CREATE TABLE list_policy (
+    list TEXT PRIMARY KEY,
+    post TEXT NOT NULL,
+    outside_members INTEGER NOT NULL
+);
+"#;
+
 /// The config store: every version of the configuration file, and the backups made of it.
 /// Part of a new schema, and of migration 6 -> 7.
 pub const CONFIG: &str = r#"
@@ -307,6 +316,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[ORG],
     // 6 -> 7: the config store.
     &[CONFIG],
+    // 7 -> 8: distribution list policies.
+    &[LIST_POLICY],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

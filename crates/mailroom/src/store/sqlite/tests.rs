@@ -508,6 +508,7 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              ALTER TABLE queue DROP COLUMN org_meta;
              DROP TABLE config_version;
              DROP TABLE config_backup;
+             DROP TABLE list_policy;
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -835,6 +836,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
              ALTER TABLE queue DROP COLUMN org_meta;
              DROP TABLE config_version;
              DROP TABLE config_backup;
+             DROP TABLE list_policy;
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
