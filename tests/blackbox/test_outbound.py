@@ -75,7 +75,8 @@ def test_smart_host_gets_the_exact_message_and_the_dsn_parameters(make_server, m
         mine = [e for e in events if e["recipient"] == rcpt]
         assert event_ids(mine) == [1019, 1033, 1034, 1020, 1031], mine
         assert mine[3]["detail"] == "to 127.0.0.1 [127.0.0.1]"
-        assert mine[4]["detail"] == "accepted by 127.0.0.1" and mine[4]["status"].startswith("2.")
+        assert mine[4]["detail"] == "accepted by 127.0.0.1 without TLS (STARTTLS not offered)"
+        assert mine[4]["status"].startswith("2.")
     # The peer speaks DSN, so it reports on NOTIFY=SUCCESS itself: no "relayed" report here.
     peer.stays_at(1, 0.5)
     assert 2004 not in event_ids(server.track(message_id=qid))
@@ -99,7 +100,8 @@ def test_mx_preference_fallback_and_implicit_mx(make_server, make_peer, make_dns
     assert got.rcpt_tos == ["bob@pref.test"]
     events = of_queue(server.wait_track(1031, message_id=qid_pref), qid_pref)
     assert [e["detail"] for e in events if e["event_id"] in (1020, 1031)] == \
-        ["to primary.pref.test [127.0.0.2]", "accepted by primary.pref.test"]
+        ["to primary.pref.test [127.0.0.2]",
+         "accepted by primary.pref.test without TLS (STARTTLS not offered)"]
 
     # mx1 refuses the connection: the same attempt goes on to mx2, message and DSN parameters intact.
     original = make_message("by MX", DOT_BODY, sender=alice, to="bob@example.org",
@@ -111,7 +113,7 @@ def test_mx_preference_fallback_and_implicit_mx(make_server, make_peer, make_dns
     events = of_queue(server.wait_track(1031, count=2, message_id=qid), qid)
     assert 1035 not in event_ids(events), "falling back to mx2 is not a retry"
     assert {e["detail"] for e in events if e["event_id"] == 1020} == {"to mx2.example.org [127.0.0.1]"}
-    assert {e["detail"] for e in events if e["event_id"] == 1031} == {"accepted by mx2.example.org"}
+    assert {e["detail"] for e in events if e["event_id"] == 1031} == {"accepted by mx2.example.org without TLS (STARTTLS not offered)"}
 
     # No MX record, an A record: delivered to that address.
     implicit = make_message("implicit MX", sender=alice, to="dan@amx.test", message_id="amx.1@client.example.org")

@@ -138,6 +138,11 @@ def test_a_spoofed_sender_is_refused(mx):
         assert c.cmd(f"RCPT TO:<{mx.bob}>").code == 250
         r = c.data(make_message("spoof", sender=mx.bob, to=mx.bob))
         assert (r.code, r.enhanced) == (553, "5.7.1") and "From: address" in r.text, r
+        # Two From fields, the forged one first (what mail programs show): refused too.
+        assert c.cmd(f"MAIL FROM:<{mx.alice}>").code == 250
+        assert c.cmd(f"RCPT TO:<{mx.bob}>").code == 250
+        r = c.data(f"From: {mx.bob}\r\n".encode() + make_message("two froms", sender=mx.alice))
+        assert (r.code, r.enhanced) == (553, "5.7.1") and "exactly one From" in r.text, r
         r = c.transaction(mx.alice, [mx.bob], make_message("honest", sender=f"alice.a@{DOMAIN}"))
         assert r.code == 250, r
     [copy] = mx.wait_for_mail(mx.bob, 1)

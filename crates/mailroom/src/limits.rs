@@ -240,9 +240,9 @@ impl AuthGuard {
             .min(l.max_delay)
     }
 
-    /// A successful login clears the address's and the account's counts.
-    pub fn succeeded(&self, ip: IpAddr, account: &str) {
-        self.ips.clear(&ClientKey::of(ip));
+    /// A successful login clears the account's count. Not the address's: a guesser with an
+    /// account of its own could otherwise log in between guesses and never be locked out.
+    pub fn succeeded(&self, _ip: IpAddr, account: &str) {
         self.accounts.clear(&account.to_string());
     }
 }
@@ -357,6 +357,16 @@ mod tests {
         assert_eq!(g.locked_out(ip, "alice@x.test"), None, "the lockout passes");
         g.failed(ip, "alice@x.test");
         g.succeeded(ip, "alice@x.test");
-        assert_eq!(g.failed(ip, "alice@x.test").as_secs(), 1, "counts cleared");
+        assert_eq!(
+            g.failed("198.51.100.20".parse().unwrap(), "alice@x.test")
+                .as_secs(),
+            1,
+            "the account's count is cleared"
+        );
+        assert_eq!(
+            g.failed(ip, "bob@x.test").as_secs(),
+            2,
+            "the address's is not: logging in to an account of one's own does not reset guesses"
+        );
     }
 }

@@ -174,7 +174,8 @@ impl Verifier {
         } else {
             format!("dmarc={word}")
         });
-        let enforce = self.config.dmarc_policy == DmarcAction::Enforce && failed;
+        // A DNS failure never makes a refusal for good: the check may pass next time.
+        let enforce = self.config.dmarc_policy == DmarcAction::Enforce && failed && !temp;
         let refusal = (enforce && dmarc.policy() == Policy::Reject).then(|| {
             Reply::code(
                 550,

@@ -48,19 +48,39 @@ pub fn scan(text: &[u8]) -> HeaderFacts {
     facts
 }
 
-/// The addresses of the `From` field(s) of a header section (RFC 5322 §3.6.2), lower case.
+/// The addresses of every `From` field of a header section (RFC 5322 §3.6.2), lower case, with
+/// the number of `From` fields (RFC 5322 §3.6 allows exactly one; a second one is how a
+/// sender hides a forged address from a check that reads only one).
+pub fn from_fields(head: &[u8]) -> (usize, Vec<String>) {
+    let Some(msg) = mail_parser::MessageParser::new().parse_headers(head) else {
+        return (0, Vec::new());
+    };
+    let mut fields = 0;
+    let mut out = Vec::new();
+    for h in msg.headers() {
+        if h.name() != "From" && !h.name().eq_ignore_ascii_case("from") {
+            continue;
+        }
+        fields += 1;
+        if let Some(a) = h.value().as_address() {
+            out.extend(
+                a.iter()
+                    .filter_map(|a| a.address())
+                    .map(|a| a.to_lowercase()),
+            );
+        }
+    }
+    (fields, out)
+}
+
+/// The addresses of the `From` field(s) of a header section, lower case.
 pub fn from_addresses(head: &[u8]) -> Vec<String> {
-    let parsed = mail_parser::MessageParser::new().parse_headers(head);
-    let Some(msg) = parsed else {
-        return Vec::new();
-    };
-    let Some(from) = msg.from() else {
-        return Vec::new();
-    };
-    from.iter()
-        .filter_map(|a| a.address())
-        .map(|a| a.to_lowercase())
-        .collect()
+    from_fields(head).1
+}
+
+/// True when `text` holds its whole header section (the empty line that ends it).
+pub fn has_whole_header(text: &[u8]) -> bool {
+    text.starts_with(b"\r\n") || text.windows(4).any(|w| w == b"\r\n\r\n")
 }
 
 fn clean_mid(v: &str) -> Option<String> {

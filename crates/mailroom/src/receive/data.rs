@@ -242,7 +242,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Received::Memory(t) => t.as_slice(),
                 Received::File { head, .. } => head.as_slice(),
             };
-            for from in crate::ingest::headers::from_addresses(head) {
+            let (fields, froms) = crate::ingest::headers::from_fields(head);
+            if self.ctx.config.submission.check_sender
+                && (fields != 1 || !crate::ingest::headers::has_whole_header(head))
+            {
+                self.reply(Reply::code(
+                    553,
+                    "5.7.1",
+                    format!(
+                        "The message must have exactly one From: field, in a header section of \
+                         at most {} octets (it has {fields})",
+                        self.ctx.config.smtp.spool_threshold
+                    ),
+                ));
+                return;
+            }
+            for from in froms {
                 if let Some(r) = self.not_theirs(user, &from, "From: address").await {
                     self.reply(r);
                     return;

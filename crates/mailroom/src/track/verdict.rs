@@ -97,9 +97,13 @@ fn local_state(events: &[&Event], org_servers: &BTreeSet<String>) -> Option<Verd
                 why,
             },
             EventId::OutboundSucceeded => {
+                // "accepted by HOST" and, since TLS, " over TLSv1.3 …" or " without TLS (…)".
                 let to = why
                     .strip_prefix("accepted by ")
                     .unwrap_or(&why)
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
                     .to_lowercase();
                 if org_servers.contains(&to) {
                     Verdict::HandedOn { server, to }
