@@ -184,29 +184,39 @@ pub fn sign(
         .copied()
         .filter(|f| present.iter().any(|p| p.eq_ignore_ascii_case(f)))
         .collect();
-    let signature = match der {
-        PrivateKeyDer::Pkcs8(p) => match Ed25519Key::from_pkcs8_der(p.secret_pkcs8_der()) {
-            Ok(k) => DkimSigner::from_key(k)
-                .domain(domain.as_str())
-                .selector(selector)
-                .headers(fields.iter().copied())
-                .sign(message),
-            Err(_) => DkimSigner::from_key(
-                RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(p))
-                    .map_err(|e| bad(e.to_string()))?,
-            )
-            .domain(domain.as_str())
+    fn signed<K: mail_auth::common::crypto::SigningKey>(
+        key: K,
+        domain: &str,
+        selector: &str,
+        fields: &[&str],
+        message: &[u8],
+    ) -> mail_auth::Result<mail_auth::dkim::Signature> {
+        DkimSigner::from_key(key)
+            .domain(domain)
             .selector(selector)
             .headers(fields.iter().copied())
-            .sign(message),
+            .sign(message)
+    }
+    let signature = match der {
+        // A PKCS #8 key is Ed25519 or RSA; PKCS #1 is RSA.
+        PrivateKeyDer::Pkcs8(p) => match Ed25519Key::from_pkcs8_der(p.secret_pkcs8_der()) {
+            Ok(k) => signed(k, &domain, selector, &fields, message),
+            Err(_) => signed(
+                RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(p))
+                    .map_err(|e| bad(e.to_string()))?,
+                &domain,
+                selector,
+                &fields,
+                message,
+            ),
         },
-        other => DkimSigner::from_key(
+        other => signed(
             RsaKey::<Sha256>::from_key_der(other).map_err(|e| bad(e.to_string()))?,
-        )
-        .domain(domain.as_str())
-        .selector(selector)
-        .headers(fields.iter().copied())
-        .sign(message),
+            &domain,
+            selector,
+            &fields,
+            message,
+        ),
     }
     .map_err(|e| bad(e.to_string()))?;
     let mut h = signature.to_header();

@@ -141,16 +141,10 @@ pub async fn serve(
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         sessions.spawn(async move {
-            let stream = if implicit_tls {
-                match crate::tls::accept(ctx.tls.as_deref(), stream).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                }
-            } else {
-                crate::tls::Stream::Plain(stream)
+            let Some(stream) =
+                crate::tls::accept(ctx.tls.as_deref(), stream, implicit_tls, peer).await
+            else {
+                return;
             };
             Session::new(stream, peer, ctx, sd).run().await;
             drop(admission);

@@ -26,7 +26,6 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::limits::{ConnectionLimits, Refusal};
 use crate::store::Store;
-use crate::tls::Stream;
 use extensions::Registry;
 
 /// What every session of a server shares.
@@ -134,16 +133,10 @@ pub async fn serve(
         };
         let sd = shutdown.clone();
         sessions.spawn(async move {
-            let stream = if kind.implicit_tls {
-                match crate::tls::accept(ctx.tls.as_deref(), stream).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                }
-            } else {
-                Stream::Plain(stream)
+            let Some(stream) =
+                crate::tls::accept(ctx.tls.as_deref(), stream, kind.implicit_tls, peer).await
+            else {
+                return;
             };
             session::Session::new(stream, peer, ctx, sd, kind.mode)
                 .run()

@@ -181,8 +181,28 @@ impl Tls {
     }
 }
 
-/// The server side of an implicit-TLS connection: the handshake, within the time limit.
+/// A newly accepted connection as a listener takes it: in clear, or (`implicit`) after the
+/// TLS handshake, within its time limit; `None` (logged) when the handshake failed.
 pub async fn accept<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tls: Option<&Tls>,
+    stream: S,
+    implicit: bool,
+    peer: std::net::SocketAddr,
+) -> Option<Stream<S>> {
+    if !implicit {
+        return Some(Stream::Plain(stream));
+    }
+    match handshake(tls, stream).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// The server side of an implicit-TLS connection: the handshake, within the time limit.
+async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     tls: Option<&Tls>,
     stream: S,
 ) -> std::io::Result<Stream<S>> {
