@@ -136,6 +136,55 @@ def test_an_outside_client_may_not_use_a_local_sender(mx):
         c.ehlo()
         r = c.cmd(f"MAIL FROM:<{mx.alice}>")
         assert (r.code, r.enhanced) == (550, "5.7.1") and "anonymous client outside" in r.text, r
+    # Nor in the From: field, under an envelope sender of its own.
+    r = send(mx, f"a@{NO_SPF}", make_message("as alice", sender=f"Alice <{mx.alice}>"))
+    assert (r.code, r.enhanced) == (550, "5.7.1"), r
+    assert f"From: address <{mx.alice}> refused" in r.text, r
+    mx.cli("config", "set", "smtp.local_senders_from_outside", "accept")
+    assert send(mx, f"a@{NO_SPF}", make_message("as alice", sender=mx.alice)).code == 250
+
+
+def test_forged_authentication_results_naming_this_server_are_removed(mx):
+    forged = [f"Authentication-Results: {HOSTNAME.upper()}; spf=pass; dkim=pass; dmarc=pass",
+              f"Authentication-Results: (looks checked)\r\n {HOSTNAME};\r\n\tdmarc=pass",
+              "Authentication-Results: mx.other.example; spf=pass"]
+    r = send(mx, f"a@{NO_SPF}", make_message("forged results", sender=f"a@{NO_SPF}",
+                                             extra_headers=forged))
+    assert r.code == 250, r
+    [copy] = mx.wait_for_mail(mx.alice, 1)
+    head = copy.split(b"\r\n\r\n")[0].decode()
+    fields = head.replace("\r\n\t", " ").replace("\r\n ", " ").split("\r\n")
+    results = [f for f in fields if f.lower().startswith("authentication-results:")]
+    assert len(results) == 2, results
+    ours, theirs = results
+    assert ours.startswith(f"Authentication-Results: {HOSTNAME};") and "spf=fail" in ours, ours
+    assert theirs == "Authentication-Results: mx.other.example; spf=pass", theirs
+
+
+def test_a_second_author_does_not_hide_a_spoofed_one(mx, signer_key):
+    # SPF passes for SIGNER; STRICT (p=reject) is confirmed by nothing.
+    msg = make_message("two authors", sender=f"list@{SIGNER}, ceo@{STRICT}")
+    r = send(mx, f"list@{SIGNER}", msg)
+    assert (r.code, r.enhanced) == (550, "5.7.1"), r
+    assert f"DMARC check of {STRICT}" in r.text, r
+
+
+def test_too_large_to_check_dkim_still_gets_dmarc_from_spf(mx):
+    mx.cli("config", "set", "sender_auth.max_verify_size", "4096")
+    big = "x" * 70 + "\r\n"
+    body = big * 100
+    r = send(mx, f"ceo@{STRICT}", make_message("large forgery", body=body, sender=f"ceo@{STRICT}"))
+    assert (r.code, r.enhanced) == (550, "5.7.1"), f"no signature could pass: enforced ({r})"
+    # A signature that was not checked might have passed: reported, not enforced.
+    sig = (f"DKIM-Signature: v=1; a=rsa-sha256; d={STRICT}; s=s1; h=from; bh=AAAA; "
+           "b=AAAA").encode()
+    msg = sig + b"\r\n" + make_message("large, signed", body=body, sender=f"ceo@{STRICT}")
+    r = send(mx, f"ceo@{STRICT}", msg)
+    assert r.code == 250, r
+    [copy] = mx.wait_for_mail(mx.alice, 1)
+    ar = auth_results(copy)
+    assert "dkim=neutral (message too large to check)" in ar, ar
+    assert "dmarc=none (its DKIM signature was not checked: message too large)" in ar, ar
 
 
 def test_mail_from_this_domain_is_dkim_signed_and_dkimpy_verifies_it(mx, make_peer):
@@ -170,7 +219,9 @@ def test_mail_from_this_domain_is_dkim_signed_and_dkimpy_verifies_it(mx, make_pe
     [local] = mx.wait_for_mail(bob, 1)
     assert dkim.verify(local, dnsfunc=dnsfunc), "and the copy delivered here"
     assert not dkim.verify(local.replace(b"Hello.", b"Hellx."), dnsfunc=dnsfunc)
-    # Mail from outside is not signed with this domain's key.
-    send(mx, f"list@{NO_SPF}", make_message("not ours", sender=f"list@{NO_SPF}"))
+    # Mail from outside is not signed with this domain's key, even with a From: of this domain.
+    mx.cli("config", "set", "smtp.local_senders_from_outside", "accept")
+    r = send(mx, f"list@{NO_SPF}", make_message("not ours", sender=mx.alice))
+    assert r.code == 250, r
     copies = {subject_of(c): c for c in mx.wait_for_mail(mx.alice, 1)}
     assert b"DKIM-Signature" not in copies["not ours"]

@@ -147,27 +147,19 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
         }
     }
 
-    /// The failures counted for `key` (0 once its lockout has passed).
-    fn count(&self, key: &K, lockout: Duration) -> u32 {
+    /// Counts one more failure for `key`, unless it already has `max`: then `None`, and nothing
+    /// is counted. The check and the count are one step, so sessions in parallel cannot each
+    /// see room for one more guess.
+    fn try_fail(&self, key: &K, max: u32, lockout: Duration) -> Option<u32> {
         let Ok(mut f) = self.counts.lock() else {
-            return 0;
+            return None;
         };
-        match f.get(key) {
-            Some((_, last)) if last.elapsed() >= lockout => {
+        if let Some((_, last)) = f.get(key) {
+            if last.elapsed() >= lockout {
                 f.remove(key);
-                0
             }
-            Some((n, _)) => *n,
-            None => 0,
         }
-    }
-
-    /// Counts one more failure; the new count.
-    fn fail(&self, key: K, lockout: Duration) -> u32 {
-        let Ok(mut f) = self.counts.lock() else {
-            return 0;
-        };
-        if f.len() >= MAX_TRACKED && !f.contains_key(&key) {
+        if f.len() >= MAX_TRACKED && !f.contains_key(key) {
             f.retain(|_, (_, last)| last.elapsed() < lockout);
             if f.len() >= MAX_TRACKED {
                 if let Some(oldest) = f
@@ -179,10 +171,25 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
                 }
             }
         }
-        let e = f.entry(key).or_insert((0, Instant::now()));
+        let e = f.entry(key.clone()).or_insert((0, Instant::now()));
+        if e.0 >= max {
+            return None;
+        }
         e.0 = e.0.saturating_add(1);
         e.1 = Instant::now();
-        e.0
+        Some(e.0)
+    }
+
+    /// Takes back one failure counted by [`Failures::try_fail`].
+    fn undo(&self, key: &K) {
+        if let Ok(mut f) = self.counts.lock() {
+            if let Some(e) = f.get_mut(key) {
+                e.0 = e.0.saturating_sub(1);
+                if e.0 == 0 {
+                    f.remove(key);
+                }
+            }
+        }
     }
 
     fn clear(&self, key: &K) {
@@ -217,41 +224,117 @@ impl AuthGuard {
         }
     }
 
-    /// What is locked out for a login from `ip` to `account` (lower case), if anything.
-    pub fn locked_out(&self, ip: IpAddr, account: &str) -> Option<Lockout> {
+    /// Starts a login from `ip` to `account` (lower case): it counts as a failure from now on
+    /// (so a password check in progress uses up a try), unless the address or the account is
+    /// locked out, which is the `Err`. The [`Attempt`] says how it ended; dropped without an
+    /// answer (the directory could not be read), it is not counted.
+    pub fn attempt(&self, ip: IpAddr, account: &str) -> Result<Attempt<'_>, Lockout> {
         let l = &self.limits;
-        if self.ips.count(&ClientKey::of(ip), l.lockout) >= l.max_per_ip {
-            return Some(Lockout::Address);
-        }
-        if self.accounts.count(&account.to_string(), l.lockout) >= l.max_per_account {
-            return Some(Lockout::Account);
-        }
-        None
+        let key = ClientKey::of(ip);
+        let account = account.to_string();
+        let a = self
+            .ips
+            .try_fail(&key, l.max_per_ip, l.lockout)
+            .ok_or(Lockout::Address)?;
+        let Some(b) = self
+            .accounts
+            .try_fail(&account, l.max_per_account, l.lockout)
+        else {
+            self.ips.undo(&key);
+            return Err(Lockout::Account);
+        };
+        Ok(Attempt {
+            guard: self,
+            key,
+            account,
+            count: a.max(b),
+            open: true,
+        })
     }
+}
 
-    /// Counts a failed login; the pause before answering it.
-    pub fn failed(&self, ip: IpAddr, account: &str) -> Duration {
-        let l = &self.limits;
-        let a = self.ips.fail(ClientKey::of(ip), l.lockout);
-        let b = self.accounts.fail(account.to_string(), l.lockout);
-        let n = a.max(b).clamp(1, 32);
+/// A login being checked (see [`AuthGuard::attempt`]).
+#[derive(Debug)]
+pub struct Attempt<'g> {
+    guard: &'g AuthGuard,
+    key: ClientKey,
+    account: String,
+    count: u32,
+    open: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was wrong: the failure stays counted; the pause before answering, which
+    /// doubles with each failure already counted.
+    pub fn failed(mut self) -> Duration {
+        self.open = false;
+        let l = &self.guard.limits;
+        let n = self.count.clamp(1, 32);
         l.delay
             .saturating_mul(1 << (n - 1).min(20))
             .min(l.max_delay)
     }
 
-    /// A successful login clears the account's count. Not the address's: a guesser with an
-    /// account of its own could otherwise log in between guesses and never be locked out.
-    pub fn succeeded(&self, _ip: IpAddr, account: &str) {
-        self.accounts.clear(&account.to_string());
+    /// The login succeeded: it is not a failure, and the account's count is cleared. Not the
+    /// address's: a guesser with an account of its own could otherwise log in between guesses
+    /// and never be locked out.
+    pub fn succeeded(mut self) {
+        self.open = false;
+        self.guard.ips.undo(&self.key);
+        self.guard.accounts.clear(&self.account);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.guard.ips.undo(&self.key);
+            self.guard.accounts.undo(&self.account);
+        }
     }
 }
 
 /// Events per client address per minute (connections, messages), counted in fixed windows of
 /// one minute: a client past the limit waits for the next window.
+///
+/// At most [`MAX_TRACKED`] addresses are counted apart in a window; once that many have come
+/// within one minute (a flood from a botnet), the newcomers share one count, so a flood from
+/// more addresses than the table holds is limited like one client rather than not at all.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<ClientKey, (Instant, u32)>>,
+    windows: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    by_client: HashMap<ClientKey, Window>,
+    overflow: Window,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    start: Option<Instant>,
+    count: u32,
+}
+
+impl Window {
+    fn count(&mut self, now: Instant, max: u32) -> bool {
+        match self.start {
+            Some(s) if now.duration_since(s) < WINDOW => {}
+            _ => {
+                *self = Window {
+                    start: Some(now),
+                    count: 0,
+                }
+            }
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= max
+    }
+
+    fn current(&self, now: Instant) -> bool {
+        self.start.is_some_and(|s| now.duration_since(s) < WINDOW)
+    }
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -264,6 +347,10 @@ impl RateLimiter {
 
     /// Counts an event from `ip`; false when it is over `max` in this window (0: no limit).
     pub fn allow(&self, ip: IpAddr, max: u32) -> bool {
+        self.allow_within(ip, max, MAX_TRACKED)
+    }
+
+    fn allow_within(&self, ip: IpAddr, max: u32, room: usize) -> bool {
         if max == 0 {
             return true;
         }
@@ -271,18 +358,14 @@ impl RateLimiter {
             return true;
         };
         let now = Instant::now();
-        if w.len() >= MAX_TRACKED {
-            w.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-            if w.len() >= MAX_TRACKED {
-                return true;
+        let key = ClientKey::of(ip);
+        if w.by_client.len() >= room && !w.by_client.contains_key(&key) {
+            w.by_client.retain(|_, win| win.current(now));
+            if w.by_client.len() >= room {
+                return w.overflow.count(now, max);
             }
         }
-        let e = w.entry(ClientKey::of(ip)).or_insert((now, 0));
-        if now.duration_since(e.0) >= WINDOW {
-            *e = (now, 0);
-        }
-        e.1 = e.1.saturating_add(1);
-        e.1 <= max
+        w.by_client.entry(key).or_default().count(now, max)
     }
 }
 
@@ -329,44 +412,77 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failed_logins_slow_down_then_lock_out_the_address_or_the_account() {
-        let g = AuthGuard::new(AuthLimits {
+    async fn past_the_table_newcomers_share_one_count() {
+        let r = RateLimiter::new();
+        let ip = |i: u8| -> IpAddr { format!("203.0.113.{i}").parse().unwrap() };
+        assert!((0..4).all(|i| r.allow_within(ip(i), 2, 4)));
+        assert!(r.allow_within(ip(10), 2, 4) && r.allow_within(ip(11), 2, 4));
+        assert!(
+            !r.allow_within(ip(12), 2, 4),
+            "the newcomers are counted together"
+        );
+        assert!(
+            r.allow_within(ip(0), 2, 4),
+            "a client in the table keeps its own count"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(r.allow_within(ip(12), 2, 4), "old windows make room");
+    }
+
+    fn guard() -> AuthGuard {
+        AuthGuard::new(AuthLimits {
             max_per_ip: 3,
             max_per_account: 5,
             lockout: Duration::from_secs(600),
             delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(3),
-        });
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_slow_down_then_lock_out_the_address_or_the_account() {
+        let g = guard();
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let other: IpAddr = "198.51.100.8".parse().unwrap();
-        let mut delays = Vec::new();
-        for _ in 0..3 {
-            assert_eq!(g.locked_out(ip, "alice@x.test"), None);
-            delays.push(g.failed(ip, "alice@x.test").as_secs());
-        }
-        assert_eq!(delays, [1, 2, 3], "doubling, up to the most");
-        assert_eq!(g.locked_out(ip, "bob@x.test"), Some(Lockout::Address));
-        assert_eq!(g.locked_out(other, "bob@x.test"), None);
+        let fail = |ip: IpAddr, who: &str| g.attempt(ip, who).map(|a| a.failed().as_secs());
+        let delays: Vec<_> = (0..3).map(|_| fail(ip, "alice@x.test")).collect();
+        assert_eq!(delays, [Ok(1), Ok(2), Ok(3)], "doubling, up to the most");
+        assert_eq!(fail(ip, "bob@x.test"), Err(Lockout::Address));
+        assert!(g.attempt(other, "bob@x.test").is_ok());
         // The account, guessed from other addresses, locks out for everyone.
-        g.failed(other, "alice@x.test");
-        assert_eq!(g.locked_out(other, "alice@x.test"), None);
-        g.failed("198.51.100.9".parse().unwrap(), "alice@x.test");
-        assert_eq!(g.locked_out(other, "alice@x.test"), Some(Lockout::Account));
-        assert_eq!(g.locked_out(other, "carol@x.test"), None);
+        assert!(fail(other, "alice@x.test").is_ok());
+        assert!(fail("198.51.100.9".parse().unwrap(), "alice@x.test").is_ok());
+        assert_eq!(fail(other, "alice@x.test"), Err(Lockout::Account));
+        assert!(g.attempt(other, "carol@x.test").is_ok());
         tokio::time::advance(Duration::from_secs(601)).await;
-        assert_eq!(g.locked_out(ip, "alice@x.test"), None, "the lockout passes");
-        g.failed(ip, "alice@x.test");
-        g.succeeded(ip, "alice@x.test");
+        assert_eq!(fail(ip, "alice@x.test"), Ok(1), "the lockout passes");
+        g.attempt(ip, "alice@x.test").unwrap().succeeded();
         assert_eq!(
-            g.failed("198.51.100.20".parse().unwrap(), "alice@x.test")
-                .as_secs(),
-            1,
+            fail("198.51.100.20".parse().unwrap(), "alice@x.test"),
+            Ok(1),
             "the account's count is cleared"
         );
         assert_eq!(
-            g.failed(ip, "bob@x.test").as_secs(),
-            2,
+            fail(ip, "bob@x.test"),
+            Ok(2),
             "the address's is not: logging in to an account of one's own does not reset guesses"
+        );
+    }
+
+    #[test]
+    fn a_login_in_progress_uses_up_a_try_and_an_unanswered_one_is_given_back() {
+        let g = guard();
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let pending: Vec<_> = (0..3).map(|_| g.attempt(ip, "a@x.test").unwrap()).collect();
+        assert_eq!(
+            g.attempt(ip, "a@x.test").err(),
+            Some(Lockout::Address),
+            "three checks in parallel take the three tries"
+        );
+        drop(pending);
+        assert!(
+            g.attempt(ip, "a@x.test").is_ok(),
+            "not answered: not counted"
         );
     }
 }

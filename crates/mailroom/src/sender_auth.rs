@@ -9,8 +9,10 @@
 //! A DMARC failure (neither an aligned SPF pass nor an aligned DKIM pass) of a domain whose
 //! policy is `p=reject` is refused with `550 5.7.1` when `sender_auth.dmarc_policy =
 //! "enforce"`; `p=quarantine` is accepted and marked (tracking says so; a Junk folder comes
-//! with IMAP). A message larger than `sender_auth.max_verify_size` is not checked for DKIM, and
-//! DMARC is then not enforced on it, since a signature that was not checked cannot fail.
+//! with IMAP). A message larger than `sender_auth.max_verify_size` is not checked for DKIM: its
+//! DMARC verdict then rests on SPF, and a failure is enforced unless the message carries a
+//! signature that might have aligned (a signature that was not checked cannot fail). A message
+//! whose `From:` names several domains is judged once for each of them.
 
 use std::net::IpAddr;
 
@@ -89,18 +91,9 @@ impl Verifier {
         };
         let mut summary = vec![format!("spf={}", spf_word(&spf))];
         let mut results = AuthenticationResults::new(host);
-        let parsed = if too_large {
-            None
-        } else {
-            AuthenticatedMessage::parse(raw)
-        };
-        let Some(msg) = parsed else {
+        let Some(msg) = AuthenticatedMessage::parse(raw) else {
             results = results.with_spf_mailfrom_result(&spf, ip, mail_from, helo);
-            let why = if too_large {
-                "dkim=neutral (message too large to check);\r\n\tdmarc=none"
-            } else {
-                "dkim=permerror (the header section does not parse);\r\n\tdmarc=none"
-            };
+            let why = "dkim=permerror (the header section does not parse);\r\n\tdmarc=none";
             summary.push(why.replace(";\r\n\t", " "));
             return Verdict {
                 header: field(&results, why),
@@ -109,30 +102,24 @@ impl Verifier {
                 quarantine: false,
             };
         };
-        let dkim = self.auth.verify_dkim(&msg).await;
-        let arc = self.auth.verify_arc(&msg).await;
-        let from_domain = msg
-            .from
-            .first()
-            .and_then(|f| f.rsplit_once('@'))
-            .map(|(_, d)| d.to_lowercase())
-            .unwrap_or_default();
-        let mail_from_domain = mail_from
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_else(|| helo.to_string());
-        let dmarc = self
-            .auth
-            .verify_dmarc(DmarcParameters::new(&msg, &dkim, &mail_from_domain, &spf))
-            .await;
+        // Too large: only the header section is at hand, so no signature is checked.
+        let dkim = if too_large {
+            Vec::new()
+        } else {
+            self.auth.verify_dkim(&msg).await
+        };
         let header_from = msg.from.first().map(String::as_str).unwrap_or("");
         if !dkim.is_empty() {
             results = results.with_dkim_results(&dkim, header_from);
         }
-        results = results
-            .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
-            .with_arc_result(&arc, ip);
-        let dkim_word = if dkim.is_empty() {
+        results = results.with_spf_mailfrom_result(&spf, ip, mail_from, helo);
+        if !too_large {
+            let arc = self.auth.verify_arc(&msg).await;
+            results = results.with_arc_result(&arc, ip);
+        }
+        let dkim_word = if too_large {
+            "neutral"
+        } else if dkim.is_empty() {
             "none"
         } else if dkim
             .iter()
@@ -143,61 +130,144 @@ impl Verifier {
             "fail"
         };
         summary.push(format!("dkim={dkim_word}"));
-        // With a record found, DMARC passes on an aligned SPF or DKIM pass and fails otherwise
-        // (RFC 7489 §6.6.2); without one it does not apply; a DNS failure is a temperror.
-        let passed =
-            *dmarc.spf_result() == DmarcResult::Pass || *dmarc.dkim_result() == DmarcResult::Pass;
-        let failed = dmarc.dmarc_record().is_some() && !passed;
-        let temp = [dmarc.spf_result(), dmarc.dkim_result()]
-            .iter()
-            .any(|r| matches!(r, DmarcResult::TempError(_)));
-        let word = match (passed, failed, temp) {
-            (true, ..) => "pass",
-            (_, true, _) => "fail",
-            (_, _, true) => "temperror",
-            _ => "none",
-        };
-        let policy = policy_word(dmarc.policy());
-        let mut dmarc_clause = if dmarc.domain().is_empty() {
-            "dmarc=none".to_string()
-        } else {
-            format!(
-                "dmarc={word} header.from={} policy.dmarc={policy}",
-                dmarc.domain()
-            )
-        };
-        if dkim.is_empty() {
-            dmarc_clause = format!("dkim=none (no signature);\r\n\t{dmarc_clause}");
+        let mut clauses = Vec::new();
+        if too_large {
+            clauses.push("dkim=neutral (message too large to check)".to_string());
+        } else if dkim.is_empty() {
+            clauses.push("dkim=none (no signature)".to_string());
         }
-        summary.push(if failed {
+        let mail_from_domain = mail_from
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_else(|| helo.to_string());
+        let mut refusal = None;
+        let mut quarantine = false;
+        for one in per_author_domain(&msg) {
+            let m = one.as_ref().unwrap_or(&msg);
+            let dmarc = self
+                .auth
+                .verify_dmarc(DmarcParameters::new(m, &dkim, &mail_from_domain, &spf))
+                .await;
+            let j = judge(&dmarc, too_large.then_some(&msg));
+            clauses.push(j.clause);
+            summary.push(j.summary);
+            // A DNS failure never makes a refusal for good: the check may pass next time.
+            let enforce = self.config.dmarc_policy == DmarcAction::Enforce && j.enforceable;
+            if enforce && dmarc.policy() == Policy::Reject && refusal.is_none() {
+                refusal = Some(Reply::code(
+                    550,
+                    "5.7.1",
+                    format!(
+                        "Message refused: it fails the DMARC check of {} (p=reject): neither \
+                         SPF nor DKIM confirms that it comes from that domain",
+                        dmarc.domain()
+                    ),
+                ));
+            }
+            quarantine |= enforce && dmarc.policy() == Policy::Quarantine;
+        }
+        Verdict {
+            header: field(&results, &clauses.join(";\r\n\t")),
+            summary: summary.join(" "),
+            refusal,
+            quarantine,
+        }
+    }
+}
+
+/// The message once for each domain of its `From:` authors, when there are several: DMARC
+/// exempts such a message (RFC 7489 §6.6.1, and so does mail-auth), which would let a spoofer
+/// escape the check by adding a second author, so each domain is judged on its own and the
+/// strictest verdict stands. `None` once: the message as it is.
+fn per_author_domain<'x>(msg: &AuthenticatedMessage<'x>) -> Vec<Option<AuthenticatedMessage<'x>>> {
+    let domain = |a: &String| a.rsplit_once('@').map(|(_, d)| d.to_lowercase());
+    let mut domains: Vec<String> = msg.from.iter().filter_map(domain).collect();
+    domains.sort();
+    domains.dedup();
+    if domains.len() < 2 {
+        return vec![None];
+    }
+    domains
+        .into_iter()
+        .map(|d| {
+            let mut m = msg.clone();
+            m.from.retain(|a| domain(a).as_deref() == Some(d.as_str()));
+            Some(m)
+        })
+        .collect()
+}
+
+/// One domain's DMARC verdict in words.
+struct Judged {
+    clause: String,
+    summary: String,
+    /// Failed for certain: neither a DNS failure nor a signature left unchecked.
+    enforceable: bool,
+}
+
+/// With a record found, DMARC passes on an aligned SPF or DKIM pass and fails otherwise (RFC
+/// 7489 §6.6.2); without one it does not apply; a DNS failure is a temperror. `unchecked` is the
+/// message whose signatures were not checked (too large): a failure there is certain only when
+/// no signature could have aligned.
+fn judge(dmarc: &mail_auth::DmarcOutput, unchecked: Option<&AuthenticatedMessage<'_>>) -> Judged {
+    let passed =
+        *dmarc.spf_result() == DmarcResult::Pass || *dmarc.dkim_result() == DmarcResult::Pass;
+    let failed = dmarc.dmarc_record().is_some() && !passed;
+    let temp = [dmarc.spf_result(), dmarc.dkim_result()]
+        .iter()
+        .any(|r| matches!(r, DmarcResult::TempError(_)));
+    let domain = dmarc.domain();
+    let policy = policy_word(dmarc.policy());
+    if domain.is_empty() {
+        return Judged {
+            clause: "dmarc=none".into(),
+            summary: "dmarc=none".into(),
+            enforceable: false,
+        };
+    }
+    let might_align = unchecked.is_some_and(|m| {
+        m.dkim_headers
+            .iter()
+            .any(|h| same_organization(&h.header.d, domain))
+    });
+    if failed && might_align {
+        return Judged {
+            clause: format!(
+                "dmarc=none (its DKIM signature was not checked: message too large) \
+                 header.from={domain} policy.dmarc={policy}"
+            ),
+            summary: "dmarc=none (too large to check)".into(),
+            enforceable: false,
+        };
+    }
+    let word = match (passed, failed, temp) {
+        (true, ..) => "pass",
+        (_, true, _) => "fail",
+        (_, _, true) => "temperror",
+        _ => "none",
+    };
+    Judged {
+        clause: format!("dmarc={word} header.from={domain} policy.dmarc={policy}"),
+        summary: if failed {
             format!("dmarc=fail (p={policy})")
         } else {
             format!("dmarc={word}")
-        });
-        // A DNS failure never makes a refusal for good: the check may pass next time.
-        let enforce = self.config.dmarc_policy == DmarcAction::Enforce && failed && !temp;
-        let refusal = (enforce && dmarc.policy() == Policy::Reject).then(|| {
-            Reply::code(
-                550,
-                "5.7.1",
-                format!(
-                    "Message refused: it fails the DMARC check of {} (p=reject): neither SPF \
-                     nor DKIM confirms that it comes from that domain",
-                    if from_domain.is_empty() {
-                        dmarc.domain()
-                    } else {
-                        &from_domain
-                    }
-                ),
-            )
-        });
-        Verdict {
-            header: field(&results, &dmarc_clause),
-            summary: summary.join(" "),
-            refusal,
-            quarantine: enforce && dmarc.policy() == Policy::Quarantine,
-        }
+        },
+        enforceable: failed && !temp,
     }
+}
+
+/// Whether two domains may share an organizational domain (RFC 7489 §3.2), judged by their
+/// last two labels: generous on purpose, since it only decides whether a signature that was
+/// not checked might have aligned (a wrong "yes" leaves one message unenforced, a wrong "no"
+/// would refuse a genuine one).
+fn same_organization(a: &str, b: &str) -> bool {
+    let tail = |d: &str| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = d.rsplit('.').take(2).collect();
+        labels.join(".")
+    };
+    !a.is_empty() && tail(a) == tail(b)
 }
 
 /// The header field, with one more result (`method=result ...`) after mail-auth's.

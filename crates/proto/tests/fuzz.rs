@@ -3,6 +3,7 @@
 //! of cases); they are the stable-toolchain stand-in for coverage-guided fuzzing.
 
 use mailroom_proto::line::LineFramer;
+use mailroom_proto::results::ResultsFilter;
 use mailroom_proto::smtp::{command, DataDecoder, DataOutcome};
 use mailroom_proto::{pop3, smtp};
 use proptest::prelude::*;
@@ -86,4 +87,36 @@ proptest! {
             rest = &rest[used..];
         }
     }
+
+    #[test]
+    fn results_filter_is_split_invariant_and_never_grows(input in results_bytes(), split in 0usize..300) {
+        let run = |cut: usize| {
+            let mut f = ResultsFilter::new("mx.example.test");
+            let mut out = Vec::new();
+            let cut = cut.min(input.len());
+            f.push(&input[..cut], &mut out);
+            f.push(&input[cut..], &mut out);
+            f.finish(&mut out);
+            out
+        };
+        let whole = run(input.len());
+        prop_assert_eq!(&run(split), &whole);
+        prop_assert!(whole.len() <= input.len());
+    }
+}
+
+/// Header-like text with `Authentication-Results` fields, some naming the filtered server.
+fn results_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => Just(b"Authentication-Results: mx.example.test; spf=pass\r\n".to_vec()),
+            2 => Just(b"Authentication-Results: other.test; x\r\n".to_vec()),
+            2 => Just(b" (folded)\r\n".to_vec()),
+            2 => Just(b"Subject: s\r\n".to_vec()),
+            1 => Just(b"\r\n".to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..8),
+        ],
+        0..20,
+    )
+    .prop_map(|parts| parts.concat())
 }

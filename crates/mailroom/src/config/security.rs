@@ -126,7 +126,8 @@ pub struct SenderAuthConfig {
     /// What a DMARC failure does.
     pub dmarc_policy: DmarcAction,
     /// Messages larger than this (octets) are not checked for DKIM (the check reads the whole
-    /// message); they get `dkim=neutral` and DMARC is not enforced on them.
+    /// message); they get `dkim=neutral`, and DMARC is decided by SPF alone, not enforced only
+    /// when a signature that might have aligned went unchecked.
     pub max_verify_size: u64,
 }
 

@@ -48,9 +48,10 @@ pub async fn login(
     pass: &str,
 ) -> Login {
     let account = account(config, name);
-    if let Some(l) = guard.locked_out(ip, &account) {
-        return Login::LockedOut(l);
-    }
+    let attempt = match guard.attempt(ip, &account) {
+        Ok(a) => a,
+        Err(l) => return Login::LockedOut(l),
+    };
     let found = match store.user_auth(&account).await {
         Ok(f) => f,
         Err(e) => return Login::Unavailable(e),
@@ -61,13 +62,13 @@ pub async fn login(
     };
     match (password::verify_bounded(hash, pass.to_string()).await, user) {
         (true, Some(u)) => {
-            guard.succeeded(ip, &account);
+            attempt.succeeded();
             Login::Accepted(u)
         }
         _ => {
             tracing::info!(%ip, user = %account, "login failed");
             Login::Refused {
-                delay: guard.failed(ip, &account),
+                delay: attempt.failed(),
             }
         }
     }

@@ -7,8 +7,10 @@
 
 use std::io;
 
+use mailroom_proto::results::ResultsFilter;
 use mailroom_proto::smtp::{DataDecoder, DataOutcome, LineFlaws, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::runtime::Handle;
 
 use super::session::{Flow, Mode, Session, State, Transaction};
 use crate::conn::ReadError;
@@ -24,6 +26,10 @@ pub struct Text {
     /// The first failure to store the text (a full disk, say): the rest is still read, so the
     /// session stays in step, and the message is refused at its end.
     failed: Option<io::Error>,
+    /// Removes the `Authentication-Results` fields that claim this server's name (RFC 8601
+    /// §5), in mail from anyone but the servers of the organization.
+    strip: Option<ResultsFilter>,
+    kept: Vec<u8>,
 }
 
 impl std::fmt::Debug for Text {
@@ -40,11 +46,38 @@ impl Text {
     async fn store(&mut self) {
         let out = self.dec.output();
         if self.failed.is_none() && !out.is_empty() {
-            if let Err(e) = self.out.write(out).await {
+            let written = match &mut self.strip {
+                Some(f) => {
+                    self.kept.clear();
+                    f.push(out, &mut self.kept);
+                    self.out.write(&self.kept).await
+                }
+                None => self.out.write(out).await,
+            };
+            if let Err(e) = written {
                 self.failed = Some(e);
             }
         }
         self.dec.clear_output();
+    }
+
+    /// Ends the text: the end of a header field the filter still holds is stored.
+    async fn end(&mut self) {
+        if let Some(f) = &mut self.strip {
+            self.kept.clear();
+            f.finish(&mut self.kept);
+            if self.failed.is_none() && !self.kept.is_empty() {
+                if let Err(e) = self.out.write(&self.kept).await {
+                    self.failed = Some(e);
+                }
+            }
+            if f.removed() > 0 {
+                tracing::info!(
+                    fields = f.removed(),
+                    "removed Authentication-Results fields that claimed this server's name"
+                );
+            }
+        }
     }
 }
 
@@ -93,10 +126,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let State::Mail(_, tx) = &self.state else {
             return None;
         };
+        let strip = self
+            .org
+            .peer()
+            .is_none()
+            .then(|| ResultsFilter::new(&self.ctx.config.server.hostname));
         Some(Text {
             dec,
             out: self.ctx.ingest.text_writer(tx.queue_id),
             failed: None,
+            strip,
+            kept: Vec::new(),
         })
     }
 
@@ -214,9 +254,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Checks the received text and hands the message to ingest; replies.
-    async fn finish_message(&mut self, tx: Box<Transaction>, text: Text) {
+    async fn finish_message(&mut self, tx: Box<Transaction>, mut text: Text) {
         let max = self.ctx.config.smtp.max_message_size;
-        let Text { dec, out, failed } = text;
+        text.end().await;
+        let Text {
+            dec, out, failed, ..
+        } = text;
         if dec.oversize() {
             self.reply(size_reply(max));
             return;
@@ -259,6 +302,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             for from in froms {
                 if let Some(r) = self.not_theirs(user, &from, "From: address").await {
+                    self.reply(r);
+                    return;
+                }
+            }
+        } else if self.anonymous_outside() {
+            // As for MAIL FROM: the author a reader sees may not be of this organization either.
+            let head = match &received {
+                Received::Memory(t) => t.as_slice(),
+                Received::File { head, .. } => head.as_slice(),
+            };
+            for from in crate::ingest::headers::from_fields(head).1 {
+                let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                if let Some(r) = self.local_sender_refusal("From: address", &from, domain) {
                     self.reply(r);
                     return;
                 }
@@ -369,8 +425,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Received::Memory(t) => t.as_slice(),
                     Received::File { head, .. } => head.as_slice(),
                 };
-                let raw = text.as_deref().unwrap_or(head);
-                let verdict = v.check(raw, text.is_none(), ip, &helo, &sender).await;
+                let too_large = text.is_none();
+                let raw = text
+                    .map(|t| t.into_owned())
+                    .unwrap_or_else(|| head.to_vec());
+                // Hashing a large body takes a while: not on the threads that run sessions.
+                let (v, h, s, rt) = (v.clone(), helo.clone(), sender.clone(), Handle::current());
+                let verdict = tokio::task::spawn_blocking(move || {
+                    rt.block_on(v.check(&raw, too_large, ip, &h, &s))
+                })
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "sender authentication failed");
+                    Reply::code(
+                        451,
+                        "4.3.0",
+                        "Temporary failure checking the sender, try again later",
+                    )
+                })?;
                 tracing::info!(peer = %self.peer, checks = %verdict.summary, "sender authentication");
                 if let Some(r) = verdict.refusal {
                     return Err(r);
@@ -393,12 +465,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()));
             if let Some(domain) = domain.filter(|d| cfg.is_local_domain(d)) {
                 let text = self.whole_text(received, cfg.smtp.max_message_size).await;
-                if let Some(text) = text {
-                    match crate::dkim::sign(&self.ctx.data, &domain, &cfg.dkim.selector, &text) {
-                        Ok(Some(sig)) => {
+                if let Some(text) = text.map(|t| t.into_owned()) {
+                    let (data, selector) = (self.ctx.data.clone(), cfg.dkim.selector.clone());
+                    let signed = tokio::task::spawn_blocking(move || {
+                        crate::dkim::sign(&data, &domain, &selector, &text)
+                    })
+                    .await;
+                    match signed {
+                        Ok(Ok(Some(sig))) => {
                             headers.splice(0..0, sig);
                         }
-                        Ok(None) => {}
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "DKIM signing failed; sent unsigned")
+                        }
                         Err(e) => tracing::error!(error = %e, "DKIM signing failed; sent unsigned"),
                     }
                 }

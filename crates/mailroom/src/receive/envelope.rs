@@ -86,11 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn outside_gate(&self, sender: Option<&Mailbox>) -> Option<Reply> {
         let cfg = &self.ctx.config;
         let ip = self.peer.ip();
-        if self.mode != Mode::Mx
-            || self.user.is_some()
-            || self.org.peer().is_some()
-            || cfg.is_inside(ip)
-        {
+        if !self.anonymous_outside() {
             return None;
         }
         if !self.ctx.rates.messages.allow(ip, cfg.smtp.max_message_rate) {
@@ -100,16 +96,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "Too many messages from your address in the last minute, try again later",
             ));
         }
-        let domain = sender?.domain.as_str();
+        let sender = sender?;
+        self.local_sender_refusal("Sender", &sender.to_string(), sender.domain.as_str())
+    }
+
+    /// A client outside that did not log in, on the MX listener: the one whose mail is checked.
+    pub(super) fn anonymous_outside(&self) -> bool {
+        self.mode == Mode::Mx
+            && self.user.is_none()
+            && self.org.peer().is_none()
+            && !self.ctx.config.is_inside(self.peer.ip())
+    }
+
+    /// The refusal of an anonymous outside client's `what` (the envelope sender, or a `From:`
+    /// address) in a domain of this organization, under `smtp.local_senders_from_outside`.
+    pub(super) fn local_sender_refusal(
+        &self,
+        what: &str,
+        address: &str,
+        domain: &str,
+    ) -> Option<Reply> {
+        let cfg = &self.ctx.config;
         let local = cfg.is_local_domain(domain) || self.ctx.org.accepts(domain);
         (local && cfg.smtp.local_senders_from_outside == LocalSenders::Refuse).then(|| {
             Reply::code(
                 550,
                 "5.7.1",
                 format!(
-                    "Sender <{}> refused: mail from {domain} comes from inside or from a user \
-                     logged in on the submission service, not from an anonymous client outside",
-                    sender.map(|m| m.to_string()).unwrap_or_default()
+                    "{what} <{address}> refused: mail from {domain} comes from inside or from a \
+                     user logged in on the submission service, not from an anonymous client \
+                     outside"
                 ),
             )
         })

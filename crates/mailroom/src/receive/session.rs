@@ -96,7 +96,6 @@ pub struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    /// A session on an accepted connection.
     /// A session on an accepted connection (in clear, or under implicit TLS), for a listener
     /// of this mode.
     pub fn new(
@@ -106,7 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         shutdown: watch::Receiver<bool>,
         mode: Mode,
     ) -> Self {
-        let max_line = ctx.config.smtp.max_command_line;
+        let max_line = line_limit(&ctx.config, mode);
         Session {
             conn: Conn::new(stream, max_line, ctx.config.smtp.write_timeout),
             ctx,
@@ -191,7 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             };
             let flow = match line {
                 Line::TooLong => {
-                    let max = self.ctx.config.smtp.max_command_line;
+                    let max = line_limit(&self.ctx.config, self.mode);
                     self.reply(Reply::code(
                         500,
                         "5.5.2",
@@ -340,5 +339,17 @@ pub(super) fn param_reply(e: &ParamError) -> Reply {
         ParamError::Duplicate(k) => Reply::code(501, "5.5.4", format!("Parameter {k} given twice")),
         ParamError::Syntax(w) => Reply::code(501, "5.5.4", format!("Malformed parameter {w:?}")),
         _ => Reply::code(501, "5.5.4", "Invalid parameter"),
+    }
+}
+
+/// RFC 4954 §4 lets an AUTH command (with its initial response) and each response line run to
+/// 12,288 octets; the submission listener, which offers AUTH, takes lines that long even when
+/// `smtp.max_command_line` is shorter.
+pub const AUTH_LINE: usize = 12_288;
+
+fn line_limit(config: &crate::config::Config, mode: Mode) -> usize {
+    match mode {
+        Mode::Mx => config.smtp.max_command_line,
+        Mode::Submission => config.smtp.max_command_line.max(AUTH_LINE),
     }
 }

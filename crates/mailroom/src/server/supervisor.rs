@@ -479,6 +479,10 @@ impl Supervisor {
             }
         };
         let keep = new.config.history;
+        // Everything the new configuration needs is built before it is recorded, so that once the
+        // history shows a version, the next session already runs under it.
+        let config = Arc::new(live(&self.boot, &new));
+        let ctx = smtp_context(&self.p, &config);
         let (v, recorded) = match self
             .p
             .store
@@ -494,9 +498,8 @@ impl Supervisor {
         let restart = history::needs_restart(&history::diff(&self.boot_text, &text));
         self.text = text;
         self.version = v.version;
-        self.config = Arc::new(live(&self.boot, &new));
-        self.smtp_ctx
-            .send_replace(smtp_context(&self.p, &self.config));
+        self.config = config;
+        self.smtp_ctx.send_replace(ctx);
         self.reconcile().await;
         tracing::info!(
             version = v.version,

@@ -181,6 +181,10 @@ async fn sasl_exchanges_cancelled_or_malformed_get_clear_replies() {
         "501 5.5.2 Malformed PLAIN",
     )
     .await;
+    // RFC 4954 §4: an AUTH line of up to 12,288 octets is read whole (here: a long password).
+    let long = format!("\0carol@example.com\0{}", "p".repeat(8000));
+    h.c.cmd(&format!("AUTH PLAIN {}", b64(long.as_bytes())), "535 5.7.8")
+        .await;
     h.c.cmd(
         "MAIL FROM:<carol@example.com>",
         "530 5.7.0 Authentication required",
