@@ -496,11 +496,13 @@ class Mailroom:
             self._log.close()
             self._log = None
 
-    def log(self) -> str:
+    def log(self, whole: bool = False) -> str:
+        """The server's log: its last 20,000 characters (for a failure report), or all of it."""
         try:
-            return self.log_path.read_text(errors="replace")[-20000:]
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return text if whole else text[-20000:]
 
     def sql(self, statement: str, *params) -> int:
         """Runs one SQL statement on the store of the stopped server (to damage a record on

@@ -207,9 +207,17 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
 /// The account limit stops guessing spread over many addresses; its price is that a guesser
 /// can keep an account's owner out for `lockout`, which is why it is temporary and higher than
 /// the per-address one.
+///
+/// Guards made with [`AuthGuard::sharing`] count into the same tables under their own limits:
+/// the server's protocols share one count, so a guesser gains nothing by trying each in turn.
 #[derive(Debug)]
 pub struct AuthGuard {
     limits: AuthLimits,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug)]
+struct Counts {
     ips: Failures<ClientKey>,
     accounts: Failures<String>,
 }
@@ -219,8 +227,18 @@ impl AuthGuard {
     pub fn new(limits: AuthLimits) -> AuthGuard {
         AuthGuard {
             limits,
-            ips: Failures::new(),
-            accounts: Failures::new(),
+            counts: Arc::new(Counts {
+                ips: Failures::new(),
+                accounts: Failures::new(),
+            }),
+        }
+    }
+
+    /// A guard with other limits over the same counts as this one.
+    pub fn sharing(&self, limits: AuthLimits) -> AuthGuard {
+        AuthGuard {
+            limits,
+            counts: self.counts.clone(),
         }
     }
 
@@ -233,14 +251,16 @@ impl AuthGuard {
         let key = ClientKey::of(ip);
         let account = account.to_string();
         let a = self
+            .counts
             .ips
             .try_fail(&key, l.max_per_ip, l.lockout)
             .ok_or(Lockout::Address)?;
         let Some(b) = self
+            .counts
             .accounts
             .try_fail(&account, l.max_per_account, l.lockout)
         else {
-            self.ips.undo(&key);
+            self.counts.ips.undo(&key);
             return Err(Lockout::Account);
         };
         Ok(Attempt {
@@ -280,16 +300,16 @@ impl Attempt<'_> {
     /// and never be locked out.
     pub fn succeeded(mut self) {
         self.open = false;
-        self.guard.ips.undo(&self.key);
-        self.guard.accounts.clear(&self.account);
+        self.guard.counts.ips.undo(&self.key);
+        self.guard.counts.accounts.clear(&self.account);
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.guard.ips.undo(&self.key);
-            self.guard.accounts.undo(&self.account);
+            self.guard.counts.ips.undo(&self.key);
+            self.guard.counts.accounts.undo(&self.account);
         }
     }
 }
@@ -467,6 +487,23 @@ mod tests {
             Ok(2),
             "the address's is not: logging in to an account of one's own does not reset guesses"
         );
+    }
+
+    #[test]
+    fn guards_sharing_counts_keep_their_own_limits() {
+        let smtp = guard();
+        let pop3 = smtp.sharing(AuthLimits {
+            max_per_ip: 1,
+            ..smtp.limits
+        });
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        smtp.attempt(ip, "a@x.test").unwrap().failed();
+        assert_eq!(
+            pop3.attempt(ip, "b@x.test").err(),
+            Some(Lockout::Address),
+            "a failure on one protocol counts on the other"
+        );
+        assert!(smtp.attempt(ip, "b@x.test").is_ok(), "under its own limit");
     }
 
     #[test]

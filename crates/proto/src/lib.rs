@@ -1,4 +1,5 @@
-//! Pure protocol code for mailroom: SMTP (RFC 5321 and its extensions), POP3 (RFC 1939) and the
+//! Pure protocol code for mailroom: SMTP (RFC 5321 and its extensions), POP3 (RFC 1939), the
+//! messages of SCRAM (RFC 5802) and the
 //! removal of forged `Authentication-Results` fields (RFC 8601 §5).
 //!
 //! Nothing here performs I/O or depends on an async runtime: every parser takes bytes and returns
@@ -17,4 +18,5 @@ pub mod check;
 pub mod line;
 pub mod pop3;
 pub mod results;
+pub mod scram;
 pub mod smtp;

@@ -4,6 +4,7 @@
 
 use mailroom_proto::line::LineFramer;
 use mailroom_proto::results::ResultsFilter;
+use mailroom_proto::scram;
 use mailroom_proto::smtp::{command, DataDecoder, DataOutcome};
 use mailroom_proto::{pop3, smtp};
 use proptest::prelude::*;
@@ -89,6 +90,12 @@ proptest! {
     }
 
     #[test]
+    fn scram_messages_never_panic(msg in scram_bytes()) {
+        let _ = scram::ClientFirst::parse(&msg);
+        let _ = scram::ClientFinal::parse(&msg);
+    }
+
+    #[test]
     fn results_filter_is_split_invariant_and_never_grows(input in results_bytes(), split in 0usize..300) {
         let run = |cut: usize| {
             let mut f = ResultsFilter::new("mx.example.test");
@@ -119,4 +126,16 @@ fn results_bytes() -> impl Strategy<Value = Vec<u8>> {
         0..20,
     )
     .prop_map(|parts| parts.concat())
+}
+
+/// Bytes biased towards SCRAM's syntax.
+fn scram_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => prop::sample::select(b"nyp,=acrspv23CD".to_vec()),
+            2 => prop::sample::select(b"biwsAZaz09+/".to_vec()),
+            1 => any::<u8>(),
+        ],
+        0..120,
+    )
 }

@@ -1,12 +1,16 @@
-//! Logging in, for every protocol that takes a password (SMTP AUTH, POP3, later IMAP), and
+//! Logging in, for every protocol that takes a password (SMTP AUTH, POP3, later IMAP), by
+//! password or by SCRAM-SHA-256, and
 //! which addresses a logged-in user may send as.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use mailroom_proto::scram::{ClientFinal, ClientFirst};
+
 use super::password;
+use super::scram::{self, Exchange};
 use crate::config::Config;
-use crate::limits::{AuthGuard, Lockout};
+use crate::limits::{Attempt, AuthGuard, Lockout};
 use crate::model::Resolution;
 use crate::store::{Store, StoreError, User};
 
@@ -60,15 +64,102 @@ pub async fn login(
         Some((u, h)) => (h, Some(u)),
         None => (password::dummy().to_string(), None),
     };
-    match (password::verify_bounded(hash, pass.to_string()).await, user) {
+    match (
+        password::verify_bounded(hash.clone(), pass.to_string()).await,
+        user,
+    ) {
         (true, Some(u)) => {
             attempt.succeeded();
+            if let Some(new) = password::with_scram(&hash, pass) {
+                // A credential from before SCRAM: completed now that the password is known.
+                match store.user_password_upgrade(&account, hash, new).await {
+                    Ok(true) => tracing::info!(user = %account, "SCRAM-SHA-256 secret made"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot store the SCRAM secret"),
+                }
+            }
             Login::Accepted(u)
         }
         _ => {
             tracing::info!(%ip, user = %account, "login failed");
             Login::Refused {
                 delay: attempt.failed(),
+            }
+        }
+    }
+}
+
+/// A SCRAM-SHA-256 login (RFC 7677) after the client's first message: it counts as a failure
+/// from now on, as a password login does, until [`ScramLogin::finish`] says otherwise.
+#[derive(Debug)]
+pub struct ScramLogin<'g> {
+    attempt: Attempt<'g>,
+    exchange: Exchange,
+    user: Option<User>,
+    account: String,
+    ip: IpAddr,
+}
+
+/// Starts a SCRAM-SHA-256 login from `ip` with the client's first message. The `Err` is the
+/// login's end (locked out, or the directory unreadable). A name that is no user, or a user
+/// without a SCRAM secret, gets an answer that looks the same and fails at the proof.
+pub async fn scram_start<'g>(
+    store: &dyn Store,
+    config: &Config,
+    guard: &'g AuthGuard,
+    ip: IpAddr,
+    first: ClientFirst,
+) -> Result<ScramLogin<'g>, Login> {
+    let account = account(config, &scram::prep(&first.username));
+    let attempt = guard.attempt(ip, &account).map_err(Login::LockedOut)?;
+    let found = store
+        .user_auth(&account)
+        .await
+        .map_err(Login::Unavailable)?;
+    let (user, secret) = match found {
+        Some((u, h)) => {
+            let secret = password::scram_secret(&h);
+            if secret.is_none() {
+                tracing::info!(
+                    user = %account,
+                    "no SCRAM-SHA-256 secret for this user yet: it is made at their next PLAIN \
+                     or LOGIN login, or when the password is set again"
+                );
+            }
+            (Some(u), secret)
+        }
+        None => (None, None),
+    };
+    Ok(ScramLogin {
+        attempt,
+        exchange: Exchange::start(first, secret),
+        user,
+        account,
+        ip,
+    })
+}
+
+impl ScramLogin<'_> {
+    /// The server's first message, to send to the client.
+    pub fn server_first(&self) -> &str {
+        self.exchange.server_first()
+    }
+
+    /// Checks the client's final message: the outcome, and the server's final message (which
+    /// proves this server to the client) when the login is accepted.
+    pub fn finish(self, last: &[u8]) -> (Login, Option<String>) {
+        let verified = ClientFinal::parse(last)
+            .ok()
+            .and_then(|f| self.exchange.finish(&f));
+        match (verified, self.user) {
+            (Some(v), Some(u)) => {
+                self.attempt.succeeded();
+                (Login::Accepted(u), Some(v))
+            }
+            _ => {
+                tracing::info!(ip = %self.ip, user = %self.account, "login failed (SCRAM-SHA-256)");
+                let delay = self.attempt.failed();
+                (Login::Refused { delay }, None)
             }
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod login;
 pub mod password;
+pub mod scram;
 
 use crate::config::Config;
 pub use crate::model::directory::{expand, ExpansionLimits, Redirect, Resolution, Target};

@@ -1,16 +1,47 @@
 //! Password hashing: Argon2id (RFC 9106) in PHC string format, with a random salt per user.
+//!
+//! The stored credential is the Argon2id hash, then a space and the user's SCRAM-SHA-256
+//! secret ([`super::scram::Secret`]), both made from the password when it is set: one value, so
+//! that setting a password replaces both at once and an old secret can never outlive it. A
+//! credential stored before SCRAM was known is the hash alone ([`with_scram`] completes it).
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-/// Hashes a password for storage.
+use super::scram::Secret;
+
+/// The credential to store for a password: its hash and its SCRAM secret.
 pub fn hash(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    let phc = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{phc} {}", Secret::new(password).encode()))
+}
+
+/// The hash part of a stored credential.
+fn phc(stored: &str) -> &str {
+    stored.split_once(' ').map_or(stored, |(h, _)| h)
+}
+
+/// The SCRAM-SHA-256 secret of a stored credential, if it has one.
+pub fn scram_secret(stored: &str) -> Option<Secret> {
+    stored.split_once(' ').and_then(|(_, s)| Secret::decode(s))
+}
+
+/// A credential stored without a SCRAM secret, completed from the `password` that was just
+/// verified against it; `None` when it has one already.
+pub fn with_scram(stored: &str, password: &str) -> Option<String> {
+    if scram_secret(stored).is_some() {
+        return None;
+    }
+    Some(format!(
+        "{} {}",
+        phc(stored),
+        Secret::new(password).encode()
+    ))
 }
 
 static VERIFIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -23,7 +54,7 @@ pub fn verifications() -> u64 {
 /// Checks a password against a stored hash. A malformed stored hash never matches.
 pub fn verify(stored: &str, password: &str) -> bool {
     VERIFIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match PasswordHash::new(stored) {
+    match PasswordHash::new(phc(stored)) {
         Ok(h) => Argon2::default()
             .verify_password(password.as_bytes(), &h)
             .is_ok(),
@@ -108,7 +139,15 @@ mod tests {
     fn hash_and_verify() {
         let h = hash("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$"));
+        assert!(scram_secret(&h).is_some() && with_scram(&h, "correct horse").is_none());
         assert!(verify(&h, "correct horse"));
+        let old = phc(&h).to_string();
+        assert!(
+            verify(&old, "correct horse"),
+            "a credential from before SCRAM"
+        );
+        let completed = with_scram(&old, "correct horse").unwrap();
+        assert!(completed.starts_with(&old) && scram_secret(&completed).is_some());
         assert!(!verify(&h, "wrong"));
         assert!(!verify("not a hash", "x"));
         assert!(!verify(dummy(), "x"));

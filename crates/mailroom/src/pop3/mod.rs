@@ -39,20 +39,34 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context.
+    /// A context with failed logins counted apart.
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
         tls: Option<Arc<crate::tls::Tls>>,
     ) -> Arc<Context> {
-        let p = &config.pop3;
-        let guard = AuthGuard::new(AuthLimits {
-            max_per_ip: p.max_auth_failures_per_ip,
-            max_per_account: p.max_auth_failures_per_account,
-            lockout: p.auth_lockout,
-            delay: p.auth_failure_delay,
-            max_delay: p.max_auth_failure_delay.max(p.auth_failure_delay),
-        });
+        let guard = AuthGuard::new(limits(&config));
+        Context::with_guard(config, store, tls, guard)
+    }
+
+    /// A context counting failed logins in `shared`'s counts (the server's other protocols),
+    /// under the `[pop3]` limits.
+    pub fn sharing(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        tls: Option<Arc<crate::tls::Tls>>,
+        shared: &AuthGuard,
+    ) -> Arc<Context> {
+        let guard = shared.sharing(limits(&config));
+        Context::with_guard(config, store, tls, guard)
+    }
+
+    fn with_guard(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        tls: Option<Arc<crate::tls::Tls>>,
+        guard: AuthGuard,
+    ) -> Arc<Context> {
         Arc::new(Context {
             config,
             store,
@@ -60,6 +74,18 @@ impl Context {
             guard,
             tls,
         })
+    }
+}
+
+/// The `[pop3]` failed-login limits.
+fn limits(config: &Config) -> AuthLimits {
+    let p = &config.pop3;
+    AuthLimits {
+        max_per_ip: p.max_auth_failures_per_ip,
+        max_per_account: p.max_auth_failures_per_account,
+        lockout: p.auth_lockout,
+        delay: p.auth_failure_delay,
+        max_delay: p.max_auth_failure_delay.max(p.auth_failure_delay),
     }
 }
 

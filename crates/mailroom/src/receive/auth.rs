@@ -14,6 +14,7 @@ use super::session::{Flow, Mode, Session, State};
 use crate::conn::Line;
 use crate::directory::login::{self, Login};
 use crate::limits::Lockout;
+use mailroom_proto::scram::ClientFirst;
 
 /// What a SASL exchange produced.
 enum Credentials {
@@ -144,13 +145,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().to_string())),
             None => (arg.to_ascii_uppercase(), None),
         };
+        let ctx = self.ctx.clone();
         let creds = match mechanism.as_str() {
             "PLAIN" => self.sasl_plain(initial).await,
             "LOGIN" => self.sasl_login(initial).await,
+            "SCRAM-SHA-256" => match self.sasl_scram(initial).await {
+                Ok(outcome) => return self.logged_in(outcome, &mechanism).await,
+                Err(c) => c,
+            },
             _ => Credentials::Failed(Reply::code(
                 504,
                 "5.5.4",
-                format!("Unrecognized authentication mechanism {mechanism} (PLAIN and LOGIN are offered)"),
+                format!(
+                    "Unrecognized authentication mechanism {mechanism} (SCRAM-SHA-256, PLAIN \
+                     and LOGIN are offered)"
+                ),
             )),
         };
         let (name, pass) = match creds {
@@ -161,7 +170,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Credentials::Gone => return Flow::Close,
         };
-        let ctx = self.ctx.clone();
         let outcome = login::login(
             ctx.store.as_ref(),
             &ctx.config,
@@ -171,9 +179,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &pass,
         )
         .await;
+        self.logged_in(outcome, &mechanism).await
+    }
+
+    /// Answers the outcome of a login by `mechanism`.
+    async fn logged_in(&mut self, outcome: Login, mechanism: &str) -> Flow {
+        let ctx = self.ctx.clone();
         match outcome {
             Login::Accepted(user) => {
-                tracing::info!(peer = %self.peer, user = %user.address, "authenticated");
+                tracing::info!(peer = %self.peer, user = %user.address, %mechanism, "authenticated");
                 self.user = Some(user);
                 self.reply(Reply::code(235, "2.7.0", "Authentication successful"));
             }
@@ -271,6 +285,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "Malformed PLAIN response (RFC 4616)",
             )),
         }
+    }
+
+    /// SCRAM-SHA-256 (RFC 7677, RFC 5802): the client's first message, the server's (salt and
+    /// iterations), the client's proof; on success the server's signature goes in a last `334`
+    /// that the client answers with an empty line (RFC 4954 §4), then `235`.
+    async fn sasl_scram(&mut self, initial: Option<String>) -> Result<Login, Credentials> {
+        let first = match initial {
+            Some(i) if i == "*" => return Err(Credentials::Failed(cancelled())),
+            Some(i) => b64(&i).ok_or(Credentials::Failed(undecodable()))?,
+            None => self.response("").await?,
+        };
+        let first = ClientFirst::parse(&first).map_err(|e| {
+            Credentials::Failed(Reply::code(501, "5.5.2", format!("{e} (RFC 5802)")))
+        })?;
+        if first
+            .authzid
+            .as_ref()
+            .is_some_and(|a| !a.eq_ignore_ascii_case(&first.username))
+        {
+            return Err(Credentials::Failed(Reply::code(
+                535,
+                "5.7.8",
+                "Authentication credentials invalid: acting for another user is not allowed",
+            )));
+        }
+        let ctx = self.ctx.clone();
+        let pending = match login::scram_start(
+            ctx.store.as_ref(),
+            &ctx.config,
+            &ctx.auth,
+            self.peer.ip(),
+            first,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(outcome) => return Ok(outcome),
+        };
+        let engine = base64::engine::general_purpose::STANDARD;
+        let last = self
+            .response(&engine.encode(pending.server_first()))
+            .await?;
+        let (outcome, server_final) = pending.finish(&last);
+        if let Some(v) = server_final {
+            let done = self.response(&engine.encode(v)).await?;
+            if !done.is_empty() {
+                return Err(Credentials::Failed(Reply::code(
+                    501,
+                    "5.5.2",
+                    "The response to the server's signature must be empty (RFC 4954 section 4)",
+                )));
+            }
+        }
+        Ok(outcome)
     }
 
     /// LOGIN (draft-murchison-sasl-login): the name, then the password, each asked for.

@@ -150,7 +150,7 @@ impl Extension for Auth {
         "AUTH"
     }
     fn ehlo_line(&self, _config: &Config) -> String {
-        "AUTH PLAIN LOGIN".into()
+        "AUTH SCRAM-SHA-256 PLAIN LOGIN".into()
     }
     fn verbs(&self) -> &'static [&'static str] {
         &["AUTH"]
@@ -400,7 +400,10 @@ mod tests {
         };
         let under_tls = Facts { tls: true, ..clear };
         assert_eq!(r.ehlo_lines(&cfg, clear)[7..], ["STARTTLS"]);
-        assert_eq!(r.ehlo_lines(&cfg, under_tls)[7..], ["AUTH PLAIN LOGIN"]);
+        assert_eq!(
+            r.ehlo_lines(&cfg, under_tls)[7..],
+            ["AUTH SCRAM-SHA-256 PLAIN LOGIN"]
+        );
         assert_eq!(r.verb_offered("AUTH", clear), Some(false));
         let mx = Facts {
             submission: false,

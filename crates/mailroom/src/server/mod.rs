@@ -207,7 +207,12 @@ pub async fn run(
         handle,
         manager,
         queue_rx: rx,
-        pop3: crate::pop3::Context::new(config_arc.clone(), store.clone(), Some(tls.clone())),
+        pop3: crate::pop3::Context::sharing(
+            config_arc.clone(),
+            store.clone(),
+            Some(tls.clone()),
+            &smtp_auth,
+        ),
         tls: Some(tls),
         smtp_auth,
         rates: Default::default(),

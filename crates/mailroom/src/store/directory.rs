@@ -30,6 +30,14 @@ pub trait Directory: Send + Sync {
     fn user_list(&self) -> StoreFuture<'_, Vec<User>>;
     /// Sets a user's password hash.
     fn user_passwd(&self, address: &str, password_hash: String) -> StoreFuture<'_, ()>;
+    /// Replaces a user's credential with `new` only if it is still `old` (a password set
+    /// meanwhile wins); whether it was replaced. Completes a credential made before SCRAM.
+    fn user_password_upgrade(
+        &self,
+        address: &str,
+        old: String,
+        new: String,
+    ) -> StoreFuture<'_, bool>;
     /// Sets a user's quota.
     fn user_quota(&self, address: &str, quota: Option<u64>) -> StoreFuture<'_, ()>;
     /// Adds targets to an alias (creating it).

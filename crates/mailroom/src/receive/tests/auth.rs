@@ -62,7 +62,7 @@ async fn submission_needs_tls_then_auth_then_sends_as_the_user_only() {
         .await;
     let r = h.c.cmd("EHLO client.test", "250").await;
     assert!(
-        r.contains("250 AUTH PLAIN LOGIN") && !r.contains("STARTTLS"),
+        r.contains("250 AUTH SCRAM-SHA-256 PLAIN LOGIN") && !r.contains("STARTTLS"),
         "{r}"
     );
     h.c.cmd("STARTTLS", "503 5.5.1 TLS is already active").await;

@@ -687,6 +687,20 @@ impl Directory for SqliteStore {
         let a = address.to_lowercase();
         self.write(move |c| directory::user_passwd(c, &a, &hash))
     }
+    fn user_password_upgrade(
+        &self,
+        address: &str,
+        old: String,
+        new: String,
+    ) -> StoreFuture<'_, bool> {
+        let a = address.to_lowercase();
+        self.write(move |c| {
+            Ok(c.execute(
+                "UPDATE users SET password = ?3 WHERE address = ?1 AND password = ?2",
+                rusqlite::params![a, old, new],
+            )? == 1)
+        })
+    }
     fn user_quota(&self, address: &str, quota: Option<u64>) -> StoreFuture<'_, ()> {
         let a = address.to_lowercase();
         self.write(move |c| directory::user_quota(c, &a, quota))
