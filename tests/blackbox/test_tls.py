@@ -360,6 +360,19 @@ from {mx.alice}
     assert p.returncode == 0, p.stderr.decode()
     subjects = {subject_of(m) for m in mx.wait_for_mail(mx.bob, 2)}
     assert subjects == {"scram", "via msmtp, scram"}, subjects
+    # POP3 takes SCRAM-SHA-256 too (RFC 5034 AUTH; poplib sends the lines, scramp computes).
+    from scramp import ScramClient
+    p = poplib.POP3("127.0.0.1", mx.pop3_port, timeout=10)
+    assert p.capa()["SASL"] == ["SCRAM-SHA-256", "PLAIN"]
+    client = ScramClient(["SCRAM-SHA-256"], mx.bob, PASSWORD)
+    r = p._shortcmd("AUTH SCRAM-SHA-256 " + base64.b64encode(client.get_client_first().encode())
+                    .decode())
+    client.set_server_first(base64.b64decode(r[2:]).decode())
+    r = p._shortcmd(base64.b64encode(client.get_client_final().encode()).decode())
+    client.set_server_final(base64.b64decode(r[2:]).decode())
+    r = p._shortcmd("")
+    assert r.startswith(b"+OK maildrop has 2"), r
+    p.quit()
 
 
 def test_fetchmail_retrieves_over_pop3_with_stls(mx, tmp_path):

@@ -15,6 +15,7 @@ use crate::conn::{Conn, Line, ReadError};
 use crate::directory::login::{self, Login};
 use crate::limits::Lockout;
 use crate::store::{MailEntry, User};
+use mailroom_proto::scram::ClientFirst;
 
 /// Octets of a message read and written at a time.
 const BLOCK: usize = 64 * 1024;
@@ -170,7 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     caps.push_str("STLS\r\n");
                 }
                 if !authorization || self.login_allowed() {
-                    caps.push_str("USER\r\nSASL PLAIN\r\n");
+                    caps.push_str("USER\r\nSASL SCRAM-SHA-256 PLAIN\r\n");
                 }
                 caps.push_str("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION mailroom\r\n.\r\n");
                 self.conn.send_raw(caps.as_bytes());
@@ -281,39 +282,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Auth { mechanism, initial } => {
                 if mechanism.is_empty() {
                     self.ok("");
-                    self.conn.send_raw(b"PLAIN\r\n.\r\n");
+                    self.conn.send_raw(b"SCRAM-SHA-256\r\nPLAIN\r\n.\r\n");
                     return Flow::Continue;
                 }
-                if mechanism != "PLAIN" {
-                    self.err("unsupported SASL mechanism");
+                if mechanism.eq_ignore_ascii_case("SCRAM-SHA-256") {
+                    return self.scram(initial).await;
+                }
+                if !mechanism.eq_ignore_ascii_case("PLAIN") {
+                    self.err("unsupported SASL mechanism (SCRAM-SHA-256 and PLAIN are offered)");
                     return Flow::Continue;
                 }
-                let response = match initial {
-                    Some(i) => i,
-                    None => {
-                        self.conn.send_raw(b"+ \r\n");
-                        match self.next_line().await {
-                            Some(Line::Complete(l)) => String::from_utf8_lossy(&l).into_owned(),
-                            Some(Line::TooLong) => {
-                                self.err("response too long");
-                                return Flow::Continue;
-                            }
-                            None => return Flow::Close,
-                        }
+                let decoded = match initial {
+                    Some(i) => sasl_decode(&i),
+                    None => self.sasl_response("").await,
+                };
+                let decoded = match decoded {
+                    Ok(d) => d,
+                    Err(Some(why)) => {
+                        self.err(why);
+                        return Flow::Continue;
                     }
+                    Err(None) => return Flow::Close,
                 };
-                if response == "*" {
-                    self.err("authentication cancelled");
-                    return Flow::Continue;
-                }
-                let decoded = if response == "=" {
-                    Some(Vec::new())
-                } else {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(response.trim())
-                        .ok()
-                };
-                match decoded.as_deref().and_then(pop3::sasl_plain) {
+                match pop3::sasl_plain(&decoded) {
                     Some((authz, authc, pass))
                         if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) =>
                     {
@@ -332,12 +323,99 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Checks credentials and opens the maildrop.
+    /// One SASL response to a `+` challenge (RFC 5034 §4), decoded. `Err(Some)` says why it
+    /// is refused; `Err(None)`: the connection ended.
+    async fn sasl_response(&mut self, challenge: &str) -> Result<Vec<u8>, Option<&'static str>> {
+        self.conn.send_raw(format!("+ {challenge}\r\n").as_bytes());
+        match self.next_line().await {
+            Some(Line::Complete(l)) => sasl_decode(&String::from_utf8_lossy(&l)),
+            Some(Line::TooLong) => Err(Some("response too long")),
+            None => Err(None),
+        }
+    }
+
+    /// AUTH SCRAM-SHA-256 (RFC 7677), as on submission: the server's signature goes in a last
+    /// `+` challenge that the client answers with an empty line.
+    async fn scram(&mut self, initial: Option<String>) -> Flow {
+        let first = match initial {
+            Some(i) => sasl_decode(&i),
+            None => self.sasl_response("").await,
+        };
+        let first = match first.map(|f| ClientFirst::parse(&f)) {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                self.err(&e.to_string());
+                return Flow::Continue;
+            }
+            Err(Some(why)) => {
+                self.err(why);
+                return Flow::Continue;
+            }
+            Err(None) => return Flow::Close,
+        };
+        if first
+            .authzid
+            .as_ref()
+            .is_some_and(|a| !a.eq_ignore_ascii_case(&first.username))
+        {
+            self.err("[AUTH] acting for another user is not allowed");
+            return Flow::Continue;
+        }
+        let ctx = self.ctx.clone();
+        let ip = self.peer.ip();
+        let pending = match login::scram_start(
+            ctx.store.as_ref(),
+            &ctx.config,
+            &ctx.guard,
+            ip,
+            first,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(outcome) => return self.open(outcome).await,
+        };
+        let engine = base64::engine::general_purpose::STANDARD;
+        let last = match self
+            .sasl_response(&engine.encode(pending.server_first()))
+            .await
+        {
+            Ok(l) => l,
+            Err(Some(why)) => {
+                self.err(why);
+                return Flow::Continue;
+            }
+            Err(None) => return Flow::Close,
+        };
+        let (outcome, server_final) = pending.finish(&last);
+        if let Some(v) = server_final {
+            match self.sasl_response(&engine.encode(v)).await {
+                Ok(d) if d.is_empty() => {}
+                Ok(_) => {
+                    self.err("the response to the server's signature must be empty");
+                    return Flow::Continue;
+                }
+                Err(Some(why)) => {
+                    self.err(why);
+                    return Flow::Continue;
+                }
+                Err(None) => return Flow::Close,
+            }
+        }
+        self.open(outcome).await
+    }
+
+    /// Checks a name and password and opens the maildrop.
     async fn login(&mut self, name: &str, pass: &str) -> Flow {
         let ctx = self.ctx.clone();
         let ip = self.peer.ip();
         let outcome =
             login::login(ctx.store.as_ref(), &ctx.config, &ctx.guard, ip, name, pass).await;
+        self.open(outcome).await
+    }
+
+    /// Answers a login's outcome, opening the maildrop when it is accepted.
+    async fn open(&mut self, outcome: Login) -> Flow {
         let user = match outcome {
             Login::Accepted(u) => u,
             Login::LockedOut(what) => {
@@ -535,5 +613,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         Flow::Close
+    }
+}
+
+/// A SASL response line decoded (RFC 5034 §4): `*` cancels, `=` is empty, else base64.
+fn sasl_decode(text: &str) -> Result<Vec<u8>, Option<&'static str>> {
+    match text.trim() {
+        "*" => Err(Some("authentication cancelled")),
+        "=" => Ok(Vec::new()),
+        t => base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|_| Some("the response must be base64")),
     }
 }

@@ -207,7 +207,13 @@ async fn capa_and_auth_continuation() {
     c.status().await;
     cmd(&mut c, "CAPA", "+OK").await;
     let caps = c.multiline().await;
-    for cap in ["USER", "SASL PLAIN", "TOP", "UIDL", "RESP-CODES"] {
+    for cap in [
+        "USER",
+        "SASL SCRAM-SHA-256 PLAIN",
+        "TOP",
+        "UIDL",
+        "RESP-CODES",
+    ] {
         assert!(caps.contains(cap), "{caps}");
     }
     cmd(&mut c, "AUTH PLAIN", "+").await;
