@@ -30,12 +30,17 @@ def test_mail_reaches_users_on_every_other_server_and_explain_matches(org):
     assert routes[address("s3")]["path"] == [host("s1"), host("s2"), host("s3")]
     assert routes[address("s3")]["connectors"] == ["g1g2"]
     assert routes[address("s4")]["next_hop"]["server"] == host("s2")
-    msg = make_message("across the org", sender=sender, to=", ".join(rcpts), message_id="org1@org.test")
+    forged = [f"Authentication-Results: {host(n)}; dkim=pass; dmarc=pass" for n in ("s2", "s3", "s4")]
+    msg = make_message("across the org", sender=sender, to=", ".join(rcpts), message_id="org1@org.test",
+                       extra_headers=forged)
     with org["s1"].smtp() as s:
         smtp_send(s, sender, rcpts, msg)
     for name in ("s2", "s3", "s4"):
         got = org[name].wait_for_mail(address(name), 1, timeout=20)
         assert b"Subject: across the org" in got[0]
+        # RFC 8601 §5: results that claim any server of the organization were removed where
+        # the message came in (s1), so the home server's own claims cannot be forged.
+        assert b"Authentication-Results" not in got[0], got[0]
     # Every server on the way wrote its part: s1 received and handed on (1019, 1020, 1031).
     ev = org["s1"].track(message_id="org1@org.test")
     ids = {e["event_id"] for e in ev}
@@ -78,9 +83,12 @@ def _token(org) -> dict:
     return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
 
 
-def _proof(secret: str, side: str, org_id: str, client: str, server: str, cn: str, sn: str) -> str:
+def _proof(secret: str, side: str, org_id: str, client: str, server: str, cn: str, sn: str,
+           binding: str = "") -> str:
+    """The proof, computed here independently; `binding` is the TLS session's tls-exporter
+    (RFC 9266) in hex, empty in clear, as these probes are."""
     mac = hmac.new(bytes.fromhex(secret), digestmod=hashlib.sha256)
-    for part in ("mailroom-org-auth-v1", side, org_id, client, server, cn, sn):
+    for part in ("mailroom-org-auth-v2", side, org_id, client, server, cn, sn, binding):
         b = part.encode()
         mac.update(len(b).to_bytes(4, "big") + b)
     return mac.hexdigest()
@@ -99,6 +107,11 @@ def test_replayed_auth_and_bad_chunks_are_refused_harmlessly(org):
     t = _token(org)
     client, cn = "probe.org.test", "0a0b0c0d"
     c = org["s1"].raw_smtp()
+    sn = _hello(c, t, client, cn)
+    good = _proof(t["secret"], "client", t["org"], client, host("s1"), cn, sn)
+    # A proof made for a TLS session (another binding) does not pass in this one.
+    relayed = _proof(t["secret"], "client", t["org"], client, host("s1"), cn, sn, "77" * 32)
+    assert c.cmd(f"X-ORG-AUTH PROOF {relayed}").code == 535
     sn = _hello(c, t, client, cn)
     good = _proof(t["secret"], "client", t["org"], client, host("s1"), cn, sn)
     r = c.cmd(f"X-ORG-AUTH PROOF {good}")

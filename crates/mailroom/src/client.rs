@@ -207,7 +207,7 @@ impl Conn {
                 ))
             })?
             .map_err(|e| ConnError(format!("the TLS handshake with {} failed: {e}", self.host)))?;
-        let info = TlsInfo::of(tls.get_ref().1);
+        let info = TlsInfo::of(&**tls.get_ref().1);
         self.stream = Some(Box::new(tls));
         self.tls = Some(info.clone());
         self.ehlo_again().await?;

@@ -36,6 +36,25 @@ impl ClientKey {
     }
 }
 
+impl ClientKey {
+    /// The network a client is counted under once too many addresses are counted apart:
+    /// IPv4 by its /24, IPv6 by its /48 (what one site usually holds).
+    pub fn network(ip: IpAddr) -> ClientKey {
+        match ClientKey::of(ip).0 {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                ClientKey(IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], o[2], 0)))
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                ClientKey(IpAddr::V6(std::net::Ipv6Addr::new(
+                    s[0], s[1], s[2], 0, 0, 0, 0, 0,
+                )))
+            }
+        }
+    }
+}
+
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -150,7 +169,7 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
     /// Counts one more failure for `key`, unless it already has `max`: then `None`, and nothing
     /// is counted. The check and the count are one step, so sessions in parallel cannot each
     /// see room for one more guess.
-    fn try_fail(&self, key: &K, max: u32, lockout: Duration) -> Option<u32> {
+    fn try_fail(&self, key: &K, max: u32, lockout: Duration) -> Option<Reserved> {
         let Ok(mut f) = self.counts.lock() else {
             return None;
         };
@@ -171,22 +190,30 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
                 }
             }
         }
-        let e = f.entry(key.clone()).or_insert((0, Instant::now()));
-        if e.0 >= max {
+        let now = Instant::now();
+        let (n, last) = f.get(key).copied().unwrap_or((0, now));
+        if n >= max {
             return None;
         }
-        e.0 = e.0.saturating_add(1);
-        e.1 = Instant::now();
-        Some(e.0)
+        f.insert(key.clone(), (n + 1, now));
+        Some(Reserved {
+            count: n + 1,
+            before: last,
+            at: now,
+        })
     }
 
-    /// Takes back one failure counted by [`Failures::try_fail`].
-    fn undo(&self, key: &K) {
+    /// Takes back one failure counted by [`Failures::try_fail`], and the time of the last
+    /// failure with it (unless another has been counted since): a login that did not fail must
+    /// not keep older failures from expiring.
+    fn undo(&self, key: &K, r: Reserved) {
         if let Ok(mut f) = self.counts.lock() {
             if let Some(e) = f.get_mut(key) {
                 e.0 = e.0.saturating_sub(1);
                 if e.0 == 0 {
                     f.remove(key);
+                } else if e.1 == r.at {
+                    e.1 = r.before;
                 }
             }
         }
@@ -197,6 +224,15 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
             f.remove(key);
         }
     }
+}
+
+/// A failure counted in advance ([`Failures::try_fail`]).
+#[derive(Debug, Clone, Copy)]
+struct Reserved {
+    count: u32,
+    /// The time of the last failure before it.
+    before: Instant,
+    at: Instant,
 }
 
 /// Failed logins across sessions, by client address and by account: each failure is answered
@@ -260,14 +296,14 @@ impl AuthGuard {
             .accounts
             .try_fail(&account, l.max_per_account, l.lockout)
         else {
-            self.counts.ips.undo(&key);
+            self.counts.ips.undo(&key, a);
             return Err(Lockout::Account);
         };
         Ok(Attempt {
             guard: self,
             key,
             account,
-            count: a.max(b),
+            reserved: (a, b),
             open: true,
         })
     }
@@ -279,7 +315,7 @@ pub struct Attempt<'g> {
     guard: &'g AuthGuard,
     key: ClientKey,
     account: String,
-    count: u32,
+    reserved: (Reserved, Reserved),
     open: bool,
 }
 
@@ -289,7 +325,12 @@ impl Attempt<'_> {
     pub fn failed(mut self) -> Duration {
         self.open = false;
         let l = &self.guard.limits;
-        let n = self.count.clamp(1, 32);
+        let n = self
+            .reserved
+            .0
+            .count
+            .max(self.reserved.1.count)
+            .clamp(1, 32);
         l.delay
             .saturating_mul(1 << (n - 1).min(20))
             .min(l.max_delay)
@@ -300,7 +341,7 @@ impl Attempt<'_> {
     /// and never be locked out.
     pub fn succeeded(mut self) {
         self.open = false;
-        self.guard.counts.ips.undo(&self.key);
+        self.guard.counts.ips.undo(&self.key, self.reserved.0);
         self.guard.counts.accounts.clear(&self.account);
     }
 }
@@ -308,8 +349,11 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.guard.counts.ips.undo(&self.key);
-            self.guard.counts.accounts.undo(&self.account);
+            self.guard.counts.ips.undo(&self.key, self.reserved.0);
+            self.guard
+                .counts
+                .accounts
+                .undo(&self.account, self.reserved.1);
         }
     }
 }
@@ -318,8 +362,10 @@ impl Drop for Attempt<'_> {
 /// one minute: a client past the limit waits for the next window.
 ///
 /// At most [`MAX_TRACKED`] addresses are counted apart in a window; once that many have come
-/// within one minute (a flood from a botnet), the newcomers share one count, so a flood from
-/// more addresses than the table holds is limited like one client rather than not at all.
+/// within one minute (a flood from a botnet, or from one holder of a large IPv6 prefix), the
+/// newcomers are counted by their network ([`ClientKey::network`]), and past as many networks
+/// all together: a flood from more addresses than the table holds is limited rather than not
+/// at all, and a newcomer shares its count only with its neighbours while that is possible.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     windows: Mutex<Windows>,
@@ -328,6 +374,7 @@ pub struct RateLimiter {
 #[derive(Debug, Default)]
 struct Windows {
     by_client: HashMap<ClientKey, Window>,
+    by_network: HashMap<ClientKey, Window>,
     overflow: Window,
 }
 
@@ -381,8 +428,13 @@ impl RateLimiter {
         let key = ClientKey::of(ip);
         if w.by_client.len() >= room && !w.by_client.contains_key(&key) {
             w.by_client.retain(|_, win| win.current(now));
+            w.by_network.retain(|_, win| win.current(now));
             if w.by_client.len() >= room {
-                return w.overflow.count(now, max);
+                let net = ClientKey::network(ip);
+                if w.by_network.len() >= room && !w.by_network.contains_key(&net) {
+                    return w.overflow.count(now, max);
+                }
+                return w.by_network.entry(net).or_default().count(now, max);
             }
         }
         w.by_client.entry(key).or_default().count(now, max)
@@ -432,18 +484,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn past_the_table_newcomers_share_one_count() {
+    async fn past_the_table_newcomers_are_counted_by_network_then_together() {
         let r = RateLimiter::new();
         let ip = |i: u8| -> IpAddr { format!("203.0.113.{i}").parse().unwrap() };
         assert!((0..4).all(|i| r.allow_within(ip(i), 2, 4)));
         assert!(r.allow_within(ip(10), 2, 4) && r.allow_within(ip(11), 2, 4));
         assert!(
             !r.allow_within(ip(12), 2, 4),
-            "the newcomers are counted together"
+            "the newcomers are counted by their /24"
         );
         assert!(
             r.allow_within(ip(0), 2, 4),
             "a client in the table keeps its own count"
+        );
+        let net = |i: u8| -> IpAddr { format!("192.0.{i}.1").parse().unwrap() };
+        assert!(
+            r.allow_within(net(1), 2, 4),
+            "another network has its own count"
+        );
+        assert!((2..4).all(|i| r.allow_within(net(i), 2, 4)));
+        assert!(r.allow_within(net(9), 2, 4) && r.allow_within(net(10), 2, 4));
+        assert!(
+            !r.allow_within(net(11), 2, 4),
+            "past as many networks, all together"
         );
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(r.allow_within(ip(12), 2, 4), "old windows make room");
@@ -486,6 +549,23 @@ mod tests {
             fail(ip, "bob@x.test"),
             Ok(2),
             "the address's is not: logging in to an account of one's own does not reset guesses"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_login_does_not_keep_old_failures_alive() {
+        let g = guard();
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        g.attempt(ip, "a@x.test").unwrap().failed();
+        g.attempt(ip, "a@x.test").unwrap().failed();
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(300)).await;
+            g.attempt(ip, "b@x.test").unwrap().succeeded();
+        }
+        // 900 s after the failures (the lockout is 600 s): they are forgotten.
+        assert_eq!(
+            g.attempt(ip, "a@x.test").map(|a| a.failed().as_secs()),
+            Ok(1)
         );
     }
 

@@ -9,10 +9,10 @@
 //! A DMARC failure (neither an aligned SPF pass nor an aligned DKIM pass) of a domain whose
 //! policy is `p=reject` is refused with `550 5.7.1` when `sender_auth.dmarc_policy =
 //! "enforce"`; `p=quarantine` is accepted and marked (tracking says so; a Junk folder comes
-//! with IMAP). A message larger than `sender_auth.max_verify_size` is not checked for DKIM: its
-//! DMARC verdict then rests on SPF, and a failure is enforced unless the message carries a
-//! signature that might have aligned (a signature that was not checked cannot fail). A message
-//! whose `From:` names several domains is judged once for each of them.
+//! with IMAP). A message larger than `sender_auth.max_verify_size` (by default the largest
+//! message taken) is not checked for DKIM: its DMARC verdict then rests on SPF alone, since a
+//! signature that was not checked proves nothing. A message whose `From:` names several
+//! domains is judged once for each of them.
 
 use std::net::IpAddr;
 
@@ -23,6 +23,15 @@ use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, Messag
 use mailroom_proto::smtp::Reply;
 
 use crate::config::{Config, DmarcAction, SenderAuthConfig};
+
+/// Messages up to this size are checked on the session's own task (hashing a MiB takes a few
+/// milliseconds).
+pub const INLINE: usize = 1 << 20;
+
+/// The checks of larger messages running at once: one per core.
+static LARGE: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+});
 
 /// The checks, with their DNS resolver.
 pub struct Verifier {
@@ -67,6 +76,29 @@ impl Verifier {
             host: config.server.hostname.clone(),
             config: config.sender_auth.clone(),
         })
+    }
+
+    /// [`Verifier::check`], for a message in hand. Hashing a large body takes a while, so a
+    /// message over [`INLINE`] is checked on a blocking thread, at most one per core at a time
+    /// (a flood of large messages whose DNS answers slowly waits for its turn rather than
+    /// taking the threads that the store and the password checks need).
+    pub async fn check_owned(
+        self: std::sync::Arc<Self>,
+        raw: Vec<u8>,
+        too_large: bool,
+        ip: IpAddr,
+        helo: String,
+        mail_from: String,
+    ) -> Result<Verdict, tokio::task::JoinError> {
+        if raw.len() <= INLINE {
+            return Ok(self.check(&raw, too_large, ip, &helo, &mail_from).await);
+        }
+        let _permit = LARGE.acquire().await;
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            rt.block_on(self.check(&raw, too_large, ip, &helo, &mail_from))
+        })
+        .await
     }
 
     /// Checks a message from `ip`, which said `helo` and gave `mail_from` (empty: `<>`); `raw`
@@ -148,7 +180,7 @@ impl Verifier {
                 .auth
                 .verify_dmarc(DmarcParameters::new(m, &dkim, &mail_from_domain, &spf))
                 .await;
-            let j = judge(&dmarc, too_large.then_some(&msg));
+            let j = judge(&dmarc);
             clauses.push(j.clause);
             summary.push(j.summary);
             // A DNS failure never makes a refusal for good: the check may pass next time.
@@ -201,15 +233,14 @@ fn per_author_domain<'x>(msg: &AuthenticatedMessage<'x>) -> Vec<Option<Authentic
 struct Judged {
     clause: String,
     summary: String,
-    /// Failed for certain: neither a DNS failure nor a signature left unchecked.
+    /// Failed for certain: not a DNS failure.
     enforceable: bool,
 }
 
 /// With a record found, DMARC passes on an aligned SPF or DKIM pass and fails otherwise (RFC
-/// 7489 §6.6.2); without one it does not apply; a DNS failure is a temperror. `unchecked` is the
-/// message whose signatures were not checked (too large): a failure there is certain only when
-/// no signature could have aligned.
-fn judge(dmarc: &mail_auth::DmarcOutput, unchecked: Option<&AuthenticatedMessage<'_>>) -> Judged {
+/// 7489 §6.6.2); without one it does not apply; a DNS failure is a temperror. A signature that
+/// was not checked (the message was too large) passes nothing: anyone can write one.
+fn judge(dmarc: &mail_auth::DmarcOutput) -> Judged {
     let passed =
         *dmarc.spf_result() == DmarcResult::Pass || *dmarc.dkim_result() == DmarcResult::Pass;
     let failed = dmarc.dmarc_record().is_some() && !passed;
@@ -222,21 +253,6 @@ fn judge(dmarc: &mail_auth::DmarcOutput, unchecked: Option<&AuthenticatedMessage
         return Judged {
             clause: "dmarc=none".into(),
             summary: "dmarc=none".into(),
-            enforceable: false,
-        };
-    }
-    let might_align = unchecked.is_some_and(|m| {
-        m.dkim_headers
-            .iter()
-            .any(|h| same_organization(&h.header.d, domain))
-    });
-    if failed && might_align {
-        return Judged {
-            clause: format!(
-                "dmarc=none (its DKIM signature was not checked: message too large) \
-                 header.from={domain} policy.dmarc={policy}"
-            ),
-            summary: "dmarc=none (too large to check)".into(),
             enforceable: false,
         };
     }
@@ -255,19 +271,6 @@ fn judge(dmarc: &mail_auth::DmarcOutput, unchecked: Option<&AuthenticatedMessage
         },
         enforceable: failed && !temp,
     }
-}
-
-/// Whether two domains may share an organizational domain (RFC 7489 §3.2), judged by their
-/// last two labels: generous on purpose, since it only decides whether a signature that was
-/// not checked might have aligned (a wrong "yes" leaves one message unenforced, a wrong "no"
-/// would refuse a genuine one).
-fn same_organization(a: &str, b: &str) -> bool {
-    let tail = |d: &str| {
-        let d = d.trim_end_matches('.').to_ascii_lowercase();
-        let labels: Vec<&str> = d.rsplit('.').take(2).collect();
-        labels.join(".")
-    };
-    !a.is_empty() && tail(a) == tail(b)
 }
 
 /// The header field, with one more result (`method=result ...`) after mail-auth's.

@@ -21,8 +21,8 @@ const NAME: &[u8] = b"authentication-results";
 /// [`ResultsFilter::finish`].
 #[derive(Debug, Clone)]
 pub struct ResultsFilter {
-    /// The authserv-id removed, lower case.
-    id: Vec<u8>,
+    /// The authserv-ids removed, lower case.
+    ids: Vec<Vec<u8>>,
     /// The field being read (in the header section).
     held: Vec<u8>,
     /// The last octet seen was LF: the next one tells whether a field goes on.
@@ -37,8 +37,17 @@ pub struct ResultsFilter {
 impl ResultsFilter {
     /// A filter removing the fields that name `authserv_id` (compared without regard to case).
     pub fn new(authserv_id: &str) -> ResultsFilter {
+        ResultsFilter::any_of([authserv_id])
+    }
+
+    /// A filter removing the fields that name any of `ids`: the servers of an organization,
+    /// each of which its users' clients trust alike.
+    pub fn any_of<'a>(ids: impl IntoIterator<Item = &'a str>) -> ResultsFilter {
         ResultsFilter {
-            id: authserv_id.to_ascii_lowercase().into_bytes(),
+            ids: ids
+                .into_iter()
+                .map(|i| i.to_ascii_lowercase().into_bytes())
+                .collect(),
             held: Vec::new(),
             line_start: true,
             overflow: None,
@@ -98,7 +107,7 @@ impl ResultsFilter {
 
     fn settle(&mut self, out: &mut Vec<u8>) {
         if self.overflow.take().is_none() && !self.held.is_empty() {
-            if names(&self.held, &self.id) {
+            if self.ids.iter().any(|id| names(&self.held, id)) {
                 self.removed += 1;
             } else {
                 out.extend_from_slice(&self.held);
@@ -126,14 +135,30 @@ pub fn names(field: &[u8], id: &[u8]) -> bool {
         return false;
     };
     let value = skip_cfws(&field[colon + 1..]);
-    let end = value
-        .iter()
-        .position(|&b| matches!(b, b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n'))
-        .unwrap_or(value.len());
-    let token = &value[..end];
-    let token = token.strip_prefix(b"\"").unwrap_or(token);
-    let token = token.strip_suffix(b"\"").unwrap_or(token);
-    token.eq_ignore_ascii_case(id)
+    authserv_id(value).eq_ignore_ascii_case(id)
+}
+
+/// The authserv-id at the start of `value`: a token, or a quoted string (RFC 5322 §3.2.4)
+/// with its quoted-pairs undone.
+fn authserv_id(value: &[u8]) -> Vec<u8> {
+    let Some(quoted) = value.strip_prefix(b"\"") else {
+        let end = value
+            .iter()
+            .position(|&b| matches!(b, b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n'))
+            .unwrap_or(value.len());
+        return value[..end].to_vec();
+    };
+    let mut out = Vec::new();
+    let mut bytes = quoted.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => break,
+            b'\\' => out.extend(bytes.next()),
+            b'\r' | b'\n' => {}
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 /// Skips white space, line breaks and (nested) comments (RFC 5322 §3.2.2).
@@ -211,6 +236,12 @@ mod tests {
                 b"Subject: x\r\n\r\nAuthentication-Results: mx.example.test; spf=pass\r\n",
                 0,
             ),
+            // A quoted id, with a quoted-pair.
+            (
+                b"Authentication-Results: \"mx.example.te\\st\"; spf=pass\r\n\r\n",
+                b"\r\n",
+                1,
+            ),
             // Bare LF line ends, and a message that is all header.
             (
                 b"Authentication-Results: mx.example.test; x\nSubject: y\n",
@@ -230,6 +261,23 @@ mod tests {
                 assert_eq!(n, *removed);
             }
         }
+    }
+
+    #[test]
+    fn every_server_of_the_organization_is_removed() {
+        let mut f = ResultsFilter::any_of(["s1.org.test", "s2.org.test"]);
+        let mut out = Vec::new();
+        f.push(
+            b"Authentication-Results: s2.org.test; dmarc=pass\r\n\
+              Authentication-Results: s1.org.test; dmarc=pass\r\n\
+              Authentication-Results: s3.other.test; dmarc=pass\r\n\r\n",
+            &mut out,
+        );
+        f.finish(&mut out);
+        assert_eq!(
+            out,
+            b"Authentication-Results: s3.other.test; dmarc=pass\r\n\r\n"
+        );
     }
 
     #[test]

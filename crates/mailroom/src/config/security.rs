@@ -126,8 +126,8 @@ pub struct SenderAuthConfig {
     /// What a DMARC failure does.
     pub dmarc_policy: DmarcAction,
     /// Messages larger than this (octets) are not checked for DKIM (the check reads the whole
-    /// message); they get `dkim=neutral`, and DMARC is decided by SPF alone, not enforced only
-    /// when a signature that might have aligned went unchecked.
+    /// message into memory); they get `dkim=neutral`, and DMARC is decided by SPF alone. The
+    /// default is `smtp.max_message_size`'s, so that every message is checked.
     pub max_verify_size: u64,
 }
 
@@ -136,7 +136,7 @@ impl Default for SenderAuthConfig {
         SenderAuthConfig {
             verify: true,
             dmarc_policy: DmarcAction::Enforce,
-            max_verify_size: 10 * 1024 * 1024,
+            max_verify_size: 25 * 1024 * 1024,
         }
     }
 }

@@ -142,8 +142,8 @@ verify = true
 # A DMARC failure: "enforce" follows the sender domain's policy (p=reject: 550 5.7.1), "monitor"
 # only reports it.
 dmarc_policy = "enforce"
-# Larger messages are not checked for DKIM (the check reads the whole message): DMARC then rests on
-# SPF, and is not enforced only when the message has a signature that might have aligned.
+# Larger messages are not checked for DKIM (the check reads the whole message into memory): their
+# DMARC verdict rests on SPF alone. Keep it at smtp.max_message_size to check every message.
 max_verify_size = {max_verify_size}
 
 [dkim]

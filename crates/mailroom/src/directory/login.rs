@@ -94,6 +94,8 @@ pub async fn login(
 #[derive(Debug)]
 pub struct ScramLogin<'g> {
     attempt: Attempt<'g>,
+    /// The user exists but has no secret yet: the failure is not theirs to pay for.
+    no_secret: bool,
     exchange: Exchange,
     user: Option<User>,
     account: String,
@@ -132,7 +134,8 @@ pub async fn scram_start<'g>(
     };
     Ok(ScramLogin {
         attempt,
-        exchange: Exchange::start(first, secret),
+        no_secret: user.is_some() && secret.is_none(),
+        exchange: Exchange::start(first, &account, secret),
         user,
         account,
         ip,
@@ -155,6 +158,17 @@ impl ScramLogin<'_> {
             (Some(v), Some(u)) => {
                 self.attempt.succeeded();
                 (Login::Accepted(u), Some(v))
+            }
+            _ if self.no_secret => {
+                // Not counted: a client that always picks SCRAM must not lock its user out
+                // before a PLAIN login (or a new password) makes the secret.
+                drop(self.attempt);
+                (
+                    Login::Refused {
+                        delay: Duration::ZERO,
+                    },
+                    None,
+                )
             }
             _ => {
                 tracing::info!(ip = %self.ip, user = %self.account, "login failed (SCRAM-SHA-256)");

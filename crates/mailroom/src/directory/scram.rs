@@ -20,8 +20,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The iteration count of new secrets: RFC 7677 §4's minimum, and what Dovecot uses.
-pub const ITERATIONS: u32 = 4096;
+/// The iteration count of new secrets: well above RFC 7677 §4's minimum of 4,096. A stolen
+/// database can be guessed against at PBKDF2's speed rather than Argon2id's: the price of a
+/// mechanism in which the password never crosses the wire.
+pub const ITERATIONS: u32 = 10_000;
 
 /// The stored form's prefix, as Dovecot writes it.
 const PREFIX: &str = "{SCRAM-SHA-256}";
@@ -116,15 +118,43 @@ impl Secret {
     }
 }
 
-/// The salt shown for a name that is no user (or has no secret): the same at each try.
-fn decoy_salt(name: &str) -> Vec<u8> {
-    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    let key = KEY.get_or_init(|| {
+static DECOY_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+
+/// The file that keeps the key of made-up salts across restarts.
+pub const DECOY_KEY_FILE: &str = "scram-decoy.key";
+
+/// Loads the key of made-up salts from `DATA/scram-decoy.key`, making it the first time (mode
+/// 0600), so that an unknown name's salt stays the same across restarts as a real one does.
+/// Without it (an error is logged), the key is made anew in each process.
+pub fn load_decoy_key(data: &std::path::Path) {
+    let path = data.join(DECOY_KEY_FILE);
+    let key = match std::fs::read(&path) {
+        Ok(k) if k.len() == 32 => k.try_into().ok(),
+        _ => {
+            let mut k = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut k);
+            match crate::fsutil::write_atomic(&path, &k, 0o600) {
+                Ok(()) => Some(k),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot keep the SCRAM decoy key");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(k) = key {
+        let _ = DECOY_KEY.set(k);
+    }
+}
+
+/// The salt shown for an account that is no user (or has no secret): the same at each try.
+fn decoy_salt(account: &str) -> Vec<u8> {
+    let key = DECOY_KEY.get_or_init(|| {
         let mut k = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut k);
         k
     });
-    hmac(key, name.to_lowercase().as_bytes())[..16].to_vec()
+    hmac(key, account.as_bytes())[..16].to_vec()
 }
 
 /// An exchange after the client's first message: what the server answered, and what it needs
@@ -138,15 +168,15 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Answers `first` for a user with `secret` (`None`: no such user, or no secret; the
-    /// answer looks the same and the proof will fail).
-    pub fn start(first: ClientFirst, secret: Option<Secret>) -> Exchange {
+    /// Answers `first` for `account` (the user the name means) with `secret` (`None`: no such
+    /// user, or no secret; the answer looks the same and the proof will fail).
+    pub fn start(first: ClientFirst, account: &str, secret: Option<Secret>) -> Exchange {
         let mut ours = [0u8; 18];
         rand::thread_rng().fill_bytes(&mut ours);
         let nonce = format!("{}{}", first.nonce, b64().encode(ours));
         let (salt, iterations) = match &secret {
             Some(s) => (s.salt.clone(), s.iterations),
-            None => (decoy_salt(&first.username), ITERATIONS),
+            None => (decoy_salt(account), ITERATIONS),
         };
         let server_first = scram::server_first(&nonce, &salt, iterations);
         Exchange {
@@ -218,7 +248,7 @@ mod tests {
     fn exchange(secret: Option<Secret>) -> (Exchange, &'static str) {
         let bare = "n=user,r=rOprNGfwEbeRWgbNEkqO";
         let first = ClientFirst::parse(format!("n,,{bare}").as_bytes()).unwrap();
-        (Exchange::start(first, secret), bare)
+        (Exchange::start(first, "user@x.test", secret), bare)
     }
 
     #[test]
@@ -274,7 +304,7 @@ mod tests {
         let (b, _) = exchange(None);
         let salt = |e: &Exchange| e.server_first().split(',').nth(1).unwrap().to_string();
         assert_eq!(salt(&a), salt(&b), "the same salt at each try");
-        assert!(a.server_first().ends_with(",i=4096"));
+        assert!(a.server_first().ends_with(",i=10000"));
         let (last, _) = client_final(&a, "anything", bare);
         assert_eq!(
             a.finish(&ClientFinal::parse(last.as_bytes()).unwrap()),

@@ -56,7 +56,8 @@ impl OrgMeta {
 pub struct MoveUser {
     /// The address.
     pub address: String,
-    /// The password hash (PHC string), if it has one.
+    /// The stored credential (the Argon2id PHC string, then its SCRAM-SHA-256 secret: see
+    /// `directory::password`), if it has one, carried as it is.
     pub password: Option<String>,
     /// The quota; set when `finish` (the mailbox is moved first, without a quota to refuse it).
     pub quota: Option<u64>,

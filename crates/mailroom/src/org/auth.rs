@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Each proof is HMAC-SHA256 (RFC 2104) keyed with the secret over a transcript naming the
-//! organization, both servers and both nonces, and the side it speaks for. The server checks
+//! organization, both servers and both nonces, the side it speaks for, and the TLS session's
+//! channel binding (`tls-exporter`, RFC 9266; empty in clear). The binding ties the proofs to
+//! the one TLS session they were made in: a relay that terminates TLS towards each server
+//! holds two sessions with two bindings, and no proof it passes on verifies. The server checks
 //! the client's proof against its own fresh nonce, so a proof recorded in another session (a
 //! replay) fails; the client checks the server's proof before it sends its own, so a server
 //! that does not hold the secret learns nothing useful. Proofs are compared in constant time
@@ -42,6 +45,15 @@ pub struct Transcript<'a> {
     pub client_nonce: &'a str,
     /// The server's nonce (hex).
     pub server_nonce: &'a str,
+    /// The TLS channel binding as this side sees it (hex; empty in clear).
+    pub binding: &'a str,
+}
+
+/// A session's channel binding in the form a [`Transcript`] takes.
+pub fn binding(tls: Option<&crate::tls::TlsInfo>) -> String {
+    tls.and_then(|t| t.binding)
+        .map(hex::encode)
+        .unwrap_or_default()
 }
 
 impl Transcript<'_> {
@@ -54,13 +66,14 @@ impl Transcript<'_> {
             Side::Server => "server",
         };
         for part in [
-            "mailroom-org-auth-v1",
+            "mailroom-org-auth-v2",
             side,
             self.org,
             self.client,
             self.server,
             self.client_nonce,
             self.server_nonce,
+            self.binding,
         ] {
             m.update(&(part.len() as u32).to_be_bytes());
             m.update(part.as_bytes());
@@ -97,6 +110,7 @@ mod tests {
             server: "b.test",
             client_nonce: "0a0b",
             server_nonce: sn,
+            binding: "77",
         }
     }
 
@@ -114,6 +128,22 @@ mod tests {
         );
         let other = "ff112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
         assert!(!t("c0c1").verify(other, Side::Client, &p), "another secret");
+        let relayed = Transcript {
+            binding: "88",
+            ..t("c0c1")
+        };
+        assert!(
+            !relayed.verify(SECRET, Side::Client, &p),
+            "a proof made in another TLS session (through a relay) is refused"
+        );
+        assert!(
+            !Transcript {
+                binding: "",
+                ..t("c0c1")
+            }
+            .verify(SECRET, Side::Client, &p),
+            "nor in clear"
+        );
         assert!(!t("c0c1").verify(SECRET, Side::Client, "zz"));
         assert!(!t("c0c1").verify(SECRET, Side::Client, ""));
     }

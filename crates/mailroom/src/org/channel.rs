@@ -196,12 +196,14 @@ impl Channel {
                 self.server
             )));
         };
+        let binding = crate::org::auth::binding(self.conn.tls.as_ref());
         let transcript = Transcript {
             org: &me.org,
             client: &me.me,
             server: &self.server,
             client_nonce: &cnonce,
             server_nonce: snonce,
+            binding: &binding,
         };
         if !transcript.verify(&me.secret, Side::Server, sproof) {
             // Do not send a proof to a server that could not prove itself.

@@ -10,7 +10,6 @@ use std::io;
 use mailroom_proto::results::ResultsFilter;
 use mailroom_proto::smtp::{DataDecoder, DataOutcome, LineFlaws, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::runtime::Handle;
 
 use super::session::{Flow, Mode, Session, State, Transaction};
 use crate::conn::ReadError;
@@ -26,8 +25,8 @@ pub struct Text {
     /// The first failure to store the text (a full disk, say): the rest is still read, so the
     /// session stays in step, and the message is refused at its end.
     failed: Option<io::Error>,
-    /// Removes the `Authentication-Results` fields that claim this server's name (RFC 8601
-    /// §5), in mail from anyone but the servers of the organization.
+    /// Removes the `Authentication-Results` fields that claim the name of this server or of
+    /// another server of its organization (RFC 8601 §5), in mail from anyone but those servers.
     strip: Option<ResultsFilter>,
     kept: Vec<u8>,
 }
@@ -126,11 +125,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let State::Mail(_, tx) = &self.state else {
             return None;
         };
-        let strip = self
-            .org
-            .peer()
-            .is_none()
-            .then(|| ResultsFilter::new(&self.ctx.config.server.hostname));
+        let strip = self.org.peer().is_none().then(|| {
+            // Every server of the organization: a user's client trusts their home server's
+            // results, and mail for them may enter at another server.
+            let snap = self.ctx.org.get();
+            let members = snap.iter().flat_map(|s| s.state.dir.servers.keys());
+            let host = std::iter::once(&self.ctx.config.server.hostname);
+            ResultsFilter::any_of(host.chain(members).map(String::as_str))
+        });
         Some(Text {
             dec,
             out: self.ctx.ingest.text_writer(tx.queue_id),
@@ -280,15 +282,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return;
             }
         };
+        let head = match &received {
+            Received::Memory(t) => t.as_slice(),
+            Received::File { head, .. } => head.as_slice(),
+        };
+        // In memory, the text is whole (a message of header fields only has no empty line).
+        let whole_header = matches!(received, Received::Memory(_))
+            || crate::ingest::headers::has_whole_header(head);
         if let Some(user) = &self.user {
-            let head = match &received {
-                Received::Memory(t) => t.as_slice(),
-                Received::File { head, .. } => head.as_slice(),
-            };
             let (fields, froms) = crate::ingest::headers::from_fields(head);
-            if self.ctx.config.submission.check_sender
-                && (fields != 1 || !crate::ingest::headers::has_whole_header(head))
-            {
+            if self.ctx.config.submission.check_sender && (fields != 1 || !whole_header) {
                 self.reply(Reply::code(
                     553,
                     "5.7.1",
@@ -307,11 +310,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         } else if self.anonymous_outside() {
+            // The checks below read the header section: one too long to read whole could hide
+            // its From: field from them.
+            if !whole_header {
+                self.reply(Reply::code(
+                    552,
+                    "5.3.4",
+                    format!(
+                        "The header section is longer than {} octets",
+                        self.ctx.config.smtp.spool_threshold
+                    ),
+                ));
+                return;
+            }
             // As for MAIL FROM: the author a reader sees may not be of this organization either.
-            let head = match &received {
-                Received::Memory(t) => t.as_slice(),
-                Received::File { head, .. } => head.as_slice(),
-            };
             for from in crate::ingest::headers::from_fields(head).1 {
                 let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
                 if let Some(r) = self.local_sender_refusal("From: address", &from, domain) {
@@ -429,20 +441,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let raw = text
                     .map(|t| t.into_owned())
                     .unwrap_or_else(|| head.to_vec());
-                // Hashing a large body takes a while: not on the threads that run sessions.
-                let (v, h, s, rt) = (v.clone(), helo.clone(), sender.clone(), Handle::current());
-                let verdict = tokio::task::spawn_blocking(move || {
-                    rt.block_on(v.check(&raw, too_large, ip, &h, &s))
-                })
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "sender authentication failed");
-                    Reply::code(
-                        451,
-                        "4.3.0",
-                        "Temporary failure checking the sender, try again later",
-                    )
-                })?;
+                let verdict = v
+                    .clone()
+                    .check_owned(raw, too_large, ip, helo.clone(), sender.clone())
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "sender authentication failed");
+                        Reply::code(
+                            451,
+                            "4.3.0",
+                            "Temporary failure checking the sender, try again later",
+                        )
+                    })?;
                 tracing::info!(peer = %self.peer, checks = %verdict.summary, "sender authentication");
                 if let Some(r) = verdict.refusal {
                     return Err(r);

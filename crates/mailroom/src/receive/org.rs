@@ -152,12 +152,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Reply::code(535, "5.7.8", "Not a member of that organization");
                 }
                 let server_nonce = random_hex(16);
+                let binding = crate::org::auth::binding(self.conn.tls().as_ref());
                 let proof = Transcript {
                     org: &org,
                     client: &server,
                     server: snap.me(),
                     client_nonce: &nonce,
                     server_nonce: &server_nonce,
+                    binding: &binding,
                 }
                 .proof(&snap.membership.secret, Side::Server);
                 let line = format!("{server_nonce} {proof}");
@@ -179,12 +181,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     server_nonce,
                 },
             ) => {
+                let binding = crate::org::auth::binding(self.conn.tls().as_ref());
                 let t = Transcript {
                     org: &snap.membership.org,
                     client: &client,
                     server: snap.me(),
                     client_nonce: &client_nonce,
                     server_nonce: &server_nonce,
+                    binding: &binding,
                 };
                 if !t.verify(&snap.membership.secret, Side::Client, &proof) {
                     tracing::warn!(peer = %self.peer, client, "X-ORG-AUTH proof refused");

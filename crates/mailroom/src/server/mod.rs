@@ -133,6 +133,7 @@ pub async fn run(
         }
     };
     crate::directory::password::set_concurrency(config.server.max_password_checks);
+    crate::directory::scram::load_decoy_key(data);
     let sqlite = open_store(data)?;
     let store: Arc<dyn Store> = sqlite.clone();
     let store_error = |source| ServerError::Store {

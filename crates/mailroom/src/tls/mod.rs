@@ -66,6 +66,10 @@ pub struct TlsInfo {
     pub version: String,
     /// The cipher suite, by its IANA name.
     pub cipher: String,
+    /// The session's `tls-exporter` channel binding (RFC 9266): 32 octets that both ends of
+    /// one TLS session compute alike and that differ on each side of a relay that terminates
+    /// TLS. The organization's proofs cover it (crate::org::auth).
+    pub binding: Option<[u8; 32]>,
 }
 
 impl std::fmt::Display for TlsInfo {
@@ -76,8 +80,18 @@ impl std::fmt::Display for TlsInfo {
 }
 
 impl TlsInfo {
-    /// The facts of an established connection.
-    pub fn of(c: &rustls::CommonState) -> TlsInfo {
+    /// The facts of an established connection (a `ClientConnection` or `ServerConnection`).
+    pub fn of<D>(c: &rustls::ConnectionCommon<D>) -> TlsInfo {
+        let binding = c
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok();
+        TlsInfo {
+            binding,
+            ..TlsInfo::facts(c)
+        }
+    }
+
+    fn facts(c: &rustls::CommonState) -> TlsInfo {
         let version = match c.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -91,7 +105,11 @@ impl TlsInfo {
                 s.as_str().map(str::to_string).unwrap_or(format!("{s:?}"))
             })
             .unwrap_or_else(|| "unknown".into());
-        TlsInfo { version, cipher }
+        TlsInfo {
+            version,
+            cipher,
+            binding: None,
+        }
     }
 }
 

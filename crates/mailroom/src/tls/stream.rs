@@ -24,7 +24,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream<S> {
     /// The TLS facts, if the connection is under TLS.
     pub fn tls(&self) -> Option<TlsInfo> {
         match self {
-            Stream::Tls(t) => Some(TlsInfo::of(t.get_ref().1)),
+            Stream::Tls(t) => Some(TlsInfo::of(&**t.get_ref().1)),
             _ => None,
         }
     }
@@ -48,7 +48,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream<S> {
                 ))
             }
         };
-        let info = TlsInfo::of(t.get_ref().1);
+        let info = TlsInfo::of(&**t.get_ref().1);
         *self = Stream::Tls(Box::new(t));
         Ok(info)
     }
