@@ -219,3 +219,36 @@ pub fn org_chunks(data: &[u8]) {
         "chunked data does not come back whole"
     );
 }
+
+/// SCRAM client messages (RFC 5802): never a panic, and what parses keeps its parts in place
+/// (the bare message is the first message without its gs2 header; the final message's text
+/// without the proof is a prefix of it).
+pub fn scram(data: &[u8]) {
+    if let Ok(f) = crate::scram::ClientFirst::parse(data) {
+        assert_eq!(format!("{}{}", f.gs2_header, f.bare).as_bytes(), data);
+    }
+    if let Ok(f) = crate::scram::ClientFinal::parse(data) {
+        assert!(data.starts_with(f.without_proof.as_bytes()));
+    }
+}
+
+/// The `Authentication-Results` filter (RFC 8601 §5): the same output however the text is
+/// split, never longer than the input, and the body after the header section untouched.
+pub fn results_filter(data: &[u8]) {
+    let (k, data) = knob(data);
+    let run = |cut: usize| {
+        let mut f = crate::results::ResultsFilter::any_of(["mx.example.test", "s2.org.test"]);
+        let mut out = Vec::new();
+        let cut = cut.min(data.len());
+        f.push(&data[..cut], &mut out);
+        f.push(&data[cut..], &mut out);
+        f.finish(&mut out);
+        out
+    };
+    let whole = run(data.len());
+    assert_eq!(run(k * 7), whole);
+    assert!(whole.len() <= data.len());
+    if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+        assert!(whole.ends_with(&data[i + 2..]), "the body is kept");
+    }
+}

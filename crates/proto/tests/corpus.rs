@@ -65,3 +65,13 @@ fn line() {
 fn org_chunks() {
     replay("org_chunks", check::org_chunks);
 }
+
+#[test]
+fn scram() {
+    replay("scram", check::scram);
+}
+
+#[test]
+fn results_filter() {
+    replay("results_filter", check::results_filter);
+}
