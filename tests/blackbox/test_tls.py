@@ -332,10 +332,14 @@ def test_scram_sha_256_logs_in_without_sending_the_password(mx, tmp_path):
     assert mx.sql("UPDATE users SET password = substr(password, 1, instr(password, ' ') - 1) "
                   "WHERE address = ?", mx.bob) == 1
     mx.start()
+    from doctors import doctor, finding, findings
+    _, report = doctor(mx)
+    assert finding(report, "users-without-scram")["evidence"] == [mx.bob], report
     with submission(mx) as c:
         r, _ = scram_login(c, mx.bob)
         assert r.code == 535, r
         assert c.cmd(f"AUTH PLAIN {plain(mx.bob)}").code == 235
+    assert not findings(doctor(mx)[1], "users-without-scram"), "the PLAIN login made the secret"
     with submission(mx) as c:
         r, proved = scram_login(c, mx.bob)
         assert r.code == 235 and proved, r

@@ -56,6 +56,12 @@ impl ResultsFilter {
         }
     }
 
+    /// The header section has ended: from now on everything passes unchanged (a caller may
+    /// skip the filter and its copy).
+    pub fn in_body(&self) -> bool {
+        self.body
+    }
+
     /// How many fields were removed.
     pub fn removed(&self) -> usize {
         self.removed

@@ -176,6 +176,7 @@ pub async fn check(opts: &Options) -> Local {
     out.extend(status(&mut ctx, opts).await);
     out.extend(directories(&ctx, opts, spool_state));
     out.extend(tls(&ctx));
+    out.extend(scram(&ctx).await);
     match ctx.store.integrity().await {
         Ok(problems) if problems.is_empty() => {}
         Ok(problems) => out.push(
@@ -535,6 +536,40 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
 }
 
 /// The certificate of the TLS listeners.
+/// Users whose credential has no SCRAM-SHA-256 secret (set before mailroom knew SCRAM): a
+/// client that always picks the strongest mechanism (msmtp's `auth on`) cannot log them in.
+async fn scram(ctx: &Context) -> Option<Finding> {
+    let creds = ctx.store.user_credentials().await.ok()?;
+    let old: Vec<String> = creds
+        .into_iter()
+        .filter(|(_, c)| crate::directory::password::scram_secret(c).is_none())
+        .map(|(a, _)| a)
+        .collect();
+    if old.is_empty() {
+        return None;
+    }
+    let mut evidence: Vec<String> = old.iter().take(10).cloned().collect();
+    if old.len() > 10 {
+        evidence.push(format!("... and {} more", old.len() - 10));
+    }
+    Some(ctx.f.find(
+        "users-without-scram",
+        format!(
+            "{} user(s) have a password set before SCRAM-SHA-256: it fails for them until they \
+             log in once with PLAIN or LOGIN",
+            old.len()
+        ),
+        evidence,
+        "mail programs that always choose the strongest mechanism offered (msmtp with `auth on`, \
+         mutt with Cyrus SASL) are refused for these users on submission and POP3",
+        Some(
+            "have each log in once with PLAIN (msmtp: `auth plain`), or set the password again: \
+             mailroom user passwd ADDRESS"
+                .into(),
+        ),
+    ))
+}
+
 fn tls(ctx: &Context) -> Option<Finding> {
     let e = ctx.tls_error.as_ref()?;
     let t = &ctx.config.tls;

@@ -311,6 +311,11 @@ pub const CODES: &[(&str, Severity, &str)] = &[
         "the certificate of the TLS listeners does not load",
     ),
     (
+        "users-without-scram",
+        Severity::Warning,
+        "users whose password predates SCRAM-SHA-256 cannot log in with it yet",
+    ),
+    (
         "disk-low",
         Severity::Warning,
         "little free space for the spool",

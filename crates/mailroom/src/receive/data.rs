@@ -46,12 +46,12 @@ impl Text {
         let out = self.dec.output();
         if self.failed.is_none() && !out.is_empty() {
             let written = match &mut self.strip {
-                Some(f) => {
+                Some(f) if !f.in_body() => {
                     self.kept.clear();
                     f.push(out, &mut self.kept);
                     self.out.write(&self.kept).await
                 }
-                None => self.out.write(out).await,
+                _ => self.out.write(out).await,
             };
             if let Err(e) = written {
                 self.failed = Some(e);
@@ -473,7 +473,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let domain = crate::ingest::headers::from_addresses(head)
                 .first()
                 .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()));
-            if let Some(domain) = domain.filter(|d| cfg.is_local_domain(d)) {
+            let keyed = |d: &String| {
+                cfg.is_local_domain(d)
+                    && crate::dkim::key_path(&self.ctx.data, d, &cfg.dkim.selector).exists()
+            };
+            // Only a domain with a key costs the text read back and a signature.
+            if let Some(domain) = domain.filter(keyed) {
                 let text = self.whole_text(received, cfg.smtp.max_message_size).await;
                 if let Some(text) = text.map(|t| t.into_owned()) {
                     let (data, selector) = (self.ctx.data.clone(), cfg.dkim.selector.clone());

@@ -30,6 +30,9 @@ pub trait Directory: Send + Sync {
     fn user_list(&self) -> StoreFuture<'_, Vec<User>>;
     /// Sets a user's password hash.
     fn user_passwd(&self, address: &str, password_hash: String) -> StoreFuture<'_, ()>;
+    /// Every user's address and stored credential (users without a password are left out),
+    /// for the checks that read credentials in bulk (doctor).
+    fn user_credentials(&self) -> StoreFuture<'_, Vec<(String, String)>>;
     /// Replaces a user's credential with `new` only if it is still `old` (a password set
     /// meanwhile wins); whether it was replaced. Completes a credential made before SCRAM.
     fn user_password_upgrade(

@@ -687,6 +687,15 @@ impl Directory for SqliteStore {
         let a = address.to_lowercase();
         self.write(move |c| directory::user_passwd(c, &a, &hash))
     }
+    fn user_credentials(&self) -> StoreFuture<'_, Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT address, password FROM users WHERE password IS NOT NULL ORDER BY address",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
     fn user_password_upgrade(
         &self,
         address: &str,
