@@ -329,8 +329,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if loop_cut {
                     tracing::warn!(address = key, "alias/list loop cut during expansion");
                 }
-                if let Some(r) = self.list_gate(mailbox, key, &targets).await {
-                    return Err(r);
+                // A mailbox reached directly took no alias or list step: no policy to read.
+                if !redirects.is_empty() {
+                    if let Some(r) = self.list_gate(mailbox, key, &targets).await {
+                        return Err(r);
+                    }
                 }
                 // Backscatter: a mailbox (or an alias to mailboxes) that is already full is
                 // refused now, not accepted and then reported to a sender who may be forged. A
