@@ -273,8 +273,9 @@ def test_a_pipelined_starttls_injection_has_no_effect(mx):
     assert mx.peer.received == []
 
 
-def test_msmtp_submits_over_starttls_with_auth(mx, tmp_path):
-    msmtp = need("msmtp")
+def msmtprc(mx, tmp_path, auth: str):
+    """An msmtp configuration for alice on the STARTTLS submission port, trusting the server's
+    certificate explicitly, with `auth AUTH` (`on`: msmtp picks the mechanism)."""
     rc = tmp_path / "msmtprc"
     rc.write_text(f"""account default
 host 127.0.0.1
@@ -283,12 +284,18 @@ tls on
 tls_starttls on
 tls_trust_file {mx.certificate}
 tls_host_override {HOSTNAME}
-auth on
+auth {auth}
 user {mx.alice}
 password {PASSWORD}
 from {mx.alice}
 """)
     rc.chmod(0o600)
+    return rc
+
+
+def test_msmtp_submits_over_starttls_with_auth(mx, tmp_path):
+    msmtp = need("msmtp")
+    rc = msmtprc(mx, tmp_path, "on")
     message = make_message("via msmtp", sender=mx.alice, to=mx.bob)
     p = subprocess.run([msmtp, "-C", str(rc), mx.bob], input=message, capture_output=True,
                        timeout=30)
@@ -344,20 +351,7 @@ def test_scram_sha_256_logs_in_without_sending_the_password(mx, tmp_path):
         r, proved = scram_login(c, mx.bob)
         assert r.code == 235 and proved, r
     # msmtp (GNU SASL) with the mechanism named.
-    rc = tmp_path / "msmtprc"
-    rc.write_text(f"""account default
-host 127.0.0.1
-port {mx.submission_port}
-tls on
-tls_starttls on
-tls_trust_file {mx.certificate}
-tls_host_override {HOSTNAME}
-auth scram-sha-256
-user {mx.alice}
-password {PASSWORD}
-from {mx.alice}
-""")
-    rc.chmod(0o600)
+    rc = msmtprc(mx, tmp_path, "scram-sha-256")
     p = subprocess.run([need("msmtp"), "-C", str(rc), mx.bob],
                        input=make_message("via msmtp, scram", sender=mx.alice, to=mx.bob),
                        capture_output=True, timeout=30)
