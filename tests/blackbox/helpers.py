@@ -13,6 +13,7 @@ import email.message
 import email.policy
 import json
 import os
+import imaplib
 import poplib
 import re
 import signal
@@ -36,6 +37,7 @@ PASSWORD = "s3cret-pw"
 # shipped default in test_pop3.py).
 # Failed logins are answered after a pause that doubles with each failure; tests keep it short.
 BASE_SETTINGS = {"pop3.auth_failure_delay": "50ms", "pop3.max_auth_failure_delay": "400ms",
+                 "imap.auth_failure_delay": "50ms", "imap.max_auth_failure_delay": "400ms",
                  "submission.auth_failure_delay": "50ms",
                  "submission.max_auth_failure_delay": "400ms"}
 
@@ -395,7 +397,7 @@ class Mailroom:
         self.domain = domain
         self.hostname = hostname
         (self.smtp_port, self.pop3_port, self.submission_port, self.submissions_port,
-         self.pop3s_port) = free_ports(5)
+         self.pop3s_port, self.imap_port, self.imaps_port) = free_ports(7)
         self.proc: Optional[subprocess.Popen] = None
         self.passwords: dict[str, str] = {}
         self._log = None
@@ -412,7 +414,8 @@ class Mailroom:
                  "--smtp", f"127.0.0.1:{self.smtp_port}", "--pop3", f"127.0.0.1:{self.pop3_port}",
                  "--submission", f"127.0.0.1:{self.submission_port}",
                  "--submissions", f"127.0.0.1:{self.submissions_port}",
-                 "--pop3s", f"127.0.0.1:{self.pop3s_port}")
+                 "--pop3s", f"127.0.0.1:{self.pop3s_port}",
+                 "--imap", f"127.0.0.1:{self.imap_port}", "--imaps", f"127.0.0.1:{self.imaps_port}")
         s = dict(BASE_SETTINGS)
         s.update(settings or {})
         self.configure(s)
@@ -608,6 +611,15 @@ class Mailroom:
         """A client TLS context that trusts this server's certificate (and nothing else)."""
         import ssl
         return ssl.create_default_context(cafile=str(self.certificate))
+
+    def imap_connect(self) -> imaplib.IMAP4:
+        return imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=IO_TIMEOUT)
+
+    def imap(self, address: str, password: Optional[str] = None) -> imaplib.IMAP4:
+        """An imaplib session logged in as `address`."""
+        m = self.imap_connect()
+        m.login(address, password or self.passwords.get(address, PASSWORD))
+        return m
 
     def pop3_connect(self) -> poplib.POP3:
         return poplib.POP3("127.0.0.1", self.pop3_port, timeout=IO_TIMEOUT)

@@ -43,7 +43,7 @@ def test_a_healthy_server_has_no_finding_above_info(mx):
     s = status(mx)
     assert {x["name"]: x["state"] for x in s["services"]} == {
         n: "running" for n in ("queue-manager", "routing-engine", "local-delivery", "smtp-send",
-                               "link-state", "smtp-receive", "submission", "pop3")}
+                               "link-state", "smtp-receive", "submission", "pop3", "imap")}
     assert s["config_file"] == "applied"
     out = repair(mx)
     assert out["changed"] == [], out

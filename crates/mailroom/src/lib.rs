@@ -21,6 +21,7 @@ pub mod doctor;
 pub mod dsn;
 pub mod fsutil;
 pub mod ids;
+pub mod imap;
 pub mod ingest;
 pub mod limits;
 pub mod model;

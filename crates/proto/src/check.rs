@@ -252,3 +252,97 @@ pub fn results_filter(data: &[u8]) {
         assert!(whole.ends_with(&data[i + 2..]), "the body is kept");
     }
 }
+
+/// IMAP commands: the framer finds the same command ends however the input is split, never
+/// passes its limits, and the parser never panics on what it frames; mailbox names survive
+/// modified UTF-7 both ways.
+pub fn imap_command(data: &[u8]) {
+    use crate::imap::frame::{Framer, Limits, Scan};
+    use crate::imap::{mutf7, parse};
+    let (k, input) = knob(data);
+    let limits = Limits {
+        max_line: 64 + k * 4,
+        max_literal: 256,
+        max_command: 2048,
+    };
+    let frames = |step: usize| -> Vec<Result<Vec<u8>, ()>> {
+        let mut f = Framer::new(limits);
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        for chunk in input.chunks(step) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match f.scan(&buf) {
+                    Scan::Complete { len } => {
+                        let cmd: Vec<u8> = buf.drain(..len).collect();
+                        f.reset();
+                        out.push(Ok(cmd));
+                    }
+                    Scan::Continue { len } => assert!(len <= limits.max_literal),
+                    Scan::Incomplete => break,
+                    Scan::Error(_) => {
+                        out.push(Err(()));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    };
+    let whole = frames(input.len().max(1));
+    assert_eq!(whole, frames(1 + k % 7), "split input framed differently");
+    for cmd in whole.into_iter().flatten() {
+        let _ = parse::command(&cmd);
+        let _ = parse::tag_of(&cmd);
+    }
+    if let Some(name) = mutf7::decode(input) {
+        assert_eq!(
+            mutf7::decode(mutf7::encode(&name).as_bytes()),
+            Some(name.clone())
+        );
+    }
+    if let Ok(text) = std::str::from_utf8(input) {
+        assert_eq!(
+            mutf7::decode(mutf7::encode(text).as_bytes()).as_deref(),
+            Some(text)
+        );
+    }
+}
+
+/// Messages as FETCH and SEARCH read them: nothing panics, and the header and the text of the
+/// whole message put together are the message.
+pub fn imap_mime(data: &[u8]) {
+    use crate::imap::mime::Message;
+    use crate::imap::section::{Section, SectionText};
+    let m = Message::parse(data);
+    let _ = m.envelope();
+    let _ = m.body_structure(true);
+    let _ = m.body_structure(false);
+    let _ = m.sent_date();
+    let _ = m.header_contains("subject", "a");
+    let _ = m.text_contains("x");
+    let whole = m.section(&Section::default());
+    assert_eq!(whole.as_deref(), Some(data));
+    let part = |text| Section {
+        part: vec![],
+        text: Some(text),
+    };
+    if let (Some(mut h), Some(t)) = (
+        m.section(&part(SectionText::Header)),
+        m.section(&part(SectionText::Text)),
+    ) {
+        h.extend_from_slice(&t);
+        assert_eq!(h, data, "HEADER + TEXT is not the message");
+    }
+    for p in 1..4u32 {
+        let _ = m.section(&Section {
+            part: vec![p],
+            text: None,
+        });
+        let _ = m.section(&Section {
+            part: vec![p, 1],
+            text: Some(SectionText::Mime),
+        });
+        let _ = m.binary(&[p]);
+    }
+}

@@ -15,8 +15,10 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod results;
+pub mod sasl;
 pub mod scram;
 pub mod smtp;

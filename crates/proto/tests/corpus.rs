@@ -75,3 +75,13 @@ fn scram() {
 fn results_filter() {
     replay("results_filter", check::results_filter);
 }
+
+#[test]
+fn imap_command() {
+    replay("imap_command", check::imap_command);
+}
+
+#[test]
+fn imap_mime() {
+    replay("imap_mime", check::imap_mime);
+}

@@ -34,6 +34,8 @@ fn write_config(data: &Path, a: &InitArgs) -> anyhow::Result<std::path::PathBuf>
         submissions: a.submissions,
         pop3: a.pop3,
         pop3s: a.pop3s,
+        imap: a.imap,
+        imaps: a.imaps,
     };
     let mut text = config::template(&a.domain.to_lowercase(), &hostname.to_lowercase(), &listen);
     if let (Some(cert), Some(key)) = (&a.cert, &a.key) {
@@ -140,6 +142,8 @@ pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
             submissions: None,
             pop3: None,
             pop3s: None,
+            imap: None,
+            imaps: None,
             cert: None,
             key: None,
             force: false,

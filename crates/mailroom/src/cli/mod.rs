@@ -458,6 +458,12 @@ pub struct InitArgs {
     /// POP3 over implicit TLS, "POP3S" (default 127.0.0.1:2995).
     #[arg(long)]
     pub pop3s: Option<SocketAddr>,
+    /// IMAP listen address, STARTTLS offered (default 127.0.0.1:2143).
+    #[arg(long)]
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS, "IMAPS" (default 127.0.0.1:2993).
+    #[arg(long)]
+    pub imaps: Option<SocketAddr>,
     /// Use this certificate chain (PEM) instead of making a self-signed one; needs --key.
     #[arg(long, requires = "key")]
     pub cert: Option<std::path::PathBuf>,

@@ -104,6 +104,8 @@ pub fn needs_restart(changes: &[Change]) -> Vec<String> {
         "smtp.",
         "pop3.listen",
         "pop3.tls_listen",
+        "imap.listen",
+        "imap.tls_listen",
         "submission.listen",
         "submission.tls_listen",
         "submission.max_connections",

@@ -90,6 +90,9 @@ pub struct Config {
     /// POP3 access.
     #[serde(default)]
     pub pop3: Pop3Config,
+    /// IMAP access.
+    #[serde(default)]
+    pub imap: ImapConfig,
     /// The certificate and TLS versions of every TLS listener.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -384,6 +387,79 @@ impl Default for Pop3Config {
     }
 }
 
+/// `[imap]`: IMAP4rev2/IMAP4rev1 access (RFC 9051, RFC 3501). Failed logins are counted with
+/// the POP3 and submission ones, under these limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    /// Addresses to listen on (STARTTLS offered, RFC 9051 §6.2.1).
+    pub listen: Vec<SocketAddr>,
+    /// Addresses where sessions start with TLS ("IMAPS", RFC 8314 §3.3).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Where a password may be sent without TLS (otherwise LOGINDISABLED, RFC 9051 §6.2.3).
+    pub plaintext_login: PlaintextLogin,
+    /// Pause before answering a failed login.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// Inactivity after which the session is closed (RFC 9051 §5.4: at least 30 minutes; an
+    /// IDLE client re-issues IDLE within it).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Inactivity before login after which the session is closed.
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// Simultaneous connections in total.
+    pub max_connections: usize,
+    /// Simultaneous connections from one client address (an IPv6 client: its /64).
+    pub max_connections_per_ip: usize,
+    /// Failed logins in one session before it is closed.
+    pub max_auth_failures: u32,
+    /// Failed logins from one client address, across sessions and protocols, before it is
+    /// locked out...
+    pub max_auth_failures_per_ip: u32,
+    /// Failed logins for one account before it is locked out...
+    pub max_auth_failures_per_account: u32,
+    /// The pause after a failed login doubles with each further failure, up to this.
+    #[serde(with = "humantime_serde")]
+    pub max_auth_failure_delay: Duration,
+    /// ...for this long after its last failure.
+    #[serde(with = "humantime_serde")]
+    pub auth_lockout: Duration,
+    /// Waiting for the client to take what is written to it.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Longest command line (RFC 7162 §4: at least 8192 octets).
+    pub max_line: usize,
+    /// Largest literal, and so the largest message APPEND takes (APPENDLIMIT, RFC 7889).
+    pub max_literal: u64,
+    /// Commands a session may run per second; past it, the session is slowed down.
+    pub max_commands_per_second: u32,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2143))],
+            tls_listen: vec![SocketAddr::from(([127, 0, 0, 1], 2993))],
+            plaintext_login: PlaintextLogin::Loopback,
+            auth_failure_delay: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30 * 60),
+            login_timeout: Duration::from_secs(60),
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_auth_failures: 3,
+            max_auth_failures_per_ip: 10,
+            max_auth_failures_per_account: 20,
+            max_auth_failure_delay: Duration::from_secs(30),
+            auth_lockout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(120),
+            max_line: 65_536,
+            max_literal: 25 * 1024 * 1024,
+            max_commands_per_second: 1000,
+        }
+    }
+}
+
 /// `[queue]`: delivery concurrency and the timers of retries, delay reports and expiry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -541,6 +617,7 @@ impl Config {
             },
             submission: SubmissionConfig::default(),
             pop3: Pop3Config::default(),
+            imap: ImapConfig::default(),
             tls: TlsConfig::default(),
             sender_auth: SenderAuthConfig::default(),
             dkim: DkimConfig::default(),

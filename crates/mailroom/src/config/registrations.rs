@@ -48,6 +48,7 @@ pub const SERVICES: &[&str] = &[
     "smtp-receive",
     "submission",
     "pop3",
+    "imap",
 ];
 
 /// Components of older designs that a current server must not define (the seed's leftover

@@ -19,6 +19,10 @@ pub struct Listen {
     pub pop3: Option<SocketAddr>,
     /// POP3 with implicit TLS (`--pop3s`).
     pub pop3s: Option<SocketAddr>,
+    /// IMAP (`--imap`).
+    pub imap: Option<SocketAddr>,
+    /// IMAP with implicit TLS (`--imaps`).
+    pub imaps: Option<SocketAddr>,
 }
 
 /// Renders the configuration file for a new server. Values are the defaults unless given; the
@@ -34,6 +38,9 @@ pub fn template(domain: &str, hostname: &str, listen: &Listen) -> String {
     let smtp = listen.smtp.unwrap_or(s.listen[0]);
     let pop3 = listen.pop3.unwrap_or(p.listen[0]);
     let pop3s = listen.pop3s.unwrap_or(p.tls_listen[0]);
+    let i = super::ImapConfig::default();
+    let imap = listen.imap.unwrap_or(i.listen[0]);
+    let imaps = listen.imaps.unwrap_or(i.tls_listen[0]);
     let submission = listen.submission.unwrap_or(m.listen[0]);
     let submissions = listen.submissions.unwrap_or(m.tls_listen[0]);
     let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
@@ -177,6 +184,30 @@ max_auth_failure_delay = "{pop_max_delay}"
 # How long the server waits for the client to read what it sends.
 write_timeout = "{pop_write_timeout}"
 
+[imap]
+# Where the IMAP service listens (STARTTLS offered), and where sessions start with TLS (IMAPS).
+listen = ["{imap}"]
+tls_listen = ["{imaps}"]
+# Where a password may be sent without TLS (elsewhere LOGINDISABLED is announced).
+plaintext_login = "loopback"
+auth_failure_delay = "{auth_failure_delay}"
+# Inactivity after which a session is closed (at least 30 minutes, RFC 9051), and before login.
+idle_timeout = "{imap_idle_timeout}"
+login_timeout = "{imap_login_timeout}"
+max_connections = {imap_max_connections}
+max_connections_per_ip = {imap_per_ip}
+max_auth_failures = {max_auth_failures}
+# Failed logins from one client address, or for one account (counted with POP3 and submission).
+max_auth_failures_per_ip = {pop_fail_per_ip}
+max_auth_failures_per_account = {pop_fail_account}
+auth_lockout = "{pop_lockout}"
+max_auth_failure_delay = "{pop_max_delay}"
+write_timeout = "{pop_write_timeout}"
+# Longest command line, largest literal (and so message APPEND takes), commands per second.
+max_line = {imap_max_line}
+max_literal = {imap_max_literal}
+max_commands_per_second = {imap_cps}
+
 [queue]
 # Messages delivered at the same time.
 delivery_concurrency = {delivery_concurrency}
@@ -244,6 +275,13 @@ history = {history}
 # The services this server runs. `runs` names the component that implements each (its own
 # name); `enabled = false` stops one. `mailroom status` shows their states.
 {services}"#,
+        imap_idle_timeout = dur(i.idle_timeout),
+        imap_login_timeout = dur(i.login_timeout),
+        imap_max_connections = i.max_connections,
+        imap_per_ip = i.max_connections_per_ip,
+        imap_max_line = i.max_line,
+        imap_max_literal = i.max_literal,
+        imap_cps = i.max_commands_per_second,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
         max_command_line = s.max_command_line,

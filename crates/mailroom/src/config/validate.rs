@@ -62,6 +62,7 @@ impl Config {
         self.validate_smtp()?;
         self.validate_extensions()?;
         self.validate_pop3()?;
+        self.validate_imap()?;
         self.validate_submission()?;
         self.validate_queue()?;
         self.validate_outbound()?;
@@ -292,6 +293,67 @@ impl Config {
         // RFC 1939 §3: an autologout timer of at least 10 minutes (tests shorten it).
         duration("pop3.idle_timeout", p.idle_timeout, SECOND, DAY)?;
         duration("pop3.write_timeout", p.write_timeout, SECOND, DAY)
+    }
+
+    fn validate_imap(&self) -> Result<(), Invalid> {
+        let p = &self.imap;
+        if p.listen.is_empty() && p.tls_listen.is_empty() {
+            return Err(("imap.listen", "at least one address is required".into()));
+        }
+        count(
+            "imap.max_connections",
+            p.max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        count(
+            "imap.max_connections_per_ip",
+            p.max_connections_per_ip as u64,
+            1,
+            1_000_000,
+        )?;
+        count(
+            "imap.max_auth_failures",
+            u64::from(p.max_auth_failures),
+            1,
+            1000,
+        )?;
+        count(
+            "imap.max_auth_failures_per_ip",
+            u64::from(p.max_auth_failures_per_ip),
+            1,
+            1_000_000,
+        )?;
+        count(
+            "imap.max_auth_failures_per_account",
+            u64::from(p.max_auth_failures_per_account),
+            1,
+            1_000_000,
+        )?;
+        duration(
+            "imap.auth_failure_delay",
+            p.auth_failure_delay,
+            Duration::ZERO,
+            MINUTE,
+        )?;
+        duration(
+            "imap.max_auth_failure_delay",
+            p.max_auth_failure_delay,
+            Duration::ZERO,
+            10 * MINUTE,
+        )?;
+        duration("imap.auth_lockout", p.auth_lockout, SECOND, 30 * DAY)?;
+        duration("imap.idle_timeout", p.idle_timeout, SECOND, DAY)?;
+        duration("imap.login_timeout", p.login_timeout, SECOND, DAY)?;
+        duration("imap.write_timeout", p.write_timeout, SECOND, DAY)?;
+        count("imap.max_line", p.max_line as u64, 8192, 16 * 1024 * 1024)?;
+        count("imap.max_literal", p.max_literal, 1024, 1 << 32)?;
+        count(
+            "imap.max_commands_per_second",
+            u64::from(p.max_commands_per_second),
+            1,
+            1_000_000,
+        )
     }
 
     fn validate_queue(&self) -> Result<(), Invalid> {

@@ -365,6 +365,8 @@ fn settings(ctx: &Context) -> Vec<Finding> {
         )
         .chain(c.pop3.listen.iter().map(|a| ("pop3.listen", a)))
         .chain(c.pop3.tls_listen.iter().map(|a| ("pop3.tls_listen", a)))
+        .chain(c.imap.listen.iter().map(|a| ("imap.listen", a)))
+        .chain(c.imap.tls_listen.iter().map(|a| ("imap.tls_listen", a)))
     {
         seen.entry(a.port())
             .or_default()
@@ -491,10 +493,11 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
         let since = svc["since"].as_str().unwrap_or_default();
         let evidence = vec![format!("{name}: failed since {since}: {reason}")];
         if reason.contains("cannot listen") && reason.contains("in use") {
-            let key = if name == "pop3" {
-                "pop3.listen"
-            } else {
-                "smtp.listen"
+            let key = match name.as_str() {
+                "pop3" => "pop3.listen",
+                "imap" => "imap.listen",
+                "submission" => "submission.listen",
+                _ => "smtp.listen",
             };
             out.push(ctx.f.find(
                 "port-in-use",

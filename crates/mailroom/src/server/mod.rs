@@ -214,6 +214,12 @@ pub async fn run(
             Some(tls.clone()),
             &smtp_auth,
         ),
+        imap: crate::imap::Context::sharing(
+            config_arc.clone(),
+            store.clone(),
+            Some(tls.clone()),
+            &smtp_auth,
+        ),
         tls: Some(tls),
         smtp_auth,
         rates: Default::default(),

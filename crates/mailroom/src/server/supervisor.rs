@@ -56,6 +56,7 @@ pub(super) struct Parts {
     pub manager: Arc<Manager>,
     pub queue_rx: mpsc::UnboundedReceiver<i64>,
     pub pop3: Arc<crate::pop3::Context>,
+    pub imap: Arc<crate::imap::Context>,
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// Failed AUTH attempts on the submission service (kept across reloads).
     pub smtp_auth: Arc<crate::limits::AuthGuard>,
@@ -83,6 +84,7 @@ pub(super) struct Supervisor {
     smtp: Option<Listeners>,
     submission: Option<Listeners>,
     pop3: Option<Listeners>,
+    imap: Option<Listeners>,
     queue_rx: Option<mpsc::UnboundedReceiver<i64>>,
     queue: Option<Task<mpsc::UnboundedReceiver<i64>>>,
     /// Why the queue manager cannot run again (it panicked and took its receiver).
@@ -142,6 +144,8 @@ fn live(boot: &Config, new: &Config) -> Config {
     c.smtp = new.smtp.clone();
     c.pop3.listen = new.pop3.listen.clone();
     c.pop3.tls_listen = new.pop3.tls_listen.clone();
+    c.imap.listen = new.imap.listen.clone();
+    c.imap.tls_listen = new.imap.tls_listen.clone();
     let (m, n) = (&mut c.submission, &new.submission);
     m.listen = n.listen.clone();
     m.tls_listen = n.tls_listen.clone();
@@ -176,6 +180,7 @@ impl Supervisor {
             smtp: None,
             submission: None,
             pop3: None,
+            imap: None,
             queue_rx,
             queue: None,
             queue_broken: None,
@@ -195,7 +200,7 @@ impl Supervisor {
             let want = check_definition(name, def);
             let run = matches!(want, Ok(true));
             let broken = match name {
-                "smtp-receive" | "submission" | "pop3" => {
+                "smtp-receive" | "submission" | "pop3" | "imap" => {
                     self.listener(name, run).await;
                     None
                 }
@@ -205,7 +210,7 @@ impl Supervisor {
             };
             match want {
                 // A listener's state is its binding's, set above.
-                Ok(true) if matches!(name, "smtp-receive" | "submission" | "pop3") => {}
+                Ok(true) if matches!(name, "smtp-receive" | "submission" | "pop3" | "imap") => {}
                 Ok(true) => match broken {
                     None => self.p.services.set(name, State::Running, None),
                     Some(why) => self.p.services.set(name, State::Failed, Some(why)),
@@ -248,6 +253,14 @@ impl Supervisor {
                     (m.max_connections, m.max_connections_per_ip),
                 )
             }
+            "imap" => {
+                let p = &self.boot.imap;
+                let c = &self.config.imap;
+                (
+                    both(&c.listen, &c.tls_listen),
+                    (p.max_connections, p.max_connections_per_ip),
+                )
+            }
             _ => {
                 let p = &self.boot.pop3;
                 let c = &self.config.pop3;
@@ -263,6 +276,7 @@ impl Supervisor {
         match name {
             "smtp-receive" => &mut self.smtp,
             "submission" => &mut self.submission,
+            "imap" => &mut self.imap,
             _ => &mut self.pop3,
         }
     }
@@ -272,6 +286,7 @@ impl Supervisor {
         let slot = match name {
             "smtp-receive" => &mut self.smtp,
             "submission" => &mut self.submission,
+            "imap" => &mut self.imap,
             _ => &mut self.pop3,
         };
         let mut bound: Vec<(SocketAddr, tokio::net::TcpListener)> = Vec::new();
@@ -338,7 +353,15 @@ impl Supervisor {
             };
             let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
             tracing::info!(addr = %at, "{name} listening");
-            if name == "pop3" {
+            if name == "imap" {
+                self.tasks.spawn(crate::imap::serve(
+                    l,
+                    implicit_tls,
+                    self.p.imap.clone(),
+                    lim.clone(),
+                    control,
+                ));
+            } else if name == "pop3" {
                 self.tasks.spawn(crate::pop3::serve(
                     l,
                     implicit_tls,
@@ -541,7 +564,12 @@ impl Supervisor {
     /// Stops everything: listeners first (no new sessions), then the queue and the link state;
     /// then waits for the sessions.
     pub(super) async fn stop_all(mut self) {
-        let all = [self.smtp.take(), self.submission.take(), self.pop3.take()];
+        let all = [
+            self.smtp.take(),
+            self.submission.take(),
+            self.pop3.take(),
+            self.imap.take(),
+        ];
         for l in all.into_iter().flatten() {
             l.stop().await;
         }

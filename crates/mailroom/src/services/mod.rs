@@ -59,9 +59,10 @@ pub struct Status {
     pub listen: Vec<String>,
 }
 
-/// True for the services without which mail does not flow; `pop3` only serves readers.
+/// True for the services without which mail does not flow; `pop3` and `imap` only serve
+/// readers.
 pub fn required(name: &str) -> bool {
-    name != "pop3"
+    name != "pop3" && name != "imap"
 }
 
 /// Whether a definition lets its service run: `Ok(true)` run it, `Ok(false)` disabled, `Err`

@@ -12,6 +12,7 @@
 mod admin;
 mod config;
 mod directory;
+mod folders;
 mod mailbox;
 mod maintenance;
 mod org;
@@ -23,6 +24,7 @@ mod track;
 pub use admin::*;
 pub use config::*;
 pub use directory::*;
+pub use folders::*;
 pub use mailbox::*;
 pub use maintenance::*;
 pub use org::*;
@@ -35,8 +37,8 @@ pub use crate::model::{DirEntry, User};
 /// crate::store::prelude::*`); through `dyn Store` they are at hand without it.
 pub mod prelude {
     pub use super::{
-        ConfigStore, Directory, Mailboxes, Maintenance, OrgStore, Queue, QueueAdmin, Store,
-        Tracking,
+        ConfigStore, Directory, Folders, Mailboxes, Maintenance, OrgStore, Queue, QueueAdmin,
+        Store, Tracking,
     };
 }
 
@@ -67,6 +69,9 @@ pub enum StoreError {
     /// The request conflicts with the data (for example deleting a user whose mailbox holds mail).
     #[error("{0}")]
     Conflict(String),
+    /// The user's quota does not leave room (RFC 9208 §4.1 OVERQUOTA).
+    #[error("{0}")]
+    OverQuota(String),
     /// Stored data could not be decoded.
     #[error("unreadable stored data: {0}")]
     Corrupt(String),
@@ -83,6 +88,7 @@ pub trait Store:
     + Queue
     + QueueAdmin
     + Mailboxes
+    + Folders
     + Tracking
     + OrgStore
     + ConfigStore
@@ -96,6 +102,7 @@ impl<T> Store for T where
         + Queue
         + QueueAdmin
         + Mailboxes
+        + Folders
         + Tracking
         + OrgStore
         + ConfigStore

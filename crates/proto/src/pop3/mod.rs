@@ -247,18 +247,7 @@ pub fn write_multiline(msg: &[u8], body_lines: Option<u32>, out: &mut Vec<u8>) {
 /// Decodes a SASL PLAIN message `authzid NUL authcid NUL passwd` (RFC 4616 §2).
 /// Returns (authzid, authcid, password).
 pub fn sasl_plain(decoded: &[u8]) -> Option<(String, String, String)> {
-    let mut parts = decoded.split(|&b| b == 0);
-    let authz = parts.next()?;
-    let authc = parts.next()?;
-    let pass = parts.next()?;
-    if parts.next().is_some() || authc.is_empty() {
-        return None;
-    }
-    Some((
-        String::from_utf8(authz.to_vec()).ok()?,
-        String::from_utf8(authc.to_vec()).ok()?,
-        String::from_utf8(pass.to_vec()).ok()?,
-    ))
+    crate::sasl::plain(decoded)
 }
 
 #[cfg(test)]

@@ -114,10 +114,7 @@ pub(super) fn user_add(
         params![address, hash, quota.map(|q| q as i64), now],
     )?;
     let id = c.last_insert_rowid();
-    c.execute(
-        "INSERT INTO mailboxes (user_id, name, uid_validity, uid_next) VALUES (?1, 'INBOX', ?2, 1)",
-        params![id, now / 1_000_000],
-    )?;
+    super::folders::make_standard(c, id)?;
     Ok(id)
 }
 

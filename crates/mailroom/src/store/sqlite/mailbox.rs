@@ -41,13 +41,23 @@ pub(super) fn insert(
         .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("user {user_id} has no INBOX")))?;
+    let modseq = super::folders::bump(c, mailbox)?;
     c.prepare_cached(
-        "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date, modseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![mailbox, uid, content_id, prefix, size, micros(now)])?;
+    .execute(params![
+        mailbox,
+        uid,
+        content_id,
+        prefix,
+        size,
+        micros(now),
+        modseq as i64
+    ])?;
     c.prepare_cached("UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ?1")?
         .execute([mailbox])?;
+    super::folders::touch(user_id);
     c.prepare_cached("UPDATE users SET used = used + ?2, messages = messages + 1 WHERE id = ?1")?
         .execute(params![user_id, size])?;
     c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
@@ -110,26 +120,20 @@ pub(super) fn read(
     super::content::whole(text(c, spool, user_id, mail_id)?)
 }
 
+/// Deletes messages by store ID (POP3's DELE at QUIT): they are expunged as IMAP sees it.
 pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize, StoreError> {
     let mut n = 0;
     for &id in ids {
-        let row: Option<(i64, i64)> = c
+        let row: Option<(i64, u32)> = c
             .prepare_cached(
-                "SELECT mail.content_id, mail.size FROM mail
+                "SELECT mail.mailbox_id, mail.uid FROM mail
                  JOIN mailboxes ON mail.mailbox_id = mailboxes.id
                  WHERE mail.id = ?1 AND mailboxes.user_id = ?2",
             )?
             .query_row(params![id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((content, size)) = row else { continue };
-        c.prepare_cached("DELETE FROM mail WHERE id = ?1")?
-            .execute([id])?;
-        c.prepare_cached(
-            "UPDATE users SET used = used - ?2, messages = messages - 1 WHERE id = ?1",
-        )?
-        .execute(params![user_id, size])?;
-        super::content::release(c, content)?;
-        n += 1;
+        let Some((folder, uid)) = row else { continue };
+        n += super::folders::remove(c, folder, &[uid])?.len();
     }
     Ok(n)
 }

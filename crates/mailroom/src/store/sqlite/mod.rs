@@ -25,6 +25,7 @@ mod admin;
 mod config;
 mod content;
 mod directory;
+mod folders;
 mod mailbox;
 mod maintenance;
 mod org;
@@ -54,6 +55,23 @@ use crate::org::{Membership, OrgState};
 use crate::store::spool::{self, Spool};
 use crate::track::{Event, EventBase};
 use chrono::{DateTime, Utc};
+
+thread_local! {
+    /// The users whose mailbox the writer thread's open transaction changed (see
+    /// [`folders::touch`]); announced once it commits, forgotten if it does not.
+    static TOUCHED: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Announces the users whose mailbox the committed transaction changed.
+fn announce(changes: &tokio::sync::broadcast::Sender<i64>) {
+    let mut users = TOUCHED.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    users.sort_unstable();
+    users.dedup();
+    for u in users {
+        // No receiver (no IMAP session) is fine.
+        let _ = changes.send(u);
+    }
+}
 
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "mailroom.db";
@@ -144,9 +162,14 @@ where
 
 /// Runs a batch of jobs and commits those that succeeded (see [`WriteJob`]): returns how many
 /// transactions were committed (0 or 1).
-fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> usize {
+fn run_batch(
+    conn: &mut Connection,
+    mut batch: Vec<Box<dyn WriteJob>>,
+    changes: &tokio::sync::broadcast::Sender<i64>,
+) -> usize {
     let mut engine_failures = 0;
     while !batch.is_empty() {
+        TOUCHED.with(|t| t.borrow_mut().clear());
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
@@ -171,6 +194,9 @@ fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn WriteJob>>) -> usize 
                 tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
             }
             let n = usize::from(committed.is_ok());
+            if committed.is_ok() {
+                announce(changes);
+            }
             for job in batch {
                 job.complete(committed.clone());
             }
@@ -237,6 +263,7 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     commits: Arc<AtomicU64>,
     spool: Spool,
+    changes: tokio::sync::broadcast::Sender<i64>,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -316,9 +343,11 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let announcer = changes.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, bounds, &counted))
+            .spawn(move || writer_loop(conn, rx, &wal, bounds, &counted, &announcer))
             .map_err(|e| StoreError::Engine(format!("cannot start writer thread: {e}")))?;
         let (stop, stopped) = mpsc::channel();
         let ckpt_conn = open_conn(path, CHECKPOINTER_CACHE_KIB)?;
@@ -334,6 +363,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             commits,
             spool,
+            changes,
         }))
     }
 
@@ -522,6 +552,7 @@ fn writer_loop(
     wal: &Path,
     bounds: LogBounds,
     commits: &AtomicU64,
+    changes: &tokio::sync::broadcast::Sender<i64>,
 ) {
     // Past this size the writer catches up. After a failed attempt (a reader held an old snapshot
     // for long) it is raised, so that commits are not held back again at every batch.
@@ -534,7 +565,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let n = run_batch(&mut conn, batch);
+        let n = run_batch(&mut conn, batch, changes);
         commits.fetch_add(n as u64, Ordering::Relaxed);
         let len = std::fs::metadata(wal).map_or(0, |m| m.len());
         if len > limit {
@@ -562,6 +593,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::ORG)?;
         tx.execute_batch(schema::CONFIG)?;
         tx.execute_batch(schema::LIST_POLICY)?;
+        tx.execute_batch(schema::IMAP)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -904,6 +936,106 @@ impl Mailboxes for SqliteStore {
     }
     fn mail_import(&self, user_id: i64, text: Vec<u8>, key: String) -> StoreFuture<'_, bool> {
         self.write(move |c| mailbox::import(c, user_id, &text, &key))
+    }
+}
+
+impl crate::store::Folders for SqliteStore {
+    fn folders(&self, user_id: i64) -> StoreFuture<'_, Vec<crate::store::FolderInfo>> {
+        self.read(move |c| folders::list(c, user_id))
+    }
+    fn folder_status(
+        &self,
+        user_id: i64,
+        name: String,
+    ) -> StoreFuture<'_, Option<crate::store::FolderStatus>> {
+        self.read(move |c| folders::status(c, user_id, &name))
+    }
+    fn folder_create(
+        &self,
+        user_id: i64,
+        name: String,
+        special_use: Option<String>,
+    ) -> StoreFuture<'_, ()> {
+        self.write(move |c| folders::create(c, user_id, &name, special_use.as_deref()))
+    }
+    fn folder_delete(&self, user_id: i64, name: String) -> StoreFuture<'_, ()> {
+        self.write(move |c| folders::delete(c, user_id, &name))
+    }
+    fn folder_rename(&self, user_id: i64, from: String, to: String) -> StoreFuture<'_, ()> {
+        self.write(move |c| folders::rename(c, user_id, &from, &to))
+    }
+    fn subscriptions(&self, user_id: i64) -> StoreFuture<'_, Vec<String>> {
+        self.read(move |c| folders::subscriptions(c, user_id))
+    }
+    fn subscribe(&self, user_id: i64, name: String, on: bool) -> StoreFuture<'_, ()> {
+        self.write(move |c| folders::subscribe(c, user_id, &name, on))
+    }
+    fn folder_select(
+        &self,
+        user_id: i64,
+        name: String,
+        claim_recent: bool,
+    ) -> StoreFuture<'_, Option<crate::store::Selected>> {
+        if claim_recent {
+            self.write(move |c| folders::select(c, user_id, &name, true))
+        } else {
+            self.read(move |c| folders::select(c, user_id, &name, false))
+        }
+    }
+    fn folder_changes(
+        &self,
+        folder_id: i64,
+        modseq: u64,
+    ) -> StoreFuture<'_, crate::store::Changes> {
+        self.read(move |c| folders::changes(c, folder_id, modseq))
+    }
+    fn mail_attrs(
+        &self,
+        folder_id: i64,
+        uids: Vec<u32>,
+    ) -> StoreFuture<'_, Vec<crate::store::MailAttrs>> {
+        self.read(move |c| folders::attrs(c, folder_id, &uids))
+    }
+    fn mail_store(
+        &self,
+        folder_id: i64,
+        uids: Vec<u32>,
+        op: crate::store::FlagOp,
+        flags: u8,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> StoreFuture<'_, crate::store::Stored> {
+        self.write(move |c| {
+            folders::store(c, folder_id, &uids, op, flags, &keywords, unchanged_since)
+        })
+    }
+    fn mail_append(
+        &self,
+        user_id: i64,
+        name: String,
+        mail: Vec<crate::store::NewMail>,
+    ) -> StoreFuture<'_, crate::store::Copied> {
+        self.write(move |c| folders::append(c, user_id, &name, &mail))
+    }
+    fn mail_copy(
+        &self,
+        user_id: i64,
+        folder_id: i64,
+        uids: Vec<u32>,
+        to: String,
+        move_: bool,
+    ) -> StoreFuture<'_, crate::store::Copied> {
+        self.write(move |c| folders::copy(c, user_id, folder_id, &uids, &to, move_))
+    }
+    fn mail_expunge(&self, folder_id: i64, uids: Option<Vec<u32>>) -> StoreFuture<'_, Vec<u32>> {
+        let uids = uids.map(|mut u| {
+            u.sort_unstable();
+            u
+        });
+        self.write(move |c| folders::expunge(c, folder_id, uids.as_deref()))
+    }
+    fn mail_changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.changes.subscribe()
     }
 }
 

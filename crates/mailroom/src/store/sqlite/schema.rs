@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -226,6 +226,46 @@ CREATE TABLE org_discharge (
 ) WITHOUT ROWID;
 "#;
 
+/// IMAP (schema 9): folders beside the INBOX, flags and keywords, mod-sequences
+/// (RFC 7162), the UIDs expunged (for QRESYNC's VANISHED) and subscriptions. Part of a new
+/// schema, and of migration 8 -> 9 (with [`SPECIAL_FOLDERS`] for the users already there).
+///
+/// `flags` is a bit set of the system flags (1 \\Seen, 2 \\Answered, 4 \\Flagged, 8 \\Deleted,
+/// 16 \\Draft); `keywords` the message's keywords, space-separated. Every change to a message
+/// or to the set of messages takes the mailbox's `highest_modseq` one up and stamps the message
+/// (or its `expunged` row) with it, so "what changed since N" is one indexed range.
+/// `recent_uid` is the first UID no session has yet been told is `\\Recent` (RFC 3501 §2.3.2).
+pub const IMAP: &str = r#"
+ALTER TABLE mailboxes ADD COLUMN special_use TEXT;
+ALTER TABLE mailboxes ADD COLUMN highest_modseq INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE mail ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mail ADD COLUMN keywords TEXT NOT NULL DEFAULT '';
+ALTER TABLE mail ADD COLUMN modseq INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX mail_modseq ON mail (mailbox_id, modseq);
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE subscriptions (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+"#;
+
+/// The special-use folders (RFC 6154) every user has, made for the users already there by
+/// migration 8 -> 9 (new users get them from `user_add`), all subscribed with the INBOX.
+pub const SPECIAL_FOLDERS: &str = r#"
+INSERT OR IGNORE INTO mailboxes (user_id, name, uid_validity, uid_next, special_use)
+    SELECT users.id, f.name, CAST(strftime('%s', 'now') AS INTEGER), 1, f.use FROM users,
+    (SELECT 'Sent' AS name, '\Sent' AS use UNION ALL SELECT 'Drafts', '\Drafts'
+     UNION ALL SELECT 'Trash', '\Trash' UNION ALL SELECT 'Junk', '\Junk') AS f;
+INSERT OR IGNORE INTO subscriptions (user_id, name) SELECT user_id, name FROM mailboxes;
+"#;
+
 /// Who may post to each distribution list. Part of a new schema, and of migration 7 -> 8.
 pub const LIST_POLICY: &str = r#"
 CREATE TABLE list_policy (
@@ -318,6 +358,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[CONFIG],
     // 7 -> 8: distribution list policies.
     &[LIST_POLICY],
+    // 8 -> 9: IMAP folders, flags, mod-sequences and subscriptions.
+    &[IMAP, SPECIAL_FOLDERS],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

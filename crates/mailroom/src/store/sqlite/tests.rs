@@ -509,6 +509,16 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              DROP TABLE config_version;
              DROP TABLE config_backup;
              DROP TABLE list_policy;
+             DROP TABLE subscriptions;
+             DROP TABLE expunged;
+             DROP INDEX mail_modseq;
+             ALTER TABLE mail DROP COLUMN flags;
+             ALTER TABLE mail DROP COLUMN keywords;
+             ALTER TABLE mail DROP COLUMN modseq;
+             ALTER TABLE mailboxes DROP COLUMN special_use;
+             ALTER TABLE mailboxes DROP COLUMN highest_modseq;
+             ALTER TABLE mailboxes DROP COLUMN recent_uid;
+             DELETE FROM mailboxes WHERE name != 'INBOX';
              UPDATE meta SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -837,6 +847,16 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
              DROP TABLE config_version;
              DROP TABLE config_backup;
              DROP TABLE list_policy;
+             DROP TABLE subscriptions;
+             DROP TABLE expunged;
+             DROP INDEX mail_modseq;
+             ALTER TABLE mail DROP COLUMN flags;
+             ALTER TABLE mail DROP COLUMN keywords;
+             ALTER TABLE mail DROP COLUMN modseq;
+             ALTER TABLE mailboxes DROP COLUMN special_use;
+             ALTER TABLE mailboxes DROP COLUMN highest_modseq;
+             ALTER TABLE mailboxes DROP COLUMN recent_uid;
+             DELETE FROM mailboxes WHERE name != 'INBOX';
              CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
@@ -868,14 +888,14 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute(
-            "UPDATE meta SET value = '9' WHERE key = 'schema_version'",
+            "UPDATE meta SET value = '10' WHERE key = 'schema_version'",
             [],
         )
         .unwrap();
     let err = crate::store::sqlite::SqliteStore::open(&path)
         .err()
         .unwrap();
-    assert!(err.to_string().contains("version 9"), "{err}");
+    assert!(err.to_string().contains("version 10"), "{err}");
 }
 
 /// A store whose log is bounded at 1 MiB (trimmed to `trim_bytes`), with the user `u@example.com`.

@@ -1,0 +1,504 @@
+//! A selected folder as one session sees it (RFC 9051 §2.3.1): the message sequence numbers,
+//! each message's flags, and the changes others made that the session has yet to be told of.
+//!
+//! The view is kept in memory (a few dozen octets a message), so FETCH FLAGS and the flag
+//! criteria of SEARCH cost no store reads. It is brought up to date with the store's
+//! mod-sequences (RFC 7162): one indexed read of what changed since the view's last one.
+//! Expunges made elsewhere wait while a command that may not renumber messages runs (FETCH,
+//! STORE and SEARCH by sequence number, RFC 9051 §7.5.1).
+
+use mailroom_proto::imap::command::{MailboxName, Qresync, SequenceSet};
+use mailroom_proto::imap::{encode, mutf7};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::session::Session;
+use crate::store::{flag, FolderInfo, MailMeta, INBOX};
+
+/// A selected folder.
+pub(super) struct View {
+    pub folder: FolderInfo,
+    pub read_only: bool,
+    pub uid_validity: u32,
+    /// The messages, in sequence order (ascending UIDs).
+    pub mail: Vec<MailMeta>,
+    /// The mod-sequence the view is up to date with.
+    pub modseq: u64,
+    /// Messages from this UID on are `\Recent` in this session.
+    pub recent_from: u32,
+    /// UIDs expunged elsewhere that the session has not yet reported.
+    pub pending: Vec<u32>,
+}
+
+impl View {
+    /// The index of the message with `uid`.
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.mail.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// The largest UID, 0 for an empty folder.
+    pub fn last_uid(&self) -> u32 {
+        self.mail.last().map_or(0, |m| m.uid)
+    }
+
+    /// The indices a set names, ascending. By sequence number, a number past the last message
+    /// is an error (RFC 9051 §9 `seq-number`); by UID, absent UIDs are simply not there.
+    pub fn resolve(
+        &self,
+        set: &SequenceSet,
+        uid: bool,
+        saved: Option<&[u32]>,
+    ) -> Result<Vec<usize>, String> {
+        let mut out = Vec::new();
+        if let SequenceSet::Saved = set {
+            let Some(saved) = saved else {
+                return Ok(out);
+            };
+            // `$` holds UIDs; by sequence number it means the same messages.
+            out = saved.iter().filter_map(|&u| self.index_of(u)).collect();
+            out.sort_unstable();
+            return Ok(out);
+        }
+        if uid {
+            for (lo, hi) in set.resolved(self.last_uid()) {
+                let start = self.mail.partition_point(|m| m.uid < lo);
+                let end = self.mail.partition_point(|m| m.uid <= hi);
+                out.extend(start..end);
+            }
+        } else {
+            let n = self.mail.len() as u32;
+            for (lo, hi) in set.resolved(n) {
+                if hi > n || lo == 0 {
+                    return Err(if n == 0 {
+                        "Invalid message sequence number: the mailbox is empty".into()
+                    } else {
+                        format!("Invalid message sequence number (the mailbox has {n} messages)")
+                    });
+                }
+                out.extend((lo - 1) as usize..hi as usize);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Whether the message at `i` is `\Recent` in this session.
+    pub fn recent(&self, i: usize) -> bool {
+        self.mail[i].uid >= self.recent_from
+    }
+}
+
+/// `FLAGS (…)` of a message, as FETCH writes them.
+pub(super) fn flags_text(m: &MailMeta, recent: bool) -> String {
+    let mut out = Vec::new();
+    for (bit, name) in [
+        (flag::SEEN, "\\Seen"),
+        (flag::ANSWERED, "\\Answered"),
+        (flag::FLAGGED, "\\Flagged"),
+        (flag::DELETED, "\\Deleted"),
+        (flag::DRAFT, "\\Draft"),
+    ] {
+        if m.flags & bit != 0 {
+            out.push(name.to_string());
+        }
+    }
+    if recent {
+        out.push("\\Recent".into());
+    }
+    out.extend(m.keywords.iter().cloned());
+    format!("({})", out.join(" "))
+}
+
+/// A message set in its shortest form (`1:3,7`), from ascending numbers.
+pub(super) fn compress(nums: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let start = nums[i];
+        let mut end = start;
+        while i + 1 < nums.len() && nums[i + 1] == end + 1 {
+            i += 1;
+            end = nums[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// A mailbox name from the client, as stored: modified UTF-7 decoded (UTF-8 once IMAP4rev2
+    /// is enabled, RFC 9051 §5.1), `INBOX` in any case made `INBOX`, a trailing delimiter
+    /// dropped. `Err` says why the name is not acceptable.
+    pub(super) fn mailbox_name(&self, raw: &MailboxName) -> Result<String, String> {
+        let name = if self.enabled.rev2 {
+            String::from_utf8(raw.clone()).ok()
+        } else {
+            mutf7::decode(raw).or_else(|| String::from_utf8(raw.clone()).ok())
+        }
+        .ok_or("The mailbox name is not valid modified UTF-7 or UTF-8")?;
+        let name = name.strip_suffix('/').unwrap_or(&name).to_string();
+        if name.is_empty() {
+            return Err("Empty mailbox name".into());
+        }
+        if name.chars().any(|c| c.is_control()) {
+            return Err("Control characters are not allowed in mailbox names".into());
+        }
+        if name.chars().count() > 255 {
+            return Err("Mailbox name too long (at most 255 characters)".into());
+        }
+        if name.starts_with('/') || name.contains("//") {
+            return Err("Mailbox names may not have empty levels".into());
+        }
+        if name.eq_ignore_ascii_case(INBOX) {
+            return Ok(INBOX.to_string());
+        }
+        Ok(name)
+    }
+
+    /// A stored mailbox name as the client reads it (an IMAP string).
+    pub(super) fn name_out(&self, name: &str) -> String {
+        let text = if self.enabled.rev2 {
+            name.to_string()
+        } else {
+            mutf7::encode(name)
+        };
+        let mut out = Vec::new();
+        encode::astring(&mut out, text.as_bytes());
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// SELECT and EXAMINE (RFC 9051 §6.3.2, RFC 7162 §3.1.8 and §3.2.5).
+    pub(super) async fn select(
+        &mut self,
+        tag: &str,
+        raw: &MailboxName,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<Qresync>,
+    ) {
+        // Selecting closes the folder selected before, without expunging (RFC 9051 §6.3.2).
+        if self.selected.take().is_some() {
+            self.untagged("OK [CLOSED] Previous mailbox closed");
+        }
+        if qresync.is_some() && !self.enabled.qresync {
+            self.tagged(tag, "BAD", "ENABLE QRESYNC first (RFC 7162 §3.2.3)");
+            return;
+        }
+        if condstore {
+            self.enabled.condstore = true;
+        }
+        let name = match self.mailbox_name(raw) {
+            Ok(n) => n,
+            Err(why) => {
+                self.tagged(tag, "NO", &why);
+                return;
+            }
+        };
+        let Some(user) = self.user.as_ref().map(|u| u.id) else {
+            return;
+        };
+        let claim = !read_only && !self.enabled.rev2;
+        let sel = match self
+            .ctx
+            .store
+            .folder_select(user, name.clone(), claim)
+            .await
+        {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.tagged(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "select failed");
+                self.tagged(
+                    tag,
+                    "NO",
+                    "[UNAVAILABLE] Temporary failure, try again later",
+                );
+                return;
+            }
+        };
+        self.poll_changes();
+        self.dirty = true;
+        let st = &sel.status;
+        let mut keywords: Vec<String> = Vec::new();
+        for m in &sel.mail {
+            for k in &m.keywords {
+                if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    keywords.push(k.clone());
+                }
+            }
+        }
+        let kw = if keywords.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", keywords.join(" "))
+        };
+        let recent = sel.mail.iter().filter(|m| m.uid >= sel.recent_from).count();
+        self.untagged(&format!(
+            "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
+        ));
+        self.untagged(&format!("{} EXISTS", sel.mail.len()));
+        if !self.enabled.rev2 {
+            self.untagged(&format!("{recent} RECENT"));
+            if let Some(i) = sel.mail.iter().position(|m| m.flags & flag::SEEN == 0) {
+                self.untagged(&format!("OK [UNSEEN {}] First unseen", i + 1));
+            }
+        }
+        if read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.untagged(&format!(
+                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted"
+            ));
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", st.uid_validity));
+        self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", st.uid_next));
+        if self.enabled.condstore {
+            self.untagged(&format!("OK [HIGHESTMODSEQ {}] Highest", st.highest_modseq));
+        }
+        if self.enabled.rev2 {
+            let shown = self.name_out(&name);
+            self.untagged(&format!("LIST () \"/\" {shown}"));
+        }
+        let view = View {
+            folder: st.info.clone(),
+            read_only,
+            uid_validity: st.uid_validity,
+            modseq: st.highest_modseq,
+            recent_from: sel.recent_from,
+            mail: sel.mail,
+            pending: Vec::new(),
+        };
+        let resync = qresync.filter(|q| q.uid_validity == view.uid_validity);
+        self.selected = Some(view);
+        if let Some(q) = resync {
+            self.qresync(&q).await;
+        }
+        let code = if read_only {
+            "[READ-ONLY]"
+        } else {
+            "[READ-WRITE]"
+        };
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        self.tagged(tag, "OK", &format!("{code} {verb} completed"));
+    }
+
+    /// QRESYNC on SELECT (RFC 7162 §3.2.5.1): what was expunged and changed since the client's
+    /// mod-sequence.
+    async fn qresync(&mut self, q: &Qresync) {
+        let Some(v) = self.selected.as_ref() else {
+            return;
+        };
+        let changes = match self.ctx.store.folder_changes(v.folder.id, q.modseq).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "qresync failed");
+                return;
+            }
+        };
+        let last = v.last_uid().max(1);
+        let mut vanished: Vec<u32> = changes
+            .expunged
+            .iter()
+            .copied()
+            .filter(|&u| q.known_uids.as_ref().is_none_or(|k| k.contains(u, last)))
+            .filter(|&u| v.index_of(u).is_none())
+            .collect();
+        vanished.sort_unstable();
+        let mut lines = Vec::new();
+        if !vanished.is_empty() {
+            lines.push(format!("VANISHED (EARLIER) {}", compress(&vanished)));
+        }
+        for m in &changes.changed {
+            if let Some(i) = v.index_of(m.uid) {
+                let m = &v.mail[i];
+                lines.push(format!(
+                    "{} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                    i + 1,
+                    m.uid,
+                    flags_text(m, v.recent(i) && !self.enabled.rev2),
+                    m.modseq
+                ));
+            }
+        }
+        for l in lines {
+            self.untagged(&l);
+        }
+    }
+
+    /// Brings the selected view up to date and reports what changed (RFC 9051 §7.4, §7.5):
+    /// new messages as EXISTS, flag changes as FETCH, and, when `expunge` allows, expunged
+    /// messages as EXPUNGE (VANISHED with QRESYNC).
+    pub(super) async fn sync(&mut self, expunge: bool) {
+        self.poll_changes();
+        if self.selected.is_none() {
+            self.dirty = false;
+            return;
+        }
+        if self.dirty {
+            self.dirty = false;
+            let (id, since) = match self.selected.as_ref() {
+                Some(v) => (v.folder.id, v.modseq),
+                None => return,
+            };
+            let changes = match self.ctx.store.folder_changes(id, since).await {
+                Ok(c) => c,
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    self.untagged("BYE [UNAVAILABLE] The selected mailbox was deleted");
+                    self.selected = None;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading changes failed");
+                    self.dirty = true;
+                    return;
+                }
+            };
+            self.apply(changes);
+        }
+        if expunge {
+            self.report_expunges();
+        }
+    }
+
+    fn apply(&mut self, changes: crate::store::Changes) {
+        let rev2 = self.enabled.rev2;
+        let condstore = self.enabled.condstore;
+        let Some(v) = self.selected.as_mut() else {
+            return;
+        };
+        for uid in changes.expunged {
+            if v.index_of(uid).is_some() && !v.pending.contains(&uid) {
+                v.pending.push(uid);
+            }
+        }
+        let before = v.mail.len();
+        let mut lines = Vec::new();
+        let mut new_recent = 0;
+        for m in changes.changed {
+            if let Some(i) = v.index_of(m.uid) {
+                if v.pending.contains(&m.uid) {
+                    continue;
+                }
+                let old = &v.mail[i];
+                if old.flags == m.flags && old.keywords == m.keywords && old.modseq == m.modseq {
+                    continue;
+                }
+                let changed_flags = old.flags != m.flags || old.keywords != m.keywords;
+                v.mail[i] = m;
+                if changed_flags || condstore {
+                    let m = &v.mail[i];
+                    let modseq = if condstore {
+                        format!(" MODSEQ ({})", m.modseq)
+                    } else {
+                        String::new()
+                    };
+                    lines.push(format!(
+                        "{} FETCH (UID {} FLAGS {}{modseq})",
+                        i + 1,
+                        m.uid,
+                        flags_text(m, v.recent(i) && !rev2)
+                    ));
+                }
+            } else if m.uid > v.last_uid() {
+                if m.uid >= v.recent_from {
+                    new_recent += 1;
+                }
+                v.mail.push(m);
+            }
+        }
+        v.modseq = v.modseq.max(changes.highest_modseq);
+        let added = v.mail.len() > before;
+        let total = v.mail.len();
+        let recent = v.mail.iter().filter(|m| m.uid >= v.recent_from).count();
+        if added {
+            self.untagged(&format!("{total} EXISTS"));
+            if !rev2 && new_recent > 0 {
+                self.untagged(&format!("{recent} RECENT"));
+            }
+        }
+        for l in lines {
+            self.untagged(&l);
+        }
+    }
+
+    /// Reports the expunges waiting in the view and renumbers it.
+    pub(super) fn report_expunges(&mut self) {
+        let qresync = self.enabled.qresync;
+        let rev2 = self.enabled.rev2;
+        let Some(v) = self.selected.as_mut() else {
+            return;
+        };
+        if v.pending.is_empty() {
+            return;
+        }
+        let mut gone = std::mem::take(&mut v.pending);
+        gone.sort_unstable();
+        let mut lines = Vec::new();
+        let mut recent_gone = false;
+        // Highest first, so that each number is right when it is read (RFC 9051 §7.5.1).
+        for &uid in gone.iter().rev() {
+            if let Some(i) = v.index_of(uid) {
+                recent_gone |= v.recent(i);
+                v.mail.remove(i);
+                if !qresync {
+                    lines.push(format!("{} EXPUNGE", i + 1));
+                }
+            }
+        }
+        if qresync {
+            lines.push(format!("VANISHED {}", compress(&gone)));
+        }
+        if recent_gone && !rev2 {
+            // The \Recent count changed (RFC 3501 §7.3.2).
+            let recent = (0..v.mail.len()).filter(|&i| v.recent(i)).count();
+            lines.push(format!("{recent} RECENT"));
+        }
+        for l in lines {
+            self.untagged(&l);
+        }
+    }
+
+    /// CLOSE (expunging silently, RFC 9051 §6.4.1) and UNSELECT (RFC 3691).
+    pub(super) async fn close(&mut self, tag: &str, expunge: bool) {
+        let Some(v) = self.selected.take() else {
+            return;
+        };
+        if expunge && !v.read_only {
+            if let Err(e) = self.ctx.store.mail_expunge(v.folder.id, None).await {
+                tracing::error!(error = %e, "expunge at CLOSE failed");
+                self.selected = Some(v);
+                self.tagged(
+                    tag,
+                    "NO",
+                    "[UNAVAILABLE] Temporary failure, try again later",
+                );
+                return;
+            }
+        }
+        let verb = if expunge { "CLOSE" } else { "UNSELECT" };
+        self.tagged(tag, "OK", &format!("{verb} completed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_are_compressed() {
+        assert_eq!(compress(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(compress(&[4]), "4");
+        assert_eq!(compress(&[]), "");
+    }
+}
