@@ -153,8 +153,16 @@ def test_user_move_takes_the_mailbox_along_nothing_lost_or_doubled(org):
         for i in range(2):
             smtp_send(s, address("s1"), [bob], make_message(f"before move {i}", sender=address("s1"), to=bob))
     before = org["s2"].wait_for_mail(bob, 2, timeout=20)
+    # Every folder goes along, with flags, keywords and dates (IMAP).
+    m = org["s2"].imap(bob)
+    m.create("Projects")
+    note = b"Subject: a note\r\n\r\nin a folder\r\n"
+    assert m.append("Projects", "(\\Flagged $Todo)", '"01-Oct-2026 10:00:00 +0000"', note)[0] == "OK"
+    m.select("INBOX")
+    m.store("1", "+FLAGS", "(\\Seen)")
+    m.logout()
     out = org["s2"].cli("user", "move", bob, host("s4")).stdout
-    assert "2 message(s)" in out, out
+    assert "3 message(s)" in out, out
     # Every server learns the new home; the old one has no mailbox for bob any more.
     org.wait_agree()
     assert all(u["address"] != bob for u in org["s2"].users())
@@ -163,6 +171,17 @@ def test_user_move_takes_the_mailbox_along_nothing_lost_or_doubled(org):
     org["s4"].passwords[bob] = org["s2"].passwords[bob]
     after = org["s4"].wait_for_mail(bob, 2, timeout=20)
     assert sorted(after) == sorted(before)
+    m = org["s4"].imap(bob)
+    m.select("Projects", readonly=True)
+    typ, data = m.fetch("1", "(FLAGS INTERNALDATE BODY.PEEK[])")
+    assert data[0][1] == note
+    assert b"\\Flagged" in data[0][0] and b"$Todo" in data[0][0], data[0][0]
+    assert b'INTERNALDATE "01-Oct-2026 10:00:00 +0000"' in data[0][0], data[0][0]
+    m.select("INBOX", readonly=True)
+    flags = [d for d in m.fetch("1:*", "(FLAGS)")[1]]
+    assert sum(b"\\Seen" in f for f in flags) == 1, flags
+    assert b'(\\HasNoChildren \\Sent) "/" Sent' in m.list()[1]
+    m.logout()
     # New mail for bob now goes to s4, from anywhere.
     with org["s3"].smtp() as s:
         smtp_send(s, address("s3"), [bob], make_message("after move", sender=address("s3"), to=bob))

@@ -629,11 +629,13 @@ pub(super) async fn move_user(
     ch.move_user(&u).await?;
     let mut moved = 0;
     for round in 0..5 {
-        let mail = store.mailbox_list(user.id).await?;
+        // Every folder, with flags, keywords and dates (the INBOX's keys as before IMAP, so
+        // that a move interrupted by an older version and run again imports nothing twice).
+        let mail = store.mail_all(user.id).await?;
         for e in &mail {
             let text = store.mail_read(user.id, e.id).await?;
-            ch.move_mail(&format!("move:{}:{address}:{}", m.me, e.uidl), &text)
-                .await?;
+            let key = format!("move:{}:{address}:{}", m.me, e.uidl);
+            ch.move_mail(&key, &e.place, &text).await?;
             store.mail_delete(user.id, vec![e.id]).await?;
             moved += 1;
         }

@@ -71,6 +71,22 @@ pub struct MoveMail {
     /// A key unique to this copy (source server, address, message): a copy sent twice (a move
     /// run again after a failure) is imported once.
     pub key: String,
+    /// The folder it is in (made on the new server if missing); absent from servers before
+    /// IMAP: the INBOX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    /// The folder's special use (`\Sent`, …), so that the new server's folder gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_use: Option<String>,
+    /// IMAP system flags (the store's bits) and keywords.
+    #[serde(default)]
+    pub flags: u8,
+    /// Keywords.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// The internal date, in microseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_date: Option<i64>,
 }
 
 #[cfg(test)]

@@ -419,7 +419,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         let Some((m, _)) = self.org.move_mail.take() else {
                             return Reply::code(503, "5.5.1", "X-ORG-MOVE MAIL first");
                         };
-                        match self.ctx.store.mail_import(user_id, text, m.key).await {
+                        let place = crate::store::Placement {
+                            folder: m.folder,
+                            special_use: m.special_use,
+                            flags: m.flags,
+                            keywords: m.keywords,
+                            internal_date: m.internal_date,
+                        };
+                        match self
+                            .ctx
+                            .store
+                            .mail_import(user_id, text, m.key, place)
+                            .await
+                        {
                             Ok(true) => Reply::code(250, "2.0.0", "Message imported"),
                             Ok(false) => Reply::code(250, "2.0.0", "Message already here"),
                             Err(e) => temp(e),

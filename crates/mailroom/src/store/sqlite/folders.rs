@@ -516,6 +516,40 @@ pub(super) fn append(
     })
 }
 
+/// Puts an imported content (a mailbox moving here) into a folder with its flags and date,
+/// outside the quota.
+pub(super) fn import_into(
+    c: &Connection,
+    user_id: i64,
+    name: &str,
+    content: i64,
+    size: i64,
+    place: &crate::store::Placement,
+    date: i64,
+) -> Result<(), StoreError> {
+    let f = require(c, user_id, name)?;
+    let modseq = bump(c, f.id)?;
+    let uid = next_uid(c, f.id)?;
+    c.prepare_cached(
+        "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date, flags, keywords, modseq)
+         VALUES (?1, ?2, ?3, x'', ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        f.id,
+        uid,
+        content,
+        size,
+        date,
+        place.flags,
+        dedup(place.keywords.clone()).join(" "),
+        modseq as i64
+    ])?;
+    c.prepare_cached("UPDATE users SET used = used + ?2, messages = messages + 1 WHERE id = ?1")?
+        .execute(params![user_id, size])?;
+    touch(user_id);
+    Ok(())
+}
+
 /// Moves rows from one folder to another with new UIDs; the source records them as expunged.
 fn move_rows(
     c: &Connection,

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::micros;
 use crate::store::spool::Spool;
-use crate::store::{MailEntry, StoreError, StoredText};
+use crate::store::{MailEntry, Placement, StoreError, StoredMail, StoredText};
 
 /// Puts a copy of a content into a user's INBOX, unless that would pass the quota.
 /// Returns `None` on success, or the failure status and reason.
@@ -138,12 +138,13 @@ pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize,
     Ok(n)
 }
 
-/// Imports a message into a user's INBOX (see [`crate::store::Mailboxes::mail_import`]).
+/// Imports a message into a user's folder (see [`crate::store::Mailboxes::mail_import`]).
 pub(super) fn import(
     c: &Connection,
     user_id: i64,
     text: &[u8],
     key: &str,
+    place: &Placement,
 ) -> Result<bool, StoreError> {
     let fresh = c
         .prepare_cached("INSERT OR IGNORE INTO org_seen (org_id, rcpt, time) VALUES (?1, ?2, ?3)")?
@@ -151,22 +152,59 @@ pub(super) fn import(
     if fresh == 0 {
         return Ok(false);
     }
-    let content = super::content::insert(c, &crate::model::Content::Memory(text.to_vec()))?;
-    let quota: Option<Option<i64>> = c
-        .prepare_cached("SELECT quota FROM users WHERE id = ?1")?
+    let exists: Option<i64> = c
+        .prepare_cached("SELECT id FROM users WHERE id = ?1")?
         .query_row([user_id], |r| r.get(0))
         .optional()?;
-    let Some(quota) = quota else {
+    if exists.is_none() {
         return Err(StoreError::NotFound(format!("user {user_id}")));
-    };
-    // The quota does not refuse a mailbox that is moving: it was within it where it came from.
-    c.prepare_cached("UPDATE users SET quota = NULL WHERE id = ?1")?
-        .execute([user_id])?;
-    let refused = insert(c, user_id, content, b"", text.len() as i64, Utc::now())?;
-    c.prepare_cached("UPDATE users SET quota = ?2 WHERE id = ?1")?
-        .execute(params![user_id, quota])?;
-    if let Some((status, reason)) = refused {
-        return Err(StoreError::Conflict(format!("{status} {reason}")));
     }
+    let folder = place.folder.as_deref().unwrap_or(crate::store::INBOX);
+    let found: Option<i64> = c
+        .prepare_cached("SELECT id FROM mailboxes WHERE user_id = ?1 AND name = ?2")?
+        .query_row(params![user_id, folder], |r| r.get(0))
+        .optional()?;
+    if found.is_none() {
+        super::folders::create(c, user_id, folder, place.special_use.as_deref())?;
+    }
+    let content = super::content::insert(c, &crate::model::Content::Memory(text.to_vec()))?;
+    // The quota does not refuse a mailbox that is moving: it was within it where it came from.
+    let date = place.internal_date.unwrap_or_else(|| micros(Utc::now()));
+    super::folders::import_into(c, user_id, folder, content, text.len() as i64, place, date)?;
     Ok(true)
+}
+
+/// Every message of a user, every folder, with what `user move` carries across.
+pub(super) fn all(c: &Connection, user_id: i64) -> Result<Vec<StoredMail>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT mail.id, mailboxes.uid_validity, mail.uid, mailboxes.name, mailboxes.special_use,
+                mail.flags, mail.keywords, mail.internal_date
+         FROM mail JOIN mailboxes ON mail.mailbox_id = mailboxes.id
+         WHERE mailboxes.user_id = ?1 ORDER BY mailboxes.name, mail.uid",
+    )?;
+    let rows = st.query_map([user_id], |r| {
+        let name: String = r.get(3)?;
+        let uidl = format!("{:x}.{:x}", r.get::<_, i64>(1)?, r.get::<_, i64>(2)?);
+        let inbox = name == crate::store::INBOX;
+        Ok(StoredMail {
+            id: r.get(0)?,
+            uidl: if inbox {
+                uidl
+            } else {
+                format!("{name}/{uidl}")
+            },
+            place: Placement {
+                folder: (!inbox).then_some(name),
+                special_use: r.get(4)?,
+                flags: r.get(5)?,
+                keywords: r
+                    .get::<_, String>(6)?
+                    .split_ascii_whitespace()
+                    .map(String::from)
+                    .collect(),
+                internal_date: Some(r.get(7)?),
+            },
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -934,8 +934,17 @@ impl Mailboxes for SqliteStore {
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
         self.write(move |c| mailbox::delete(c, user_id, &mail_ids))
     }
-    fn mail_import(&self, user_id: i64, text: Vec<u8>, key: String) -> StoreFuture<'_, bool> {
-        self.write(move |c| mailbox::import(c, user_id, &text, &key))
+    fn mail_import(
+        &self,
+        user_id: i64,
+        text: Vec<u8>,
+        key: String,
+        place: crate::store::Placement,
+    ) -> StoreFuture<'_, bool> {
+        self.write(move |c| mailbox::import(c, user_id, &text, &key, &place))
+    }
+    fn mail_all(&self, user_id: i64) -> StoreFuture<'_, Vec<crate::store::StoredMail>> {
+        self.read(move |c| mailbox::all(c, user_id))
     }
 }
 
