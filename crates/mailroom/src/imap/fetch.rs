@@ -172,25 +172,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } else {
                 Vec::new()
             };
-            for (i, meta, recent) in metas {
-                let attr = attrs.iter().find(|a| a.meta.uid == meta.uid);
-                if needs_attrs && attr.is_none() {
-                    // Expunged meanwhile by another session: nothing to show.
-                    continue;
+            let mut texts = if needs_text {
+                let ids = metas.iter().map(|(_, m, _)| m.id).collect();
+                match self.ctx.store.mail_read_many(user, ids).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading messages failed");
+                        failed = true;
+                        break;
+                    }
                 }
+            } else {
+                Vec::new()
+            }
+            .into_iter();
+            for (i, meta, recent) in metas {
                 let text = if needs_text {
-                    match self.ctx.store.mail_read(user, meta.id).await {
-                        Ok(t) => Some(t),
-                        Err(crate::store::StoreError::NotFound(_)) => continue,
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading a message failed");
-                            failed = true;
-                            break;
-                        }
+                    match texts.next().flatten() {
+                        Some(t) => Some(t),
+                        // Expunged meanwhile by another session: nothing to show.
+                        None => continue,
                     }
                 } else {
                     None
                 };
+                let attr = attrs.iter().find(|a| a.meta.uid == meta.uid);
+                if needs_attrs && attr.is_none() {
+                    continue;
+                }
                 let rev2 = self.enabled.rev2;
                 let mut out = format!("* {} FETCH (", i + 1).into_bytes();
                 let mut first = true;

@@ -174,9 +174,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             };
             let mut texts = Vec::new();
             if n.text {
-                for (m, _) in chunk {
-                    texts.push(self.ctx.store.mail_read(user, m.id).await.ok());
-                }
+                let ids = chunk.iter().map(|(m, _)| m.id).collect();
+                texts = match self.ctx.store.mail_read_many(user, ids).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "search failed");
+                        self.tagged(tag, "NO", "[UNAVAILABLE] Temporary failure, try again later");
+                        return;
+                    }
+                };
             }
             for (j, (meta, recent)) in chunk.iter().enumerate() {
                 let attr = attrs.iter().find(|a| a.meta.uid == meta.uid);

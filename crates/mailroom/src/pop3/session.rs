@@ -618,11 +618,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 /// A SASL response line decoded (RFC 5034 §4): `*` cancels, `=` is empty, else base64.
 fn sasl_decode(text: &str) -> Result<Vec<u8>, Option<&'static str>> {
-    match text.trim() {
-        "*" => Err(Some("authentication cancelled")),
-        "=" => Ok(Vec::new()),
-        t => base64::engine::general_purpose::STANDARD
-            .decode(t)
-            .map_err(|_| Some("the response must be base64")),
-    }
+    use mailroom_proto::sasl::{decode_response, ResponseError};
+    decode_response(text.as_bytes()).map_err(|e| {
+        Some(match e {
+            ResponseError::Cancelled => "authentication cancelled",
+            ResponseError::NotBase64 => "the response must be base64",
+        })
+    })
 }

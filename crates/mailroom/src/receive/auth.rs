@@ -26,13 +26,9 @@ enum Credentials {
     Gone,
 }
 
+/// A SASL response (RFC 4954 §4): base64, `=` for empty (callers check `*` first).
 fn b64(s: &str) -> Option<Vec<u8>> {
-    if s == "=" {
-        return Some(Vec::new());
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .ok()
+    mailroom_proto::sasl::decode_response(s.as_bytes()).ok()
 }
 
 fn cancelled() -> Reply {

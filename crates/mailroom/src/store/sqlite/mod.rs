@@ -927,6 +927,24 @@ impl Mailboxes for SqliteStore {
         let spool = self.spool.clone();
         self.read(move |c| mailbox::read(c, &spool, user_id, mail_id))
     }
+    fn mail_read_many(
+        &self,
+        user_id: i64,
+        mail_ids: Vec<i64>,
+    ) -> StoreFuture<'_, Vec<Option<Vec<u8>>>> {
+        let spool = self.spool.clone();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(mail_ids.len());
+            for id in mail_ids {
+                match mailbox::read(c, &spool, user_id, id) {
+                    Ok(t) => out.push(Some(t)),
+                    Err(StoreError::NotFound(_)) => out.push(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+    }
     fn mail_text(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, StoredText> {
         let spool = self.spool.clone();
         self.read(move |c| mailbox::text(c, &spool, user_id, mail_id))
