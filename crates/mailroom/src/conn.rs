@@ -202,3 +202,61 @@ pub struct ListenerControl {
     /// Told once the listening socket is closed (so that the address may be bound again).
     pub closed: tokio::sync::oneshot::Sender<()>,
 }
+
+/// A TCP stream that asks the kernel to acknowledge what it receives at once
+/// (`TCP_QUICKACK`, re-armed after every read and write, as the kernel clears it).
+///
+/// Why: an IMAP client sends a literal, then the CRLF that ends the command, as two writes.
+/// Its Nagle algorithm holds the CRLF until the literal is acknowledged, and the server has
+/// nothing to send until the CRLF comes, so a delayed ACK (40 ms on Linux) stalls every APPEND.
+/// Dovecot does the same (`o_stream` uncork). Measured with imaplib: 44 ms an APPEND without
+/// it, about 1 ms with it.
+pub struct QuickAck(pub tokio::net::TcpStream);
+
+impl QuickAck {
+    fn rearm(&self) {
+        let _ = rustix::net::sockopt::set_tcp_quickack(&self.0, true);
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if r.is_ready() {
+            self.rearm();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_write(cx, buf);
+        if r.is_ready() {
+            self.rearm();
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}

@@ -635,7 +635,16 @@ pub(super) async fn move_user(
         for e in &mail {
             let text = store.mail_read(user.id, e.id).await?;
             let key = format!("move:{}:{address}:{}", m.me, e.uidl);
-            ch.move_mail(&key, &e.place, &text).await?;
+            let p = &e.place;
+            let meta = crate::model::meta::MoveMail {
+                key,
+                folder: p.folder.clone(),
+                special_use: p.special_use.clone(),
+                flags: p.flags,
+                keywords: p.keywords.clone(),
+                internal_date: p.internal_date,
+            };
+            ch.move_mail(&meta, &text).await?;
             store.mail_delete(user.id, vec![e.id]).await?;
             moved += 1;
         }

@@ -118,6 +118,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Replies go out as they are written (a continuation request must not wait for
+        // the next one).
+        let _ = stream.set_nodelay(true);
         let admission = match limits.admit(peer.ip()) {
             Ok(a) => a,
             Err(why) => {
@@ -142,6 +145,7 @@ pub async fn serve(
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         sessions.spawn(async move {
+            let stream = crate::conn::QuickAck(stream);
             let Some(stream) =
                 crate::tls::accept(ctx.tls.as_deref(), stream, implicit_tls, peer).await
             else {

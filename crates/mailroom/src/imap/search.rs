@@ -21,6 +21,9 @@ const CHUNK: usize = 256;
 struct Needs {
     attrs: bool,
     text: bool,
+    /// Some criterion reads the body (BODY, TEXT): the whole message is parsed, else only
+    /// its header section.
+    body: bool,
     modseq: bool,
 }
 
@@ -34,7 +37,11 @@ fn needs(k: &SearchKey, n: &mut Needs) {
         SearchKey::Not(k) => needs(k, n),
         SearchKey::Before(_) | SearchKey::On(_) | SearchKey::Since(_) => n.attrs = true,
         SearchKey::Larger(_) | SearchKey::Smaller(_) => n.attrs = true,
-        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => n.text = true,
+        SearchKey::Header(..) => n.text = true,
+        SearchKey::Body(_) | SearchKey::Text(_) => {
+            n.text = true;
+            n.body = true;
+        }
         SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => n.text = true,
         SearchKey::ModSeq(_) => n.modseq = true,
         _ => {}
@@ -125,6 +132,24 @@ fn matches(k: &SearchKey, c: &Candidate<'_>) -> bool {
     }
 }
 
+/// The header section of a message, up to and with the blank line that ends it (all of it when
+/// there is none): what header criteria read, without parsing the body's parts.
+fn header_of(raw: &[u8]) -> &[u8] {
+    let mut at = 0;
+    while at < raw.len() {
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |p| at + p + 1);
+        let line = &raw[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            return &raw[..end];
+        }
+        at = end;
+    }
+    raw
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn search(&mut self, tag: &str, s: Search) {
         if let Some(cs) = &s.charset {
@@ -179,14 +204,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::error!(error = %e, "search failed");
-                        self.tagged(tag, "NO", "[UNAVAILABLE] Temporary failure, try again later");
+                        self.tagged(
+                            tag,
+                            "NO",
+                            "[UNAVAILABLE] Temporary failure, try again later",
+                        );
                         return;
                     }
                 };
             }
             for (j, (meta, recent)) in chunk.iter().enumerate() {
                 let attr = attrs.iter().find(|a| a.meta.uid == meta.uid);
-                let parsed = texts.get(j).and_then(|t| t.as_deref()).map(Message::parse);
+                let raw = texts.get(j).and_then(|t| t.as_deref());
+                let parsed = raw.map(|t| Message::parse(if n.body { t } else { header_of(t) }));
                 let cand = Candidate {
                     seq: (c * CHUNK + j + 1) as u32,
                     meta,
@@ -263,5 +293,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let verb = if s.uid { "UID SEARCH" } else { "SEARCH" };
         self.tagged(tag, "OK", &format!("{verb} completed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_of;
+
+    #[test]
+    fn header_sections() {
+        assert_eq!(header_of(b"A: b\r\n\r\nbody\r\n"), b"A: b\r\n\r\n");
+        assert_eq!(header_of(b"A: b\r\nC: d\r\n"), b"A: b\r\nC: d\r\n");
+        assert_eq!(header_of(b"\r\nbody"), b"\r\n");
+        assert_eq!(header_of(b""), b"");
     }
 }

@@ -275,7 +275,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } else {
                 self.ctx.config.imap.login_timeout
             };
-            let want = if self.conn.rbuf.len() > 4096 {
+            // A literal is read in large pieces: reading it whole at once also lets the
+            // kernel acknowledge it at once, where small reads leave the client's last
+            // segment (the CRLF after the literal) waiting for a delayed ACK (40 ms).
+            let want = if self.framer.in_literal() || self.conn.rbuf.len() > 4096 {
                 crate::conn::TEXT_READ
             } else {
                 crate::conn::COMMAND_READ

@@ -90,7 +90,15 @@ impl View {
 
 /// `FLAGS (…)` of a message, as FETCH writes them.
 pub(super) fn flags_text(m: &MailMeta, recent: bool) -> String {
-    let mut out = Vec::new();
+    // Written straight into one string: FETCH 1:* (FLAGS) runs this once a message.
+    let mut out = String::with_capacity(48);
+    out.push('(');
+    let mut put = |name: &str| {
+        if out.len() > 1 {
+            out.push(' ');
+        }
+        out.push_str(name);
+    };
     for (bit, name) in [
         (flag::SEEN, "\\Seen"),
         (flag::ANSWERED, "\\Answered"),
@@ -99,14 +107,17 @@ pub(super) fn flags_text(m: &MailMeta, recent: bool) -> String {
         (flag::DRAFT, "\\Draft"),
     ] {
         if m.flags & bit != 0 {
-            out.push(name.to_string());
+            put(name);
         }
     }
     if recent {
-        out.push("\\Recent".into());
+        put("\\Recent");
     }
-    out.extend(m.keywords.iter().cloned());
-    format!("({})", out.join(" "))
+    for k in &m.keywords {
+        put(k);
+    }
+    out.push(')');
+    out
 }
 
 /// A message set in its shortest form (`1:3,7`), from ascending numbers.

@@ -316,21 +316,8 @@ impl Channel {
     }
 
     /// `X-ORG-MOVE MAIL` and the text: one message of the moving mailbox.
-    pub async fn move_mail(
-        &mut self,
-        key: &str,
-        place: &crate::store::Placement,
-        text: &[u8],
-    ) -> Result<(), ChannelError> {
-        let m = MoveMail {
-            key: key.to_string(),
-            folder: place.folder.clone(),
-            special_use: place.special_use.clone(),
-            flags: place.flags,
-            keywords: place.keywords.clone(),
-            internal_date: place.internal_date,
-        };
-        let data = STANDARD.encode(serde_json::to_vec(&m).unwrap_or_default());
+    pub async fn move_mail(&mut self, m: &MoveMail, text: &[u8]) -> Result<(), ChannelError> {
+        let data = STANDARD.encode(serde_json::to_vec(m).unwrap_or_default());
         self.ok(&format!("X-ORG-MOVE MAIL {data}"), "a message")
             .await?;
         self.push("X-ORG-MOVE", text, "a message").await

@@ -10,7 +10,11 @@ pub trait Mailboxes: Send + Sync {
     fn mail_read(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, Vec<u8>>;
     /// Several messages as delivered, in one read (FETCH and SEARCH over many messages): each
     /// `None` when it is gone.
-    fn mail_read_many(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, Vec<Option<Vec<u8>>>>;
+    fn mail_read_many(
+        &self,
+        user_id: i64,
+        mail_ids: Vec<i64>,
+    ) -> StoreFuture<'_, Vec<Option<Vec<u8>>>>;
     /// A message as delivered, as a text to stream (its spool file is read as it is sent).
     fn mail_text(&self, user_id: i64, mail_id: i64) -> StoreFuture<'_, super::StoredText>;
     /// Deletes messages from a user's mailbox; returns how many were deleted.

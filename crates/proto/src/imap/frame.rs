@@ -108,6 +108,11 @@ impl Framer {
         self.limits
     }
 
+    /// Whether a literal is being read (the session then reads in large pieces).
+    pub fn in_literal(&self) -> bool {
+        self.literal_end.is_some()
+    }
+
     /// Starts on a new command at the buffer's start.
     pub fn reset(&mut self) {
         *self = Framer::new(self.limits);
