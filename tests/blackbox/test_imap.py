@@ -447,3 +447,52 @@ def test_starttls_then_login(server):
     c.login(alice, PASSWORD)
     assert c.list_folders()
     c.logout()
+
+
+def test_the_remaining_commands(server):
+    """ID, CHECK, UNSELECT, literal8 APPEND, GETQUOTA, ENABLE IMAP4rev2, AUTHENTICATE
+    SCRAM-SHA-256 (scramp computes), LOGOUT."""
+    import base64
+    from scramp import ScramClient
+    alice = server.add_user("alice", quota=10_000_000)
+    with RawIMAP(server.imap_port) as r:
+        client = ScramClient(["SCRAM-SHA-256"], alice, PASSWORD)
+        first = base64.b64encode(client.get_client_first().encode())
+        r.send(b"s1 AUTHENTICATE SCRAM-SHA-256 " + first + b"\r\n")
+        challenge = r.line()
+        assert challenge.startswith(b"+ "), challenge
+        client.set_server_first(base64.b64decode(challenge[2:].strip()).decode())
+        r.send(base64.b64encode(client.get_client_final().encode()) + b"\r\n")
+        final = r.line()
+        assert final.startswith(b"+ "), final
+        # scramp checks the server's signature: the server knew the password too.
+        client.set_server_final(base64.b64decode(final[2:].strip()).decode())
+        r.send(b"\r\n")
+        _, done = r.until("s1")
+        assert done.startswith(b"s1 OK [CAPABILITY "), done
+        lines, _ = r.command('ID ("name" "test")')
+        assert lines == [b'* ID ("name" "mailroom" "version" "0.1.0")\r\n']
+        lines, _ = r.command("ENABLE IMAP4rev2")
+        assert lines == [b"* ENABLED IMAP4rev2\r\n"]
+        # A literal8 may carry NUL octets (RFC 3516 §4.4).
+        data = b"Subject: bin\r\n\r\n\x00\x01binary\r\n"
+        _, done = r.command(b"APPEND INBOX ~{%d+}\r\n" % len(data) + data)
+        assert b"OK [APPENDUID" in done, done
+        lines, _ = r.command("SELECT INBOX")
+        # IMAP4rev2: no RECENT, and the LIST of the mailbox (RFC 9051 §6.3.2).
+        assert not any(b"RECENT" in l for l in lines) and b'* LIST () "/" INBOX\r\n' in lines, lines
+        lines, _ = r.command("FETCH 1 (BODY.PEEK[TEXT])")
+        assert lines == [b"* 1 FETCH (BODY[TEXT] {10}\r\n\x00\x01binary\r\n)\r\n"]
+        # With IMAP4rev2 a plain SEARCH answers with ESEARCH (RFC 9051 §7.3.4).
+        lines, _ = r.command("SEARCH ALL", tag="e")
+        assert lines == [b'* ESEARCH (TAG "e") ALL 1\r\n']
+        assert r.command("CHECK")[1].split(b" ", 1)[1] == b"OK CHECK completed\r\n"
+        r.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        # UNSELECT leaves \Deleted messages in place (RFC 3691), CLOSE would not.
+        assert r.command("UNSELECT")[1].split(b" ", 1)[1] == b"OK UNSELECT completed\r\n"
+        lines, _ = r.command("STATUS INBOX (MESSAGES DELETED SIZE)")
+        assert lines == [b"* STATUS INBOX (MESSAGES 1 DELETED 1 SIZE %d)\r\n" % len(data)]
+        lines, _ = r.command('GETQUOTA ""')
+        assert lines == [b'* QUOTA "" (STORAGE 1 9765)\r\n']
+        lines, done = r.command("LOGOUT")
+        assert lines == [b"* BYE Logging out\r\n"] and b"OK LOGOUT" in done
