@@ -131,7 +131,9 @@ impl Framer {
             }
             let Some(nl) = buf[self.pos..].iter().position(|&b| b == b'\n') else {
                 self.pos = buf.len();
-                if buf.len() - self.line_start > self.limits.max_line {
+                // (One more octet may be the CR of a line of exactly max_line: the same answer
+                // whether or not its LF has come yet.)
+                if buf.len() - self.line_start > self.limits.max_line + 1 {
                     return Scan::Error(FrameError::LineTooLong);
                 }
                 return Scan::Incomplete;
@@ -245,9 +247,20 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_exactly_the_limit_is_taken_however_it_arrives() {
+        let mut line = vec![b'a'; 40];
+        line.extend_from_slice(b"\r\n");
+        let mut f = Framer::new(limits());
+        assert_eq!(f.scan(&line[..41]), Scan::Incomplete);
+        assert_eq!(f.scan(&line), Scan::Complete { len: 42 });
+        let mut f = Framer::new(limits());
+        assert_eq!(f.scan(&line), Scan::Complete { len: 42 });
+    }
+
+    #[test]
     fn limits_are_enforced() {
         let mut f = Framer::new(limits());
-        let long = [b'a'; 41];
+        let long = [b'a'; 42];
         assert_eq!(f.scan(&long), Scan::Error(FrameError::LineTooLong));
         f.reset();
         let cmd = b"a APPEND x {101}\r\n";
