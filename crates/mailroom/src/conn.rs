@@ -1,16 +1,19 @@
-//! Buffered I/O of one connection, shared by the SMTP and POP3 servers: read more bytes with a
-//! deadline, frame command lines, queue replies and flush them.
+//! Connections, shared by the SMTP, POP3 and IMAP servers: the accept loop of a listener
+//! ([`ListenerControl::accept`]), and the buffered I/O of one connection: read more bytes with
+//! a deadline, frame command lines, queue replies and flush them.
 //!
 //! Replies are queued, not written at once, and flushed only when the server is about to wait for
 //! input: that is what RFC 2920 (PIPELINING) asks, and it turns a pipelined MAIL/RCPT/…/DATA
 //! group into one write.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use mailroom_proto::line::{Frame, LineFramer};
 use mailroom_proto::smtp::Reply;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::tls::{Stream, TlsInfo};
@@ -201,6 +204,65 @@ pub struct ListenerControl {
     pub shutdown: watch::Receiver<bool>,
     /// Told once the listening socket is closed (so that the address may be bound again).
     pub closed: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ListenerControl {
+    /// Accepts connections until the service is stopped or the server shuts down, then closes
+    /// the listener, says so, and waits for the sessions to end. The loop of every TCP
+    /// service: `admit` decides on each connection, before a byte is read, and gives either
+    /// what the session needs (its admission among them, held until it ends) or the line
+    /// that refuses it, written at once without waiting long for a client that does not
+    /// read; `session` runs an admitted one, told of the shutdown.
+    pub async fn accept<T, A, S, F>(self, listener: TcpListener, mut admit: A, session: S)
+    where
+        T: Send + 'static,
+        A: FnMut(SocketAddr) -> Result<T, Vec<u8>>,
+        S: Fn(TcpStream, SocketAddr, T, watch::Receiver<bool>) -> F,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let ListenerControl {
+            mut stop,
+            shutdown,
+            closed,
+        } = self;
+        let mut sessions = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.changed() => break,
+            };
+            while sessions.try_join_next().is_some() {}
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Replies go out as they are written: they are queued and flushed whole (see
+            // `Conn`), and a continuation request must not wait for the next one.
+            let _ = stream.set_nodelay(true);
+            match admit(peer) {
+                Ok(admitted) => {
+                    sessions.spawn(session(stream, peer, admitted, shutdown.clone()));
+                }
+                Err(line) => {
+                    sessions.spawn(async move {
+                        let mut stream = stream;
+                        let write = async {
+                            stream.write_all(&line).await?;
+                            stream.shutdown().await
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        let _ = closed.send(());
+        while sessions.join_next().await.is_some() {}
+    }
 }
 
 /// A TCP stream that asks the kernel to acknowledge what it receives at once

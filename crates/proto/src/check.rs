@@ -320,6 +320,15 @@ pub fn imap_mime(data: &[u8]) {
     let _ = m.body_structure(false);
     let _ = m.sent_date();
     let _ = m.header_contains("subject", "a");
+    for v in crate::imap::mime::field_values(data) {
+        if let Some(fast) = crate::imap::mime::plain_text(v) {
+            assert_eq!(
+                fast,
+                crate::imap::mime::parsed_text(v),
+                "plain decoding differs"
+            );
+        }
+    }
     let _ = m.text_contains("x");
     let whole = m.section(&Section::default());
     assert_eq!(whole.as_deref(), Some(data));

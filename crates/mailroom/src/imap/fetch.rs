@@ -60,6 +60,38 @@ pub(super) fn internal_date(d: chrono::DateTime<chrono::Utc>) -> String {
     d.format("\"%d-%b-%Y %H:%M:%S +0000\"").to_string()
 }
 
+/// Whether an item is answered from the message's octets.
+fn needs_text_item(i: &FetchItem) -> bool {
+    !matches!(
+        i,
+        FetchItem::Uid
+            | FetchItem::Flags
+            | FetchItem::ModSeq
+            | FetchItem::InternalDate
+            | FetchItem::Rfc822Size
+    )
+}
+
+/// Whether an item needs only the message's header section (the same octets whether the
+/// whole message or its header section is parsed; see `mime::header_section`).
+fn header_item(i: &FetchItem) -> bool {
+    match i {
+        FetchItem::Envelope | FetchItem::Rfc822Header => true,
+        FetchItem::Section { section, .. } => {
+            section.part.is_empty()
+                && matches!(
+                    section.text,
+                    Some(
+                        SectionText::Header
+                            | SectionText::HeaderFields(_)
+                            | SectionText::HeaderFieldsNot(_)
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn fetch(&mut self, tag: &str, f: Fetch) {
         // Expunges wait during FETCH by number (RFC 9051 §7.5.1); by UID they may be sent.
@@ -102,16 +134,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let needs_attrs = items
             .iter()
             .any(|i| matches!(i, FetchItem::InternalDate | FetchItem::Rfc822Size));
-        let needs_text = items.iter().any(|i| {
-            !matches!(
-                i,
-                FetchItem::Uid
-                    | FetchItem::Flags
-                    | FetchItem::ModSeq
-                    | FetchItem::InternalDate
-                    | FetchItem::Rfc822Size
-            )
-        });
+        let needs_text = items.iter().any(needs_text_item);
+        // A client opening a folder fetches header fields of every message: those, and
+        // ENVELOPE, are read from the header sections alone, without the bodies.
+        let headers_only = items.iter().all(|i| !needs_text_item(i) || header_item(i));
         let sets_seen = !read_only
             && items.iter().any(|i| match i {
                 FetchItem::Section { peek, .. } | FetchItem::Binary { peek, .. } => !peek,
@@ -172,20 +198,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } else {
                 Vec::new()
             };
-            let mut texts = if needs_text {
-                let ids = metas.iter().map(|(_, m, _)| m.id).collect();
-                match self.ctx.store.mail_read_many(user, ids).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading messages failed");
-                        failed = true;
-                        break;
-                    }
-                }
+            let read = if !needs_text {
+                Ok(Vec::new())
+            } else if headers_only {
+                let uids = metas.iter().map(|(_, m, _)| m.uid).collect();
+                self.ctx
+                    .store
+                    .mail_headers(folder, uids)
+                    .await
+                    .map(|mut h| {
+                        metas
+                            .iter()
+                            .map(|(_, m, _)| {
+                                let at = h.binary_search_by_key(&m.uid, |x| x.0).ok()?;
+                                Some(std::mem::take(&mut h[at].1))
+                            })
+                            .collect()
+                    })
             } else {
-                Vec::new()
-            }
-            .into_iter();
+                let ids = metas.iter().map(|(_, m, _)| m.id).collect();
+                self.ctx.store.mail_read_many(user, ids).await
+            };
+            let mut texts = match read {
+                Ok(t) => t.into_iter(),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading messages failed");
+                    failed = true;
+                    break;
+                }
+            };
             for (i, meta, recent) in metas {
                 let text = if needs_text {
                     match texts.next().flatten() {
@@ -196,7 +237,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 } else {
                     None
                 };
-                let attr = attrs.iter().find(|a| a.meta.uid == meta.uid);
+                let attr = attrs
+                    .binary_search_by_key(&meta.uid, |a| a.meta.uid)
+                    .ok()
+                    .and_then(|at| attrs.get(at));
                 if needs_attrs && attr.is_none() {
                     continue;
                 }

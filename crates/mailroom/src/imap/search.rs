@@ -2,19 +2,21 @@
 //! (RFC 7162 §3.1.5).
 //!
 //! Flag, number and UID criteria are answered from the view in memory; dates and sizes read
-//! each message's attributes; header and text criteria read the message itself.
+//! each message's attributes; header criteria read the header sections, and body and text
+//! criteria the messages themselves.
 
 use chrono::Datelike;
 use mailroom_proto::imap::command::{Date, Flag, Search, SearchKey, SearchReturn};
-use mailroom_proto::imap::mime::Message;
+use mailroom_proto::imap::mime::{field_contains, header_section, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::session::Session;
 use super::view::compress;
 use crate::store::{flag, MailAttrs, MailMeta};
 
-/// Messages read at a time.
+/// Messages read at a time: whole ones, and otherwise (header sections, attributes).
 const CHUNK: usize = 256;
+const HEADER_CHUNK: usize = 2048;
 
 /// What evaluating a criterion needs beyond the view.
 #[derive(Default)]
@@ -54,10 +56,31 @@ struct Candidate<'a> {
     meta: &'a MailMeta,
     recent: bool,
     attrs: Option<&'a MailAttrs>,
-    msg: Option<&'a Message<'a>>,
+    /// Its octets: the whole message, or its header section when no criterion reads more.
+    raw: Option<&'a [u8]>,
+    header_only: bool,
+    /// Those octets parsed, when a criterion needs it.
+    parsed: std::cell::OnceCell<Message<'a>>,
     largest_seq: u32,
     largest_uid: u32,
     saved: Option<&'a [u32]>,
+}
+
+impl<'a> Candidate<'a> {
+    fn header(&self) -> Option<&'a [u8]> {
+        self.raw.map(|raw| {
+            if self.header_only {
+                raw
+            } else {
+                header_section(raw)
+            }
+        })
+    }
+
+    fn msg(&self) -> Option<&Message<'a>> {
+        let raw = self.raw?;
+        Some(self.parsed.get_or_init(|| Message::parse(raw)))
+    }
 }
 
 fn flag_set(c: &Candidate<'_>, f: &Flag) -> bool {
@@ -109,14 +132,16 @@ fn matches(k: &SearchKey, c: &Candidate<'_>) -> bool {
         K::NotFlag(f) => !flag_set(c, f),
         K::New => c.recent && c.meta.flags & flag::SEEN == 0,
         K::Old => !c.recent,
-        K::Header(name, v) => c.msg.is_some_and(|m| m.header_contains(name, &text(v))),
-        K::Body(v) => c.msg.is_some_and(|m| m.body_contains(&text(v))),
-        K::Text(v) => c.msg.is_some_and(|m| m.text_contains(&text(v))),
+        K::Header(name, v) => c
+            .header()
+            .is_some_and(|h| field_contains(h, name, &String::from_utf8_lossy(v).to_lowercase())),
+        K::Body(v) => c.msg().is_some_and(|m| m.body_contains(&text(v))),
+        K::Text(v) => c.msg().is_some_and(|m| m.text_contains(&text(v))),
         K::Before(d) => c.attrs.is_some_and(|a| date_of(a.internal_date) < *d),
         K::On(d) => c.attrs.is_some_and(|a| date_of(a.internal_date) == *d),
         K::Since(d) => c.attrs.is_some_and(|a| date_of(a.internal_date) >= *d),
         K::SentBefore(d) | K::SentOn(d) | K::SentSince(d) => {
-            let Some((year, month, day)) = c.msg.and_then(|m| m.sent_date()) else {
+            let Some((year, month, day)) = c.msg().and_then(|m| m.sent_date()) else {
                 return false;
             };
             let sent = Date { year, month, day };
@@ -130,24 +155,6 @@ fn matches(k: &SearchKey, c: &Candidate<'_>) -> bool {
         K::Smaller(n) => c.attrs.is_some_and(|a| a.size < *n),
         K::ModSeq(n) => c.meta.modseq >= *n,
     }
-}
-
-/// The header section of a message, up to and with the blank line that ends it (all of it when
-/// there is none): what header criteria read, without parsing the body's parts.
-fn header_of(raw: &[u8]) -> &[u8] {
-    let mut at = 0;
-    while at < raw.len() {
-        let end = raw[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |p| at + p + 1);
-        let line = &raw[at..end];
-        if line == b"\r\n" || line == b"\n" {
-            return &raw[..end];
-        }
-        at = end;
-    }
-    raw
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -179,7 +186,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (largest_seq, largest_uid) = (mail.len() as u32, v.last_uid());
         let saved = self.saved.clone();
         let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-        for (c, chunk) in mail.chunks(CHUNK).enumerate() {
+        let size = if n.body { CHUNK } else { HEADER_CHUNK };
+        for (c, chunk) in mail.chunks(size).enumerate() {
             let attrs = if n.attrs {
                 let uids = chunk.iter().map(|(m, _)| m.uid).collect();
                 match self.ctx.store.mail_attrs(folder, uids).await {
@@ -197,32 +205,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } else {
                 Vec::new()
             };
-            let mut texts = Vec::new();
-            if n.text {
+            // Criteria on header fields read only the header sections (see `mail_headers`).
+            let read = if !n.text {
+                Ok(Vec::new())
+            } else if n.body {
                 let ids = chunk.iter().map(|(m, _)| m.id).collect();
-                texts = match self.ctx.store.mail_read_many(user, ids).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "search failed");
-                        self.tagged(
-                            tag,
-                            "NO",
-                            "[UNAVAILABLE] Temporary failure, try again later",
-                        );
-                        return;
-                    }
-                };
-            }
+                self.ctx.store.mail_read_many(user, ids).await
+            } else {
+                let uids = chunk.iter().map(|(m, _)| m.uid).collect();
+                self.ctx
+                    .store
+                    .mail_headers(folder, uids)
+                    .await
+                    .map(|mut h| {
+                        chunk
+                            .iter()
+                            .map(|(m, _)| {
+                                let at = h.binary_search_by_key(&m.uid, |x| x.0).ok()?;
+                                Some(std::mem::take(&mut h[at].1))
+                            })
+                            .collect()
+                    })
+            };
+            let texts = match read {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "search failed");
+                    self.tagged(
+                        tag,
+                        "NO",
+                        "[UNAVAILABLE] Temporary failure, try again later",
+                    );
+                    return;
+                }
+            };
             for (j, (meta, recent)) in chunk.iter().enumerate() {
-                let attr = attrs.iter().find(|a| a.meta.uid == meta.uid);
+                let attr = attrs
+                    .binary_search_by_key(&meta.uid, |a| a.meta.uid)
+                    .ok()
+                    .and_then(|at| attrs.get(at));
                 let raw = texts.get(j).and_then(|t| t.as_deref());
-                let parsed = raw.map(|t| Message::parse(if n.body { t } else { header_of(t) }));
                 let cand = Candidate {
-                    seq: (c * CHUNK + j + 1) as u32,
+                    seq: (c * size + j + 1) as u32,
                     meta,
                     recent: *recent,
                     attrs: attr,
-                    msg: parsed.as_ref(),
+                    raw,
+                    header_only: !n.body,
+                    parsed: std::cell::OnceCell::new(),
                     largest_seq,
                     largest_uid,
                     saved: saved.as_deref(),
@@ -293,18 +323,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let verb = if s.uid { "UID SEARCH" } else { "SEARCH" };
         self.tagged(tag, "OK", &format!("{verb} completed"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::header_of;
-
-    #[test]
-    fn header_sections() {
-        assert_eq!(header_of(b"A: b\r\n\r\nbody\r\n"), b"A: b\r\n\r\n");
-        assert_eq!(header_of(b"A: b\r\nC: d\r\n"), b"A: b\r\nC: d\r\n");
-        assert_eq!(header_of(b"\r\nbody"), b"\r\n");
-        assert_eq!(header_of(b""), b"");
     }
 }

@@ -14,9 +14,7 @@ mod session;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits, Refusal};
@@ -124,61 +122,28 @@ pub async fn serve(
     limits: Arc<ConnectionLimits>,
     control: crate::conn::ListenerControl,
 ) {
-    let crate::conn::ListenerControl {
-        mut stop,
-        shutdown,
-        closed,
-    } = control;
-    let mut sessions = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
-        while sessions.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+    let admit = |peer: std::net::SocketAddr| {
+        limits.admit(peer.ip()).map_err(|why| match why {
+            Refusal::Total => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n".to_vec(),
+            Refusal::PerClient => {
+                b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"
+                    .to_vec()
             }
-        };
-        let admission = match limits.admit(peer.ip()) {
-            Ok(a) => a,
-            Err(why) => {
-                let text: &'static [u8] = match why {
-                    Refusal::Total => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
-                    Refusal::PerClient => {
-                        b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"
-                    }
-                };
-                sessions.spawn(async move {
-                    let mut stream = stream;
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(5),
-                        stream.write_all(text),
-                    )
-                    .await;
-                });
-                continue;
-            }
-        };
+        })
+    };
+    let session = |stream, peer, admission, shutdown| {
         let ctx = ctx.clone();
-        let sd = shutdown.clone();
-        sessions.spawn(async move {
+        async move {
             let Some(stream) =
                 crate::tls::accept(ctx.tls.as_deref(), stream, implicit_tls, peer).await
             else {
                 return;
             };
-            Session::new(stream, peer, ctx, sd).run().await;
+            Session::new(stream, peer, ctx, shutdown).run().await;
             drop(admission);
-        });
-    }
-    drop(listener);
-    let _ = closed.send(());
-    while sessions.join_next().await.is_some() {}
+        }
+    };
+    control.accept(listener, admit, session).await;
 }
 
 #[cfg(test)]

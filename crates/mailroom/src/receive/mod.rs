@@ -17,10 +17,8 @@ pub mod session;
 use std::sync::Arc;
 
 use mailroom_proto::smtp::Reply;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::ingest::Ingest;
@@ -81,29 +79,16 @@ pub async fn serve(
     limits: Arc<ConnectionLimits>,
     control: crate::conn::ListenerControl,
 ) {
-    let crate::conn::ListenerControl {
-        mut stop,
-        shutdown,
-        closed,
-    } = control;
-    let mut sessions = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
+    let admit = |peer: std::net::SocketAddr| {
         let ctx = ctx.borrow().clone();
-        while sessions.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
         let cfg = &ctx.config;
+        let refuse = |why: &str| {
+            // RFC 5321 §3.1: 421 at once, through the same reply code as every session's.
+            let mut line = Vec::new();
+            let text = format!("{} {why}", cfg.server.hostname);
+            Reply::code(421, "4.7.0", text).write_with(&mut line, true);
+            line
+        };
         if !cfg.is_inside(peer.ip())
             && !ctx
                 .rates
@@ -111,51 +96,30 @@ pub async fn serve(
                 .allow(peer.ip(), cfg.smtp.max_connection_rate)
         {
             tracing::info!(%peer, "connection refused: over smtp.max_connection_rate");
-            let host = cfg.server.hostname.clone();
-            sessions.spawn(refuse(
-                stream,
-                host,
+            return Err(refuse(
                 "Too many connections from your address in the last minute, try again later",
             ));
-            continue;
         }
-        let admission = match limits.admit(peer.ip()) {
-            Ok(a) => a,
-            Err(why) => {
-                let text = match why {
-                    Refusal::Total => "Too many connections, try again later",
-                    Refusal::PerClient => "Too many connections from your address, try again later",
-                };
-                let host = ctx.config.server.hostname.clone();
-                sessions.spawn(refuse(stream, host, text));
-                continue;
-            }
+        match limits.admit(peer.ip()) {
+            Ok(admission) => Ok((ctx.clone(), admission)),
+            Err(Refusal::Total) => Err(refuse("Too many connections, try again later")),
+            Err(Refusal::PerClient) => Err(refuse(
+                "Too many connections from your address, try again later",
+            )),
+        }
+    };
+    let session = |stream, peer, (ctx, admission): (Arc<Context>, _), shutdown| async move {
+        let Some(stream) =
+            crate::tls::accept(ctx.tls.as_deref(), stream, kind.implicit_tls, peer).await
+        else {
+            return;
         };
-        let sd = shutdown.clone();
-        sessions.spawn(async move {
-            let Some(stream) =
-                crate::tls::accept(ctx.tls.as_deref(), stream, kind.implicit_tls, peer).await
-            else {
-                return;
-            };
-            session::Session::new(stream, peer, ctx, sd, kind.mode)
-                .run()
-                .await;
-            drop(admission);
-        });
-    }
-    drop(listener);
-    let _ = closed.send(());
-    while sessions.join_next().await.is_some() {}
-}
-
-/// Refuses a connection at once with `421` (RFC 5321 §3.1), through the same reply code as
-/// every session's replies, without waiting long for a client that does not read.
-async fn refuse(mut stream: tokio::net::TcpStream, host: String, why: &'static str) {
-    let mut line = Vec::new();
-    Reply::code(421, "4.7.0", format!("{host} {why}")).write_with(&mut line, true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(&line)).await;
-    let _ = stream.shutdown().await;
+        session::Session::new(stream, peer, ctx, shutdown, kind.mode)
+            .run()
+            .await;
+        drop(admission);
+    };
+    control.accept(listener, admit, session).await;
 }
 
 #[cfg(test)]

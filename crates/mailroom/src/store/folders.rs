@@ -194,6 +194,10 @@ pub trait Folders: Send + Sync {
     fn folder_changes(&self, folder_id: i64, modseq: u64) -> StoreFuture<'_, Changes>;
     /// The attributes of messages by UID (those that still exist), in UID order.
     fn mail_attrs(&self, folder_id: i64, uids: Vec<u32>) -> StoreFuture<'_, Vec<MailAttrs>>;
+    /// The header sections of messages by UID (those that still exist), in UID order, read
+    /// without their bodies (RFC 5322 §2.1; as [`mailroom_proto::imap::mime::header_section`]
+    /// cuts them): what SEARCH on header fields and FETCH of header items need.
+    fn mail_headers(&self, folder_id: i64, uids: Vec<u32>) -> StoreFuture<'_, Vec<(u32, Vec<u8>)>>;
     /// Changes flags and keywords of messages by UID.
     fn mail_store(
         &self,

@@ -178,10 +178,8 @@ impl<'a> Message<'a> {
     /// client shows; an address field matches on its whole decoded text (names and
     /// addresses). An empty needle matches every message that has the field (RFC 3501).
     pub fn header_contains(&self, name: &str, needle: &str) -> bool {
-        let needle = needle.to_lowercase();
-        let header = self.header(&self.root);
-        let mut named = header.iter().filter(|f| f.is(self.raw, name));
-        named.any(|f| self.decode_field(f).contains(&needle))
+        let header = self.slice(self.root.start..self.root.body);
+        field_contains(header, name, &needle.to_lowercase())
     }
 
     /// SEARCH BODY (RFC 3501 §6.4.4): does the text of a `text/*` part, its
@@ -399,13 +397,7 @@ impl<'a> Message<'a> {
     /// unstructured-text reader, RFC 5322 §3.2.5 and RFC 2047 §6), in lower case.
     fn decode_field(&self, f: &Field) -> String {
         let value = self.slice(f.value..f.end);
-        let buf = [b"Subject:", value, b"\r\n"].concat();
-        let parser = MessageParser::new().header_text(HeaderName::Subject);
-        let decoded = parser.parse_headers(&buf).and_then(|m| {
-            let text = m.parts.first()?.headers.first()?.value.as_text()?;
-            Some(text.to_lowercase())
-        });
-        decoded.unwrap_or_else(|| lower(&unfold(value)))
+        plain_text(value).unwrap_or_else(|| parsed_text(value))
     }
 }
 
@@ -531,6 +523,147 @@ fn line_end(raw: &[u8], pos: usize, end: usize) -> usize {
 
 fn is_blank(line: &[u8]) -> bool {
     line == b"\r\n" || line == b"\n"
+}
+
+/// The header section of a message (RFC 5322 §2.1): up to and with the empty line that ends
+/// it, all of the text when there is none, and nothing when the first line is not a header
+/// field, as [`Message::parse`] cuts it. What SEARCH on a header field and FETCH of header
+/// items read, so a store can hand out this much without the body.
+pub fn header_section(raw: &[u8]) -> &[u8] {
+    raw.get(..header_end(raw, 0, raw.len())).unwrap_or_default()
+}
+
+/// [`Message::header_contains`] on a header section alone (see [`header_section`]), with the
+/// needle already in lower case: what SEARCH runs on every message of a folder, without
+/// cutting the message into parts.
+///
+/// The fields are found as [`fields`] finds them, but without collecting them: only a line
+/// that starts with `name` is looked at further.
+pub fn field_contains(header: &[u8], name: &str, needle_lower: &str) -> bool {
+    let name = name.as_bytes();
+    // A field's name is printable ASCII without a colon (RFC 5322 §3.6.8): no other matches.
+    if name.is_empty()
+        || !name
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b':')
+    {
+        return false;
+    }
+    let end = header.len();
+    let mut pos = 0;
+    while pos < end {
+        let next = line_end(header, pos, end);
+        let line = header.get(pos..next).unwrap_or_default();
+        if is_blank(line) {
+            break;
+        }
+        let (head, rest) = line.split_at(name.len().min(line.len()));
+        let named = head.eq_ignore_ascii_case(name)
+            && rest.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b':')
+            && field_name_len(line).is_some();
+        if !named {
+            pos = next;
+            continue;
+        }
+        let colon = rest
+            .iter()
+            .position(|&b| b == b':')
+            .map_or(next, |c| pos + name.len() + c + 1);
+        let mut field_end = next;
+        while field_end < end {
+            let after = line_end(header, field_end, end);
+            match header.get(field_end) {
+                Some(b' ' | b'\t')
+                    if !is_blank(header.get(field_end..after).unwrap_or_default()) =>
+                {
+                    field_end = after
+                }
+                _ => break,
+            }
+        }
+        let value = header.get(colon..field_end).unwrap_or_default();
+        if plain_text(value)
+            .unwrap_or_else(|| parsed_text(value))
+            .contains(needle_lower)
+        {
+            return true;
+        }
+        pos = field_end;
+    }
+    false
+}
+
+/// A text up to and with its first empty line, all of it when there is none: what a store
+/// keeps of each content so that [`header_section`] can be had without the body. Unlike
+/// [`header_section`] it does not look at the first line, so the fields a message copy puts
+/// in front (`Return-Path:`, …) can go before it: `header_section(fields ++ header_block(c))`
+/// is `header_section(fields ++ c)` for complete field lines `fields`.
+pub fn header_block(raw: &[u8]) -> &[u8] {
+    let mut pos = 0;
+    while pos < raw.len() {
+        let next = line_end(raw, pos, raw.len());
+        if is_blank(raw.get(pos..next).unwrap_or_default()) {
+            return raw.get(..next).unwrap_or_default();
+        }
+        pos = next;
+    }
+    raw
+}
+
+/// The text of a field value decoded by `mail_parser` as an unstructured field (RFC 2047
+/// encoded words, charsets), in lower case; unfolded and trimmed as it is when that fails.
+pub(crate) fn parsed_text(value: &[u8]) -> String {
+    let buf = [b"Subject:", value, b"\r\n"].concat();
+    let parser = MessageParser::new().header_text(HeaderName::Subject);
+    let decoded = parser.parse_headers(&buf).and_then(|m| {
+        let text = m.parts.first()?.headers.first()?.value.as_text()?;
+        Some(text.to_lowercase())
+    });
+    decoded.unwrap_or_else(|| lower(&unfold(value)))
+}
+
+/// The values of the fields of a message's header, as written (for the fuzz checks).
+pub(crate) fn field_values(raw: &[u8]) -> Vec<&[u8]> {
+    fields(raw, 0..header_end(raw, 0, raw.len()))
+        .iter()
+        .filter_map(|f| raw.get(f.value..f.end))
+        .collect()
+}
+
+/// The text of a field value that needs no decoding, in lower case, exactly as `mail_parser`
+/// gives it for an unstructured field (which the tests check against it): folding white
+/// space, which spans a line break, becomes one space; other white space stays as written;
+/// the ends are trimmed. Only for ASCII without an encoded word (`=?`) and without control
+/// characters other than tab and CRLF; `None` otherwise, and the value goes to `mail_parser`.
+/// SEARCH HEADER runs this on every message of a folder, and `mail_parser` is the costly part.
+pub(crate) fn plain_text(v: &[u8]) -> Option<String> {
+    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bare_cr = v
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && v.get(i + 1) != Some(&b'\n'));
+    let control = v.iter().any(|&b| b.is_ascii_control() && !ws(b));
+    if !v.is_ascii() || bare_cr || control || v.windows(2).any(|w| w == b"=?") {
+        return None;
+    }
+    let mut out = String::with_capacity(v.len());
+    let mut i = 0;
+    while let Some(&b) = v.get(i) {
+        if ws(b) {
+            let run = v[i..].iter().take_while(|&&b| ws(b)).count();
+            let spaces = v.get(i..i + run).unwrap_or_default();
+            if spaces.contains(&b'\n') {
+                out.push(' ');
+            } else {
+                out.extend(spaces.iter().map(|&b| char::from(b)));
+            }
+            i += run;
+        } else {
+            out.push(char::from(b.to_ascii_lowercase()));
+            i += 1;
+        }
+    }
+    Some(out.trim_matches([' ', '\t']).to_string())
 }
 
 /// Where the header starting at `start` ends: after the first empty line (RFC 5322 §2.1; a

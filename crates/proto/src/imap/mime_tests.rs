@@ -891,3 +891,123 @@ fn many_parts_are_bounded() {
         None
     );
 }
+
+/// The fast path of header decoding gives what `mail_parser` gives, for every value it takes.
+#[test]
+fn plain_text_is_what_mail_parser_decodes() {
+    use proptest::prelude::*;
+    let decode = |v: &str| {
+        let raw = format!("Subject:{v}\r\n\r\n");
+        let m = Message::parse(raw.as_bytes());
+        let h = m.header(&m.root);
+        let value = m.slice(h[0].value..h[0].end).to_vec();
+        let slow = parsed_text(&value);
+        (plain_text(&value), slow)
+    };
+    for v in [
+        " a  b ",
+        "a\r\n  b",
+        "a \r\n b",
+        "a\r\n\tb",
+        "a\t\tb",
+        " \t A",
+        "\"Q  x\" (c  d)",
+    ] {
+        let (fast, slow) = decode(v);
+        assert_eq!(fast.as_deref(), Some(slow.as_str()), "{v:?}");
+    }
+    assert_eq!(decode("=?utf-8?q?x?=").0, None);
+    assert_eq!(decode("caf\u{e9}").0, None);
+    assert_eq!(decode("a\rb").0, None);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 5000,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let value = "[ -~\t\r\x01]{0,20}(\r\n[ \t][ -~\t]{0,10}){0,3}[ \t]{0,2}";
+    runner
+        .run(&value, |v| {
+            if let (Some(fast), slow) = decode(&v) {
+                prop_assert_eq!(fast, slow, "{:?}", v);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn header_sections_whole_and_from_the_start() {
+    assert_eq!(header_section(b"A: b\r\n\r\nbody\r\n"), b"A: b\r\n\r\n");
+    assert_eq!(header_section(b"A: b\r\nC: d\r\n"), b"A: b\r\nC: d\r\n");
+    assert_eq!(header_section(b"\r\nbody"), b"\r\n");
+    assert_eq!(header_section(b"A: b\n\nbody"), b"A: b\n\n");
+    assert_eq!(header_section(b"not a field\r\n\r\n"), b"");
+    assert_eq!(header_section(b""), b"");
+}
+
+/// `field_contains` finds the fields that `fields` finds.
+#[test]
+fn field_contains_is_what_the_field_list_gives() {
+    use proptest::prelude::*;
+    let reference = |h: &[u8], name: &str, needle: &str| {
+        fields(h, 0..h.len())
+            .iter()
+            .filter(|f| f.is(h, name))
+            .any(|f| {
+                let v = h.get(f.value..f.end).unwrap_or_default();
+                plain_text(v)
+                    .unwrap_or_else(|| parsed_text(v))
+                    .contains(needle)
+            })
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 5000,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let line = "(([Ss]ubject|X-a|To|subject:x) ?:|[ \t]|)[ -~\t]{0,12}(\r\n|\n)";
+    let header = proptest::collection::vec(line, 0..6).prop_map(|l| l.concat());
+    let name = "(Subject|SUBJECT|To|X-a|subject:x| |)";
+    let needle = "(|a|x|sub| |e)";
+    runner
+        .run(&(header, name, needle), |(h, name, needle)| {
+            let h = header_section(h.as_bytes());
+            prop_assert_eq!(
+                field_contains(h, &name, &needle),
+                reference(h, &name, &needle),
+                "{:?} {:?} {:?}",
+                String::from_utf8_lossy(h),
+                name,
+                needle
+            );
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The header block of a content, behind the fields a copy adds, gives the copy's header
+/// section, as the whole content does.
+#[test]
+fn header_blocks_stand_in_for_the_content() {
+    use proptest::prelude::*;
+    assert_eq!(header_block(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
+    assert_eq!(header_block(b"not a field\n\nbody"), b"not a field\n\n");
+    assert_eq!(header_block(b"\r\nbody"), b"\r\n");
+    assert_eq!(header_block(b"A: b"), b"A: b");
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 3000,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let line = "(A: b|x| c|)(\r\n|\n|\r)";
+    let text = proptest::collection::vec(line, 0..6).prop_map(|l| l.concat());
+    let fields = "(|Return-Path: <a@b>\r\n|Delivered-To: x\r\nReceived: y\r\n)";
+    runner
+        .run(&(fields, text), |(f, c)| {
+            let whole = [f.as_bytes(), c.as_bytes()].concat();
+            let block = [f.as_bytes(), header_block(c.as_bytes())].concat();
+            prop_assert_eq!(header_section(&block), header_section(&whole));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -3,33 +3,63 @@
 //! the text in a spool file (`file`; see [`crate::store::spool`]).
 
 use std::collections::HashSet;
+use std::io::Read;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use mailroom_proto::imap::mime::header_block;
+
+use super::schema::HEADER_CAP;
 use crate::model::Content;
 use crate::store::spool::Spool;
 use crate::store::{StoreError, StoredText};
 
-/// Inserts a content with no reference yet; returns its ID.
-pub(super) fn insert(c: &Connection, content: &Content) -> Result<i64, StoreError> {
-    match content {
-        Content::Memory(data) => {
-            c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
-                .execute([data])?;
-        }
-        Content::Spooled { prefix, file } => {
-            c.prepare_cached(
-                "INSERT INTO contents (data, refs, file, size, eight_bit) VALUES (?1, 0, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                prefix,
-                file.name,
-                content.len() as i64,
-                file.eight_bit
-            ])?;
+/// Inserts a content with no reference yet, and its header block (see
+/// [`super::schema::HEADERS`]); returns its ID.
+pub(super) fn insert(c: &Connection, spool: &Spool, content: &Content) -> Result<i64, StoreError> {
+    let (prefix, file) = match content {
+        Content::Memory(data) => return insert_text(c, data),
+        Content::Spooled { prefix, file } => (prefix, file),
+    };
+    c.prepare_cached(
+        "INSERT INTO contents (data, refs, file, size, eight_bit) VALUES (?1, 0, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        prefix,
+        file.name,
+        content.len() as i64,
+        file.eight_bit
+    ])?;
+    let id = c.last_insert_rowid();
+    // The file was just written and synced: its start is in the page cache. Without a block
+    // the message is read from its file when searched, so a failure here fails nothing.
+    let path = spool.path(&file.name);
+    match std::fs::File::open(&path).and_then(|f| until_blank_line(prefix.clone(), f, HEADER_CAP)) {
+        Ok(Some(block)) => keep_header(c, id, &block)?,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "header of a spool file unread")
         }
     }
-    Ok(c.last_insert_rowid())
+    Ok(id)
+}
+
+/// Inserts a content held in memory, with no reference yet, and its header block.
+pub(super) fn insert_text(c: &Connection, data: &[u8]) -> Result<i64, StoreError> {
+    c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
+        .execute([data])?;
+    let id = c.last_insert_rowid();
+    let block = header_block(data);
+    if block.len() <= HEADER_CAP {
+        keep_header(c, id, block)?;
+    }
+    Ok(id)
+}
+
+fn keep_header(c: &Connection, id: i64, block: &[u8]) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO content_headers (content_id, header) VALUES (?1, ?2)")?
+        .execute(params![id, block])?;
+    Ok(())
 }
 
 /// The whole content in memory (reports).
@@ -134,4 +164,64 @@ pub(super) fn referenced(c: &Connection) -> Result<HashSet<String>, StoreError> 
         .query_map([], |r| r.get(0))?
         .collect::<Result<HashSet<String>, _>>()?;
     Ok(names)
+}
+
+/// The first step of reading a text (a header section of a few fields fits); each further
+/// step is twice the one before, so a long header costs a few reads, not one per line.
+const FIRST_STEP: u64 = 4096;
+const MAX_STEP: u64 = 1 << 20;
+
+/// `text` and as much more of `rest` as it takes to see its first empty line: that much (see
+/// `header_block`), or `None` once that would pass `cap` octets.
+pub(super) fn until_blank_line(
+    mut text: Vec<u8>,
+    mut rest: impl Read,
+    cap: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut step = FIRST_STEP;
+    loop {
+        // A blank line is judged only once its LF is in: a block shorter than the text is
+        // the block of the whole.
+        let n = header_block(&text).len();
+        if n < text.len() {
+            text.truncate(n);
+            return Ok(Some(text));
+        }
+        if n > cap {
+            return Ok(None);
+        }
+        if (&mut rest).take(step).read_to_end(&mut text)? == 0 {
+            return Ok((text.len() <= cap).then_some(text));
+        }
+        step = (step * 2).min(MAX_STEP);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::until_blank_line;
+
+    #[test]
+    fn reads_only_as_far_as_the_header_goes() {
+        let body = format!("Subject: x\r\n\r\n{}", "b".repeat(100_000));
+        let mut src = body.as_bytes();
+        let h = until_blank_line(b"Return-Path: <a@b>\r\n".to_vec(), &mut src, usize::MAX);
+        assert_eq!(
+            h.unwrap().unwrap(),
+            b"Return-Path: <a@b>\r\nSubject: x\r\n\r\n"
+        );
+        assert!(
+            src.len() > 90_000,
+            "the body was not read: {} left",
+            src.len()
+        );
+        let long = format!("Subject: {}\r\n\r\nbody", "s".repeat(40_000));
+        let h = until_blank_line(Vec::new(), long.as_bytes(), usize::MAX);
+        assert_eq!(h.unwrap().unwrap().len(), long.len() - 4);
+        let h = until_blank_line(Vec::new(), long.as_bytes(), 10_000);
+        assert_eq!(h.unwrap(), None, "longer than the cap");
+        let all_header = "A: b\r\nC: d\r\n";
+        let h = until_blank_line(Vec::new(), all_header.as_bytes(), usize::MAX);
+        assert_eq!(h.unwrap().unwrap(), all_header.as_bytes());
+    }
 }

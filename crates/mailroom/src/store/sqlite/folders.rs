@@ -351,23 +351,46 @@ pub(super) fn attrs(
     folder_id: i64,
     uids: &[u32],
 ) -> Result<Vec<MailAttrs>, StoreError> {
+    let mut wanted = uids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut st = c.prepare_cached(&format!(
-        "SELECT {META}, size, internal_date FROM mail WHERE mailbox_id = ?1 AND uid = ?2"
+        "SELECT {META}, size, internal_date FROM mail
+         WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
     ))?;
-    let mut out = Vec::with_capacity(uids.len());
-    for &uid in uids {
-        let row = st
-            .query_row(params![folder_id, uid], |r| {
-                Ok(MailAttrs {
-                    meta: meta_row(r)?,
-                    size: r.get::<_, i64>(5)? as u64,
-                    internal_date: DateTime::from_timestamp_micros(r.get(6)?).unwrap_or_default(),
-                })
+    let mut out = Vec::with_capacity(wanted.len());
+    for (lo, hi) in uid_ranges(&wanted) {
+        let rows = st.query_map(params![folder_id, lo, hi], |r| {
+            Ok(MailAttrs {
+                meta: meta_row(r)?,
+                size: r.get::<_, i64>(5)? as u64,
+                internal_date: DateTime::from_timestamp_micros(r.get(6)?).unwrap_or_default(),
             })
-            .optional()?;
-        out.extend(row);
+        })?;
+        for a in rows {
+            let a = a?;
+            if wanted.binary_search(&a.meta.uid).is_ok() {
+                out.push(a);
+            }
+        }
     }
     Ok(out)
+}
+
+/// UIDs not further apart than this share a range (what lies between is read and skipped).
+const RANGE_GAP: u32 = 64;
+
+/// Sorted UIDs as the ranges to read them with `uid BETWEEN`: one pass for `1:*` or a folder
+/// with a few expunged messages, one lookup each for UIDs far apart.
+pub(super) fn uid_ranges(sorted: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &uid in sorted {
+        match out.last_mut() {
+            Some((_, hi)) if uid <= hi.saturating_add(RANGE_GAP) => *hi = uid.max(*hi),
+            _ => out.push((uid, uid)),
+        }
+    }
+    out
 }
 
 pub(super) fn store(
@@ -486,7 +509,7 @@ pub(super) fn append(
     let modseq = bump(c, f.id)?;
     let mut uids = Vec::with_capacity(mail.len());
     for m in mail {
-        let content = super::content::insert(c, &crate::model::Content::Memory(m.text.clone()))?;
+        let content = super::content::insert_text(c, &m.text)?;
         let uid = next_uid(c, f.id)?;
         c.prepare_cached(
             "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date, flags, keywords, modseq)
@@ -713,4 +736,24 @@ pub(super) fn expunge(
         None => deleted,
     };
     remove(c, folder_id, &chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uid_ranges;
+
+    #[test]
+    fn uids_as_ranges() {
+        assert_eq!(uid_ranges(&[]), vec![]);
+        assert_eq!(uid_ranges(&[1, 2, 3, 10, 70]), vec![(1, 70)]);
+        assert_eq!(uid_ranges(&[1, 2, 100, 101]), vec![(1, 2), (100, 101)]);
+        assert_eq!(
+            uid_ranges(&[5, u32::MAX]),
+            vec![(5, 5), (u32::MAX, u32::MAX)]
+        );
+        assert_eq!(
+            uid_ranges(&[u32::MAX - 1, u32::MAX]),
+            vec![(u32::MAX - 1, u32::MAX)]
+        );
+    }
 }

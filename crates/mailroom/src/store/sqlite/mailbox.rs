@@ -167,7 +167,7 @@ pub(super) fn import(
     if found.is_none() {
         super::folders::create(c, user_id, folder, place.special_use.as_deref())?;
     }
-    let content = super::content::insert(c, &crate::model::Content::Memory(text.to_vec()))?;
+    let content = super::content::insert_text(c, text)?;
     // The quota does not refuse a mailbox that is moving: it was within it where it came from.
     let date = place.internal_date.unwrap_or_else(|| micros(Utc::now()));
     super::folders::import_into(c, user_id, folder, content, text.len() as i64, place, date)?;

@@ -26,6 +26,7 @@ mod config;
 mod content;
 mod directory;
 mod folders;
+mod headers;
 mod mailbox;
 mod maintenance;
 mod org;
@@ -594,6 +595,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::CONFIG)?;
         tx.execute_batch(schema::LIST_POLICY)?;
         tx.execute_batch(schema::IMAP)?;
+        tx.execute_batch(schema::HEADERS)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -783,10 +785,12 @@ impl Queue for SqliteStore {
         &self.spool
     }
     fn submit(&self, msg: NewMessage) -> StoreFuture<'_, Submitted> {
-        self.write(move |c| queue::submit(c, &msg))
+        let spool = self.spool.clone();
+        self.write(move |c| queue::submit(c, &spool, &msg))
     }
     fn submit_batch(&self, msgs: Vec<NewMessage>) -> StoreFuture<'_, Vec<Submitted>> {
-        self.write(move |c| msgs.iter().map(|m| queue::submit(c, m)).collect())
+        let spool = self.spool.clone();
+        self.write(move |c| msgs.iter().map(|m| queue::submit(c, &spool, m)).collect())
     }
     fn due(
         &self,
@@ -855,9 +859,11 @@ impl Queue for SqliteStore {
         report_message: Option<NewMessage>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, Option<i64>> {
+        let spool = self.spool.clone();
         self.write(move |c| {
             queue::record_reports(
                 c,
+                &spool,
                 message,
                 &reports,
                 &delays_done,
@@ -1022,6 +1028,10 @@ impl crate::store::Folders for SqliteStore {
         uids: Vec<u32>,
     ) -> StoreFuture<'_, Vec<crate::store::MailAttrs>> {
         self.read(move |c| folders::attrs(c, folder_id, &uids))
+    }
+    fn mail_headers(&self, folder_id: i64, uids: Vec<u32>) -> StoreFuture<'_, Vec<(u32, Vec<u8>)>> {
+        let spool = self.spool.clone();
+        self.read(move |c| headers::read(c, &spool, folder_id, &uids))
     }
     fn mail_store(
         &self,

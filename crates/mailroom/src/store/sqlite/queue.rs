@@ -9,6 +9,7 @@ use crate::model::{
     hold_for, EnvelopeParams, Failure, MessageKind, NewMessage, NewRecipient, QueueControl,
     QueueKind, QueuedMessage, QueuedRecipient, RcptState, ReportState, Route, Settle, Submitted,
 };
+use crate::store::spool::Spool;
 use crate::store::{Loaded, SettledAs, StoreError};
 use crate::track::{Event, EventBase, EventId};
 
@@ -53,7 +54,11 @@ fn parse_report(s: &str) -> Option<ReportState> {
 /// rows only for what is left to do (remote recipients, a copy over quota, a report owed). A
 /// message delivered in full never touches the queue tables: its content is kept alive by the
 /// mailbox copies alone.
-pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreError> {
+pub(super) fn submit(
+    c: &Connection,
+    spool: &Spool,
+    m: &NewMessage,
+) -> Result<Submitted, StoreError> {
     // A copy from the organization of a message already accepted here (a shadow sent again
     // while the first copy was in fact delivered) keeps only the recipients not seen before.
     let deduped;
@@ -78,7 +83,7 @@ pub(super) fn submit(c: &Connection, m: &NewMessage) -> Result<Submitted, StoreE
             pending: false,
         });
     }
-    let content_id = super::content::insert(c, &m.content)?;
+    let content_id = super::content::insert(c, spool, &m.content)?;
     let now = Utc::now();
     // Local copies first: they decide whether the message needs the queue at all.
     let delivered = deliver_now(c, m, content_id, now)?;
@@ -832,6 +837,7 @@ pub(super) fn transfer_started(
 /// Records reports (see [`crate::store::Queue::record_reports`]).
 pub(super) fn record_reports(
     c: &Connection,
+    spool: &Spool,
     msg: i64,
     reports: &[(i64, ReportState)],
     delays_done: &[i64],
@@ -839,7 +845,9 @@ pub(super) fn record_reports(
     events: &[Event],
 ) -> Result<Option<i64>, StoreError> {
     let report = match report_message {
-        Some(m) => Some(submit(c, m)?).filter(|s| s.pending).map(|s| s.rowid),
+        Some(m) => Some(submit(c, spool, m)?)
+            .filter(|s| s.pending)
+            .map(|s| s.rowid),
         None => None,
     };
     for (rcpt, state) in reports {

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -266,6 +266,38 @@ INSERT OR IGNORE INTO mailboxes (user_id, name, uid_validity, uid_next, special_
 INSERT OR IGNORE INTO subscriptions (user_id, name) SELECT user_id, name FROM mailboxes;
 "#;
 
+/// The header block of each content (see `mailroom_proto::imap::mime::header_block`): what
+/// SEARCH on header fields and a client's FETCH of header fields read, without the body (schema
+/// 10). Derived from the content and removed with it; a content without a row (a header
+/// longer than [`HEADER_CAP`], or a spooled one from before schema 10) is read from its text.
+pub const HEADERS: &str = r#"
+CREATE TABLE content_headers (
+    content_id INTEGER PRIMARY KEY REFERENCES contents(id) ON DELETE CASCADE,
+    header BLOB NOT NULL
+);
+"#;
+
+/// Header blocks longer than this are not kept (such a message is read whole when searched).
+pub const HEADER_CAP: usize = 256 * 1024;
+
+/// Migration 9 -> 10: the header blocks of the contents in the database, cut in SQL as
+/// `header_block` cuts them: through the first LF that a blank line (CRLF or LF) follows, or the
+/// blank first line, or all of it (`substr` of an empty blob is NULL, hence the `coalesce`).
+/// Spooled contents are read from their files when searched.
+pub const HEADERS_FILL: &str = r#"
+INSERT INTO content_headers (content_id, header)
+SELECT id, coalesce(substr(data, 1, n), X'') FROM (
+    SELECT id, data, CASE
+        WHEN substr(data, 1, 2) = X'0D0A' THEN 2
+        WHEN substr(data, 1, 1) = X'0A' THEN 1
+        WHEN a > 0 AND (b = 0 OR a + 2 < b + 1) THEN a + 2
+        WHEN b > 0 THEN b + 1
+        ELSE length(data) END AS n
+    FROM (SELECT id, data, instr(data, X'0A0D0A') AS a, instr(data, X'0A0A') AS b
+          FROM contents WHERE file IS NULL))
+WHERE n <= 262144;
+"#;
+
 /// Who may post to each distribution list. Part of a new schema, and of migration 7 -> 8.
 pub const LIST_POLICY: &str = r#"
 CREATE TABLE list_policy (
@@ -360,6 +392,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[LIST_POLICY],
     // 8 -> 9: IMAP folders, flags, mod-sequences and subscriptions.
     &[IMAP, SPECIAL_FOLDERS],
+    // 9 -> 10: header blocks, for SEARCH and FETCH of header fields.
+    &[HEADERS, HEADERS_FILL],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

@@ -487,7 +487,8 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "PRAGMA foreign_keys=OFF;
+            &[
+                "PRAGMA foreign_keys=OFF;
              CREATE TABLE users_old (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
                  password TEXT, quota INTEGER, used INTEGER NOT NULL DEFAULT 0,
                  messages INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
@@ -495,31 +496,11 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              DROP TABLE users;
              ALTER TABLE users_old RENAME TO users;
              DELETE FROM sqlite_sequence WHERE name = 'users';
-             DROP TABLE queue_control;
-             DROP TABLE queue_active;
-             DROP TABLE spool_garbage;
-             DROP INDEX contents_file;
-             ALTER TABLE contents DROP COLUMN file;
-             ALTER TABLE contents DROP COLUMN size;
-             ALTER TABLE contents DROP COLUMN eight_bit;
-             DROP TABLE org;
-             DROP TABLE org_seen;
-             DROP TABLE org_discharge;
-             ALTER TABLE queue DROP COLUMN org_meta;
-             DROP TABLE config_version;
-             DROP TABLE config_backup;
-             DROP TABLE list_policy;
-             DROP TABLE subscriptions;
-             DROP TABLE expunged;
-             DROP INDEX mail_modseq;
-             ALTER TABLE mail DROP COLUMN flags;
-             ALTER TABLE mail DROP COLUMN keywords;
-             ALTER TABLE mail DROP COLUMN modseq;
-             ALTER TABLE mailboxes DROP COLUMN special_use;
-             ALTER TABLE mailboxes DROP COLUMN highest_modseq;
-             ALTER TABLE mailboxes DROP COLUMN recent_uid;
-             DELETE FROM mailboxes WHERE name != 'INBOX';
-             UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+             ",
+                UNDO_3_TO_10,
+                "UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+            ]
+            .concat(),
         )
         .unwrap();
     let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
@@ -822,7 +803,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
         let u = s.user_add("u@example.com", None, None).await.unwrap();
         let m = message(
             vec![("u@example.com", Route::Local { user_id: u })],
-            b"x\r\n",
+            b"Subject: s\r\n\r\nx\r\n",
         );
         let qid = m.queue_id.to_string();
         s.submit(m).await.unwrap();
@@ -832,35 +813,16 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "DROP TABLE track_keys;
-             DROP TABLE queue_control;
-             DROP TABLE queue_active;
-             DROP TABLE spool_garbage;
-             DROP INDEX contents_file;
-             ALTER TABLE contents DROP COLUMN file;
-             ALTER TABLE contents DROP COLUMN size;
-             ALTER TABLE contents DROP COLUMN eight_bit;
-             DROP TABLE org;
-             DROP TABLE org_seen;
-             DROP TABLE org_discharge;
-             ALTER TABLE queue DROP COLUMN org_meta;
-             DROP TABLE config_version;
-             DROP TABLE config_backup;
-             DROP TABLE list_policy;
-             DROP TABLE subscriptions;
-             DROP TABLE expunged;
-             DROP INDEX mail_modseq;
-             ALTER TABLE mail DROP COLUMN flags;
-             ALTER TABLE mail DROP COLUMN keywords;
-             ALTER TABLE mail DROP COLUMN modseq;
-             ALTER TABLE mailboxes DROP COLUMN special_use;
-             ALTER TABLE mailboxes DROP COLUMN highest_modseq;
-             ALTER TABLE mailboxes DROP COLUMN recent_uid;
-             DELETE FROM mailboxes WHERE name != 'INBOX';
-             CREATE INDEX track_message_id ON track (message_id);
+            &[
+                "DROP TABLE track_keys;
+             ",
+                UNDO_3_TO_10,
+                "CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
              UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            ]
+            .concat(),
         )
         .unwrap();
     let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
@@ -883,19 +845,34 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
         )
         .unwrap();
     assert_eq!(version, crate::store::sqlite::schema::VERSION.to_string());
+    // Migration 9 -> 10 cut each content's header block as the code does.
+    let blocks: Vec<(Vec<u8>, Vec<u8>)> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT data, header FROM contents JOIN content_headers ON content_id = id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(blocks.len(), 1);
+    for (data, header) in blocks {
+        assert_eq!(header, mailroom_proto::imap::mime::header_block(&data));
+        assert_eq!(header, b"Subject: s\r\n\r\n");
+    }
     drop(s);
     // A newer store than this code knows is refused, not misread.
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute(
-            "UPDATE meta SET value = '10' WHERE key = 'schema_version'",
-            [],
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [(crate::store::sqlite::schema::VERSION + 1).to_string()],
         )
         .unwrap();
     let err = crate::store::sqlite::SqliteStore::open(&path)
         .err()
         .unwrap();
-    assert!(err.to_string().contains("version 10"), "{err}");
+    let newer = format!("version {}", crate::store::sqlite::schema::VERSION + 1);
+    assert!(err.to_string().contains(&newer), "{err}");
 }
 
 /// A store whose log is bounded at 1 MiB (trimmed to `trim_bytes`), with the user `u@example.com`.
@@ -1133,4 +1110,173 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     }
     assert_eq!(tampered.changed_since(&delivered_d).len(), 1);
     assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
+}
+
+/// What undoes migrations 3 to 10 (all but the rebuild of `users`), to make an old store.
+const UNDO_3_TO_10: &str = "DROP TABLE queue_control;
+    DROP TABLE queue_active;
+    DROP TABLE spool_garbage;
+    DROP INDEX contents_file;
+    ALTER TABLE contents DROP COLUMN file;
+    ALTER TABLE contents DROP COLUMN size;
+    ALTER TABLE contents DROP COLUMN eight_bit;
+    DROP TABLE org;
+    DROP TABLE org_seen;
+    DROP TABLE org_discharge;
+    ALTER TABLE queue DROP COLUMN org_meta;
+    DROP TABLE config_version;
+    DROP TABLE config_backup;
+    DROP TABLE list_policy;
+    DROP TABLE subscriptions;
+    DROP TABLE expunged;
+    DROP INDEX mail_modseq;
+    ALTER TABLE mail DROP COLUMN flags;
+    ALTER TABLE mail DROP COLUMN keywords;
+    ALTER TABLE mail DROP COLUMN modseq;
+    ALTER TABLE mailboxes DROP COLUMN special_use;
+    ALTER TABLE mailboxes DROP COLUMN highest_modseq;
+    ALTER TABLE mailboxes DROP COLUMN recent_uid;
+    DELETE FROM mailboxes WHERE name != 'INBOX';
+    DROP TABLE content_headers;
+    ";
+
+/// `mail_headers` gives each message's header section, as `header_section` cuts the whole
+/// text, for a spooled message, a small one, one too long to come with its row (with a header
+/// longer than the first read), one that is all header, and none for a UID that is not there.
+#[tokio::test]
+async fn header_sections_are_read_without_bodies() {
+    use crate::store::NewMail;
+    use mailroom_proto::imap::mime::header_section;
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let name = QueueId::generate().to_string();
+    let spooled = format!("Subject: big\r\n\r\n{}", "body\r\n".repeat(50_000));
+    std::fs::write(ts.store.spool().path(&name), &spooled).unwrap();
+    let mut m = message(vec![("u@example.com", Route::Local { user_id: u })], b"");
+    m.content = crate::model::Content::Spooled {
+        prefix: b"Received: x\r\n".to_vec(),
+        file: crate::model::SpooledFile {
+            name,
+            size: spooled.len() as u64,
+            eight_bit: false,
+        },
+    };
+    m.recipients[0].deliver_now = Some(MailboxDrop {
+        user_id: u,
+        prefix: b"Return-Path: <carol@other.test>\r\n".to_vec(),
+    });
+    s.submit(m).await.unwrap();
+    let long_header = format!(
+        "Subject: long\r\nX-Long: {}\r\n\r\n{}",
+        "h".repeat(30_000),
+        "x".repeat(100_000)
+    );
+    let texts = [
+        "Subject: small\r\n\r\nhi\r\n".to_string(),
+        long_header,
+        "Subject: all header\r\nTo: u@example.com\r\n".to_string(),
+    ];
+    let mail = texts
+        .iter()
+        .map(|t| NewMail {
+            text: t.as_bytes().to_vec(),
+            flags: 0,
+            keywords: Vec::new(),
+            internal_date: Utc::now(),
+        })
+        .collect();
+    s.mail_append(u, "INBOX".into(), mail).await.unwrap();
+    let sel = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sel.mail.len(), 4);
+    let mut uids: Vec<u32> = sel.mail.iter().map(|m| m.uid).collect();
+    uids.push(999);
+    let got = s.mail_headers(sel.status.info.id, uids).await.unwrap();
+    assert_eq!(got.len(), 4, "none for UID 999");
+    for (meta, (uid, header)) in sel.mail.iter().zip(&got) {
+        assert_eq!(meta.uid, *uid);
+        let whole = s.mail_read(u, meta.id).await.unwrap();
+        assert_eq!(header.as_slice(), header_section(&whole), "UID {uid}");
+    }
+    assert!(got[0]
+        .1
+        .starts_with(b"Return-Path: <carol@other.test>\r\nReceived: x\r\nSubject: big"));
+    assert_eq!(got[2].1.len(), 30_000 + 27);
+    // Only the UIDs asked for, when others lie between.
+    let one = s
+        .mail_headers(sel.status.info.id, vec![4, 2])
+        .await
+        .unwrap();
+    assert_eq!(one.iter().map(|h| h.0).collect::<Vec<_>>(), vec![2, 4]);
+}
+
+/// The SQL of migration 9 -> 10 cuts header blocks as `header_block` does.
+#[test]
+fn the_migration_cuts_header_blocks_as_the_code_does() {
+    use mailroom_proto::imap::mime::header_block;
+    use proptest::prelude::*;
+    let c = rusqlite::Connection::open_in_memory().unwrap();
+    c.execute_batch(
+        "CREATE TABLE contents (id INTEGER PRIMARY KEY, data BLOB NOT NULL, file TEXT);",
+    )
+    .unwrap();
+    c.execute_batch(crate::store::sqlite::schema::HEADERS)
+        .unwrap();
+    let check = |texts: &[Vec<u8>]| {
+        c.execute_batch("DELETE FROM content_headers; DELETE FROM contents;")
+            .unwrap();
+        for t in texts {
+            c.execute("INSERT INTO contents (data) VALUES (?1)", [t])
+                .unwrap();
+        }
+        c.execute_batch(crate::store::sqlite::schema::HEADERS_FILL)
+            .unwrap();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = c
+            .prepare("SELECT data, header FROM contents JOIN content_headers ON content_id = id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), texts.len());
+        for (data, header) in rows {
+            assert_eq!(
+                header,
+                header_block(&data),
+                "{:?}",
+                String::from_utf8_lossy(&data)
+            );
+        }
+    };
+    let table: Vec<Vec<u8>> = [
+        "A: b\r\n\r\nbody",
+        "\r\nbody",
+        "\nbody",
+        "A: b\n\nbody\r\n\r\n",
+        "A: b\r\nC: d\r\n",
+        "A: b\n\r\nx\n\n",
+        "x",
+        "A: b\r\n\r\n",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    check(&table);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let text = proptest::collection::vec("(A: b|x| |)(\r\n|\n|\r|)", 1..8).prop_map(|l| l.concat());
+    runner
+        .run(&proptest::collection::vec(text, 1..5), |texts| {
+            let texts: Vec<Vec<u8>> = texts.into_iter().map(String::into_bytes).collect();
+            check(&texts);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
 }
