@@ -1,4 +1,4 @@
 //! Coverage-guided fuzzing of the config store's backups and key edits (see fuzz/README.md).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mailroom::config::history::check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mailroom_config::history::check(data));

@@ -11,7 +11,9 @@
 pub mod admin;
 pub mod cli;
 pub mod client;
-pub mod config;
+/// The configuration lives in its own crate (`crates/config`), which the fuzz targets build
+/// without the server; it is re-exported here so that `crate::config::…` reads as one tree.
+pub use mailroom_config as config;
 pub mod conn;
 pub mod control;
 pub mod deliver;

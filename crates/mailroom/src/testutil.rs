@@ -171,20 +171,3 @@ impl Client {
         self.line().await.is_none()
     }
 }
-
-/// Replays every saved fuzzing input in `fuzz/corpus/NAME` through `check`: each must keep its
-/// invariants (not panic), and the corpus must not be empty.
-pub fn replay_corpus(name: &str, check: fn(&[u8])) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(name);
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let path = e.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let ok = std::panic::catch_unwind(|| check(&data));
-        assert!(ok.is_ok(), "{} broke an invariant", path.display());
-        n += 1;
-    }
-    assert!(n > 0, "the corpus {name} is empty");
-}

@@ -84,6 +84,23 @@ mod tests {
         }
     }
 
+    /// The largest values the configuration accepts (see mailroom-config's range checks) do not
+    /// overflow the schedule's arithmetic on dates.
+    #[test]
+    fn the_largest_accepted_values_do_not_overflow() {
+        let mut c = crate::config::Config::new("example.com", "mx.example.com");
+        c.queue.retry_schedule = vec![std::time::Duration::from_secs(30 * 86400)];
+        c.queue.expiry = std::time::Duration::from_secs(365 * 86400);
+        c.queue.delay_notification = std::time::Duration::from_secs(364 * 86400);
+        let text = c.to_toml().unwrap();
+        let c = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let now = Utc::now();
+        let wait = next_wait(&c.queue, u32::MAX, false, 0.999);
+        let _ = now + wait;
+        let _ = expires_at(&c.queue, now);
+        let _ = delay_due_at(&c.queue, now);
+    }
+
     #[test]
     fn exchange_default_schedule() {
         let c = cfg();

@@ -135,11 +135,7 @@ fn only_live_sections_apply_without_a_restart() {
 
 #[test]
 fn backups_round_trip_and_every_damage_is_refused() {
-    let text = crate::config::template(
-        "example.com",
-        "mx.example.com",
-        &crate::config::Listen::default(),
-    );
+    let text = crate::template("example.com", "mx.example.com", &crate::Listen::default());
     let b = Backup::new("mx.example.com", 7, &text);
     let bytes = b.encode();
     let (back, cfg) = Backup::decode(&bytes).unwrap();
@@ -183,5 +179,5 @@ fn backups_round_trip_and_every_damage_is_refused() {
 /// invariants.
 #[test]
 fn the_fuzz_corpus_replays() {
-    crate::testutil::replay_corpus("config_store", check);
+    crate::replay_corpus("config_store", check);
 }
