@@ -331,6 +331,48 @@ def test_condstore_and_qresync_resync(server):
         assert lines == [b"* VANISHED 1\r\n"]
 
 
+def test_qresync_past_the_expunge_history(make_server):
+    """With imap.expunge_history = 2, a client that resyncs from before the oldest expunge still
+    remembered is told every UID of its known set that is gone (RFC 7162 §3.2.5.1), computed
+    from the UIDs still there; one that resyncs within the history gets the exact list."""
+    server = make_server({"imap.expunge_history": 2})
+    alice = server.add_user("alice")
+    deliver(server, alice, [f"h{i}" for i in range(1, 9)])
+    with RawIMAP(server.imap_port) as a:
+        a.login(alice)
+        a.command("ENABLE QRESYNC")
+        lines, _ = a.command("SELECT INBOX")
+        v = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(lines)).group(1))
+        old = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))
+        # Another session expunges UIDs 2, 4, 6 and 8, one EXPUNGE each; this one idles.
+        with RawIMAP(server.imap_port) as b:
+            b.login(alice)
+            b.command("SELECT INBOX")
+            for uid in (2, 4, 6, 8):
+                b.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+                _, done = b.command(f"UID EXPUNGE {uid}")
+                assert b" OK " in done, done
+                if uid == 6:
+                    status, _ = b.command("STATUS INBOX (HIGHESTMODSEQ)")
+                    recent = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(status)).group(1))
+        # The session still open learns of all four, though only two are remembered.
+        lines, _ = a.command("NOOP")
+        assert b"* VANISHED 2,4,6,8\r\n" in lines, lines
+        a.command("LOGOUT")
+    with RawIMAP(server.imap_port) as c:
+        c.login(alice)
+        c.command("ENABLE QRESYNC")
+        # From before the history: every known UID that is gone.
+        lines, _ = c.command(f"SELECT INBOX (QRESYNC ({v} {old} 1:8))")
+        assert b"* VANISHED (EARLIER) 2,4,6,8\r\n" in lines, lines
+        # The same through UID FETCH ... VANISHED, narrowed to the set asked for.
+        lines, _ = c.command(f"UID FETCH 3:7 (FLAGS) (CHANGEDSINCE {old} VANISHED)")
+        assert lines[0] == b"* VANISHED (EARLIER) 4,6\r\n", lines
+        # From within the history: exactly what was expunged since.
+        lines, _ = c.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {recent} VANISHED)")
+        assert lines == [b"* VANISHED (EARLIER) 8\r\n"], lines
+
+
 def test_pop3_and_imap_agree(server):
     alice = server.add_user("alice")
     deliver(server, alice, ["p1", "p2"])

@@ -440,6 +440,11 @@ pub struct ImapConfig {
     pub max_literal: u64,
     /// Commands a session may run per second; past it, the session is slowed down.
     pub max_commands_per_second: u32,
+    /// Expunged UIDs each folder remembers, for QRESYNC's `VANISHED` (RFC 7162 §3.2.5.1); the
+    /// oldest are forgotten past it. A client that resynchronizes from before what is
+    /// remembered is told every UID it may know that is gone (computed from the UIDs still
+    /// there), which is correct but longer.
+    pub expunge_history: u64,
 }
 
 impl Default for ImapConfig {
@@ -462,6 +467,7 @@ impl Default for ImapConfig {
             max_line: 65_536,
             max_literal: 25 * 1024 * 1024,
             max_commands_per_second: 1000,
+            expunge_history: 100_000,
         }
     }
 }

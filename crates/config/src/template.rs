@@ -207,6 +207,8 @@ write_timeout = "{pop_write_timeout}"
 max_line = {imap_max_line}
 max_literal = {imap_max_literal}
 max_commands_per_second = {imap_cps}
+# Expunged UIDs each folder remembers for QRESYNC (older resyncs get the longer answer).
+expunge_history = {imap_expunge_history}
 
 [queue]
 # Messages delivered at the same time.
@@ -282,6 +284,7 @@ history = {history}
         imap_max_line = i.max_line,
         imap_max_literal = i.max_literal,
         imap_cps = i.max_commands_per_second,
+        imap_expunge_history = i.expunge_history,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
         max_command_line = s.max_command_line,

@@ -353,6 +353,12 @@ impl Config {
             u64::from(p.max_commands_per_second),
             1,
             1_000_000,
+        )?;
+        count(
+            "imap.expunge_history",
+            p.expunge_history,
+            0,
+            u64::from(u32::MAX),
         )
     }
 

@@ -297,13 +297,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let largest = v
             .last_uid()
             .max(changes.expunged.last().copied().unwrap_or(0));
-        let gone: Vec<u32> = changes
-            .expunged
-            .into_iter()
-            .filter(|&u| f.set.contains(u, largest) && v.index_of(u).is_none())
-            .collect();
+        let gone = match &changes.present {
+            // The history no longer reaches back that far: every UID of the set that is neither
+            // in the folder nor in the session's view (RFC 7162 §3.2.5.1).
+            Some(present) => {
+                let upto = changes.uid_next.saturating_sub(1);
+                let within = f.set.resolved(upto.max(1));
+                let view: Vec<u32> = v.mail.iter().map(|m| m.uid).collect();
+                super::vanished::text(&super::vanished::gone(present, &view, upto, Some(&within)))
+            }
+            None => {
+                let gone: Vec<u32> = changes
+                    .expunged
+                    .into_iter()
+                    .filter(|&u| f.set.contains(u, largest) && v.index_of(u).is_none())
+                    .collect();
+                compress(&gone)
+            }
+        };
         if !gone.is_empty() {
-            self.untagged(&format!("VANISHED (EARLIER) {}", compress(&gone)));
+            self.untagged(&format!("VANISHED (EARLIER) {gone}"));
         }
     }
 }

@@ -17,6 +17,7 @@ mod folders;
 mod mail;
 mod search;
 mod session;
+mod vanished;
 mod view;
 
 use std::sync::Arc;

@@ -318,17 +318,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         let last = v.last_uid().max(1);
-        let mut vanished: Vec<u32> = changes
-            .expunged
-            .iter()
-            .copied()
-            .filter(|&u| q.known_uids.as_ref().is_none_or(|k| k.contains(u, last)))
-            .filter(|&u| v.index_of(u).is_none())
-            .collect();
-        vanished.sort_unstable();
         let mut lines = Vec::new();
+        let vanished = match &changes.present {
+            // The history no longer reaches back to the client's mod-sequence: every UID it
+            // may know that is not in the folder (RFC 7162 §3.2.5.1).
+            Some(present) => {
+                let upto = changes.uid_next.saturating_sub(1);
+                let within = q.known_uids.as_ref().map(|k| k.resolved(upto.max(1)));
+                let view: Vec<u32> = v.mail.iter().map(|m| m.uid).collect();
+                super::vanished::text(&super::vanished::gone(
+                    present,
+                    &view,
+                    upto,
+                    within.as_deref(),
+                ))
+            }
+            None => {
+                let mut gone: Vec<u32> = changes
+                    .expunged
+                    .iter()
+                    .copied()
+                    .filter(|&u| q.known_uids.as_ref().is_none_or(|k| k.contains(u, last)))
+                    .filter(|&u| v.index_of(u).is_none())
+                    .collect();
+                gone.sort_unstable();
+                compress(&gone)
+            }
+        };
         if !vanished.is_empty() {
-            lines.push(format!("VANISHED (EARLIER) {}", compress(&vanished)));
+            lines.push(format!("VANISHED (EARLIER) {vanished}"));
         }
         for m in &changes.changed {
             if let Some(i) = v.index_of(m.uid) {
@@ -391,6 +409,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for uid in changes.expunged {
             if v.index_of(uid).is_some() && !v.pending.contains(&uid) {
                 v.pending.push(uid);
+            }
+        }
+        // The history no longer reaches back to the view's mod-sequence: what the view has and
+        // the folder no longer does was expunged.
+        if let Some(present) = &changes.present {
+            for m in &v.mail {
+                if present.binary_search(&m.uid).is_err() && !v.pending.contains(&m.uid) {
+                    v.pending.push(m.uid);
+                }
             }
         }
         let before = v.mail.len();

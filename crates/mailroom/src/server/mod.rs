@@ -135,6 +135,7 @@ pub async fn run(
     crate::directory::password::set_concurrency(config.server.max_password_checks);
     crate::directory::scram::load_decoy_key(data);
     let sqlite = open_store(data)?;
+    sqlite.set_expunge_history(config.imap.expunge_history);
     let store: Arc<dyn Store> = sqlite.clone();
     let store_error = |source| ServerError::Store {
         path: data.join(sqlite::FILE_NAME),

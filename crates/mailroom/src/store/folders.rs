@@ -110,10 +110,16 @@ pub struct Selected {
 pub struct Changes {
     /// The folder's highest mod-sequence now.
     pub highest_modseq: u64,
+    /// The folder's UIDNEXT now: every UID a client may know is below it.
+    pub uid_next: u32,
     /// Messages changed or added since, in UID order.
     pub changed: Vec<MailMeta>,
-    /// UIDs expunged since, ascending.
+    /// UIDs expunged since, ascending, when the folder's expunge history reaches back that far
+    /// (`imap.expunge_history`).
     pub expunged: Vec<u32>,
+    /// When it does not: every UID in the folder now, ascending, so that the reader can tell
+    /// what is gone from what it knew (`expunged` is then empty).
+    pub present: Option<Vec<u32>>,
 }
 
 /// How STORE changes flags.

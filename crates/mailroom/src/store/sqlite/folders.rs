@@ -314,16 +314,17 @@ pub(super) fn select(
 }
 
 pub(super) fn changes(c: &Connection, folder_id: i64, since: u64) -> Result<Changes, StoreError> {
-    let highest: Option<i64> = c
-        .prepare_cached("SELECT highest_modseq FROM mailboxes WHERE id = ?1")?
-        .query_row([folder_id], |r| r.get(0))
+    let row: Option<(i64, u32)> = c
+        .prepare_cached("SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?1")?
+        .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(highest) = highest else {
+    let Some((highest, uid_next)) = row else {
         return Err(StoreError::NotFound("the folder (it was deleted)".into()));
     };
     if highest as u64 <= since {
         return Ok(Changes {
             highest_modseq: highest as u64,
+            uid_next,
             ..Changes::default()
         });
     }
@@ -333,16 +334,22 @@ pub(super) fn changes(c: &Connection, folder_id: i64, since: u64) -> Result<Chan
         ))?
         .query_map(params![folder_id, since as i64], meta_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    let expunged = c
-        .prepare_cached(
-            "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
-        )?
-        .query_map(params![folder_id, since as i64], |r| r.get(0))?
-        .collect::<Result<Vec<u32>, _>>()?;
+    let (expunged, present) = match super::expunged::since(c, folder_id, since)? {
+        Some(uids) => (uids, None),
+        None => {
+            let present = c
+                .prepare_cached("SELECT uid FROM mail WHERE mailbox_id = ?1 ORDER BY uid")?
+                .query_map([folder_id], |r| r.get(0))?
+                .collect::<Result<Vec<u32>, _>>()?;
+            (Vec::new(), Some(present))
+        }
+    };
     Ok(Changes {
         highest_modseq: highest as u64,
+        uid_next,
         changed,
         expunged,
+        present,
     })
 }
 
@@ -596,10 +603,7 @@ fn move_rows(
         if n == 0 {
             continue;
         }
-        c.prepare_cached(
-            "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![from, uid, out_modseq as i64])?;
+        super::expunged::record(c, from, uid, out_modseq)?;
         pairs.push((uid, new));
     }
     touch(owner(c, from)?);
@@ -699,10 +703,7 @@ pub(super) fn remove(c: &Connection, folder_id: i64, uids: &[u32]) -> Result<Vec
         };
         c.prepare_cached("DELETE FROM mail WHERE mailbox_id = ?1 AND uid = ?2")?
             .execute(params![folder_id, uid])?;
-        c.prepare_cached(
-            "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![folder_id, uid, ms as i64])?;
+        super::expunged::record(c, folder_id, uid, ms)?;
         c.prepare_cached(
             "UPDATE users SET used = used - ?2, messages = messages - 1 WHERE id = ?1",
         )?

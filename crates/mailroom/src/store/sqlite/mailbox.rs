@@ -121,8 +121,14 @@ pub(super) fn read(
 }
 
 /// Deletes messages by store ID (POP3's DELE at QUIT): they are expunged as IMAP sees it.
-pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize, StoreError> {
+pub(super) fn delete(
+    c: &Connection,
+    user_id: i64,
+    ids: &[i64],
+    keep: u64,
+) -> Result<usize, StoreError> {
     let mut n = 0;
+    let mut folders = std::collections::BTreeSet::new();
     for &id in ids {
         let row: Option<(i64, u32)> = c
             .prepare_cached(
@@ -134,6 +140,10 @@ pub(super) fn delete(c: &Connection, user_id: i64, ids: &[i64]) -> Result<usize,
             .optional()?;
         let Some((folder, uid)) = row else { continue };
         n += super::folders::remove(c, folder, &[uid])?.len();
+        folders.insert(folder);
+    }
+    for folder in folders {
+        super::expunged::trim(c, folder, keep)?;
     }
     Ok(n)
 }

@@ -25,6 +25,7 @@ mod admin;
 mod config;
 mod content;
 mod directory;
+mod expunged;
 mod folders;
 mod headers;
 mod mailbox;
@@ -265,6 +266,8 @@ pub struct SqliteStore {
     commits: Arc<AtomicU64>,
     spool: Spool,
     changes: tokio::sync::broadcast::Sender<i64>,
+    /// Expunged UIDs each folder remembers (`imap.expunge_history`).
+    expunge_history: Arc<AtomicU64>,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -365,7 +368,17 @@ impl SqliteStore {
             commits,
             spool,
             changes,
+            expunge_history: Arc::new(AtomicU64::new(
+                crate::config::ImapConfig::default().expunge_history,
+            )),
         }))
+    }
+
+    /// How many expunged UIDs each folder remembers for QRESYNC (`imap.expunge_history`); the
+    /// server sets it from its configuration at start (a change needs a restart, as the other
+    /// `imap.` limits do).
+    pub fn set_expunge_history(&self, keep: u64) {
+        self.expunge_history.store(keep, Ordering::Relaxed);
     }
 
     /// The database file (tests inspect it directly).
@@ -596,6 +609,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::LIST_POLICY)?;
         tx.execute_batch(schema::IMAP)?;
         tx.execute_batch(schema::HEADERS)?;
+        tx.execute_batch(schema::EXPUNGE_HISTORY)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -956,7 +970,8 @@ impl Mailboxes for SqliteStore {
         self.read(move |c| mailbox::text(c, &spool, user_id, mail_id))
     }
     fn mail_delete(&self, user_id: i64, mail_ids: Vec<i64>) -> StoreFuture<'_, usize> {
-        self.write(move |c| mailbox::delete(c, user_id, &mail_ids))
+        let keep = self.expunge_history.load(Ordering::Relaxed);
+        self.write(move |c| mailbox::delete(c, user_id, &mail_ids, keep))
     }
     fn mail_import(
         &self,
@@ -1062,14 +1077,26 @@ impl crate::store::Folders for SqliteStore {
         to: String,
         move_: bool,
     ) -> StoreFuture<'_, crate::store::Copied> {
-        self.write(move |c| folders::copy(c, user_id, folder_id, &uids, &to, move_))
+        let keep = self.expunge_history.load(Ordering::Relaxed);
+        self.write(move |c| {
+            let copied = folders::copy(c, user_id, folder_id, &uids, &to, move_)?;
+            if move_ {
+                expunged::trim(c, folder_id, keep)?;
+            }
+            Ok(copied)
+        })
     }
     fn mail_expunge(&self, folder_id: i64, uids: Option<Vec<u32>>) -> StoreFuture<'_, Vec<u32>> {
         let uids = uids.map(|mut u| {
             u.sort_unstable();
             u
         });
-        self.write(move |c| folders::expunge(c, folder_id, uids.as_deref()))
+        let keep = self.expunge_history.load(Ordering::Relaxed);
+        self.write(move |c| {
+            let gone = folders::expunge(c, folder_id, uids.as_deref())?;
+            expunged::trim(c, folder_id, keep)?;
+            Ok(gone)
+        })
     }
     fn mail_changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
         self.changes.subscribe()

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -335,6 +335,17 @@ CREATE TABLE track_keys (
 ) WITHOUT ROWID;
 "#;
 
+/// How much of a folder's expunge history is kept (schema 11): `expunged` rows at or below a
+/// folder's `expunged_floor` mod-sequence have been forgotten (`imap.expunge_history`), so
+/// "expunged since N" is only complete for N at or above it; `expunged_rows` counts the rows
+/// kept, and the index finds the oldest.
+pub const EXPUNGE_HISTORY: &str = r#"
+ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN expunged_rows INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET expunged_rows = (SELECT count(*) FROM expunged WHERE mailbox_id = mailboxes.id);
+CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);
+"#;
+
 /// Steps from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`,
 /// running its statements in order. Each step runs in one transaction with the version bump, so a
 /// crash leaves the old version whole.
@@ -394,6 +405,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[IMAP, SPECIAL_FOLDERS],
     // 9 -> 10: header blocks, for SEARCH and FETCH of header fields.
     &[HEADERS, HEADERS_FILL],
+    // 10 -> 11: the expunge history is bounded.
+    &[EXPUNGE_HISTORY],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

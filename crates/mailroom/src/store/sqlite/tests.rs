@@ -497,7 +497,7 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              ALTER TABLE users_old RENAME TO users;
              DELETE FROM sqlite_sequence WHERE name = 'users';
              ",
-                UNDO_3_TO_10,
+                UNDO_3_TO_11,
                 "UPDATE meta SET value = '2' WHERE key = 'schema_version';",
             ]
             .concat(),
@@ -816,7 +816,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
             &[
                 "DROP TABLE track_keys;
              ",
-                UNDO_3_TO_10,
+                UNDO_3_TO_11,
                 "CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
@@ -1112,8 +1112,8 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
 }
 
-/// What undoes migrations 3 to 10 (all but the rebuild of `users`), to make an old store.
-const UNDO_3_TO_10: &str = "DROP TABLE queue_control;
+/// What undoes migrations 3 to 11 (all but the rebuild of `users`), to make an old store.
+const UNDO_3_TO_11: &str = "DROP TABLE queue_control;
     DROP TABLE queue_active;
     DROP TABLE spool_garbage;
     DROP INDEX contents_file;
@@ -1136,6 +1136,8 @@ const UNDO_3_TO_10: &str = "DROP TABLE queue_control;
     ALTER TABLE mailboxes DROP COLUMN special_use;
     ALTER TABLE mailboxes DROP COLUMN highest_modseq;
     ALTER TABLE mailboxes DROP COLUMN recent_uid;
+    ALTER TABLE mailboxes DROP COLUMN expunged_floor;
+    ALTER TABLE mailboxes DROP COLUMN expunged_rows;
     DELETE FROM mailboxes WHERE name != 'INBOX';
     DROP TABLE content_headers;
     ";
