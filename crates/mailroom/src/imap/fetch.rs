@@ -274,11 +274,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         if failed {
-            self.tagged(
-                tag,
-                "NO",
-                "[UNAVAILABLE] Temporary failure, try again later",
-            );
+            self.tagged(tag, "NO", super::session::TEMPORARY);
             return;
         }
         let verb = if f.uid { "UID FETCH" } else { "FETCH" };

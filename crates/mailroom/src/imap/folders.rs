@@ -95,12 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             StoreError::Conflict(why) => self.tagged(tag, "NO", &format!("[CANNOT] {why}")),
             e => {
-                tracing::error!(error = %e, "imap {what} failed");
-                self.tagged(
-                    tag,
-                    "NO",
-                    "[UNAVAILABLE] Temporary failure, try again later",
-                );
+                self.temporary(tag, what, &e);
             }
         }
     }

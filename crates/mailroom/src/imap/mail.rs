@@ -42,13 +42,15 @@ fn to_utc(d: DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    fn temporary(&mut self, tag: &str, e: &StoreError) {
-        tracing::error!(error = %e, "imap store operation failed");
-        self.tagged(
-            tag,
-            "NO",
-            "[UNAVAILABLE] Temporary failure, try again later",
-        );
+    /// Ends APPEND, COPY or MOVE that the store refused: `TRYCREATE` for a folder that is not
+    /// there (RFC 9051 §6.3.12, §6.4.7), `OVERQUOTA` past the quota (RFC 9208 §4.3), and
+    /// otherwise a temporary failure.
+    fn refused(&mut self, tag: &str, what: &str, e: StoreError) {
+        match e {
+            StoreError::NotFound(_) => self.tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist"),
+            StoreError::OverQuota(why) => self.tagged(tag, "NO", &format!("[OVERQUOTA] {why}")),
+            e => self.temporary(tag, what, &e),
+        }
     }
 
     pub(super) async fn store(&mut self, tag: &str, s: Store) {
@@ -92,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .await
         {
             Ok(st) => st,
-            Err(e) => return self.temporary(tag, &e),
+            Err(e) => return self.temporary(tag, "store", &e),
         };
         let condstore = self.enabled.condstore;
         let rev2 = self.enabled.rev2;
@@ -207,15 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .await
         {
             Ok(c) => c,
-            Err(StoreError::NotFound(_)) => {
-                self.tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist");
-                return;
-            }
-            Err(StoreError::OverQuota(why)) => {
-                self.tagged(tag, "NO", &format!("[OVERQUOTA] {why}"));
-                return;
-            }
-            Err(e) => return self.temporary(tag, &e),
+            Err(e) => return self.refused(tag, "copy", e),
         };
         let code = if copied.uids.is_empty() {
             String::new()
@@ -260,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .collect::<Vec<u32>>()
         });
         if let Err(e) = self.ctx.store.mail_expunge(folder, chosen).await {
-            return self.temporary(tag, &e);
+            return self.temporary(tag, "expunge", &e);
         }
         self.dirty = true;
         self.sync(true).await;
@@ -318,15 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let user = self.user.as_ref().map_or(0, |u| u.id);
         let copied = match self.ctx.store.mail_append(user, name, mail).await {
             Ok(c) => c,
-            Err(StoreError::NotFound(_)) => {
-                self.tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist");
-                return;
-            }
-            Err(StoreError::OverQuota(why)) => {
-                self.tagged(tag, "NO", &format!("[OVERQUOTA] {why}"));
-                return;
-            }
-            Err(e) => return self.temporary(tag, &e),
+            Err(e) => return self.refused(tag, "append", e),
         };
         self.dirty = true;
         self.sync(false).await;

@@ -193,12 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match self.ctx.store.mail_attrs(folder, uids).await {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::error!(error = %e, "search failed");
-                        self.tagged(
-                            tag,
-                            "NO",
-                            "[UNAVAILABLE] Temporary failure, try again later",
-                        );
+                        self.temporary(tag, "search", &e);
                         return;
                     }
                 }
@@ -230,12 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let texts = match read {
                 Ok(t) => t,
                 Err(e) => {
-                    tracing::error!(error = %e, "search failed");
-                    self.tagged(
-                        tag,
-                        "NO",
-                        "[UNAVAILABLE] Temporary failure, try again later",
-                    );
+                    self.temporary(tag, "search", &e);
                     return;
                 }
             };

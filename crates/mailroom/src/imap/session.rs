@@ -23,6 +23,9 @@ use crate::directory::login::{self, Login};
 use crate::limits::Lockout;
 use crate::store::User;
 
+/// The text of `NO` for a command the store could not carry out for now.
+pub(super) const TEMPORARY: &str = "[UNAVAILABLE] Temporary failure, try again later";
+
 /// Largest literal taken before login (a name or password, an initial response): RFC 7888 §4
 /// lets a server refuse large literals from clients not yet authenticated.
 const MAX_LITERAL_BEFORE_LOGIN: u64 = 8 * 1024;
@@ -118,6 +121,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         w.push(b' ');
         w.extend_from_slice(text.as_bytes());
         w.extend_from_slice(b"\r\n");
+    }
+
+    /// Whether LOGIN or AUTHENTICATE may go on; if not, the command is ended: `BAD` once logged
+    /// in (RFC 9051 §6.2), `NO [PRIVACYREQUIRED]` where a password may not travel in clear
+    /// (RFC 9051 §6.2.3, `imap.plaintext_login`).
+    fn may_log_in(&mut self, tag: &str, what: &str) -> bool {
+        if self.user.is_some() {
+            self.tagged(tag, "BAD", "Already logged in");
+            return false;
+        }
+        if !self.login_allowed() {
+            self.tagged(
+                tag,
+                "NO",
+                &format!("[PRIVACYREQUIRED] {what} disallowed on non-secure connections; use STARTTLS first"),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Ends a command the store could not carry out for now with `NO [UNAVAILABLE]` (RFC 5530
+    /// §3): the client may try again; the cause goes to the log, not to the client.
+    pub(super) fn temporary(&mut self, tag: &str, what: &str, e: &dyn std::fmt::Display) {
+        tracing::error!(error = %e, "imap {what} failed");
+        self.tagged(tag, "NO", TEMPORARY);
     }
 
     /// Writes what is queued once it has grown large (long FETCH and SEARCH replies).
@@ -369,16 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Body::StartTls => self.starttls(&tag).await,
             Body::Login { user, password } => {
-                if self.user.is_some() {
-                    self.tagged(&tag, "BAD", "Already logged in");
-                    return Flow::Continue;
-                }
-                if !self.login_allowed() {
-                    self.tagged(
-                        &tag,
-                        "NO",
-                        "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections; use STARTTLS first",
-                    );
+                if !self.may_log_in(&tag, "Plaintext authentication") {
                     return Flow::Continue;
                 }
                 let (Ok(name), Ok(pass)) = (String::from_utf8(user), String::from_utf8(password))
@@ -399,16 +419,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.logged_in(&tag, outcome).await
             }
             Body::Authenticate { mechanism, initial } => {
-                if self.user.is_some() {
-                    self.tagged(&tag, "BAD", "Already logged in");
-                    return Flow::Continue;
-                }
-                if !self.login_allowed() {
-                    self.tagged(
-                        &tag,
-                        "NO",
-                        "[PRIVACYREQUIRED] Authentication disallowed on non-secure connections; use STARTTLS first",
-                    );
+                if !self.may_log_in(&tag, "Authentication") {
                     return Flow::Continue;
                 }
                 self.authenticate(&tag, &mechanism, initial).await
@@ -637,12 +648,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Flow::Close
             }
             Login::Unavailable(e) => {
-                tracing::error!(error = %e, "user lookup failed");
-                self.tagged(
-                    tag,
-                    "NO",
-                    "[UNAVAILABLE] Temporary failure, try again later",
-                );
+                self.temporary(tag, "user lookup", &e);
                 Flow::Continue
             }
             Login::Refused { delay } => {

@@ -183,3 +183,40 @@ async fn starttls_is_refused_with_pipelined_commands_and_without_a_certificate()
     let r = run(&mut c, "t", "STARTTLS").await;
     assert_eq!(r, ["t NO STARTTLS is not available: no usable certificate"]);
 }
+
+/// Where passwords may not travel in clear (`imap.plaintext_login = "never"`), the greeting says
+/// LOGINDISABLED and both LOGIN and AUTHENTICATE are refused with PRIVACYREQUIRED (RFC 9051
+/// §6.2.3); once logged in, a second login is a BAD command (RFC 9051 §6.2).
+#[tokio::test]
+async fn logins_in_clear_are_refused_where_the_policy_says_so() {
+    let mut cfg = config();
+    cfg.imap.plaintext_login = crate::config::PlaintextLogin::Never;
+    let h = harness(cfg).await;
+    let mut c = connect(&h.ctx);
+    let greeting = c.status().await;
+    assert!(greeting.contains(" LOGINDISABLED"), "{greeting}");
+    let r = run(&mut c, "a", "LOGIN alice@example.com pw").await;
+    assert_eq!(
+        r,
+        ["a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections; use STARTTLS first"]
+    );
+    let r = run(
+        &mut c,
+        "b",
+        "AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHB3",
+    )
+    .await;
+    assert_eq!(
+        r,
+        ["b NO [PRIVACYREQUIRED] Authentication disallowed on non-secure connections; use STARTTLS first"]
+    );
+    let h = harness(config()).await;
+    let mut c = logged_in(&h.ctx).await;
+    for (tag, line) in [
+        ("c", "LOGIN alice@example.com pw"),
+        ("d", "AUTHENTICATE PLAIN"),
+    ] {
+        let r = run(&mut c, tag, line).await;
+        assert_eq!(r, [format!("{tag} BAD Already logged in")]);
+    }
+}

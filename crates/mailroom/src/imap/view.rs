@@ -229,12 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "select failed");
-                self.tagged(
-                    tag,
-                    "NO",
-                    "[UNAVAILABLE] Temporary failure, try again later",
-                );
+                self.temporary(tag, "select", &e);
                 return;
             }
         };
@@ -514,14 +509,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         if expunge && !v.read_only {
             if let Err(e) = self.ctx.store.mail_expunge(v.folder.id, None).await {
-                tracing::error!(error = %e, "expunge at CLOSE failed");
                 self.selected = Some(v);
-                self.tagged(
-                    tag,
-                    "NO",
-                    "[UNAVAILABLE] Temporary failure, try again later",
-                );
-                return;
+                return self.temporary(tag, "expunge at CLOSE", &e);
             }
         }
         let verb = if expunge { "CLOSE" } else { "UNSELECT" };
