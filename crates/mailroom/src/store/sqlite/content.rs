@@ -14,11 +14,24 @@ use crate::model::Content;
 use crate::store::spool::Spool;
 use crate::store::{StoreError, StoredText};
 
-/// Inserts a content with no reference yet, and its header block (see
-/// [`super::schema::HEADERS`]); returns its ID.
-pub(super) fn insert(c: &Connection, spool: &Spool, content: &Content) -> Result<i64, StoreError> {
+/// Inserts a content with no reference yet, and, when it will be in a mailbox (`for_mailbox`),
+/// its header block (see [`super::schema::HEADERS`]); returns its ID. Mail that only passes
+/// through the queue to other servers is never searched over IMAP, so it is spared the extra
+/// row and, for a spooled text, the extra read of its file. (Should such a content end up in a
+/// mailbox after all, it is searched through its text, as contents without a block are.)
+pub(super) fn insert(
+    c: &Connection,
+    spool: &Spool,
+    content: &Content,
+    for_mailbox: bool,
+) -> Result<i64, StoreError> {
     let (prefix, file) = match content {
-        Content::Memory(data) => return insert_text(c, data),
+        Content::Memory(data) if for_mailbox => return insert_text(c, data),
+        Content::Memory(data) => {
+            c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
+                .execute([data])?;
+            return Ok(c.last_insert_rowid());
+        }
         Content::Spooled { prefix, file } => (prefix, file),
     };
     c.prepare_cached(
@@ -31,6 +44,9 @@ pub(super) fn insert(c: &Connection, spool: &Spool, content: &Content) -> Result
         file.eight_bit
     ])?;
     let id = c.last_insert_rowid();
+    if !for_mailbox {
+        return Ok(id);
+    }
     // The file was just written and synced: its start is in the page cache. Without a block
     // the message is read from its file when searched, so a failure here fails nothing.
     let path = spool.path(&file.name);

@@ -83,7 +83,11 @@ pub(super) fn submit(
             pending: false,
         });
     }
-    let content_id = super::content::insert(c, spool, &m.content)?;
+    let for_mailbox = m
+        .recipients
+        .iter()
+        .any(|r| r.deliver_now.is_some() || matches!(r.route, Route::Local { .. }));
+    let content_id = super::content::insert(c, spool, &m.content, for_mailbox)?;
     let now = Utc::now();
     // Local copies first: they decide whether the message needs the queue at all.
     let delivered = deliver_now(c, m, content_id, now)?;

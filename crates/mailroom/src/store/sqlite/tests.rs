@@ -1282,3 +1282,33 @@ fn the_migration_cuts_header_blocks_as_the_code_does() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A header block is kept for contents that will be in a mailbox (a local recipient, delivered
+/// now or queued), not for mail that only passes through to other servers.
+#[tokio::test]
+async fn header_blocks_only_for_mail_that_reaches_a_mailbox() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let blocks = || -> i64 {
+        rusqlite::Connection::open(ts.store.path_for_tests())
+            .unwrap()
+            .query_row("SELECT count(*) FROM content_headers", [], |r| r.get(0))
+            .unwrap()
+    };
+    let remote = message(
+        vec![("x@remote.test", Route::Remote)],
+        b"Subject: away\r\n\r\nbye\r\n",
+    );
+    s.submit(remote).await.unwrap();
+    assert_eq!(blocks(), 0, "passing through: no block");
+    let both = message(
+        vec![
+            ("x@remote.test", Route::Remote),
+            ("u@example.com", Route::Local { user_id: u }),
+        ],
+        b"Subject: here\r\n\r\nhi\r\n",
+    );
+    s.submit(both).await.unwrap();
+    assert_eq!(blocks(), 1, "a local recipient: a block");
+}
