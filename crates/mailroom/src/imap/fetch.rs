@@ -297,10 +297,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // The history no longer reaches back that far: every UID of the set that is neither
             // in the folder nor in the session's view (RFC 7162 §3.2.5.1).
             Some(present) => {
-                let upto = changes.uid_next.saturating_sub(1);
-                let within = f.set.resolved(upto.max(1));
-                let view: Vec<u32> = v.mail.iter().map(|m| m.uid).collect();
-                super::vanished::text(&super::vanished::gone(present, &view, upto, Some(&within)))
+                super::vanished::known_gone(present, v, changes.uid_next, Some(&f.set))
             }
             None => {
                 let gone: Vec<u32> = changes

@@ -4,6 +4,8 @@
 //! folder any more: longer than the exact answer, and as correct. Pure, so the ranges are
 //! tested on their own.
 
+use mailroom_proto::imap::command::SequenceSet;
+
 /// The UIDs from 1 to `upto` that are in neither ascending list `a` nor `b`, narrowed to
 /// `within` (resolved ranges, any order; everything when `None`), as ascending, disjoint
 /// ranges. Works on ranges throughout, so a folder whose UIDs run into the billions costs no
@@ -56,6 +58,21 @@ pub(super) fn gone(
         }
     }
     out
+}
+
+/// `VANISHED (EARLIER)`'s set when the history does not reach back far enough: every UID below
+/// `uid_next` in `within` (everything when `None`) that is neither in the folder now
+/// (`present`) nor in the session's view (whose expunges the session reports itself).
+pub(super) fn known_gone(
+    present: &[u32],
+    view: &super::view::View,
+    uid_next: u32,
+    within: Option<&SequenceSet>,
+) -> String {
+    let upto = uid_next.saturating_sub(1);
+    let within = within.map(|s| s.resolved(upto.max(1)));
+    let view: Vec<u32> = view.mail.iter().map(|m| m.uid).collect();
+    text(&gone(present, &view, upto, within.as_deref()))
 }
 
 /// Ranges as a sequence set (`1:3,7`).

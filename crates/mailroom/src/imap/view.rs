@@ -318,15 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // The history no longer reaches back to the client's mod-sequence: every UID it
             // may know that is not in the folder (RFC 7162 §3.2.5.1).
             Some(present) => {
-                let upto = changes.uid_next.saturating_sub(1);
-                let within = q.known_uids.as_ref().map(|k| k.resolved(upto.max(1)));
-                let view: Vec<u32> = v.mail.iter().map(|m| m.uid).collect();
-                super::vanished::text(&super::vanished::gone(
-                    present,
-                    &view,
-                    upto,
-                    within.as_deref(),
-                ))
+                super::vanished::known_gone(present, v, changes.uid_next, q.known_uids.as_ref())
             }
             None => {
                 let mut gone: Vec<u32> = changes

@@ -26,12 +26,7 @@ pub(super) fn insert(
     for_mailbox: bool,
 ) -> Result<i64, StoreError> {
     let (prefix, file) = match content {
-        Content::Memory(data) if for_mailbox => return insert_text(c, data),
-        Content::Memory(data) => {
-            c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
-                .execute([data])?;
-            return Ok(c.last_insert_rowid());
-        }
+        Content::Memory(data) => return insert_memory(c, data, for_mailbox),
         Content::Spooled { prefix, file } => (prefix, file),
     };
     c.prepare_cached(
@@ -62,12 +57,18 @@ pub(super) fn insert(
 
 /// Inserts a content held in memory, with no reference yet, and its header block.
 pub(super) fn insert_text(c: &Connection, data: &[u8]) -> Result<i64, StoreError> {
+    insert_memory(c, data, true)
+}
+
+fn insert_memory(c: &Connection, data: &[u8], for_mailbox: bool) -> Result<i64, StoreError> {
     c.prepare_cached("INSERT INTO contents (data, refs) VALUES (?1, 0)")?
         .execute([data])?;
     let id = c.last_insert_rowid();
-    let block = header_block(data);
-    if block.len() <= HEADER_CAP {
-        keep_header(c, id, block)?;
+    if for_mailbox {
+        let block = header_block(data);
+        if block.len() <= HEADER_CAP {
+            keep_header(c, id, block)?;
+        }
     }
     Ok(id)
 }

@@ -267,7 +267,7 @@ pub struct SqliteStore {
     spool: Spool,
     changes: tokio::sync::broadcast::Sender<i64>,
     /// Expunged UIDs each folder remembers (`imap.expunge_history`).
-    expunge_history: Arc<AtomicU64>,
+    expunge_history: AtomicU64,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -368,9 +368,7 @@ impl SqliteStore {
             commits,
             spool,
             changes,
-            expunge_history: Arc::new(AtomicU64::new(
-                crate::config::ImapConfig::default().expunge_history,
-            )),
+            expunge_history: AtomicU64::new(crate::config::ImapConfig::default().expunge_history),
         }))
     }
 
