@@ -412,8 +412,10 @@ def test_folders_create_rename_delete_subscribe(server):
     with RawIMAP(server.imap_port) as r:
         r.login(alice)
         assert r.command("CREATE Projects/2026/Q4")[1].endswith(b"OK CREATE completed\r\n")
+        # The parents CREATE implies are \Noselect until made (as Dovecot has them).
         lines, _ = r.command('LIST "" "Projects/%"')
-        assert lines == [b'* LIST (\\HasChildren) "/" Projects/2026\r\n']
+        assert lines == [b'* LIST (\\Noselect \\HasChildren) "/" Projects/2026\r\n']
+        assert r.command("CREATE Projects")[1].endswith(b"OK CREATE completed\r\n")
         assert b"ALREADYEXISTS" in r.command("CREATE Projects")[1]
         assert b"USEATTR" in r.command("CREATE X (USE (\\Bogus))")[1]
         assert b"OK" in r.command("CREATE Stuff (USE (\\Archive))")[1]
@@ -422,13 +424,18 @@ def test_folders_create_rename_delete_subscribe(server):
         assert b"OK" in r.command("RENAME Projects Work")[1]
         lines, _ = r.command('LIST "" "Work*"')
         assert [l.split()[-1] for l in lines] == [b"Work", b"Work/2026", b"Work/2026/Q4"]
-        assert b"has children" in r.command("DELETE Work")[1]
+        # A folder with children may be deleted (RFC 3501 §6.3.4): it stays as \Noselect.
+        assert r.command("DELETE Work")[1].endswith(b"OK DELETE completed\r\n")
+        lines, _ = r.command('LIST "" "Work"')
+        assert lines == [b'* LIST (\\Noselect \\HasChildren) "/" Work\r\n']
         assert b"NONEXISTENT" in r.command("DELETE Nope")[1]
         assert b"OK" in r.command("SUBSCRIBE Work/2026")[1]
         lines, _ = r.command('LSUB "" "Work/*"')
-        assert lines == [b'* LSUB () "/" Work/2026\r\n']
+        assert lines == [b'* LSUB (\\Noselect) "/" Work/2026\r\n']
+        lines, _ = r.command('LSUB "" "%"')
+        assert b'* LSUB (\\Noselect) "/" Work\r\n' in lines
         lines, _ = r.command('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
-        assert b'* LIST (\\HasChildren) "/" Work ("CHILDINFO" ("SUBSCRIBED"))\r\n' in lines
+        assert b'* LIST (\\NonExistent) "/" Work ("CHILDINFO" ("SUBSCRIBED"))\r\n' in lines
         # Modified UTF-7 names (RFC 3501 §5.1.3).
         assert b"OK" in r.command("CREATE Entw&APw-rfe")[1]
         lines, _ = r.command('LIST "" "Entw*"')

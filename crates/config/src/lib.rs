@@ -9,6 +9,9 @@
 //! server re-exports it as `mailroom::config`.
 
 #![forbid(unsafe_code)]
+// A slice of a string at a byte index panics inside a character: text that peers and files
+// control is cut with `split_once`, `strip_prefix` or `get` instead (issue 21: a folder name).
+#![deny(clippy::string_slice)]
 
 pub mod history;
 mod registrations;

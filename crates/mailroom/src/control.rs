@@ -52,7 +52,7 @@ pub enum ControlError {
 fn name(data: &Path) -> Vec<u8> {
     let canonical = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
     let h = crate::config::history::sha256(canonical.as_os_str().as_encoded_bytes());
-    format!("mailroom-control-{}", &h[..32]).into_bytes()
+    format!("mailroom-control-{}", h.get(..32).unwrap_or(&h)).into_bytes()
 }
 
 fn addr(data: &Path) -> std::io::Result<UnixAddr> {

@@ -7,6 +7,9 @@
 //! (the storage engines), [`pop3`] (mailbox access), [`tls`] (certificates and TLS sessions), [`admin`] (the operator's operations) and
 //! [`cli`].
 #![forbid(unsafe_code)]
+// A slice of a string at a byte index panics inside a character: text that peers and files
+// control is cut with `split_once`, `strip_prefix` or `get` instead (issue 21: a folder name).
+#![deny(clippy::string_slice)]
 
 pub mod admin;
 pub mod cli;

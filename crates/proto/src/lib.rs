@@ -12,6 +12,9 @@
 //! rules are the product; owning the few hundred lines that implement them keeps them testable in
 //! tables and fuzzable in isolation.
 #![forbid(unsafe_code)]
+// A slice of a string at a byte index panics inside a character: text that peers and files
+// control is cut with `split_once`, `strip_prefix` or `get` instead (issue 21: a folder name).
+#![deny(clippy::string_slice)]
 #![warn(missing_docs)]
 
 pub mod check;

@@ -66,16 +66,17 @@ fn unescape(s: &str) -> Result<String, ScramError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find(['=', ',']) {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if tail.starts_with("=2C") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        rest = if let Some(after) = tail.strip_prefix("=2C") {
             out.push(',');
-        } else if tail.starts_with("=3D") {
+            after
+        } else if let Some(after) = tail.strip_prefix("=3D") {
             out.push('=');
+            after
         } else {
             return Err(ScramError::Malformed("a name has a bad escape"));
-        }
-        rest = &tail[3..];
+        };
     }
     out.push_str(rest);
     Ok(out)

@@ -392,7 +392,7 @@ fn show(m: &Membership, s: &OrgState, json: bool) -> anyhow::Result<()> {
         "directory version {}, link state version {}, digest {}",
         v.directory_version,
         v.link_state_version,
-        &v.digest[..16]
+        v.digest.get(..16).unwrap_or(&v.digest)
     );
     println!("accepted domains: {}", v.domains.join(", "));
     print_links(&v);

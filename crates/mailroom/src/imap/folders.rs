@@ -1,6 +1,8 @@
 //! The commands on folders: CREATE (with RFC 6154 USE), DELETE, RENAME, SUBSCRIBE, LIST (RFC 5258
 //! extended, RFC 5819 STATUS, RFC 6154 special use), LSUB, STATUS, and QUOTA (RFC 9208).
 
+use std::collections::HashSet;
+
 use mailroom_proto::imap::command::{List, MailboxName, StatusItem};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -18,10 +20,79 @@ const USES: &[&str] = &[
     "\\Trash",
 ];
 
+/// What a name that LIST shows is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node<'a> {
+    /// A folder.
+    Folder(&'a FolderInfo),
+    /// A parent that names below it imply and that was never made (or was deleted):
+    /// `\Noselect` (RFC 3501 §6.3.8), `\NonExistent` in the extended form (RFC 5258 §3.4).
+    Parent,
+    /// A name subscribed to that is neither (RFC 5258 §3.1 `SUBSCRIBED`).
+    Subscribed,
+}
+
+/// A user's hierarchy of names: the folders, the parents they imply, and (for LIST
+/// SUBSCRIBED) the names subscribed to; INBOX first, then by name.
+struct Tree<'a> {
+    names: Vec<(String, Node<'a>)>,
+    /// Every name with something below it.
+    parents: HashSet<String>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(folders: &'a [FolderInfo], subscribed: &[String]) -> Self {
+        let mut parents = HashSet::new();
+        for name in folders
+            .iter()
+            .map(|f| f.name.as_str())
+            .chain(subscribed.iter().map(String::as_str))
+        {
+            for (i, _) in name.match_indices(DELIMITER) {
+                parents.insert(name.split_at(i).0.to_string());
+            }
+        }
+        let mut names: Vec<(String, Node<'a>)> = folders
+            .iter()
+            .map(|f| (f.name.clone(), Node::Folder(f)))
+            .collect();
+        let made: HashSet<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+        for p in &parents {
+            if !made.contains(p.as_str()) {
+                names.push((p.clone(), Node::Parent));
+            }
+        }
+        let shown: HashSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
+        for s in subscribed {
+            if !shown.contains(s) {
+                names.push((s.clone(), Node::Subscribed));
+            }
+        }
+        names.sort_by(|a, b| (a.0 != INBOX, &a.0).cmp(&(b.0 != INBOX, &b.0)));
+        Tree { names, parents }
+    }
+
+    fn has_children(&self, name: &str) -> bool {
+        self.parents.contains(name)
+    }
+}
+
+/// Whether LIST's `pattern` matches `name`, the INBOX part of a name compared without case as
+/// the name is (RFC 9051 §5.1: `In%` matches INBOX, as Dovecot has it).
+pub(super) fn list_match(pattern: &str, name: &str) -> bool {
+    let fold = match name.split_at_checked(INBOX.len()) {
+        Some((head, rest)) if head == INBOX && (rest.is_empty() || rest.starts_with(DELIMITER)) => {
+            INBOX.len()
+        }
+        _ => 0,
+    };
+    glob(pattern, name, fold)
+}
+
 /// Whether `name` matches a LIST pattern: `*` matches anything, `%` anything but the
-/// delimiter (RFC 9051 §6.3.9). Dynamic programming, so no pattern takes more than
-/// pattern × name steps.
-pub(super) fn glob(pattern: &str, name: &str) -> bool {
+/// delimiter (RFC 9051 §6.3.9); the first `fold` characters of the name are compared without
+/// ASCII case. Dynamic programming, so no pattern takes more than pattern × name steps.
+pub(super) fn glob(pattern: &str, name: &str, fold: usize) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     // at[j]: the pattern so far matches the first j characters of the name.
@@ -38,7 +109,8 @@ pub(super) fn glob(pattern: &str, name: &str) -> bool {
             }
             c => {
                 for j in 1..=n.len() {
-                    next[j] = at[j - 1] && n[j - 1] == c;
+                    let same = n[j - 1] == c || (j <= fold && n[j - 1].eq_ignore_ascii_case(&c));
+                    next[j] = at[j - 1] && same;
                 }
             }
         }
@@ -50,14 +122,17 @@ pub(super) fn glob(pattern: &str, name: &str) -> bool {
 /// The pattern a LIST matches against: the reference and the pattern joined, with `INBOX` in
 /// any case at its start made `INBOX` (the name is case-insensitive).
 fn full_pattern(reference: &str, pattern: &str) -> String {
-    let mut p = format!("{reference}{pattern}");
-    if p.len() >= 5
-        && p[..5].eq_ignore_ascii_case(INBOX)
-        && (p.len() == 5 || p[5..].starts_with(DELIMITER))
-    {
-        p.replace_range(..5, INBOX);
+    let p = format!("{reference}{pattern}");
+    // (Cut where the name may hold any character: `get` is None inside one, RFC 3501 §5.1.)
+    match p.split_at_checked(INBOX.len()) {
+        Some((head, rest))
+            if head.eq_ignore_ascii_case(INBOX)
+                && (rest.is_empty() || rest.starts_with(DELIMITER)) =>
+        {
+            format!("{INBOX}{rest}")
+        }
+        _ => p,
     }
-    p
 }
 
 fn status_text(st: &FolderStatus, items: &[StatusItem]) -> String {
@@ -144,18 +219,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if name == INBOX {
             return self.tagged(tag, "NO", "[CANNOT] INBOX cannot be deleted");
         }
-        let folders = match self.ctx.store.folders(self.user_id()).await {
-            Ok(f) => f,
-            Err(e) => return self.store_failed(tag, e, "delete"),
-        };
-        let prefix = format!("{name}{DELIMITER}");
-        if folders.iter().any(|f| f.name.starts_with(&prefix)) {
-            return self.tagged(
-                tag,
-                "NO",
-                "[CANNOT] Mailbox has children, delete them first",
-            );
-        }
+        // A folder with children may be deleted: its messages go, and its name stays as an
+        // implied parent, `\Noselect`, while it has children (RFC 3501 §6.3.4). A name that is
+        // only a parent does not exist to delete (Dovecot: NONEXISTENT).
         if self
             .selected
             .as_ref()
@@ -235,27 +301,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let ret = |o: &str| l.returns.iter().any(|s| s == o);
         let (subscribed_only, special_only, recursive) =
             (has("SUBSCRIBED"), has("SPECIAL-USE"), has("RECURSIVEMATCH"));
+        // Plain LIST gives every attribute; the extended form those asked for (RFC 5258 §3,
+        // RFC 6154 §2: SPECIAL-USE as a selection implies it as a return option).
+        let show_children = !l.extended || ret("CHILDREN");
+        let show_special = !l.extended || special_only || ret("SPECIAL-USE");
         let show_subscribed = subscribed_only || ret("SUBSCRIBED");
         let full: Vec<String> = patterns
             .iter()
             .map(|p| full_pattern(&reference, p))
             .collect();
-        let matches = |name: &str| full.iter().any(|p| glob(p, name));
-        // Every name to consider: the folders, and with SUBSCRIBED the names subscribed to.
-        let mut names: Vec<(String, Option<&FolderInfo>)> =
-            folders.iter().map(|f| (f.name.clone(), Some(f))).collect();
-        if subscribed_only {
-            for s in &subs {
-                if !folders.iter().any(|f| &f.name == s) {
-                    names.push((s.clone(), None));
-                }
-            }
-        }
-        names.sort_by(|a, b| (a.0 != INBOX, &a.0).cmp(&(b.0 != INBOX, &b.0)));
+        let matches = |name: &str| full.iter().any(|p| list_match(p, name));
+        let tree = Tree::new(&folders, if subscribed_only { &subs } else { &[] });
         let mut lines = Vec::new();
-        for (name, folder) in &names {
-            let is_sub = subs.iter().any(|s| s == name);
-            let special = folder.and_then(|f| f.special_use.clone());
+        for (name, node) in &tree.names {
+            let is_sub = subs.binary_search(name).is_ok();
+            let special = match node {
+                Node::Folder(f) => f.special_use.as_deref(),
+                _ => None,
+            };
             let prefix = format!("{name}{DELIMITER}");
             let qualifies = (!subscribed_only || is_sub) && (!special_only || special.is_some());
             let child_info =
@@ -263,19 +326,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if !matches(name) || !(qualifies || child_info) {
                 continue;
             }
-            let mut attrs: Vec<String> = Vec::new();
-            if folder.is_none() {
-                attrs.push("\\NonExistent".into());
+            let children = tree.has_children(name);
+            let mut attrs: Vec<&str> = Vec::new();
+            match node {
+                // (RFC 5258 §3.4: \NonExistent implies \Noselect.)
+                Node::Parent if l.extended => attrs.push("\\NonExistent"),
+                Node::Parent => attrs.push("\\Noselect"),
+                Node::Subscribed => attrs.push("\\NonExistent"),
+                Node::Folder(_) => {}
             }
-            if folders.iter().any(|f| f.name.starts_with(&prefix)) {
-                attrs.push("\\HasChildren".into());
-            } else if folder.is_some() {
-                attrs.push("\\HasNoChildren".into());
+            if show_children && children {
+                attrs.push("\\HasChildren");
+            } else if show_children && matches!(node, Node::Folder(_)) {
+                attrs.push("\\HasNoChildren");
             }
             if show_subscribed && is_sub {
-                attrs.push("\\Subscribed".into());
+                attrs.push("\\Subscribed");
             }
-            if let Some(s) = special {
+            if let (true, Some(s)) = (show_special, special) {
                 attrs.push(s);
             }
             let extra = if child_info && !qualifies {
@@ -289,7 +357,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     attrs.join(" "),
                     self.name_out(name)
                 ),
-                folder.is_some().then(|| name.clone()),
+                matches!(node, Node::Folder(_)).then(|| name.clone()),
             ));
         }
         for (line, name) in lines {
@@ -306,6 +374,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.tagged(tag, "OK", "LIST completed");
     }
 
+    /// LSUB (RFC 3501 §6.3.9): the subscribed names that match; where `%` stops above a
+    /// subscribed name whose parent is not subscribed, the parent, as `\Noselect`.
     pub(super) async fn lsub(&mut self, tag: &str, reference: &[u8], pattern: &[u8]) {
         let p = full_pattern(&self.pattern(reference), &self.pattern(pattern));
         let user = self.user_id();
@@ -316,14 +386,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             (Ok(f), Ok(s)) => (f, s),
             (Err(e), _) | (_, Err(e)) => return self.store_failed(tag, e, "lsub"),
         };
+        let mut shown: Vec<(String, bool)> = Vec::new();
+        for s in &subs {
+            if list_match(&p, s) {
+                shown.push((s.clone(), true));
+                continue;
+            }
+            // The nearest unsubscribed parent the pattern matches.
+            for (i, _) in s.match_indices(DELIMITER) {
+                let (parent, _) = s.split_at(i);
+                if list_match(&p, parent)
+                    && subs.binary_search_by(|x| x.as_str().cmp(parent)).is_err()
+                {
+                    shown.push((parent.to_string(), false));
+                    break;
+                }
+            }
+        }
+        shown.sort_by(|a, b| (a.0 != INBOX, &a.0).cmp(&(b.0 != INBOX, &b.0)));
+        shown.dedup_by(|a, b| a.0 == b.0);
         let mut lines = Vec::new();
-        for s in subs.iter().filter(|s| glob(&p, s)) {
-            let attrs = if folders.iter().any(|f| &f.name == s) {
-                ""
-            } else {
-                "\\Noselect"
+        for (name, subscribed) in shown {
+            let folder = folders.iter().find(|f| f.name == name);
+            let attrs = match folder {
+                // (Dovecot gives the special use here too; RFC 6154 names no command.)
+                Some(f) if subscribed => f.special_use.clone().unwrap_or_default(),
+                _ => "\\Noselect".to_string(),
             };
-            lines.push(format!("LSUB ({attrs}) \"/\" {}", self.name_out(s)));
+            lines.push(format!("LSUB ({attrs}) \"/\" {}", self.name_out(&name)));
         }
         for l in lines {
             self.untagged(&l);
@@ -447,10 +537,22 @@ mod tests {
             ),
         ];
         for (p, n, want) in cases {
-            assert_eq!(glob(p, n), want, "{p} {n}");
+            assert_eq!(glob(p, n, 0), want, "{p} {n}");
         }
+        // INBOX is matched without case, the rest of the name with it.
+        assert!(list_match("In%", "INBOX"));
+        assert!(list_match("inbox/%", "INBOX/sub"));
+        assert!(!list_match("inbox/S%", "INBOX/sub"));
+        assert!(!list_match("in%", "Inside"));
+        assert!(list_match("*ü*", "Entwürfe"));
+        assert!(list_match("Архив/%", "Архив/2025"));
         assert_eq!(full_pattern("", "inbox"), "INBOX");
         assert_eq!(full_pattern("", "Inbox/x"), "INBOX/x");
         assert_eq!(full_pattern("a/", "%"), "a/%");
+        // Names that are not ASCII, cut inside a character before (issue 21).
+        assert_eq!(full_pattern("", "Entwürfe"), "Entwürfe");
+        assert_eq!(full_pattern("", "Архив/%"), "Архив/%");
+        assert_eq!(full_pattern("Inbox", "ü"), "Inboxü");
+        assert_eq!(full_pattern("", "inboü"), "inboü");
     }
 }

@@ -220,3 +220,134 @@ async fn logins_in_clear_are_refused_where_the_policy_says_so() {
         assert_eq!(r, [format!("{tag} BAD Already logged in")]);
     }
 }
+
+/// Issue 21: LIST and LSUB of a non-ASCII name (modified UTF-7, RFC 3501 §5.1.3) ended the
+/// session with a panic (a name cut inside a character), and imapsync then skipped the folder.
+#[tokio::test]
+async fn list_of_a_non_ascii_name_does_not_end_the_session() {
+    let h = harness(config()).await;
+    let mut c = logged_in(&h.ctx).await;
+    for create in ["Entw&APw-rfe", "&BBAEQARFBDgEMg-/2025"] {
+        let r = run(&mut c, "c", &format!("CREATE \"{create}\"")).await;
+        assert_eq!(r, ["c OK CREATE completed"]);
+    }
+    let r = run(&mut c, "a", "LIST \"\" \"Entw&APw-rfe\"").await;
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\HasNoChildren) \"/\" Entw&APw-rfe",
+            "a OK LIST completed"
+        ]
+    );
+    let r = run(&mut c, "b", "LIST \"\" \"&BBAEQARFBDgEMg-/%\"").await;
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\HasNoChildren) \"/\" &BBAEQARFBDgEMg-/2025",
+            "b OK LIST completed"
+        ]
+    );
+    run(&mut c, "s", "SUBSCRIBE \"&BBAEQARFBDgEMg-/2025\"").await;
+    let r = run(&mut c, "d", "LSUB \"\" \"&BBAEQARFBDgEMg-/%\"").await;
+    assert_eq!(
+        r,
+        [
+            "* LSUB () \"/\" &BBAEQARFBDgEMg-/2025",
+            "d OK LSUB completed"
+        ]
+    );
+    // The implied parent Архив, subscribed to by no one, for `%` (RFC 3501 §6.3.9).
+    let r = run(&mut c, "e", "LSUB \"\" \"&BBAEQARFBDgEMg-\"").await;
+    assert_eq!(
+        r,
+        [
+            "* LSUB (\\Noselect) \"/\" &BBAEQARFBDgEMg-",
+            "e OK LSUB completed"
+        ]
+    );
+    // A name shorter than INBOX and cut in a character of its own.
+    let r = run(&mut c, "f", "LIST \"\" \"inbo&APw-\"").await;
+    assert_eq!(r, ["f OK LIST completed"]);
+}
+
+/// Issue 21: DELETE of a folder with children was refused; RFC 3501 §6.3.4 allows it (the
+/// messages go, the name stays `\Noselect` while it has children, and CREATE makes it again).
+/// A parent made implicitly by `CREATE a/b` is `\Noselect` too, until someone creates it.
+#[tokio::test]
+async fn delete_of_a_folder_with_children_leaves_a_noselect_parent() {
+    let h = harness(config()).await;
+    let mut c = logged_in(&h.ctx).await;
+    run(&mut c, "c", "CREATE a/b").await;
+    let list = |r: Vec<String>| -> Vec<String> {
+        r.into_iter().filter(|l| l.contains("\"/\" a")).collect()
+    };
+    let r = list(run(&mut c, "l", "LIST \"\" a*").await);
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\Noselect \\HasChildren) \"/\" a",
+            "* LIST (\\HasNoChildren) \"/\" a/b"
+        ]
+    );
+    let r = run(&mut c, "s", "SELECT a").await;
+    assert_eq!(r, ["s NO [NONEXISTENT] Mailbox doesn't exist"]);
+    let r = run(&mut c, "d", "DELETE a").await;
+    assert_eq!(r, ["d NO [NONEXISTENT] Mailbox doesn't exist"]);
+    // Made, filled, deleted with its child in place.
+    assert_eq!(
+        run(&mut c, "c", "CREATE a").await,
+        ["c OK CREATE completed"]
+    );
+    let r = run(&mut c, "p", "APPEND a {3+}\r\nhi\n").await;
+    assert!(r[0].starts_with("p OK [APPENDUID "), "{r:?}");
+    let r = run(&mut c, "l", "LIST \"\" a").await;
+    assert_eq!(r[0], "* LIST (\\HasChildren) \"/\" a");
+    assert_eq!(
+        run(&mut c, "d", "DELETE a").await,
+        ["d OK DELETE completed"]
+    );
+    let r = list(run(&mut c, "l", "LIST \"\" a*").await);
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\Noselect \\HasChildren) \"/\" a",
+            "* LIST (\\HasNoChildren) \"/\" a/b"
+        ]
+    );
+    // The extended form names it \NonExistent (RFC 5258 §3.4).
+    let r = run(&mut c, "x", "LIST \"\" a RETURN (CHILDREN)").await;
+    assert_eq!(r[0], "* LIST (\\NonExistent \\HasChildren) \"/\" a");
+    // Made again: empty, with a new UIDVALIDITY.
+    assert_eq!(
+        run(&mut c, "c", "CREATE a").await,
+        ["c OK CREATE completed"]
+    );
+    let r = run(&mut c, "t", "STATUS a (MESSAGES)").await;
+    assert_eq!(r[0], "* STATUS a (MESSAGES 0)");
+    // With the last child gone, a parent never made goes too.
+    run(&mut c, "c", "CREATE x/y").await;
+    run(&mut c, "d", "DELETE x/y").await;
+    let r = run(&mut c, "l", "LIST \"\" x*").await;
+    assert_eq!(r, ["l OK LIST completed"]);
+}
+
+/// A parent that was never made is renamed with the folders under it (RFC 9051 §6.3.6).
+#[tokio::test]
+async fn rename_of_an_implied_parent_renames_its_children() {
+    let h = harness(config()).await;
+    let mut c = logged_in(&h.ctx).await;
+    run(&mut c, "c", "CREATE \"&BBAEQARFBDgEMg-/x\"").await;
+    let r = run(&mut c, "r", "RENAME \"&BBAEQARFBDgEMg-\" \"Entw&APw-rfe\"").await;
+    assert_eq!(r, ["r OK RENAME completed"]);
+    let r = run(&mut c, "l", "LIST \"\" \"Entw*\"").await;
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\Noselect \\HasChildren) \"/\" Entw&APw-rfe",
+            "* LIST (\\HasNoChildren) \"/\" Entw&APw-rfe/x",
+            "l OK LIST completed"
+        ]
+    );
+    let r = run(&mut c, "r", "RENAME nothing else").await;
+    assert_eq!(r, ["r NO [NONEXISTENT] Mailbox doesn't exist"]);
+}

@@ -105,10 +105,12 @@ impl QueueKind {
             "retry" => QueueKind::Retry,
             "unreachable" => QueueKind::Unreachable,
             "dsn" => QueueKind::Dsn,
-            other if other.starts_with("shadow:") => {
-                QueueKind::Shadow(other["shadow:".len()..].to_lowercase())
-            }
-            other => QueueKind::Link(other.strip_prefix("link:").unwrap_or(other).to_lowercase()),
+            other => match other.strip_prefix("shadow:") {
+                Some(server) => QueueKind::Shadow(server.to_lowercase()),
+                None => {
+                    QueueKind::Link(other.strip_prefix("link:").unwrap_or(other).to_lowercase())
+                }
+            },
         }
     }
 

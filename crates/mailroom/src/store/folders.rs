@@ -168,18 +168,20 @@ pub struct NewMail {
 /// callers normalize. Every change takes the folder's mod-sequence up and is announced on
 /// [`Folders::mail_changes`] once committed.
 pub trait Folders: Send + Sync {
-    /// Every folder of a user, by name.
+    /// Every folder of a user, by name. The parents that names imply (`a` of `a/b`) are not
+    /// folders unless made: IMAP lists them as `\Noselect`.
     fn folders(&self, user_id: i64) -> StoreFuture<'_, Vec<FolderInfo>>;
     /// A folder's counts, or `None` when it does not exist.
     fn folder_status(&self, user_id: i64, name: String) -> StoreFuture<'_, Option<FolderStatus>>;
-    /// Makes a folder (and any missing parent); fails with `Exists`.
+    /// Makes a folder (its parents stay implied); fails with `Exists`.
     fn folder_create(
         &self,
         user_id: i64,
         name: String,
         special_use: Option<String>,
     ) -> StoreFuture<'_, ()>;
-    /// Deletes a folder and its messages (not the INBOX); fails with `NotFound`.
+    /// Deletes a folder and its messages (not the INBOX); fails with `NotFound`. The folders
+    /// under it stay, and its name becomes an implied parent (RFC 9051 §6.3.4).
     fn folder_delete(&self, user_id: i64, name: String) -> StoreFuture<'_, ()>;
     /// Renames a folder and the folders under it; renaming the INBOX moves its messages to the
     /// new folder and leaves it empty (RFC 9051 §6.3.6).

@@ -126,6 +126,10 @@ pub struct List {
     pub returns: Vec<String>,
     /// The items of `RETURN (STATUS (…))`.
     pub return_status: Vec<StatusItem>,
+    /// Whether the command has the extended syntax of RFC 5258 §3 (selection options, a list
+    /// of patterns, or return options, even empty ones): the server then returns the
+    /// attributes the options ask for, and names a parent that is not a folder `\NonExistent`.
+    pub extended: bool,
 }
 
 /// A STATUS item (RFC 9051 §6.3.11, RFC 7162, RFC 8438).

@@ -645,6 +645,7 @@ impl<'a> Parser<'a> {
         self.sp()?;
         let mut list = List::default();
         if self.peek() == Some(b'(') {
+            list.extended = true;
             list.select = self.list_of(true, |p| {
                 let w = p.atom()?;
                 match w.as_str() {
@@ -657,6 +658,7 @@ impl<'a> Parser<'a> {
         list.reference = self.mailbox()?;
         self.sp()?;
         if self.peek() == Some(b'(') {
+            list.extended = true;
             list.patterns = self.list_of(false, |p| p.list_mailbox())?;
         } else {
             list.patterns = vec![self.list_mailbox()?];
@@ -665,6 +667,7 @@ impl<'a> Parser<'a> {
             if !self.keyword("RETURN") {
                 return Err(format!("expected RETURN at {}", self.show_rest()));
             }
+            list.extended = true;
             self.sp()?;
             let mut status = Vec::new();
             list.returns = self.list_of(true, |p| {
@@ -1035,7 +1038,9 @@ impl<'a> Parser<'a> {
             "BCC" | "CC" | "FROM" | "SUBJECT" | "TO" => {
                 self.sp()?;
                 let v = self.astring()?;
-                let name = w[..1].to_string() + &w[1..].to_ascii_lowercase();
+                // (The header field's name as mail writes it: "From", "Subject".)
+                let (first, rest) = w.split_at(1);
+                let name = first.to_string() + &rest.to_ascii_lowercase();
                 Ok(K::Header(name, v))
             }
             "HEADER" => {
@@ -1170,11 +1175,11 @@ pub fn parse_date_time(text: &str) -> Option<DateTime> {
         b'-' => -1,
         _ => return None,
     };
-    if zone.len() != 5 || !zone[1..].bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let zh: i32 = zone[1..3].parse().ok()?;
-    let zm: i32 = zone[3..5].parse().ok()?;
+    let digits = zone
+        .get(1..)
+        .filter(|d| d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()))?;
+    let (zh, zm) = digits.split_at(2);
+    let (zh, zm): (i32, i32) = (zh.parse().ok()?, zm.parse().ok()?);
     if zm > 59 {
         return None;
     }

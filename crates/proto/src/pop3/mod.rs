@@ -62,7 +62,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     let line = String::from_utf8_lossy(line);
     let (kw, arg) = match line.split_once(' ') {
         Some((k, a)) => (k, Some(a)),
-        None => (&line[..], None),
+        None => (line.as_ref(), None),
     };
     let kw = kw.to_ascii_uppercase();
     let words: Vec<&str> = arg.map(|a| a.split(' ').collect()).unwrap_or_default();

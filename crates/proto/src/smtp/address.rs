@@ -235,11 +235,11 @@ fn bracketed(arg: &str) -> Result<(&str, &str), AddressError> {
     let arg = arg.trim_start_matches(' ');
     let Some(body) = arg.strip_prefix('<') else {
         // Bare address: up to the first space.
-        let end = arg.find(' ').unwrap_or(arg.len());
-        if arg[..end].contains(['<', '>']) {
+        let (address, rest) = arg.split_at(arg.find(' ').unwrap_or(arg.len()));
+        if address.contains(['<', '>']) {
             return Err(AddressError::Brackets);
         }
-        return Ok((&arg[..end], &arg[end..]));
+        return Ok((address, rest));
     };
     let mut in_quote = false;
     let mut escaped = false;
@@ -255,11 +255,12 @@ fn bracketed(arg: &str) -> Result<(&str, &str), AddressError> {
                 if i + 2 > MAX_PATH {
                     return Err(AddressError::TooLong);
                 }
-                let rest = &body[i + 1..];
+                let (inside, rest) = body.split_at(i);
+                let rest = rest.strip_prefix('>').unwrap_or(rest);
                 if !rest.is_empty() && !rest.starts_with(' ') {
                     return Err(AddressError::Brackets);
                 }
-                return Ok((&body[..i], rest));
+                return Ok((inside, rest));
             }
             _ => {}
         }
@@ -271,12 +272,12 @@ fn parse_path_inner(inner: &str) -> Result<Path, AddressError> {
     let mut source_route = Vec::new();
     let mut mbox = inner;
     if inner.starts_with('@') {
-        let colon = inner.find(':').ok_or(AddressError::SourceRoute)?;
-        for hop in inner[..colon].split(',') {
+        let (route, rest) = inner.split_once(':').ok_or(AddressError::SourceRoute)?;
+        for hop in route.split(',') {
             let d = hop.strip_prefix('@').ok_or(AddressError::SourceRoute)?;
             source_route.push(Domain::parse(d).map_err(|_| AddressError::SourceRoute)?);
         }
-        mbox = &inner[colon + 1..];
+        mbox = rest;
     }
     Ok(Path {
         mailbox: Mailbox::parse(mbox)?,
@@ -300,7 +301,7 @@ fn split_local(s: &str) -> Result<(String, &str), AddressError> {
                     local.push(n);
                 }
                 '"' => {
-                    let after = &q[i + 1..];
+                    let after = q.split_at(i).1.strip_prefix('"').unwrap_or_default();
                     let domain = after.strip_prefix('@').ok_or(AddressError::NoDomain)?;
                     check_local_len(&local)?;
                     return Ok((local, domain));
@@ -313,8 +314,7 @@ fn split_local(s: &str) -> Result<(String, &str), AddressError> {
         }
         return Err(AddressError::LocalPart);
     }
-    let at = s.rfind('@').ok_or(AddressError::NoDomain)?;
-    let local = &s[..at];
+    let (local, domain) = s.rsplit_once('@').ok_or(AddressError::NoDomain)?;
     if local.is_empty() {
         return Err(AddressError::LocalPart);
     }
@@ -323,7 +323,7 @@ fn split_local(s: &str) -> Result<(String, &str), AddressError> {
         return Err(AddressError::LocalPart);
     }
     check_local_len(local)?;
-    Ok((local.to_string(), &s[at + 1..]))
+    Ok((local.to_string(), domain))
 }
 
 fn check_local_len(local: &str) -> Result<(), AddressError> {

@@ -112,9 +112,9 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, ResponseE
         {
             return Err(ResponseError::Syntax(line));
         }
-        let c: u16 = line[..3]
-            .parse()
-            .map_err(|_| ResponseError::Syntax(line.clone()))?;
+        let Some(c) = line.get(..3).and_then(|d| d.parse::<u16>().ok()) else {
+            return Err(ResponseError::Syntax(line));
+        };
         if !(200..600).contains(&c) {
             return Err(ResponseError::Syntax(line));
         }

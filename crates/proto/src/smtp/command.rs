@@ -144,10 +144,7 @@ const UNIMPLEMENTED: &[&str] = &[
 /// Parses one command line (without the trailing CRLF).
 pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     let line = std::str::from_utf8(line).map_err(|_| CommandError::Encoding)?;
-    let (verb, arg) = match line.find(' ') {
-        Some(i) => (&line[..i], &line[i + 1..]),
-        None => (line, ""),
-    };
+    let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
     let verb_uc = verb.to_ascii_uppercase();
     let no_arg = |c: Command, syntax: &'static str| {
         if arg.trim().is_empty() {
@@ -231,9 +228,8 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    let (head, rest) = s.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 #[cfg(test)]

@@ -205,6 +205,7 @@ mod tests {
              ALTER TABLE mailboxes DROP COLUMN expunged_rows;
              INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ({folder}, 7, 2), ({folder}, 9, 3);
              UPDATE mailboxes SET highest_modseq = 5 WHERE id = {folder};
+             ALTER TABLE users DROP COLUMN uid_validity_max;
              UPDATE meta SET value = '10' WHERE key = 'schema_version';"
         ))
         .unwrap();

@@ -33,13 +33,21 @@ fn owner(c: &Connection, folder_id: i64) -> Result<i64, StoreError> {
 }
 
 /// A UIDVALIDITY for a folder made now: the time, and above every value the user's folders have
-/// had, so that a folder deleted and made again within a second still gets a new one.
+/// had (`users.uid_validity_max`, which outlives deleted folders), so that a folder deleted and
+/// made again within a second still gets a new one.
 fn new_uid_validity(c: &Connection, user_id: i64) -> Result<i64, StoreError> {
     let top: i64 = c
-        .prepare_cached("SELECT coalesce(max(uid_validity), 0) FROM mailboxes WHERE user_id = ?1")?
-        .query_row([user_id], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT max(u.uid_validity_max, coalesce(max(m.uid_validity), 0)) FROM users u
+             LEFT JOIN mailboxes m ON m.user_id = u.id WHERE u.id = ?1",
+        )?
+        .query_row([user_id], |r| r.get::<_, Option<i64>>(0))?
+        .unwrap_or(0);
     let now = Utc::now().timestamp();
-    Ok(now.max(top + 1) & 0xffff_ffff)
+    let v = now.max(top + 1) & 0xffff_ffff;
+    c.prepare_cached("UPDATE users SET uid_validity_max = ?2 WHERE id = ?1")?
+        .execute(params![user_id, v])?;
+    Ok(v)
 }
 
 /// Makes the INBOX, the special-use folders and their subscriptions of a new user.
@@ -140,19 +148,9 @@ pub(super) fn create(
     if find(c, user_id, name)?.is_some() {
         return Err(StoreError::Exists(format!("folder {name}")));
     }
-    // The parents a name implies are made too (RFC 9051 §6.3.4).
-    let mut at = 0;
-    while let Some(i) = name[at..].find(DELIMITER) {
-        let parent = &name[..at + i];
-        at += i + 1;
-        if !parent.is_empty() && find(c, user_id, parent)?.is_none() {
-            let v = new_uid_validity(c, user_id)?;
-            c.prepare_cached(
-                "INSERT INTO mailboxes (user_id, name, uid_validity, uid_next) VALUES (?1, ?2, ?3, 1)",
-            )?
-            .execute(params![user_id, parent, v])?;
-        }
-    }
+    // The parents the name implies are not made: they are listed as `\Noselect` while they have
+    // children (RFC 9051 §6.3.4 leaves it to the server; Dovecot does the same), so that sync
+    // clients do not make empty folders on the other side, and a later CREATE makes them.
     let v = new_uid_validity(c, user_id)?;
     c.prepare_cached(
         "INSERT INTO mailboxes (user_id, name, uid_validity, uid_next, special_use)
@@ -194,8 +192,34 @@ pub(super) fn delete(c: &Connection, user_id: i64, name: &str) -> Result<(), Sto
     Ok(())
 }
 
+/// The folders below `name` (their names start with `name/`), as (id, name): a range of the
+/// binary order, `name/` up to `name0` (the character after the delimiter), so that a name of
+/// any characters is matched exactly and by the index.
+fn children(c: &Connection, user_id: i64, name: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    let after = char::from_u32(DELIMITER as u32 + 1).unwrap_or(DELIMITER);
+    Ok(c.prepare_cached(
+        "SELECT id, name FROM mailboxes WHERE user_id = ?1 AND name >= ?2 AND name < ?3",
+    )?
+    .query_map(
+        params![
+            user_id,
+            format!("{name}{DELIMITER}"),
+            format!("{name}{after}")
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?
+    .collect::<Result<_, _>>()?)
+}
+
 pub(super) fn rename(c: &Connection, user_id: i64, from: &str, to: &str) -> Result<(), StoreError> {
-    let f = require(c, user_id, from)?;
+    let below = children(c, user_id, from)?;
+    // A name that is only a parent (never made, or deleted) is renamed with the folders under
+    // it, as Dovecot does (RFC 9051 §6.3.6: "inferior hierarchical names MUST also be renamed").
+    let f = match find(c, user_id, from)? {
+        Some(f) => Some(f),
+        None if !below.is_empty() => None,
+        None => return Err(StoreError::NotFound(format!("folder {from}"))),
+    };
     if find(c, user_id, to)?.is_some() {
         return Err(StoreError::Exists(format!("folder {to}")));
     }
@@ -204,7 +228,7 @@ pub(super) fn rename(c: &Connection, user_id: i64, from: &str, to: &str) -> Resu
             "{from} cannot become its own child {to}"
         )));
     }
-    if from == INBOX {
+    if let (INBOX, Some(f)) = (from, &f) {
         // RFC 9051 §6.3.6: the messages move to a new folder; the INBOX stays, empty.
         create(c, user_id, to, None)?;
         let target = require(c, user_id, to)?;
@@ -215,27 +239,23 @@ pub(super) fn rename(c: &Connection, user_id: i64, from: &str, to: &str) -> Resu
         move_rows(c, f.id, target.id, &uids)?;
         return Ok(());
     }
-    // Parents of the new name are made as CREATE would.
-    if let Some((parent, _)) = to.rsplit_once(DELIMITER) {
-        if !parent.is_empty() && find(c, user_id, parent)?.is_none() {
-            create(c, user_id, parent, None)?;
-        }
+    // (The parents of the new name are implied, as CREATE leaves them.)
+    let mut renames: Vec<(i64, String)> = Vec::with_capacity(below.len() + 1);
+    if let Some(f) = f {
+        renames.push((f.id, to.to_string()));
     }
-    let children: Vec<(i64, String)> = c
-        .prepare_cached(
-            "SELECT id, name FROM mailboxes WHERE user_id = ?1 AND substr(name, 1, ?3) = ?2",
-        )?
-        .query_map(
-            params![user_id, format!("{from}{DELIMITER}"), from.len() + 1],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?
-        .collect::<Result<_, _>>()?;
-    c.prepare_cached("UPDATE mailboxes SET name = ?2 WHERE id = ?1")?
-        .execute(params![f.id, to])?;
-    for (id, name) in children {
-        let renamed = format!("{to}{}", &name[from.len()..]);
+    for (id, name) in below {
+        // (Each child's name starts with `from` and the delimiter.)
+        let rest = name.strip_prefix(from).unwrap_or_default();
+        let renamed = format!("{to}{rest}");
+        if find(c, user_id, &renamed)?.is_some() {
+            return Err(StoreError::Exists(format!("folder {renamed}")));
+        }
+        renames.push((id, renamed));
+    }
+    for (id, name) in renames {
         c.prepare_cached("UPDATE mailboxes SET name = ?2 WHERE id = ?1")?
-            .execute(params![id, renamed])?;
+            .execute(params![id, name])?;
     }
     touch(user_id);
     Ok(())

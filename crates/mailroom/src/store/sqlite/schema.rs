@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -346,6 +346,15 @@ UPDATE mailboxes SET expunged_rows = (SELECT count(*) FROM expunged WHERE mailbo
 CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);
 "#;
 
+/// The highest UIDVALIDITY each user's folders have had (schema 12), deleted folders included:
+/// a folder deleted and made again within the same second must not get its old UIDVALIDITY
+/// back, or a client would keep the old incarnation's UIDs (RFC 9051 §6.3.4, §2.3.1.1).
+pub const UID_VALIDITY_MAX: &str = r#"
+ALTER TABLE users ADD COLUMN uid_validity_max INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET uid_validity_max =
+    coalesce((SELECT max(uid_validity) FROM mailboxes WHERE user_id = users.id), 0);
+"#;
+
 /// Steps from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`,
 /// running its statements in order. Each step runs in one transaction with the version bump, so a
 /// crash leaves the old version whole.
@@ -407,6 +416,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[HEADERS, HEADERS_FILL],
     // 10 -> 11: the expunge history is bounded.
     &[EXPUNGE_HISTORY],
+    // 11 -> 12: each user's highest UIDVALIDITY is kept past a folder's deletion.
+    &[UID_VALIDITY_MAX],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

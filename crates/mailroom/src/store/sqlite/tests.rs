@@ -488,8 +488,9 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
         .unwrap()
         .execute_batch(
             &[
-                "PRAGMA foreign_keys=OFF;
-             CREATE TABLE users_old (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
+                "PRAGMA foreign_keys=OFF;",
+                UNDO_3_TO_12,
+                "CREATE TABLE users_old (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
                  password TEXT, quota INTEGER, used INTEGER NOT NULL DEFAULT 0,
                  messages INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
              INSERT INTO users_old SELECT * FROM users;
@@ -497,7 +498,6 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
              ALTER TABLE users_old RENAME TO users;
              DELETE FROM sqlite_sequence WHERE name = 'users';
              ",
-                UNDO_3_TO_11,
                 "UPDATE meta SET value = '2' WHERE key = 'schema_version';",
             ]
             .concat(),
@@ -816,7 +816,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
             &[
                 "DROP TABLE track_keys;
              ",
-                UNDO_3_TO_11,
+                UNDO_3_TO_12,
                 "CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
@@ -1112,8 +1112,8 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
 }
 
-/// What undoes migrations 3 to 11 (all but the rebuild of `users`), to make an old store.
-const UNDO_3_TO_11: &str = "DROP TABLE queue_control;
+/// What undoes migrations 3 to 12 (all but the rebuild of `users`), to make an old store.
+const UNDO_3_TO_12: &str = "DROP TABLE queue_control;
     DROP TABLE queue_active;
     DROP TABLE spool_garbage;
     DROP INDEX contents_file;
@@ -1140,6 +1140,7 @@ const UNDO_3_TO_11: &str = "DROP TABLE queue_control;
     ALTER TABLE mailboxes DROP COLUMN expunged_rows;
     DELETE FROM mailboxes WHERE name != 'INBOX';
     DROP TABLE content_headers;
+    ALTER TABLE users DROP COLUMN uid_validity_max;
     ";
 
 /// `mail_headers` gives each message's header section, as `header_section` cuts the whole
@@ -1311,4 +1312,51 @@ async fn header_blocks_only_for_mail_that_reaches_a_mailbox() {
     );
     s.submit(both).await.unwrap();
     assert_eq!(blocks(), 1, "a local recipient: a block");
+}
+
+/// A folder deleted and made again within the same second gets a new UIDVALIDITY, also when it
+/// had the highest the user had (RFC 9051 §2.3.1.1: UIDs of the old folder must not be taken
+/// for the new one's); migration 11 -> 12 starts each user's mark at its folders' highest.
+#[tokio::test]
+async fn a_folder_made_again_gets_a_new_uid_validity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let validity = |s: std::sync::Arc<crate::store::sqlite::SqliteStore>| async move {
+        s.folder_status(u, "a".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .uid_validity
+    };
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        s.folder_create(u, "a".into(), None).await.unwrap();
+        assert!(seen.insert(validity(s.clone()).await), "{seen:?}");
+        s.folder_delete(u, "a".into()).await.unwrap();
+    }
+    s.folder_create(u, "a".into(), None).await.unwrap();
+    let top = validity(s.clone()).await;
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "ALTER TABLE users DROP COLUMN uid_validity_max;
+         UPDATE meta SET value = '11' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mark: i64 = c
+        .query_row(
+            "SELECT uid_validity_max FROM users WHERE id = ?1",
+            [u],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(mark, i64::from(top));
+    s.folder_delete(u, "a".into()).await.unwrap();
+    s.folder_create(u, "a".into(), None).await.unwrap();
+    assert!(validity(s.clone()).await > top);
 }
