@@ -201,3 +201,13 @@ def test_init_provisions_the_postmaster_mailbox(server):
     server.cli("init", "--domain", server.domain, "--hostname", server.hostname, "--force",
                "--smtp", f"127.0.0.1:{server.smtp_port}", "--pop3", f"127.0.0.1:{server.pop3_port}")
     assert server.stat(postmaster) == 2
+
+
+def test_a_data_directory_that_cannot_be_locked_is_refused(make_server):
+    """Issue 21: a lock error other than "already running" started the server without its lock
+    on the data directory, so a second server could deliver the same mail again."""
+    server = make_server(start=False)
+    (server.data / "mailroom.lock").mkdir()
+    p = server.refused_start()
+    assert p.returncode != 0, p.stderr
+    assert "cannot be locked" in p.stderr and "mailroom.lock" in p.stderr, p.stderr

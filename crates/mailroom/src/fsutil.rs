@@ -22,10 +22,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         return Err(e);
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    sync_parent(path)
+}
+
+/// Syncs the directory that holds `path`, so that a rename or a new name in it survives a
+/// crash. Fails when the directory cannot be opened or synced: the caller must not take the
+/// file for durable (issue 21: this used to be ignored).
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_be_synced_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        write_atomic(&file, b"x", 0o600).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
+        sync_parent(&file).unwrap();
+        let gone = dir.path().join("gone").join("f");
+        let e = sync_parent(&gone).unwrap_err();
+        assert!(e.to_string().contains("cannot sync"), "{e}");
+        // A bare file name is in the working directory, which is synced too.
+        sync_parent(Path::new("f")).unwrap();
     }
-    Ok(())
 }

@@ -7,11 +7,35 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+/// Locks a limiter's table for a check. A panic while it was held (a bug) poisons it: the
+/// check that finds it so fails closed (`None`: the caller refuses) with an error in the log,
+/// and the table is taken back as it is for the next check, its counts kept (each change to
+/// it is one insert or one integer write, never half made), so that limiting goes on.
+fn lock_for_check<'a, T>(m: &'a Mutex<T>, what: &str) -> Option<MutexGuard<'a, T>> {
+    match m.lock() {
+        Ok(g) => Some(g),
+        Err(_) => {
+            tracing::error!(
+                limiter = what,
+                "a limiter's table was left locked by a failed task: this check is refused"
+            );
+            m.clear_poison();
+            None
+        }
+    }
+}
+
+/// Locks a limiter's table to give something back (a slot, a failure): a poisoned table is
+/// taken as it is, since giving back never lets more through.
+fn lock_to_give_back<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The address a client is counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,7 +122,7 @@ impl ConnectionLimits {
             .try_acquire_owned()
             .map_err(|_| Refusal::Total)?;
         let key = ClientKey::of(ip);
-        let mut counts = self.counts.lock().map_err(|_| Refusal::Total)?;
+        let mut counts = lock_for_check(&self.counts, "connections").ok_or(Refusal::Total)?;
         let n = counts.entry(key).or_insert(0);
         if *n >= self.per_client {
             return Err(Refusal::PerClient);
@@ -114,12 +138,11 @@ impl ConnectionLimits {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if let Ok(mut c) = self.limits.counts.lock() {
-            if let Some(n) = c.get_mut(&self.key) {
-                *n -= 1;
-                if *n == 0 {
-                    c.remove(&self.key);
-                }
+        let mut c = lock_to_give_back(&self.limits.counts);
+        if let Some(n) = c.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.key);
             }
         }
     }
@@ -170,9 +193,7 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
     /// is counted. The check and the count are one step, so sessions in parallel cannot each
     /// see room for one more guess.
     fn try_fail(&self, key: &K, max: u32, lockout: Duration) -> Option<Reserved> {
-        let Ok(mut f) = self.counts.lock() else {
-            return None;
-        };
+        let mut f = lock_for_check(&self.counts, "failed logins")?;
         if let Some((_, last)) = f.get(key) {
             if last.elapsed() >= lockout {
                 f.remove(key);
@@ -207,22 +228,19 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
     /// failure with it (unless another has been counted since): a login that did not fail must
     /// not keep older failures from expiring.
     fn undo(&self, key: &K, r: Reserved) {
-        if let Ok(mut f) = self.counts.lock() {
-            if let Some(e) = f.get_mut(key) {
-                e.0 = e.0.saturating_sub(1);
-                if e.0 == 0 {
-                    f.remove(key);
-                } else if e.1 == r.at {
-                    e.1 = r.before;
-                }
+        let mut f = lock_to_give_back(&self.counts);
+        if let Some(e) = f.get_mut(key) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                f.remove(key);
+            } else if e.1 == r.at {
+                e.1 = r.before;
             }
         }
     }
 
     fn clear(&self, key: &K) {
-        if let Ok(mut f) = self.counts.lock() {
-            f.remove(key);
-        }
+        lock_to_give_back(&self.counts).remove(key);
     }
 }
 
@@ -421,8 +439,8 @@ impl RateLimiter {
         if max == 0 {
             return true;
         }
-        let Ok(mut w) = self.windows.lock() else {
-            return true;
+        let Some(mut w) = lock_for_check(&self.windows, "rates") else {
+            return false;
         };
         let now = Instant::now();
         let key = ClientKey::of(ip);
@@ -453,6 +471,51 @@ mod tests {
         assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"), "one /64");
         assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
         assert_eq!(k("::ffff:192.0.2.1"), k("192.0.2.1"));
+    }
+
+    /// Issue 21: a poisoned rate-limiter lock let everything through. Each limiter refuses the
+    /// check that finds its table poisoned, and limits as before from the next one.
+    #[test]
+    fn a_poisoned_limiter_fails_closed() {
+        fn poison<T: Send>(m: &Mutex<T>) {
+            std::thread::scope(|s| {
+                let _ = s
+                    .spawn(|| {
+                        let _g = m.lock().unwrap();
+                        panic!("a bug while the table is held");
+                    })
+                    .join();
+            });
+            assert!(m.is_poisoned());
+        }
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let r = RateLimiter::new();
+        assert!(r.allow(a, 2));
+        poison(&r.windows);
+        assert!(
+            !r.allow(a, 2),
+            "the check that finds it poisoned is refused"
+        );
+        assert!(
+            r.allow(a, 3) && r.allow(a, 3),
+            "the second and third of three"
+        );
+        assert!(!r.allow(a, 3), "the count was kept, and limiting goes on");
+
+        let l = ConnectionLimits::new(10, 10);
+        let kept = l.admit(a).unwrap();
+        poison(&l.counts);
+        assert_eq!(l.admit(a).err(), Some(Refusal::Total));
+        drop(kept);
+        assert!(l.admit(a).is_ok());
+
+        let f = Failures::<IpAddr>::new();
+        poison(&f.counts);
+        assert!(f.try_fail(&a, 5, Duration::from_secs(60)).is_none());
+        assert_eq!(
+            f.try_fail(&a, 5, Duration::from_secs(60)).map(|r| r.count),
+            Some(1)
+        );
     }
 
     #[test]

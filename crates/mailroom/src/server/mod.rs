@@ -73,8 +73,10 @@ pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
 /// The lock file of a data directory.
 pub const LOCK_FILE: &str = "mailroom.lock";
 
-/// Takes the data directory's lock: `Running` when another server holds it.
-fn lock(data: &Path) -> Result<Option<std::fs::File>, ServerError> {
+/// Takes the data directory's lock: `Running` when another server holds it, `Lock` when it
+/// cannot be taken at all (a file system without locks, no permission): a server that cannot
+/// make sure it is alone on its data must not start (two would deliver the same mail twice).
+fn lock(data: &Path) -> Result<std::fs::File, ServerError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = data.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
@@ -87,14 +89,13 @@ fn lock(data: &Path) -> Result<Option<std::fs::File>, ServerError> {
             reason: format!("cannot open {}: {e}", path.display()),
         })?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
+        Ok(()) => Ok(file),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::Running {
             data: data.to_path_buf(),
         }),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot lock {}", path.display());
-            Ok(None)
-        }
+        Err(e) => Err(ServerError::Lock {
+            reason: format!("cannot lock {}: {e}", path.display()),
+        }),
     }
 }
 
@@ -111,14 +112,7 @@ pub async fn run(
     }
     // One server per data directory: an exclusive lock held while it runs (released by the
     // kernel when it exits, however it exits).
-    let _lock = match lock(data) {
-        Ok(l) => l,
-        Err(ServerError::Running { data }) => return Err(ServerError::Running { data }),
-        Err(e) => {
-            tracing::warn!(error = %e, "no lock on the data directory");
-            None
-        }
-    };
+    let _lock = lock(data)?;
     // The control socket: a second server on this data directory finds the first.
     let control = match crate::control::bind(data) {
         Ok(Some(l)) => Some(l),
