@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import smtplib
 import poplib
 import re
 import signal
@@ -211,3 +213,23 @@ def test_a_data_directory_that_cannot_be_locked_is_refused(make_server):
     p = server.refused_start()
     assert p.returncode != 0, p.stderr
     assert "cannot be locked" in p.stderr and "mailroom.lock" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args", [["track", "--sender", SENDER], ["queue", "list"], ["user", "list"],
+                                  ["config", "history"], ["doctor"], ["status"]],
+                         ids=["track", "queue", "user", "config", "doctor", "status"])
+def test_a_reader_that_goes_away_ends_the_command_quietly(server, args):
+    """Issue 21: `mailroom track … | head -1` panicked on the broken pipe (exit 101 and a
+    backtrace). Standard output here is a pipe whose reader is already gone."""
+    server.add_user("alice")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as s:
+        smtp_send(s, SENDER, [f"alice@{server.domain}"], make_message("pipe"))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run([BIN, "--data", str(server.data), *args], stdout=write, stderr=subprocess.PIPE,
+                           text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(write)
+    assert "panicked" not in p.stderr and "Broken pipe" not in p.stderr, p.stderr
+    assert p.returncode == 0, (p.returncode, p.stderr)

@@ -83,10 +83,10 @@ fn print_groups(groups: Vec<(String, Vec<String>)>, json: bool) -> anyhow::Resul
             .into_iter()
             .map(|(n, m)| serde_json::json!({"address": n, "members": m}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (n, m) in groups {
-            println!("{n} -> {}", m.join(", "));
+            outln!("{n} -> {}", m.join(", "));
         }
     }
     Ok(())
@@ -126,7 +126,7 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             }
             let hash = read_password(password_stdin)?;
             store.user_add(&a, Some(hash), quota).await?;
-            println!("added user {a}");
+            outln!("added user {a}");
             if org.is_some() {
                 super::org::edit(store.as_ref(), |me, s| {
                     s.set_user(me, &a, Some(me))?;
@@ -138,7 +138,7 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Del { address, purge } => {
             let a = local_address(&cfg, &address)?;
             store.user_del(&a, purge).await?;
-            println!("deleted user {a}");
+            outln!("deleted user {a}");
             if let Some((m, s)) = store.org().await? {
                 if s.dir.home_of(&a) == Some(m.me.as_str()) {
                     super::org::edit(store.as_ref(), |me, s| {
@@ -156,16 +156,18 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|u| serde_json::json!({"address": u.address, "quota": u.quota, "used": u.used, "messages": u.messages}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for u in users {
                     let q = u
                         .quota
                         .map(|q| q.to_string())
                         .unwrap_or_else(|| "unlimited".into());
-                    println!(
+                    outln!(
                         "{}  {} message(s), {} octets used, quota {q}",
-                        u.address, u.messages, u.used
+                        u.address,
+                        u.messages,
+                        u.used
                     );
                 }
             }
@@ -177,7 +179,7 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             let a = local_address(&cfg, &address)?;
             let hash = read_password(password_stdin)?;
             store.user_passwd(&a, hash).await?;
-            println!("password changed for {a}");
+            outln!("password changed for {a}");
         }
         UserCommand::Move { address, server } => {
             let a = local_address(&cfg, &address)?;
@@ -194,7 +196,7 @@ pub async fn user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
                     })?)
                 };
             store.user_quota(&a, q).await?;
-            println!(
+            outln!(
                 "quota of {a} set to {}",
                 q.map(|q| q.to_string())
                     .unwrap_or_else(|| "unlimited".into())
@@ -215,12 +217,12 @@ pub async fn alias(data: &Path, cmd: AliasCommand) -> anyhow::Result<()> {
                 .map(|t| address(t).map(|m| m.key()))
                 .collect::<Result<_, _>>()?;
             store.alias_add(&a, t.clone()).await?;
-            println!("alias {a} -> {}", t.join(", "));
+            outln!("alias {a} -> {}", t.join(", "));
         }
         AliasCommand::Del { alias } => {
             let a = local_address(&cfg, &alias)?;
             store.alias_del(&a).await?;
-            println!("deleted alias {a}");
+            outln!("deleted alias {a}");
         }
         AliasCommand::List { json } => print_groups(store.alias_list().await?, json)?,
     }
@@ -247,7 +249,7 @@ pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
                 );
             }
             store.list_add(&l, m.clone()).await?;
-            println!("list {l}: added {}", m.join(", "));
+            outln!("list {l}: added {}", m.join(", "));
         }
         ListCommand::Del { list, members } => {
             let l = local_address(&cfg, &list)?;
@@ -256,7 +258,7 @@ pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
                 .map(|t| address(t).map(|m| m.key()))
                 .collect::<Result<_, _>>()?;
             store.list_del(&l, m).await?;
-            println!("list {l}: updated");
+            outln!("list {l}: updated");
         }
         ListCommand::List { json } => print_groups(store.list_list().await?, json)?,
         ListCommand::Policy {
@@ -296,9 +298,9 @@ pub async fn list(data: &Path, cmd: ListCommand) -> anyhow::Result<()> {
                 store.list_set_policy(&l, policy).await?;
             }
             if json {
-                println!("{}", serde_json::json!({"list": l, "policy": policy}));
+                outln!("{}", serde_json::json!({"list": l, "policy": policy}));
             } else {
-                println!(
+                outln!(
                     "list {l}: posting: {}; outside members: {}",
                     serde_json::to_value(policy.post)?
                         .as_str()

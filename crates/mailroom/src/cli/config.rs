@@ -22,24 +22,24 @@ use crate::store::{BackupRecord, Store};
 fn report(out: &serde_json::Value) {
     let v = out["version"].as_i64().unwrap_or_default();
     if out["new"] == false {
-        println!("no change (version {v} is in effect)");
+        outln!("no change (version {v} is in effect)");
         return;
     }
-    println!("recorded version {v}");
+    outln!("recorded version {v}");
     let r = &out["reload"];
     if r["running"] == false {
-        println!("the server is not running: it applies the change when it starts");
+        outln!("the server is not running: it applies the change when it starts");
     } else if let Some(e) = r["error"].as_str() {
-        println!("the running server did not apply it: {e}");
+        outln!("the running server did not apply it: {e}");
     } else {
         let restart: Vec<&str> = r["restart_needed"]
             .as_array()
             .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
             .unwrap_or_default();
         if restart.is_empty() {
-            println!("applied by the running server");
+            outln!("applied by the running server");
         } else {
-            println!(
+            outln!(
                 "applied by the running server, except what needs a restart: {}",
                 restart.join(", ")
             );
@@ -49,12 +49,12 @@ fn report(out: &serde_json::Value) {
 
 fn print_changes(changes: &[history::Change]) {
     if changes.is_empty() {
-        println!("  (no change of any key)");
+        outln!("  (no change of any key)");
     }
     for c in changes {
         let o = c.old.as_deref().unwrap_or("(absent)");
         let n = c.new.as_deref().unwrap_or("(absent)");
-        println!("  {}: {o} -> {n}", c.key);
+        outln!("  {}: {o} -> {n}", c.key);
     }
 }
 
@@ -100,7 +100,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                 Err(e) => bail!("{e} (`mailroom repair` puts back the last good version)"),
             };
             match history::get_key(&cfg, &key) {
-                Some(v) => println!("{v}"),
+                Some(v) => outln!("{v}"),
                 None => bail!("no key {key} in the configuration"),
             }
         }
@@ -111,7 +111,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Unset { key } => {
             let (text, was) = history::unset_key(&read()?, &key)?;
             if !was {
-                println!("{key} is not in the file; nothing changed");
+                outln!("{key} is not in the file; nothing changed");
                 return Ok(());
             }
             report(&apply(data, store, text, format!("unset {key}"), true).await?);
@@ -133,14 +133,14 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
             }
             if all.is_empty() {
-                println!("no versions recorded yet (the server records the file when it starts)");
+                outln!("no versions recorded yet (the server records the file when it starts)");
             }
             for (i, v) in all.iter().enumerate() {
-                println!(
+                outln!(
                     "version {}  {}  {}",
                     v.version,
                     v.time.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -154,7 +154,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Diff { from, to } => {
             let a = text_of(data, store, &from).await?;
             let b = text_of(data, store, &to).await?;
-            println!("from {from} to {to}:");
+            outln!("from {from} to {to}:");
             print_changes(&history::diff(&a, &b));
         }
         ConfigCommand::Rollback { version } => {
@@ -189,7 +189,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                     sha256: sha.clone(),
                 })
                 .await?;
-            println!(
+            outln!(
                 "wrote {} (version {}, SHA-256 {sha})",
                 path.display(),
                 v.version
@@ -220,9 +220,11 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                     );
                 }
             }
-            println!(
+            outln!(
                 "restoring version {} of {}, made {}",
-                b.version, b.server, b.created
+                b.version,
+                b.server,
+                b.created
             );
             let origin = format!("restore {}", from.display());
             report(&apply(data, store, b.config, origin, true).await?);
@@ -232,7 +234,7 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
                 std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
             let (b, _) =
                 Backup::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            println!(
+            outln!(
                 "{}: a good backup of version {} of {}, made {} (SHA-256 {})",
                 f.display(),
                 b.version,
@@ -244,10 +246,10 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Verify { file: None } => {
             let problems = verify_store(data, store).await?;
             if problems.is_empty() {
-                println!("the config store verifies");
+                outln!("the config store verifies");
             } else {
                 for p in &problems {
-                    println!("{p}");
+                    outln!("{p}");
                 }
                 bail!(
                     "the config store does not verify ({} problem(s))",
@@ -272,12 +274,12 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
             }
             let changes: Vec<history::Change> =
                 serde_json::from_value(r["changes"].clone()).unwrap_or_default();
-            println!("version {} in effect", r["version"]);
+            outln!("version {} in effect", r["version"]);
             print_changes(&changes);
             let restart: Vec<String> =
                 serde_json::from_value(r["restart_needed"].clone()).unwrap_or_default();
             if !restart.is_empty() {
-                println!("needs a restart to take effect: {}", restart.join(", "));
+                outln!("needs a restart to take effect: {}", restart.join(", "));
             }
         }
     }
@@ -288,10 +290,10 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
 pub async fn status(data: &Path, json: bool) -> anyhow::Result<()> {
     let s = control::request(data, &Request::Status).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} (pid {}, since {}): configuration version {}, file {}",
         s["server"].as_str().unwrap_or("?"),
         s["pid"],
@@ -301,7 +303,7 @@ pub async fn status(data: &Path, json: bool) -> anyhow::Result<()> {
     );
     if let Some(r) = s["restart_needed"].as_array().filter(|a| !a.is_empty()) {
         let keys: Vec<&str> = r.iter().filter_map(|k| k.as_str()).collect();
-        println!("waiting for a restart: {}", keys.join(", "));
+        outln!("waiting for a restart: {}", keys.join(", "));
     }
     for svc in s["services"].as_array().into_iter().flatten() {
         let listen: Vec<&str> = svc["listen"]
@@ -319,7 +321,7 @@ pub async fn status(data: &Path, json: bool) -> anyhow::Result<()> {
         if let Some(r) = svc["reason"].as_str() {
             line.push_str(&format!(" ({r})"));
         }
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

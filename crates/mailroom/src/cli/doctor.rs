@@ -19,9 +19,9 @@ pub async fn doctor(data: &Path, a: &DoctorArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--queue-age {:?}", a.queue_age))?;
     let report = doctor::run(&opts).await;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.findings.is_empty() {
-        println!("healthy: nothing found");
+        outln!("healthy: nothing found");
     } else {
         for f in &report.findings {
             let sev = match f.severity {
@@ -29,16 +29,16 @@ pub async fn doctor(data: &Path, a: &DoctorArgs) -> anyhow::Result<()> {
                 Severity::Warning => "WARNING",
                 Severity::Error => "ERROR",
             };
-            println!("{sev} [{}] {}: {}", f.code, f.server, f.summary);
+            outln!("{sev} [{}] {}: {}", f.code, f.server, f.summary);
             for e in &f.evidence {
-                println!("    seen: {e}");
+                outln!("    seen: {e}");
             }
-            println!("    why:  {}", f.why);
+            outln!("    why:  {}", f.why);
             if let Some(fix) = &f.fix {
-                println!("    fix:  {fix}");
+                outln!("    fix:  {fix}");
             }
         }
-        println!(
+        outln!(
             "{}",
             if report.healthy {
                 "healthy (only information above)"
@@ -57,10 +57,10 @@ pub async fn doctor(data: &Path, a: &DoctorArgs) -> anyhow::Result<()> {
 pub async fn repair(data: &Path, dry_run: bool, json: bool) -> anyhow::Result<()> {
     let out = crate::repair::run(data, dry_run).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "mailboxes before: {} ({} messages); queue before: {} ({} messages)",
         out.before.mailboxes,
         out.before.mailbox_messages,
@@ -68,36 +68,40 @@ pub async fn repair(data: &Path, dry_run: bool, json: bool) -> anyhow::Result<()
         out.before.queued_messages
     );
     if out.changed.is_empty() {
-        println!("nothing to repair");
+        outln!("nothing to repair");
     }
     for c in &out.changed {
-        println!("{}{c}", if dry_run { "would: " } else { "repaired: " });
+        outln!("{}{c}", if dry_run { "would: " } else { "repaired: " });
     }
     for n in &out.not_repaired {
-        println!("not repaired: {n}");
+        outln!("not repaired: {n}");
     }
     if let Some(v) = out.version {
-        println!("recorded configuration version {v}");
+        outln!("recorded configuration version {v}");
     }
     if let Some(r) = &out.reload {
         if r["running"] == false {
-            println!("the server is not running: the repair applies when it starts");
+            outln!("the server is not running: the repair applies when it starts");
         } else if r["ok"] == true {
-            println!("applied by the running server");
+            outln!("applied by the running server");
         } else {
-            println!("the running server did not apply it: {r}");
+            outln!("the running server did not apply it: {r}");
         }
     }
-    println!(
+    outln!(
         "mailboxes after:  {} ({} messages); queue after:  {} ({} messages)",
-        out.after.mailboxes, out.after.mailbox_messages, out.after.queue, out.after.queued_messages
+        out.after.mailboxes,
+        out.after.mailbox_messages,
+        out.after.queue,
+        out.after.queued_messages
     );
     if out.server_added + out.server_removed > 0 {
-        println!(
+        outln!(
             "meanwhile the running server delivered {} and removed {} message(s), as it does",
-            out.server_added, out.server_removed
+            out.server_added,
+            out.server_removed
         );
     }
-    println!("mail untouched: no message present before and after changed by one byte");
+    outln!("mail untouched: no message present before and after changed by one byte");
     Ok(())
 }

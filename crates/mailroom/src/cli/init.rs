@@ -67,7 +67,7 @@ pub fn make_certificate(data: &Path, cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::tls::self_signed(&cfg.server.hostname, &cert, &key)?;
-    println!(
+    outln!(
         "made a self-signed certificate for {} in {} (replace it with your own; clients must \
          be told to trust this one)",
         cfg.server.hostname,
@@ -79,9 +79,9 @@ pub fn make_certificate(data: &Path, cfg: &Config) -> anyhow::Result<()> {
 /// `mailroom init`.
 pub async fn init(data: &Path, a: &InitArgs) -> anyhow::Result<()> {
     let file = write_config(data, a)?;
-    println!("wrote {}", file.display());
+    outln!("wrote {}", file.display());
     if let Some(m) = provision_postmaster(data, &a.domain).await? {
-        println!("{m}");
+        outln!("{m}");
     }
     Ok(())
 }

@@ -2,6 +2,39 @@
 //!
 //! This is a contract that operators and tools script against; commands and flags are only ever
 //! added, never renamed. See the README for the full list.
+//!
+//! What commands print goes through [`outln!`] and [`out!`]: when the reader of standard
+//! output goes away (`mailroom track … | head -1`), the command ends quietly with status 0,
+//! as `ls` or `rg` do, instead of panicking in `println!` (issue 21).
+
+/// `println!` to standard output; a reader that has gone away ends the command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` to standard output; a reader that has gone away ends the command quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
+/// Writes to standard output. A closed pipe ends the process at once and quietly: everything
+/// a command changes is committed before it prints (a reader that left has seen enough).
+/// Other write errors (a full disk under a redirection) end it with status 74 (EX_IOERR).
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("mailroom: cannot write the output: {e}");
+        std::process::exit(74);
+    }
+}
 
 mod admin;
 mod config;
@@ -692,7 +725,7 @@ fn dkim_generate(
     }
     let g = crate::dkim::generate(data, &domain, &selector, algorithm, force)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "domain": domain, "selector": selector, "key_file": g.file,
@@ -701,17 +734,17 @@ fn dkim_generate(
         );
         return Ok(());
     }
-    println!("wrote the private key {}", g.file.display());
-    println!("publish this TXT record, then mail from {domain} is signed:");
-    println!("{}", g.zone_line());
+    outln!("wrote the private key {}", g.file.display());
+    outln!("publish this TXT record, then mail from {domain} is signed:");
+    outln!("{}", g.zone_line());
     if selector != cfg.dkim.selector {
-        println!(
+        outln!(
             "(the server signs with selector {:?}: `mailroom config set dkim.selector {selector}`)",
             cfg.dkim.selector
         );
     }
     if !cfg.dkim.sign {
-        println!("(signing is off: `mailroom config set dkim.sign true`)");
+        outln!("(signing is off: `mailroom config set dkim.sign true`)");
     }
     Ok(())
 }

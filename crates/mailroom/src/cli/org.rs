@@ -123,7 +123,7 @@ pub async fn org(data: &Path, cmd: OrgCommand) -> anyhow::Result<()> {
                  the line below lets another server join (mailroom org join --token-stdin): keep it secret",
                 m.org
             );
-            println!("{}", token.encode());
+            outln!("{}", token.encode());
         }
         OrgCommand::Join {
             token_stdin,
@@ -193,9 +193,11 @@ pub async fn org(data: &Path, cmd: OrgCommand) -> anyhow::Result<()> {
                 s.merge(&b);
             }
             store.org_init(m, s.clone()).await?;
-            println!(
+            outln!(
                 "joined organization {} ({}) in routing group {group} through {}",
-                s.name, s.id, t.server
+                s.name,
+                s.id,
+                t.server
             );
         }
         OrgCommand::Show { json } => {
@@ -292,7 +294,7 @@ pub(super) async fn edit(
     let said = f(&m.me, &mut s)?;
     let (merged, _) = store.org_merge(s).await?;
     let (d, l) = merged.versions();
-    println!("{said} (directory version {d}, link state version {l})");
+    outln!("{said} (directory version {d}, link state version {l})");
     Ok(())
 }
 
@@ -384,19 +386,19 @@ fn view(m: &Membership, s: &OrgState) -> OrgView {
 fn show(m: &Membership, s: &OrgState, json: bool) -> anyhow::Result<()> {
     let v = view(m, s);
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("organization {} ({}), seen from {}", v.org, v.id, v.me);
-    println!(
+    outln!("organization {} ({}), seen from {}", v.org, v.id, v.me);
+    outln!(
         "directory version {}, link state version {}, digest {}",
         v.directory_version,
         v.link_state_version,
         v.digest.get(..16).unwrap_or(&v.digest)
     );
-    println!("accepted domains: {}", v.domains.join(", "));
+    outln!("accepted domains: {}", v.domains.join(", "));
     print_links(&v);
-    println!("users: {}", v.users.len());
+    outln!("users: {}", v.users.len());
     Ok(())
 }
 
@@ -404,7 +406,7 @@ fn print_links(v: &OrgView) {
     for g in &v.groups {
         let name = g["name"].as_str().unwrap_or_default();
         let master = g["master"].as_str().unwrap_or_default();
-        println!(
+        outln!(
             "routing group {name} (master {})",
             if master.is_empty() { "none" } else { master }
         );
@@ -418,9 +420,11 @@ fn print_links(v: &OrgView) {
                 .since
                 .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S")))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "  {:<5} {} at {}{since}{why}",
-                sv.state, sv.name, sv.address
+                sv.state,
+                sv.name,
+                sv.address
             );
         }
     }
@@ -440,7 +444,7 @@ fn print_links(v: &OrgView) {
             ),
         };
         let why = c.why.as_ref().map(|w| format!(": {w}")).unwrap_or_default();
-        println!(
+        outln!(
             "connector {:<5} {} {what}, cost {}{}{why}",
             c.state,
             c.name,
@@ -467,11 +471,14 @@ pub async fn routing(data: &Path, cmd: RoutingCommand) -> anyhow::Result<()> {
                     "link_state_version": v.link_state_version,
                     "groups": v.groups, "servers": v.servers, "connectors": v.connectors,
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!(
+                outln!(
                     "link state of {} seen from {}: directory version {}, link state version {}",
-                    v.org, v.me, v.directory_version, v.link_state_version
+                    v.org,
+                    v.me,
+                    v.directory_version,
+                    v.link_state_version
                 );
                 print_links(&v);
             }
@@ -494,15 +501,15 @@ pub async fn routing(data: &Path, cmd: RoutingCommand) -> anyhow::Result<()> {
                     "route": plan_json(&p),
                     "alternative": alt.as_ref().map(plan_json),
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!(
+                outln!(
                     "route of a message of {size} octets to {address}, from {}:",
                     m.me
                 );
                 print_plan(&p, "  ");
                 if let Some(a) = alt {
-                    println!(
+                    outln!(
                         "if {} went DOWN:",
                         p.connectors.first().map(String::as_str).unwrap_or("it")
                     );
@@ -561,9 +568,9 @@ fn print_plan(p: &Plan, indent: &str) {
         Decision::Unreachable { why } => format!("no route now, the message waits: {why}"),
         Decision::Fail { status, why } => format!("undeliverable ({status}): {why}"),
     };
-    println!("{indent}{next}");
+    outln!("{indent}{next}");
     if p.path.len() > 1 {
-        println!(
+        outln!(
             "{indent}path: {} (cost {}, connectors: {})",
             p.path.join(" -> "),
             p.cost,
@@ -575,7 +582,7 @@ fn print_plan(p: &Plan, indent: &str) {
         );
     }
     for s in &p.steps {
-        println!("{indent}- {s}");
+        outln!("{indent}- {s}");
     }
 }
 
@@ -657,6 +664,6 @@ pub(super) async fn move_user(
     u.finish = true;
     ch.move_user(&u).await?;
     ch.close().await;
-    println!("moved the mailbox of {address} ({moved} message(s)) to {server}");
+    outln!("moved the mailbox of {address} ({moved} message(s)) to {server}");
     Ok(())
 }

@@ -45,7 +45,7 @@ impl From<&QueueSelect> for Selection {
 }
 
 fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -78,9 +78,9 @@ async fn act(
     let done = ops::act(store, f, action, server).await?;
     if a.json {
         // One line, as it always was.
-        println!("{}", serde_json::to_string(&done)?);
+        outln!("{}", serde_json::to_string(&done)?);
     } else {
-        println!("{} message(s) {}", done.messages, done.action);
+        outln!("{} message(s) {}", done.messages, done.action);
     }
     Ok(())
 }
@@ -102,9 +102,9 @@ async fn control(
         v.queue.clone()
     };
     match (&v.disabled_since, &v.scheduled_until) {
-        (Some(since), _) => println!("{what}: outbound mail disabled since {since}"),
-        (None, Some(until)) => println!("{what}: delivery scheduled for {until}"),
-        (None, None) => println!("{what}: mail flows"),
+        (Some(since), _) => outln!("{what}: outbound mail disabled since {since}"),
+        (None, Some(until)) => outln!("{what}: delivery scheduled for {until}"),
+        (None, None) => outln!("{what}: mail flows"),
     }
     Ok(())
 }
@@ -166,16 +166,22 @@ async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<
     let all = store.queue_controls().await?;
     if let Some(c) = all.iter().find(|c| c.queue == "*") {
         if let Some(since) = c.disabled_since {
-            println!(
+            outln!(
                 "Outbound mail is DISABLED since {} (by {}): mailroom queue enable --all",
                 time(since),
                 c.by
             );
         }
     }
-    println!(
+    outln!(
         "{:<56} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  LAST ERROR",
-        "QUEUE", "STATE", "MSGS", "RCPTS", "SIZE", "OLDEST", "NEXT RETRY"
+        "QUEUE",
+        "STATE",
+        "MSGS",
+        "RCPTS",
+        "SIZE",
+        "OLDEST",
+        "NEXT RETRY"
     );
     for q in queues {
         let next = q
@@ -183,7 +189,7 @@ async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<
             .as_deref()
             .or(q.next_retry.as_deref())
             .and_then(rfc3339);
-        println!(
+        outln!(
             "{:<56} {:<9} {:>6} {:>6} {:>10} {:>7}  {:<19}  {}",
             format!("{} [{}]", q.name, q.queue),
             q.state,
@@ -209,11 +215,11 @@ async fn show_quarantined(store: &dyn Store, j: bool) -> anyhow::Result<()> {
         return json(&q);
     }
     if q.is_empty() {
-        println!("no quarantined records");
+        outln!("no quarantined records");
     }
     for e in q {
         let t = rfc3339(&e.time).map(time).unwrap_or(e.time);
-        println!(
+        outln!(
             "{t}  {}  {}\n{}\n",
             e.queue_id.as_deref().unwrap_or("(unknown queue ID)"),
             e.reason,
@@ -235,12 +241,12 @@ async fn show(
         return json(&msgs);
     }
     if msgs.is_empty() {
-        println!("no queued messages match");
+        outln!("no queued messages match");
     }
     for m in msgs {
         let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
         let arrival = rfc3339(&m.arrival).unwrap_or(now);
-        println!(
+        outln!(
             "{}{}  from {sender}  {} octets  arrived {} ({} ago){}",
             m.queue_id,
             m.message_id
@@ -263,9 +269,9 @@ async fn show(
             if let Some(h) = &r.held {
                 line.push_str(&format!("  held: {h}"));
             }
-            println!("{line}");
+            outln!("{line}");
             if let Some(l) = &r.last_reply {
-                println!("        last reply: {l}");
+                outln!("        last reply: {l}");
             }
         }
     }
@@ -283,7 +289,7 @@ async fn summary(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Resu
         head.push_str(&format!(" {:>5}", format!("<{b}m")));
     }
     head.push_str(&format!(" {:>5}", "older"));
-    println!("{head}");
+    outln!("{head}");
     let mut totals = [0u64; 9];
     let mut total = 0;
     for r in &rows {
@@ -293,13 +299,13 @@ async fn summary(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Resu
             totals[i] += n;
         }
         total += r.total;
-        println!("{line}");
+        outln!("{line}");
     }
     let mut line = format!("{:<32} {:>6}", "TOTAL", total);
     for n in totals {
         line.push_str(&format!(" {n:>5}"));
     }
-    println!("{line}");
+    outln!("{line}");
     Ok(())
 }
 

@@ -48,14 +48,14 @@ pub async fn track(data: &Path, a: &TrackArgs) -> anyhow::Result<()> {
     let events = store.track_query(filter).await?;
     if a.json {
         let v: Vec<_> = events.iter().map(json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if events.is_empty() {
-        println!("no tracking events match");
+        outln!("no tracking events match");
         return Ok(());
     }
-    print!("{}", render(&events));
+    out!("{}", render(&events));
     Ok(())
 }
 
@@ -115,21 +115,21 @@ async fn track_org(
                 .map(|(s, e)| serde_json::json!({"server": s, "error": e}))
                 .collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if events.is_empty() {
-        println!("no tracking events match on any server of the organization");
+        outln!("no tracking events match on any server of the organization");
     } else {
-        print!("{}", render(&events));
+        out!("{}", render(&events));
     }
     for (server, e) in &unreachable {
-        println!("could not ask {server}: {e}");
+        outln!("could not ask {server}: {e}");
     }
     if !verdicts.is_empty() {
-        println!("Verdict:");
+        outln!("Verdict:");
         for v in verdicts {
-            println!("  {v}");
+            outln!("  {v}");
         }
     }
     Ok(())

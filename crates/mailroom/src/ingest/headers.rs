@@ -13,6 +13,11 @@ pub struct HeaderFacts {
     pub received: usize,
     /// The `Message-ID` (without angle brackets), if present and not empty.
     pub message_id: Option<String>,
+    /// Whether it has a `Date` field.
+    pub date: bool,
+    /// Whether the text scanned held the whole header section (its empty line, or the end of
+    /// the message): what is not found in it is known to be missing, and may be added.
+    pub complete: bool,
 }
 
 /// Scans the header section (up to the first empty line), unfolding continuation lines.
@@ -25,11 +30,14 @@ pub fn scan(text: &[u8]) -> HeaderFacts {
             facts.received += 1;
         } else if name.eq_ignore_ascii_case(b"message-id") && facts.message_id.is_none() {
             facts.message_id = clean_mid(&value);
+        } else if name.eq_ignore_ascii_case(b"date") {
+            facts.date = true;
         }
     };
     for line in text.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
+            facts.complete = true;
             break;
         }
         if line[0] == b' ' || line[0] == b'\t' {
@@ -181,6 +189,16 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
+    }
+
+    #[test]
+    fn date_and_whole_header() {
+        let f = scan(b"DATE: Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\nbody");
+        assert!(f.date && f.complete);
+        let f = scan(b"Subject: x\r\n\r\nDate: in the body\r\n");
+        assert!(!f.date && f.complete);
+        let f = scan(b"Subject: a header longer than what was read");
+        assert!(!f.date && !f.complete, "no empty line: not known whole");
     }
 
     #[test]

@@ -152,10 +152,12 @@ impl Ingest {
     /// Accepts a message: trace headers, recipients, events, durable submission. On `Ok` the
     /// message is on stable storage and the queue has been told.
     pub async fn accept(&self, env: Envelope, text: Received) -> Result<QueueId, IngestError> {
-        let facts = headers::scan(match &text {
+        let mut facts = headers::scan(match &text {
             Received::Memory(t) => t,
             Received::File { head, .. } => head,
         });
+        // (A text in memory is the whole message: what its header lacks, it lacks.)
+        facts.complete |= matches!(text, Received::Memory(_));
         if facts.received > self.config.smtp.max_received_headers {
             return Err(IngestError::Refused(Reply::code(
                 554,
@@ -168,7 +170,7 @@ impl Ingest {
         }
         let host = &self.config.server.hostname;
         let now = Utc::now();
-        let (prefix, message_id) = self.trace(&env, facts.message_id, now);
+        let (prefix, message_id) = self.trace(&env, facts, now);
         // The text as received: in memory, or (a large one) in its synced spool file, whose
         // guard deletes it unless the submission below commits.
         // (For a spooled text, what a report quotes: its first octets, the header section.)
@@ -353,11 +355,13 @@ impl Ingest {
     }
 
     /// The trace fields this server adds (RFC 5321 §4.4 `Received`, and a `Message-ID` when the
-    /// message has none, RFC 5322 §3.6.4), and the message's Message-ID.
+    /// message has none, RFC 5322 §3.6.4), the `Date` a submission lacks (RFC 6409 §8.3; mail
+    /// from other servers is theirs to date), and the message's Message-ID. A field is added
+    /// only when the header section was seen whole, so that one is never there twice.
     fn trace(
         &self,
         env: &Envelope,
-        message_id: Option<String>,
+        facts: headers::HeaderFacts,
         now: chrono::DateTime<Utc>,
     ) -> (Vec<u8>, String) {
         let host = &self.config.server.hostname;
@@ -379,14 +383,19 @@ impl Ingest {
             now,
         );
         prefix.extend_from_slice(&env.headers);
-        let message_id = match message_id {
+        let message_id = match facts.message_id {
             Some(m) => m,
             None => {
                 let m = format!("{}@{}", env.queue_id, host);
-                prefix.extend_from_slice(format!("Message-ID: <{m}>\r\n").as_bytes());
+                if facts.complete {
+                    prefix.extend_from_slice(format!("Message-ID: <{m}>\r\n").as_bytes());
+                }
                 m
             }
         };
+        if !facts.date && facts.complete && env.user.is_some() {
+            prefix.extend_from_slice(format!("Date: {}\r\n", now.to_rfc2822()).as_bytes());
+        }
         (prefix, message_id)
     }
 

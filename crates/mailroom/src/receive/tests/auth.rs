@@ -331,3 +331,55 @@ async fn a_list_says_who_may_post_to_it() {
         "a new list of the name starts open"
     );
 }
+
+/// Issue 21: a submitted message without `Date:` gets one, as it gets a Message-ID (RFC 6409
+/// §8.3); one with its own keeps it alone; mail from outside is not dated by this server.
+#[tokio::test]
+async fn a_submission_without_a_date_gets_one() {
+    let (mut h, client, _dir) = submission().await;
+    under_tls(&mut h, client).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd(
+        &format!("AUTH PLAIN {}", b64(b"\0carol@example.com\0secret")),
+        "235",
+    )
+    .await;
+    for text in [
+        "From: carol@example.com\r\nSubject: undated\r\n\r\nhi\r\n.",
+        "From: carol@example.com\r\ndate: Tue, 01 Dec 2026 10:00:00 +0100\r\nSubject: dated\r\n\r\nhi\r\n.",
+    ] {
+        h.c.cmd("MAIL FROM:<carol@example.com>", "250").await;
+        h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+        h.c.cmd("DATA", "354").await;
+        h.c.cmd(text, "250 2.0.0").await;
+    }
+    let got = h.mailbox("alice@example.com").await;
+    let dates = |m: &str| {
+        m.split("\r\n\r\n")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("date:"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let undated = got.iter().find(|m| m.contains("Subject: undated")).unwrap();
+    let added = dates(undated);
+    assert_eq!(added.len(), 1, "{undated}");
+    assert!(
+        chrono::DateTime::parse_from_rfc2822(added[0].trim_start_matches("Date: ")).is_ok(),
+        "{added:?}"
+    );
+    let dated = got.iter().find(|m| m.contains("Subject: dated")).unwrap();
+    assert_eq!(dates(dated), ["date: Tue, 01 Dec 2026 10:00:00 +0100"]);
+
+    let mut h = start().await;
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd("MAIL FROM:<bob@other.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd("Subject: from outside\r\n\r\nhi\r\n.", "250 2.0.0")
+        .await;
+    let got = h.mailbox("alice@example.com").await;
+    assert!(dates(&got[0]).is_empty(), "{}", got[0]);
+}
