@@ -94,7 +94,8 @@ local_senders_from_outside = "refuse"
 max_connection_rate = {max_connection_rate}
 max_message_rate = {max_message_rate}
 # A recipient whose mailbox is full is refused at RCPT (no report to a possibly forged sender):
-# "temporary" (452 4.2.2, the sending server retries) or "permanent" (552 5.2.2).
+# "temporary" (452 4.2.2, the sending server retries) or "permanent" (552 5.2.2). A declared SIZE
+# larger than the whole quota is always refused for good (552 5.2.3).
 full_mailbox = "temporary"
 # Messages larger than this (octets) are written to DATA/spool as they arrive rather than held in
 # memory; smaller ones are stored in the database with one shared commit.

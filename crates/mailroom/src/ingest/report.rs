@@ -33,6 +33,7 @@ pub async fn resolve_sender(
                 address: key,
                 route: Route::Unresolved,
                 room: None,
+                quota: None,
             }],
         },
     )

@@ -108,6 +108,8 @@ pub struct Target {
     pub route: Route,
     /// For a mailbox with a quota: the octets left under it (0 when full). `None` otherwise.
     pub room: Option<u64>,
+    /// For a mailbox with a quota: the quota itself. `None` otherwise.
+    pub quota: Option<u64>,
 }
 
 impl Target {
@@ -117,12 +119,19 @@ impl Target {
             address: address.into(),
             route: Route::Remote,
             room: None,
+            quota: None,
         }
     }
 
     /// True when this is a mailbox without room for `size` more octets (at least one).
     pub fn is_full_for(&self, size: u64) -> bool {
         matches!(self.route, Route::Local { .. }) && self.room.is_some_and(|r| r < size.max(1))
+    }
+
+    /// True when this is a mailbox whose whole quota is smaller than `size` octets: a message
+    /// that will never fit, however much the user deletes (RFC 3463 X.2.3).
+    pub fn never_fits(&self, size: u64) -> bool {
+        matches!(self.route, Route::Local { .. }) && self.quota.is_some_and(|q| q < size)
     }
 }
 
@@ -213,12 +222,14 @@ pub fn expand<E>(
                     address: addr,
                     route: Route::Unresolved,
                     room: None,
+                    quota: None,
                 });
                 continue;
             }
             Some(DirEntry::User(u)) => {
                 targets.push(Target {
                     room: u.quota.map(|q| q.saturating_sub(u.used)),
+                    quota: u.quota,
                     address: u.address,
                     route: Route::Local { user_id: u.id },
                 });

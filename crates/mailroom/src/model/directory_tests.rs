@@ -136,7 +136,11 @@ fn a_full_mailbox() {
         address: "x@example.com".into(),
         route: Route::Local { user_id: 1 },
         room,
+        quota: room.map(|r| r + 100),
     };
+    assert!(t(Some(10)).never_fits(111) && !t(Some(10)).never_fits(110));
+    assert!(!t(None).never_fits(u64::MAX));
+    assert!(!Target::remote("x@far.test").never_fits(u64::MAX));
     assert!(t(Some(0)).is_full_for(0));
     assert!(t(Some(10)).is_full_for(11));
     assert!(!t(Some(10)).is_full_for(10));

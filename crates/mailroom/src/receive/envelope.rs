@@ -338,6 +338,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // Backscatter: a mailbox (or an alias to mailboxes) that is already full is
                 // refused now, not accepted and then reported to a sender who may be forged. A
                 // list with some full members is accepted; those members get the report path.
+                // A message larger than the whole quota never fits: refused for good whatever
+                // `smtp.full_mailbox` says, or the sender would retry for days (issue 21).
+                if targets.iter().all(|t| t.never_fits(declared_size)) {
+                    return Err(Reply::code(
+                        552,
+                        "5.2.3",
+                        format!("<{mailbox}>: Message too large for this mailbox ({declared_size} octets; its quota is smaller)"),
+                    ));
+                }
                 if targets.iter().all(|t| t.is_full_for(declared_size)) {
                     let text = format!("<{mailbox}>: Mailbox full");
                     return Err(match cfg.smtp.full_mailbox {

@@ -537,9 +537,14 @@ async fn backscatter_a_full_mailbox_is_refused_at_rcpt() {
     h.c.cmd("RCPT TO:<tofull@example.com>", "452 4.2.2").await;
     h.c.cmd("RCPT TO:<mixed@example.com>", "250 2.1.5").await;
     h.c.cmd("RSET", "250").await;
-    // bob has 1,000,000 octets of quota and none used.
+    // bob has 1,000,000 octets of quota and none used: a larger message never fits, and is
+    // refused for good (issue 21: 452 made the sender retry for days).
     h.c.cmd("MAIL FROM:<a@b.test> SIZE=2000000", "250").await;
-    h.c.cmd("RCPT TO:<bob@example.com>", "452 4.2.2").await;
+    h.c.cmd(
+        "RCPT TO:<bob@example.com>",
+        "552 5.2.3 <bob@example.com>: Message too large for this mailbox",
+    )
+    .await;
     h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
     h.c.cmd("RSET", "250").await;
     h.c.cmd("MAIL FROM:<a@b.test> SIZE=2000", "250").await;
