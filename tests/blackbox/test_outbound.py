@@ -4,6 +4,7 @@ advertises (DSN, SIZE, 8BITMIME, SMTPUTF8, EHLO itself)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -294,3 +295,22 @@ def test_what_the_peer_cannot_take_bounces(make_server, make_peer, case):
     assert [e["status"] for e in events if e["event_id"] == 2001] == [status]
     assert 1035 not in event_ids(events), "a permanent problem is not retried"
     assert peer.received == []
+
+
+def test_smart_host_applies_on_reload(make_server, make_peer):
+    """Issue 21: outbound.smart_host (and the other outbound keys) applied only after a restart;
+    Postfix's relayhost applies on `postfix reload`."""
+    first, second = make_peer(), make_peer()
+    server = make_server(relay_settings(first.address))
+    alice = server.add_user("alice")
+    with server.smtp() as s:
+        smtp_send(s, alice, ["bob@example.org"], make_message("before", sender=alice, to="bob@example.org"))
+    first.wait_for(1)
+    server.cli("config", "set", "outbound.smart_host", second.address)   # (applied by the server)
+    with server.smtp() as s:
+        smtp_send(s, alice, ["bob@example.org"], make_message("after", sender=alice, to="bob@example.org"))
+    [got] = second.wait_for(1)
+    assert b"Subject: after" in got.content
+    first.stays_at(1, 0.5)
+    status = json.loads(server.cli("status", "--json").stdout)
+    assert status["restart_needed"] == [], status

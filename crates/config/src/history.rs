@@ -112,6 +112,7 @@ pub fn needs_restart(changes: &[Change]) -> Vec<String> {
         "submission.check_sender",
         "sender_auth.",
         "dkim.",
+        "outbound.",
         "services.",
         "supervisor.",
         "config.",

@@ -15,7 +15,7 @@ use crate::track::{EventBase, EventId};
 impl Manager {
     pub(super) fn event_base(&self, msg: &QueuedMessage) -> EventBase {
         EventBase {
-            server: self.config.server.hostname.clone(),
+            server: self.config().server.hostname.clone(),
             queue_id: msg.queue_id.clone(),
             message_id: msg.message_id.clone(),
             sender: msg.sender.clone(),
@@ -30,7 +30,7 @@ impl Manager {
         msg: &QueuedMessage,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let expires = retry::expires_at(&self.config.queue, msg.arrival);
+        let expires = retry::expires_at(&self.config().queue, msg.arrival);
         // Recipients whose queue an administrator disabled or scheduled for later are not due.
         let due: Vec<&QueuedRecipient> = msg
             .recipients
@@ -135,7 +135,7 @@ impl Manager {
         if up {
             return Some(Settle::Shadow {
                 server: server.to_string(),
-                until: (now + self.config.org.shadow_timeout).min(expires),
+                until: (now + self.config().org.shadow_timeout).min(expires),
                 renew: true,
                 tls: None,
             });
@@ -173,7 +173,7 @@ impl Manager {
         };
         let wait = |f: Failure, queue: QueueKind| Settle::Deferred {
             failure: f,
-            next_attempt: (now + self.config.org.glitch_retry).min(expires),
+            next_attempt: (now + self.config().org.glitch_retry).min(expires),
             queue,
         };
         match route::org::plan(&snap.state, snap.me(), req).decision {
@@ -220,7 +220,7 @@ impl Manager {
             // Kept until the next server confirms it (shadow redundancy).
             return Settle::Shadow {
                 server: server.clone(),
-                until: (now + self.config.org.shadow_timeout).min(expires),
+                until: (now + self.config().org.shadow_timeout).min(expires),
                 renew: false,
                 tls: tls.clone(),
             };
@@ -249,7 +249,7 @@ impl Manager {
             Outcome::Deferred(f) => {
                 let attempts = r.attempts + 1;
                 let wait = retry::next_wait(
-                    &self.config.queue,
+                    &self.config().queue,
                     attempts,
                     retry::is_glitch(f.status),
                     rand::random(),
@@ -258,7 +258,7 @@ impl Manager {
                 let queue = match hop {
                     NextHop::Local => QueueKind::Retry,
                     _ if is_routing_failure(&f) => QueueKind::Unreachable,
-                    hop => hop.queue(&self.config),
+                    hop => hop.queue(&self.config()),
                 };
                 Settle::Deferred {
                     failure: f,

@@ -25,6 +25,7 @@ use super::retry;
 use crate::config::Config;
 use crate::deliver::local::LocalTarget;
 use crate::deliver::smtp::SmtpTarget;
+use crate::model::LiveConfig;
 use crate::org::view::OrgView;
 use crate::route::dns::Resolver;
 use crate::store::{Store, StoreError};
@@ -32,7 +33,7 @@ use crate::store::{Store, StoreError};
 /// The queue manager.
 pub struct Manager {
     pub(super) store: Arc<dyn Store>,
-    pub(super) config: Arc<Config>,
+    config: LiveConfig,
     pub(super) handle: QueueHandle,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) local: LocalTarget,
@@ -49,14 +50,14 @@ impl Manager {
     /// A manager; `handle` must be the sender of the receiver later given to [`Manager::run`].
     pub fn new(
         store: Arc<dyn Store>,
-        config: Arc<Config>,
+        config: LiveConfig,
         handle: QueueHandle,
         clock: Arc<dyn Clock>,
         resolver: Arc<dyn Resolver>,
         org: Arc<OrgView>,
         services: Arc<crate::services::Services>,
     ) -> Arc<Manager> {
-        let slots = Arc::new(Semaphore::new(config.queue.delivery_concurrency));
+        let slots = Arc::new(Semaphore::new(config.get().queue.delivery_concurrency));
         let smtp = SmtpTarget::new(config.clone(), resolver, store.clone(), org.clone());
         Arc::new(Manager {
             store,
@@ -72,6 +73,11 @@ impl Manager {
         })
     }
 
+    /// The configuration in effect (see [`LiveConfig`]).
+    pub(super) fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
     /// Runs until shutdown: first a look at the whole queue (recovery after a restart), then
     /// notifications and polls. Work in progress is finished before returning, and the
     /// notifications' receiver is handed back (for the next run, when the service restarts).
@@ -83,7 +89,7 @@ impl Manager {
         let mut tasks = JoinSet::new();
         let me = self.clone();
         tasks.spawn(async move { me.verify().await });
-        let mut tick = tokio::time::interval(self.config.queue.poll_interval);
+        let mut tick = tokio::time::interval(self.config().queue.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -100,7 +106,7 @@ impl Manager {
     /// Sweeps the queue once after start-up for records that cannot be read, so that they are
     /// quarantined now rather than when they come due.
     pub async fn verify(&self) {
-        let server = self.config.server.hostname.clone();
+        let server = self.config().server.hostname.clone();
         let started = std::time::Instant::now();
         let found = match self.store.suspects().await {
             Ok(f) => f,
@@ -122,7 +128,7 @@ impl Manager {
     /// Schedules every message with work due now; quarantines unreadable ones.
     pub async fn poll(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
         let now = self.clock.now();
-        let delay_cutoff = now - (retry::delay_due_at(&self.config.queue, now) - now);
+        let delay_cutoff = now - (retry::delay_due_at(&self.config().queue, now) - now);
         let mut after = 0;
         loop {
             let (page, bad) = match self.store.due(now, delay_cutoff, after, 1000).await {
@@ -134,7 +140,7 @@ impl Manager {
             };
             for (rowid, reason) in bad {
                 tracing::error!(message = rowid, %reason, "unreadable queue record: moving it to quarantine");
-                let server = self.config.server.hostname.clone();
+                let server = self.config().server.hostname.clone();
                 if let Err(e) = self.store.quarantine(rowid, reason, server).await {
                     tracing::error!(error = %e, "quarantine failed");
                 }
@@ -210,7 +216,7 @@ impl Manager {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
             Err(StoreError::Corrupt(reason)) => {
-                let server = self.config.server.hostname.clone();
+                let server = self.config().server.hostname.clone();
                 return self.store.quarantine(rowid, reason, server).await;
             }
             Err(e) => return Err(e),

@@ -26,7 +26,7 @@ impl Manager {
             return Ok(());
         };
         let base = self.event_base(&msg);
-        let delay_due = retry::delay_due_at(&self.config.queue, msg.arrival);
+        let delay_due = retry::delay_due_at(&self.config().queue, msg.arrival);
         let pending: Vec<&QueuedRecipient> = msg
             .recipients
             .iter()
@@ -70,7 +70,7 @@ impl Manager {
                 }
             }
         }
-        let expires = retry::expires_at(&self.config.queue, msg.arrival);
+        let expires = retry::expires_at(&self.config().queue, msg.arrival);
         for r in &delayed {
             if let Some(line) = delay_line(r, now, now - msg.arrival, expires) {
                 lines.push((None, line));
@@ -116,7 +116,7 @@ impl Manager {
         recipients: &[ReportRecipient],
         now: DateTime<Utc>,
     ) -> Result<NewMessage, StoreError> {
-        let host = &self.config.server.hostname;
+        let host = &self.config().server.hostname;
         let queue_id = QueueId::generate();
         let message_id = format!("{queue_id}@{host}");
         let bytes = dsn::report(&Report {
@@ -132,7 +132,7 @@ impl Manager {
         });
         let targets = self.resolve_sender(&msg.sender).await?;
         Ok(report_message(
-            &self.config,
+            &self.config(),
             queue_id,
             message_id,
             &msg.sender,
@@ -145,7 +145,7 @@ impl Manager {
     /// Where a report to `sender` goes.
     pub(super) async fn resolve_sender(&self, sender: &str) -> Result<Vec<Target>, StoreError> {
         let org = self.org.get();
-        resolve_sender(self.store.as_ref(), &self.config, org.as_deref(), sender).await
+        resolve_sender(self.store.as_ref(), &self.config(), org.as_deref(), sender).await
     }
 }
 

@@ -51,7 +51,7 @@ async fn world_with(services: Arc<crate::services::Services>) -> World {
         Ingest::new(ts.dyn_store(), cfg.clone(), handle.clone()).with_services(services.clone());
     let manager = Manager::new(
         ts.dyn_store(),
-        cfg.clone(),
+        crate::model::LiveConfig::fixed(cfg.clone()),
         handle,
         Arc::new(SystemClock),
         Arc::new(StaticResolver::default()),
@@ -306,7 +306,7 @@ async fn a_restarted_manager_resumes_the_queue() {
     let (handle, rx) = QueueHandle::channel();
     let fresh = Manager::new(
         w.ts.dyn_store(),
-        w.cfg.clone(),
+        crate::model::LiveConfig::fixed(w.cfg.clone()),
         handle,
         Arc::new(SystemClock),
         Arc::new(StaticResolver::default()),
@@ -378,7 +378,7 @@ mod timers {
         let ingest = Ingest::new(ts.dyn_store(), cfg.clone(), handle.clone());
         let manager = Manager::new(
             ts.dyn_store(),
-            cfg,
+            crate::model::LiveConfig::fixed(cfg),
             handle,
             clock.clone(),
             Arc::new(StaticResolver::default()),

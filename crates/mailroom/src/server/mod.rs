@@ -172,9 +172,10 @@ pub async fn run(
     let config_arc = Arc::new(config.clone());
     let services = Arc::new(Services::new(&config));
     let (handle, rx) = QueueHandle::channel();
+    let (live, live_rx) = watch::channel(config_arc.clone());
     let manager = Manager::new(
         store.clone(),
-        config_arc.clone(),
+        crate::model::LiveConfig::new(live_rx),
         handle.clone(),
         Arc::new(crate::queue::clock::SystemClock),
         Arc::new(resolver),
@@ -219,6 +220,7 @@ pub async fn run(
         smtp_auth,
         rates: Default::default(),
         services,
+        live,
         shutdown: shutdown.clone(),
     };
     let mut sup = supervisor::Supervisor::new(parts, config, text, version.version);

@@ -63,6 +63,8 @@ pub(super) struct Parts {
     /// Rates of outside clients (kept across reloads).
     pub rates: Arc<crate::receive::Rates>,
     pub services: Arc<Services>,
+    /// Tells the queue manager and outbound delivery the configuration in effect.
+    pub live: watch::Sender<Arc<Config>>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -154,6 +156,7 @@ fn live(boot: &Config, new: &Config) -> Config {
     m.check_sender = n.check_sender;
     c.sender_auth = new.sender_auth.clone();
     c.dkim = new.dkim.clone();
+    c.outbound = new.outbound.clone();
     c.services = new.services.clone();
     c.supervisor = new.supervisor.clone();
     c.config = new.config.clone();
@@ -521,6 +524,7 @@ impl Supervisor {
         let restart = history::needs_restart(&history::diff(&self.boot_text, &text));
         self.text = text;
         self.version = v.version;
+        self.p.live.send_replace(config.clone());
         self.config = config;
         self.smtp_ctx.send_replace(ctx);
         self.reconcile().await;

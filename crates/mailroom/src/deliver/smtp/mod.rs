@@ -33,6 +33,7 @@ use tokio::io::AsyncRead;
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
 use crate::client::{self as conn, Conn};
 use crate::config::Config;
+use crate::model::LiveConfig;
 use crate::model::{OrgMeta, QueuedMessage, QueuedRecipient};
 use crate::org::channel::Channel;
 use crate::org::view::OrgView;
@@ -111,42 +112,80 @@ pub struct SmtpTarget {
 }
 
 struct Inner {
-    config: Arc<Config>,
+    config: LiveConfig,
     resolver: Arc<dyn Resolver>,
     store: Arc<dyn Store>,
-    pool: Pool,
+    /// The connection pool and the settings it was made with.
+    pool: std::sync::Mutex<(PoolSettings, Arc<Pool>)>,
     org: Arc<OrgView>,
 }
 
+/// What the transactions of one delivery share: the configuration and the pool in effect at
+/// its start, the hop's queue key, and the `X-ORG-META` to send.
+struct Leg<'a> {
+    cfg: &'a Config,
+    pool: &'a Pool,
+    hop: &'a str,
+    meta: Option<&'a str>,
+}
+
+/// The `outbound` keys a pool is made with.
+type PoolSettings = (usize, usize, u32, std::time::Duration);
+
+fn pool_settings(config: &Config) -> PoolSettings {
+    let o = &config.outbound;
+    (
+        o.max_connections,
+        o.max_connections_per_domain,
+        o.max_messages_per_connection,
+        o.idle_timeout,
+    )
+}
+
+fn new_pool(s: PoolSettings) -> Arc<Pool> {
+    Arc::new(Pool::new(s.0, s.1, s.2, s.3))
+}
+
 impl SmtpTarget {
-    /// A target using `resolver` for MX and address lookups.
+    /// A target using `resolver` for MX and address lookups. Every delivery reads the
+    /// configuration in effect at its start, so that a reload's `outbound.` keys apply.
     pub fn new(
-        config: Arc<Config>,
+        config: LiveConfig,
         resolver: Arc<dyn Resolver>,
         store: Arc<dyn Store>,
         org: Arc<OrgView>,
     ) -> SmtpTarget {
-        let o = &config.outbound;
-        let pool = Pool::new(
-            o.max_connections,
-            o.max_connections_per_domain,
-            o.max_messages_per_connection,
-            o.idle_timeout,
-        );
+        let settings = pool_settings(&config.get());
         SmtpTarget {
             inner: Arc::new(Inner {
                 config,
                 resolver,
                 store,
-                pool,
+                pool: std::sync::Mutex::new((settings, new_pool(settings))),
                 org,
             }),
         }
     }
 
+    /// The pool for the limits in effect: when a reload changed them, a new one (connections of
+    /// the old one finish their work and close).
+    fn pool(&self, config: &Config) -> Arc<Pool> {
+        let want = pool_settings(config);
+        let mut p = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.0 != want {
+            *p = (want, new_pool(want));
+        }
+        p.1.clone()
+    }
+
     /// Closes idle connections older than the idle timeout.
     pub async fn purge_idle(&self) {
-        self.inner.pool.purge_idle().await;
+        let pool = self.pool(&self.inner.config.get());
+        pool.purge_idle().await;
     }
 
     /// Delivers `text` for `rcpts` of `msg` to the servers of `hop`. Recipients that a peer
@@ -170,7 +209,7 @@ impl SmtpTarget {
             }
             if !progress {
                 // The peer took none of them: they wait for the next attempt like any 4yz.
-                let host = hop.host(&self.inner.config);
+                let host = hop.host(&self.inner.config.get());
                 outcomes.extend(
                     excess
                         .into_iter()
@@ -194,7 +233,7 @@ impl SmtpTarget {
             .org
             .get()
             .map(|s| s.me().to_string())
-            .unwrap_or_else(|| self.inner.config.server.hostname.clone());
+            .unwrap_or_else(|| self.inner.config.get().server.hostname.clone());
         let mut m = msg.org_meta.clone().unwrap_or_else(|| OrgMeta {
             org_id: format!("{me}/{}", msg.queue_id),
             origin: me.clone(),
@@ -207,8 +246,11 @@ impl SmtpTarget {
     }
 
     /// The servers to try for a hop.
-    async fn destinations(&self, hop: &NextHop) -> Result<Vec<route::Destination>, Failure> {
-        let cfg = &self.inner.config;
+    async fn destinations(
+        &self,
+        cfg: &Config,
+        hop: &NextHop,
+    ) -> Result<Vec<route::Destination>, Failure> {
         let r = self.inner.resolver.as_ref();
         match hop {
             NextHop::Remote(domain) => route::destinations(cfg, r, domain).await,
@@ -240,23 +282,29 @@ impl SmtpTarget {
         next: &NextHop,
         rcpts: &[QueuedRecipient],
     ) -> (Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>) {
-        let cfg = &self.inner.config;
+        let cfg = &*self.inner.config.get();
+        let pool = self.pool(cfg);
         let all = |o: Outcome| rcpts.iter().map(|r| (r.id, o.clone())).collect::<Vec<_>>();
         let hop = next.queue(cfg).key();
         let meta = self.org_meta(msg, next);
-        let meta = meta.as_deref();
-        let permits = match self.inner.pool.slot(&hop).await {
+        let leg = Leg {
+            cfg,
+            pool: &pool,
+            hop: &hop,
+            meta: meta.as_deref(),
+        };
+        let permits = match pool.slot(&hop).await {
             Slot::New(p) => p,
             Slot::Idle(held) => {
                 let host = held.conn.host.clone();
-                match self.transaction(*held, msg, text, rcpts, &hop, meta).await {
+                match self.transaction(*held, msg, text, rcpts, &leg).await {
                     Ok(tx) => return tx,
                     Err(TxError::Unknown(e)) => return (all(broke_off(&host, &e)), Vec::new()),
                     Err(TxError::NotSent(e)) => {
                         // Nothing was delivered on the cached connection (it had gone stale): a
                         // fresh one may send it now.
                         tracing::debug!(hop, error = %e, "cached connection failed; opening a new one");
-                        match self.inner.pool.slot(&hop).await {
+                        match pool.slot(&hop).await {
                             Slot::New(p) => p,
                             Slot::Idle(held) => {
                                 let Held { conn, permits } = *held;
@@ -268,7 +316,7 @@ impl SmtpTarget {
                 }
             }
         };
-        let dests = match self.destinations(next).await {
+        let dests = match self.destinations(cfg, next).await {
             Ok(d) => d,
             Err(f) => return (all(Outcome::from_failure(f)), Vec::new()),
         };
@@ -306,7 +354,7 @@ impl SmtpTarget {
                     break;
                 };
                 return match self
-                    .transaction(Held { conn, permits }, msg, text, rcpts, &hop, meta)
+                    .transaction(Held { conn, permits }, msg, text, rcpts, &leg)
                     .await
                 {
                     Ok(tx) => tx,
@@ -351,7 +399,7 @@ impl SmtpTarget {
                 "this server left the organization: it cannot hand mail to its servers",
             ));
         };
-        let t = crate::org::channel::Timeouts::of(&self.inner.config.org);
+        let t = crate::org::channel::Timeouts::of(&self.inner.config.get().org);
         Channel::over(conn, server, &snap.membership, t)
             .await
             .map_err(|e| Failure {
@@ -370,17 +418,16 @@ impl SmtpTarget {
         msg: &QueuedMessage,
         text: &dyn MessageText,
         rcpts: &[QueuedRecipient],
-        hop: &str,
-        meta: Option<&str>,
+        leg: &Leg<'_>,
     ) -> Result<(Vec<(i64, Outcome)>, Vec<(QueuedRecipient, Response)>), TxError> {
-        self.track_start(msg, rcpts, &held.conn, hop).await;
+        self.track_start(msg, rcpts, &held.conn, leg.hop).await;
         let Transaction {
             outcomes,
             excess,
             conn,
-        } = transaction::run(held, &self.inner.config.outbound, msg, text, rcpts, meta).await?;
+        } = transaction::run(held, &leg.cfg.outbound, msg, text, rcpts, leg.meta).await?;
         if let Some(held) = conn {
-            if let Some(old) = self.inner.pool.put_idle(hop, held) {
+            if let Some(old) = leg.pool.put_idle(leg.hop, held) {
                 old.conn.quit().await;
             }
         }
@@ -397,7 +444,7 @@ impl SmtpTarget {
         hop: &str,
     ) {
         let base = EventBase {
-            server: self.inner.config.server.hostname.clone(),
+            server: self.inner.config.get().server.hostname.clone(),
             queue_id: msg.queue_id.clone(),
             message_id: msg.message_id.clone(),
             sender: msg.sender.clone(),

@@ -225,7 +225,7 @@ fn rig(port: u16, f: impl FnOnce(&mut Config)) -> Rig {
     cfg.outbound.smart_host = Some(format!("127.0.0.1:{port}"));
     f(&mut cfg);
     let target = SmtpTarget::new(
-        Arc::new(cfg),
+        crate::model::LiveConfig::fixed(Arc::new(cfg)),
         Arc::new(StaticResolver::default()),
         ts.dyn_store(),
         crate::org::view::OrgView::new(None),
