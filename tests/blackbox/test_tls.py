@@ -482,3 +482,17 @@ def test_outbound_mail_uses_starttls_when_offered_and_tracking_says_so(make_serv
     assert got.tls == ""
     events = server.wait_track(1031, count=2, recipient=OUTSIDE)
     assert any("without TLS (STARTTLS not offered)" in (e["detail"] or "") for e in events), events
+
+
+def test_clients_by_ip_address_do_not_flood_the_log(mx):
+    """Issue 21: a client that sends its IP address as the TLS server name (many do when told
+    to connect to an address) logged a rustls "Illegal SNI" warning each time, a third of the
+    log. Ten such connections now leave no warning; the handshake works as before."""
+    openssl = need("openssl")
+    for _ in range(10):
+        p = subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{mx.submissions_port}",
+                            "-servername", "127.0.0.1", "-CAfile", str(mx.certificate)],
+                           input="QUIT\r\n", capture_output=True, text=True, timeout=30)
+        assert "Cipher is TLS_" in p.stdout, p.stdout + p.stderr
+    log = mx.log()
+    assert "Illegal SNI" not in log and "WARN" not in log, log[-2000:]

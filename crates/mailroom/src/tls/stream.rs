@@ -49,8 +49,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream<S> {
             }
         };
         let info = TlsInfo::of(&**t.get_ref().1);
+        if t.get_ref().1.server_name().is_none() {
+            no_server_name();
+        }
         *self = Stream::Tls(Box::new(t));
         Ok(info)
+    }
+}
+
+/// Says once, at debug, that clients come without a server name: most that connect by IP
+/// address send none or the address itself, which RFC 6066 §3 does not allow and rustls
+/// ignores; either way the one certificate is used. (rustls's own warning for it, a line per
+/// connection and a third of a busy log, is filtered out: see `main.rs`.)
+fn no_server_name() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(
+            "a TLS client sent no host name (SNI), or an IP address in its place: the server's \
+             certificate is used (said once)"
+        );
     }
 }
 
