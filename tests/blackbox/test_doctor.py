@@ -274,3 +274,32 @@ def test_moving_a_listener_to_a_taken_address_keeps_the_old_one(mx):
     # Freed: the next try moves it.
     poll(lambda: service(mx, "smtp-receive")["state"] == "running", 10, "the listener to move")
     assert service(mx, "smtp-receive")["listen"] == [f"127.0.0.1:{taken}"]
+
+
+def test_one_listener_taken_leaves_the_others_serving(make_server):
+    """Issue 21: one listener that could not bind (the POP3S port taken) took the service's
+    other listeners down with it. POP3 on its plain port serves; status and doctor name the
+    address that failed and its key; once freed, the supervisor binds it."""
+    m = make_server(settings=FAST, start=False)
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", m.pop3s_port))
+    holder.listen(1)
+    try:
+        m.start()
+        s = service(m, "pop3")
+        assert s["state"] == "degraded", s
+        assert f"cannot listen on 127.0.0.1:{m.pop3s_port}" in s["reason"], s
+        assert s["listen"] == [f"127.0.0.1:{m.pop3_port}"], s
+        alice = m.add_user("alice")
+        import poplib
+        p = poplib.POP3("127.0.0.1", m.pop3_port, timeout=10)
+        assert p.getwelcome().startswith(b"+OK")
+        p.quit()
+        _, report = doctor(m)
+        f = finding(report, "port-in-use")
+        assert "pop3.tls_listen" in f["fix"] and "one of its addresses" in f["summary"], f
+    finally:
+        holder.close()
+    poll(lambda: service(m, "pop3")["state"] == "running", 10, "pop3s to be bound")
+    assert len(service(m, "pop3")["listen"]) == 2

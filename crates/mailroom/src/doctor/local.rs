@@ -486,22 +486,25 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
     };
     for svc in s["services"].as_array().into_iter().flatten() {
         let name = svc["name"].as_str().unwrap_or_default().to_string();
-        if svc["state"] != "failed" || ctx.reported.contains(&name) {
+        let state = svc["state"].as_str().unwrap_or_default();
+        if !matches!(state, "failed" | "degraded") || ctx.reported.contains(&name) {
             continue;
         }
         let reason = svc["reason"].as_str().unwrap_or_default().to_string();
         let since = svc["since"].as_str().unwrap_or_default();
-        let evidence = vec![format!("{name}: failed since {since}: {reason}")];
+        let evidence = vec![format!("{name}: {state} since {since}: {reason}")];
         if reason.contains("cannot listen") && reason.contains("in use") {
-            let key = match name.as_str() {
-                "pop3" => "pop3.listen",
-                "imap" => "imap.listen",
-                "submission" => "submission.listen",
-                _ => "smtp.listen",
+            let key = listen_key(&ctx.config, &name, &reason);
+            let summary = if state == "degraded" {
+                format!(
+                    "{name} cannot listen on one of its addresses: it is taken (the others serve)"
+                )
+            } else {
+                format!("{name} cannot listen: its address is taken")
             };
             out.push(ctx.f.find(
                 "port-in-use",
-                format!("{name} cannot listen: its address is taken"),
+                summary,
                 evidence,
                 "nothing can connect to this service; the supervisor tries again every \
                  supervisor.restart_interval, so it starts once the address is free",
@@ -541,6 +544,27 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
 /// The certificate of the TLS listeners.
 /// Users whose credential has no SCRAM-SHA-256 secret (set before mailroom knew SCRAM): a
 /// client that always picks the strongest mechanism (msmtp's `auth on`) cannot log them in.
+/// The key that holds the address a listener service could not bind (named in `reason` as
+/// `cannot listen on ADDR`): its `listen` or its `tls_listen`.
+fn listen_key(config: &Config, service: &str, reason: &str) -> String {
+    let (section, tls): (&str, &[std::net::SocketAddr]) = match service {
+        "pop3" => ("pop3", &config.pop3.tls_listen),
+        "imap" => ("imap", &config.imap.tls_listen),
+        "submission" => ("submission", &config.submission.tls_listen),
+        _ => ("smtp", &[]),
+    };
+    // ("cannot listen on 127.0.0.1:2995: Address in use …": the address ends at ": ".)
+    let failed: Option<std::net::SocketAddr> = reason
+        .split("cannot listen on ")
+        .nth(1)
+        .and_then(|r| r.split(": ").next())
+        .and_then(|a| a.parse().ok());
+    match failed {
+        Some(a) if tls.contains(&a) => format!("{section}.tls_listen"),
+        _ => format!("{section}.listen"),
+    }
+}
+
 async fn scram(ctx: &Context) -> Option<Finding> {
     let creds = ctx.store.user_credentials().await.ok()?;
     let old: Vec<String> = creds

@@ -4,42 +4,23 @@
 //! It is one task that owns every running part, so a reload, a status request and a retry of a
 //! failed service never race: each is handled whole, in turn.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::history::{self, Change};
 use crate::config::{self, Config};
-use crate::conn::ListenerControl;
 use crate::ingest::{Ingest, QueueHandle};
-use crate::limits::ConnectionLimits;
 use crate::org::view::OrgView;
 use crate::queue::manager::Manager;
 use crate::receive::extensions::Registry;
-use crate::services::{check_definition, port_owner, Services, State};
+use crate::services::{check_definition, Services, State};
 use crate::store::Store;
 
-/// A listener service while it runs.
-struct Listeners {
-    /// Each address, and whether its sessions start with TLS.
-    addrs: Vec<(SocketAddr, bool)>,
-    limits: (usize, usize),
-    stop: watch::Sender<bool>,
-    closed: Vec<oneshot::Receiver<()>>,
-}
-
-impl Listeners {
-    /// Stops accepting and waits (briefly) until every socket is closed.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for c in self.closed {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
-        }
-    }
-}
+mod listeners;
+use listeners::Listeners;
 
 /// A task-backed service while it runs.
 struct Task<T> {
@@ -94,20 +75,6 @@ pub(super) struct Supervisor {
     link: Option<Task<()>>,
     /// The accept loops (each waits for its sessions when stopped).
     tasks: JoinSet<()>,
-}
-
-/// Binds one listening address; the reason, naming the holder of a taken port, when it fails.
-async fn bind_one(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        let held = if e.kind() == std::io::ErrorKind::AddrInUse {
-            port_owner::owner(addr.port())
-                .map(|o| format!(" (held by {o})"))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        format!("cannot listen on {addr}: {e}{held}")
-    })
 }
 
 /// The SMTP sessions' context for a configuration.
@@ -233,179 +200,6 @@ impl Supervisor {
                 }
             }
         }
-    }
-
-    /// A listener service's addresses (each with whether it is implicit TLS) and limits.
-    fn listen_spec(&self, name: &str) -> (Vec<(SocketAddr, bool)>, (usize, usize)) {
-        let both = |plain: &[SocketAddr], tls: &[SocketAddr]| -> Vec<(SocketAddr, bool)> {
-            let plain = plain.iter().map(|a| (*a, false));
-            plain.chain(tls.iter().map(|a| (*a, true))).collect()
-        };
-        match name {
-            "smtp-receive" => {
-                let s = &self.config.smtp;
-                (
-                    both(&s.listen, &[]),
-                    (s.max_connections, s.max_connections_per_ip),
-                )
-            }
-            "submission" => {
-                let m = &self.config.submission;
-                (
-                    both(&m.listen, &m.tls_listen),
-                    (m.max_connections, m.max_connections_per_ip),
-                )
-            }
-            "imap" => {
-                let p = &self.boot.imap;
-                let c = &self.config.imap;
-                (
-                    both(&c.listen, &c.tls_listen),
-                    (p.max_connections, p.max_connections_per_ip),
-                )
-            }
-            _ => {
-                let p = &self.boot.pop3;
-                let c = &self.config.pop3;
-                (
-                    both(&c.listen, &c.tls_listen),
-                    (p.max_connections, p.max_connections_per_ip),
-                )
-            }
-        }
-    }
-
-    fn slot(&mut self, name: &str) -> &mut Option<Listeners> {
-        match name {
-            "smtp-receive" => &mut self.smtp,
-            "submission" => &mut self.submission,
-            "imap" => &mut self.imap,
-            _ => &mut self.pop3,
-        }
-    }
-
-    async fn listener(&mut self, name: &'static str, run: bool) {
-        let (addrs, limits) = self.listen_spec(name);
-        let slot = match name {
-            "smtp-receive" => &mut self.smtp,
-            "submission" => &mut self.submission,
-            "imap" => &mut self.imap,
-            _ => &mut self.pop3,
-        };
-        let mut bound: Vec<(SocketAddr, tokio::net::TcpListener)> = Vec::new();
-        if let Some(l) = slot.take() {
-            if run && l.addrs == addrs && l.limits == limits {
-                *slot = Some(l);
-                return;
-            }
-            if run {
-                // The new addresses first, while the old listener still runs: a move to an
-                // address that is taken leaves the service where it was, saying why.
-                for &(addr, _) in addrs.iter().filter(|a| !l.addrs.iter().any(|o| o.0 == a.0)) {
-                    match bind_one(addr).await {
-                        Ok(x) => bound.push((addr, x)),
-                        Err(why) => {
-                            let old: Vec<String> =
-                                l.addrs.iter().map(|a| a.0.to_string()).collect();
-                            let why = format!("{why}; still listening on {}", old.join(" "));
-                            tracing::error!(service = name, "{why}");
-                            *slot = Some(l);
-                            self.p.services.set(name, State::Failed, Some(why));
-                            return;
-                        }
-                    }
-                }
-            }
-            tracing::info!(service = name, "stopping the listener");
-            l.stop().await;
-        }
-        if !run {
-            return;
-        }
-        self.p.services.set(name, State::Starting, None);
-        for &(addr, _) in &addrs {
-            if bound.iter().any(|(a, _)| *a == addr) {
-                continue;
-            }
-            match bind_one(addr).await {
-                Ok(x) => bound.push((addr, x)),
-                Err(why) => {
-                    if self.p.services.get(name).and_then(|s| s.reason) != Some(why.clone()) {
-                        tracing::error!(
-                            service = name,
-                            "{why}; trying again every {:?}",
-                            self.config.supervisor.restart_interval
-                        );
-                    }
-                    self.p.services.set(name, State::Failed, Some(why));
-                    return;
-                }
-            }
-        }
-        let (stop, stop_rx) = watch::channel(false);
-        let lim = ConnectionLimits::new(limits.0, limits.1);
-        let mut closed = Vec::new();
-        for (addr, l) in bound {
-            let implicit_tls = addrs.iter().any(|&(a, t)| a == addr && t);
-            let (tx, rx) = oneshot::channel();
-            closed.push(rx);
-            let control = ListenerControl {
-                stop: stop_rx.clone(),
-                shutdown: self.p.shutdown.clone(),
-                closed: tx,
-            };
-            let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(addr = %at, "{name} listening");
-            if name == "imap" {
-                self.tasks.spawn(crate::imap::serve(
-                    l,
-                    implicit_tls,
-                    self.p.imap.clone(),
-                    lim.clone(),
-                    control,
-                ));
-            } else if name == "pop3" {
-                self.tasks.spawn(crate::pop3::serve(
-                    l,
-                    implicit_tls,
-                    self.p.pop3.clone(),
-                    lim.clone(),
-                    control,
-                ));
-            } else {
-                let mode = if name == "submission" {
-                    crate::receive::session::Mode::Submission
-                } else {
-                    crate::receive::session::Mode::Mx
-                };
-                let kind = crate::receive::Listener { mode, implicit_tls };
-                self.tasks.spawn(crate::receive::serve(
-                    l,
-                    kind,
-                    self.smtp_ctx.subscribe(),
-                    lim.clone(),
-                    control,
-                ));
-            }
-        }
-        let shown = addrs
-            .iter()
-            .map(|(a, t)| {
-                if *t {
-                    format!("{a} (tls)")
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
-        self.p.services.set_listen(name, shown);
-        self.p.services.set(name, State::Running, None);
-        *self.slot(name) = Some(Listeners {
-            addrs,
-            limits,
-            stop,
-            closed,
-        });
     }
 
     /// Starts or stops the queue manager; the reason when it cannot run.

@@ -37,6 +37,9 @@ pub enum State {
     Stopped,
     /// Could not start, or stopped by an error: see the reason.
     Failed,
+    /// Running, but not all of it: a listener service with an address it could not bind
+    /// (the reason names it); the others serve.
+    Degraded,
 }
 
 /// One service as the supervisor last saw it.
@@ -179,7 +182,10 @@ impl Services {
         }
         self.map
             .lock()
-            .map(|m| m.get(name).is_some_and(|s| s.state == State::Running))
+            .map(|m| {
+                m.get(name)
+                    .is_some_and(|s| matches!(s.state, State::Running | State::Degraded))
+            })
             .unwrap_or(false)
     }
 
