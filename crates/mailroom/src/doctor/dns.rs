@@ -2,6 +2,7 @@
 //! each local and accepted domain points at this server or another of the organization.
 
 use super::local::Context;
+use super::Code;
 use super::Finding;
 use crate::route::dns::{DnsError, HickoryResolver, Mx, Resolver};
 
@@ -44,7 +45,7 @@ pub async fn check(ctx: &Context) -> Vec<Finding> {
         Ok(r) => r,
         Err(e) => {
             return vec![ctx.f.find(
-                "dns-hostname",
+                Code::DnsHostname,
                 "the DNS resolver cannot be set up",
                 vec![e],
                 "outbound mail cannot find its destinations",
@@ -56,7 +57,7 @@ pub async fn check(ctx: &Context) -> Vec<Finding> {
     let host = &c.server.hostname;
     if let Err(e) = r.ips(host).await {
         out.push(ctx.f.find(
-            "dns-hostname",
+            Code::DnsHostname,
             format!("this server's name {host} does not resolve"),
             vec![format!("A/AAAA {host}: {e}")],
             "other servers reach this one, and check its greeting, by this name",
@@ -77,7 +78,7 @@ pub async fn check(ctx: &Context) -> Vec<Finding> {
         let mx = r.mx(&d).await;
         if let Some(p) = mx_problem(&d, &mx, &ours) {
             out.push(ctx.f.find(
-                "dns-mx",
+                Code::DnsMx,
                 format!("mail for {d} from outside does not come to this organization"),
                 vec![p],
                 "senders on the Internet deliver by MX: mail goes elsewhere or nowhere",

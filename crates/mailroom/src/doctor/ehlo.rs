@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::local::{expected_on_receive, Context};
+use super::Code;
 use super::Finding;
 use crate::client::Conn;
 use crate::config::STANDARD_EXTENSIONS;
@@ -108,7 +109,7 @@ pub async fn check_local(ctx: &Context) -> Vec<Finding> {
         let at = target(addr);
         match probe(ctx, at).await {
             Err(e) => out.push(ctx.f.find(
-                "ehlo-unreachable",
+                Code::EhloUnreachable,
                 format!("the SMTP listener {addr} cannot be reached"),
                 vec![e],
                 "no client and no other server can hand mail to this one there",
@@ -135,7 +136,7 @@ pub async fn check_local(ctx: &Context) -> Vec<Finding> {
                         .iter()
                         .any(|k| crate::config::ORG_EXTENSIONS.contains(&k.as_str()));
                     let mut f = ctx.f.find(
-                        "ehlo-missing-verbs",
+                        Code::EhloMissingVerbs,
                         format!("{addr} does not advertise {}", missing.join(" ")),
                         evidence.clone(),
                         "clients and servers see a server without them: the organization's \
@@ -150,7 +151,7 @@ pub async fn check_local(ctx: &Context) -> Vec<Finding> {
                 }
                 if !unexpected.is_empty() {
                     out.push(ctx.f.find(
-                        "ehlo-unexpected-verbs",
+                        Code::EhloUnexpectedVerbs,
                         format!(
                             "{addr} advertises what mailroom does not register: {}",
                             unexpected.join(" ")

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::Code;
 use super::{Finder, Finding, Options, Severity};
 use crate::config::history;
 use crate::config::{
@@ -105,7 +106,7 @@ pub async fn check(opts: &Options) -> Local {
                     .unwrap_or("(this server)"),
             );
             out.push(f.find(
-                "store-unreadable",
+                Code::StoreUnreadable,
                 "the store cannot be opened",
                 vec![e],
                 "users, mailboxes, the queue and the config store's versions are all in it: \
@@ -133,7 +134,7 @@ pub async fn check(opts: &Options) -> Local {
         },
         (Err(e), None) => {
             out.push(Finder::new("(this server)").find(
-                "config-invalid",
+                Code::ConfigInvalid,
                 "the configuration file does not load and the config store has no version",
                 vec![e.clone()],
                 "the server cannot start without a configuration",
@@ -181,7 +182,7 @@ pub async fn check(opts: &Options) -> Local {
         Ok(problems) if problems.is_empty() => {}
         Ok(problems) => out.push(
             ctx.f.find(
-                "store-integrity",
+                Code::StoreIntegrity,
                 "the store's consistency check failed",
                 problems.into_iter().take(10).collect(),
                 "damaged pages lose or garble mail; the queue quarantines what it cannot read",
@@ -192,7 +193,7 @@ pub async fn check(opts: &Options) -> Local {
             ),
         ),
         Err(e) => out.push(ctx.f.find(
-            "store-integrity",
+            Code::StoreIntegrity,
             "the store's consistency check could not run",
             vec![e.to_string()],
             "a store that cannot be checked may be damaged",
@@ -220,7 +221,7 @@ async fn config_store(
             .map(|v| format!("version {} of the config store", v.version))
             .unwrap_or_else(|| "the defaults".into());
         out.push(f.find(
-            "config-invalid",
+            Code::ConfigInvalid,
             "the configuration file does not load",
             vec![e.clone()],
             "a reload is refused and the server will not start again until it loads; the \
@@ -231,7 +232,7 @@ async fn config_store(
     for v in versions {
         if history::sha256(v.text.as_bytes()) != v.sha256 {
             out.push(f.find(
-                "config-version-corrupt",
+                Code::ConfigVersionCorrupt,
                 format!(
                     "version {} of the configuration does not match its checksum",
                     v.version
@@ -261,7 +262,7 @@ async fn config_store(
             )];
             evidence.extend(changes);
             out.push(f.find(
-                "config-changed-outside",
+                Code::ConfigChangedOutside,
                 "the configuration file was changed outside mailroom and not applied",
                 evidence,
                 "the running server uses version it was given; the change takes effect, \
@@ -276,7 +277,7 @@ async fn config_store(
     }
     match ctx.store.config_backups().await {
         Ok(b) if b.is_empty() => out.push(f.find(
-            "config-no-backup",
+            Code::ConfigNoBackup,
             "no backup of the configuration was made",
             vec![],
             "a backup restores a damaged configuration without reinstalling",
@@ -295,7 +296,7 @@ async fn config_store(
                 };
                 if let Some(p) = problem {
                     out.push(f.find(
-                        "config-backup-bad",
+                        Code::ConfigBackupBad,
                         format!("the backup {} cannot be used", b.path),
                         vec![p, format!("made {} of version {}", b.time, b.version)],
                         "a restore from it would be refused",
@@ -315,7 +316,7 @@ fn settings(ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     for (key, advice) in c.legacy_settings() {
         out.push(f.find(
-            "config-legacy-key",
+            Code::ConfigLegacyKey,
             format!("{key} is a setting of an older version"),
             vec![format!(
                 "{key} = {}",
@@ -335,14 +336,14 @@ fn settings(ctx: &Context) -> Vec<Finding> {
         )];
         match RETIRED_SERVICES.iter().find(|(n, _)| n == name) {
             Some((_, why)) => out.push(f.find(
-                "config-retired-service",
+                Code::ConfigRetiredService,
                 format!("the retired component {name} is still defined"),
                 evidence,
                 why,
                 Some("mailroom repair".into()),
             )),
             None => out.push(f.find(
-                "config-unknown-service",
+                Code::ConfigUnknownService,
                 format!("services.{name} is not a mailroom service"),
                 evidence,
                 "nothing runs it; a typo here may hide a service that should be defined",
@@ -377,7 +378,7 @@ fn settings(ctx: &Context) -> Vec<Finding> {
             for (k2, a2) in &users[i + 1..] {
                 if a1.ip() == a2.ip() || a1.ip().is_unspecified() || a2.ip().is_unspecified() {
                     out.push(f.find(
-                        "config-listener-conflict",
+                        Code::ConfigListenerConflict,
                         format!("two listeners on port {port}"),
                         vec![format!("{k1} has {a1}"), format!("{k2} has {a2}")],
                         "only one can bind the address; the other service fails to start",
@@ -396,7 +397,7 @@ fn settings(ctx: &Context) -> Vec<Finding> {
     if !missing.is_empty() {
         let org_missing = missing.iter().any(|k| ORG_EXTENSIONS.contains(k));
         let mut finding = f.find(
-            "extension-unregistered",
+            Code::ExtensionUnregistered,
             format!(
                 "extensions missing from the registrations: {}",
                 missing.join(" ")
@@ -432,7 +433,7 @@ fn definitions(ctx: &Context) -> (Vec<Finding>, Vec<String>) {
             Ok(true) => {}
             Ok(false) => {
                 let mut finding = ctx.f.find(
-                    "service-disabled",
+                    Code::ServiceDisabled,
                     format!("the {name} service is disabled"),
                     vec![format!("services.{name}.enabled = false")],
                     if required(name) {
@@ -450,7 +451,7 @@ fn definitions(ctx: &Context) -> (Vec<Finding>, Vec<String>) {
             }
             Err(why) => {
                 out.push(ctx.f.find(
-                    "service-definition",
+                    Code::ServiceDefinition,
                     format!("the {name} service cannot start: its definition is broken"),
                     vec![why],
                     "the service does not run; what needs it waits (Exchange: \"Routing Engine \
@@ -479,7 +480,7 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
             };
             out.push(
                 ctx.f
-                    .find("server-not-running", summary, evidence, why, fix),
+                    .find(Code::ServerNotRunning, summary, evidence, why, fix),
             );
             return out;
         }
@@ -503,7 +504,7 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
                 format!("{name} cannot listen: its address is taken")
             };
             out.push(ctx.f.find(
-                "port-in-use",
+                Code::PortInUse,
                 summary,
                 evidence,
                 "nothing can connect to this service; the supervisor tries again every \
@@ -515,7 +516,7 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
             ));
         } else {
             out.push(ctx.f.find(
-                "service-failed",
+                Code::ServiceFailed,
                 format!("the {name} service failed"),
                 evidence,
                 "what needs it waits until it runs",
@@ -527,7 +528,7 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
     if let Some(keys) = s["restart_needed"].as_array().filter(|a| !a.is_empty()) {
         out.push(
             ctx.f.find(
-                "config-restart-needed",
+                Code::ConfigRestartNeeded,
                 "changes applied to the file wait for a restart",
                 keys.iter()
                     .filter_map(|k| k.as_str().map(String::from))
@@ -580,7 +581,7 @@ async fn scram(ctx: &Context) -> Option<Finding> {
         evidence.push(format!("... and {} more", old.len() - 10));
     }
     Some(ctx.f.find(
-        "users-without-scram",
+        Code::UsersWithoutScram,
         format!(
             "{} user(s) have a password set before SCRAM-SHA-256: it fails for them until they \
              log in once with PLAIN or LOGIN",
@@ -602,7 +603,7 @@ fn tls(ctx: &Context) -> Option<Finding> {
     let t = &ctx.config.tls;
     let missing = matches!(e, crate::tls::TlsError::Read { .. });
     Some(ctx.f.find(
-        "tls-unavailable",
+        Code::TlsUnavailable,
         "TLS cannot be used: the certificate does not load",
         vec![
             e.to_string(),
@@ -645,7 +646,7 @@ fn directories(ctx: &Context, opts: &Options, spool_state: Option<&str>) -> Vec<
     let spool = opts.data.join(crate::store::spool::DIR_NAME);
     if let Some(seen) = spool_state {
         out.push(ctx.f.find(
-            "data-dir-missing",
+            Code::DataDirMissing,
             format!("the spool directory {} {seen}", spool.display()),
             vec![format!("{} {seen}", spool.display())],
             "messages larger than smtp.spool_threshold are written there as they arrive: \
@@ -658,7 +659,7 @@ fn directories(ctx: &Context, opts: &Options, spool_state: Option<&str>) -> Vec<
         let need = ctx.config.smtp.max_message_size.saturating_mul(10);
         if free < need {
             out.push(ctx.f.find(
-                "disk-low",
+                Code::DiskLow,
                 "little free space for the spool and the store",
                 vec![format!(
                     "{free} octets free in {}; 10 × smtp.max_message_size is {need}",

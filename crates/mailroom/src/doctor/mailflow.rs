@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::ehlo::PROBE;
 use super::local::Context;
+use super::Code;
 use super::{Finder, Finding, Options};
 use crate::client::Conn;
 use crate::org::channel::Channel;
@@ -176,7 +177,7 @@ async fn local_events(ctx: &Context, ids: &[String]) -> Vec<Event> {
 pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
     let Some((m, state)) = &ctx.org else {
         return vec![ctx.f.find(
-            "mailflow-failed",
+            Code::MailflowFailed,
             "no mail-flow probe: this server is in no organization",
             vec![],
             "the probes go to the other servers of an organization",
@@ -200,7 +201,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         .iter()
         .map(|n| {
             Finder::new(n).find(
-                "mailflow-failed",
+                Code::MailflowFailed,
                 format!("no probe to {n}: it is not a server of the organization"),
                 vec![format!("`mailroom org show` lists no server {n}")],
                 "probes go only to the probe mailboxes of the organization's servers",
@@ -215,7 +216,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         Ok(s) => s,
         Err(e) => {
             out.push(ctx.f.find(
-                "mailflow-failed",
+                Code::MailflowFailed,
                 "the probes could not be submitted to this server",
                 vec![e],
                 "this server does not take mail from its own organization channel",
@@ -268,7 +269,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                     .map(|e| format!(" (there {})", secs(e.time - s.at)))
                     .unwrap_or_default();
                 out.push(f.find(
-                    "mailflow-ok",
+                    Code::MailflowOk,
                     format!(
                         "{me} -> {} -> {me}: {}{there}",
                         s.to,
@@ -293,7 +294,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                     None => "no server recorded it".into(),
                 };
                 out.push(f.find(
-                    "mailflow-failed",
+                    Code::MailflowFailed,
                     format!(
                         "the probe {me} -> {} -> {me} did not come back within {}: {stopped}",
                         s.to,

@@ -5,11 +5,12 @@
 //! server has ([`ehlo`]); the services and their failures, the config store, legacy and
 //! conflicting settings, the data directories and the store ([`local`]); the organization's
 //! link state and every other server ([`org`]); the queues and recent non-delivery reports
-//! ([`queues`]). Each problem is a [`Finding`] with a stable code ([`CODES`], documented in
+//! ([`queues`]). Each problem is a [`Finding`] with a stable code ([`Code`], documented in
 //! docs/doctor.md), the evidence seen, why it matters and the exact command that fixes it.
 //!
 //! Doctor only reads: it never changes the configuration, the store or the queue.
 
+pub mod codes;
 pub mod dns;
 pub mod ehlo;
 pub mod local;
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub use codes::Code;
 
 /// How bad a finding is. Healthy means nothing above [`Severity::Info`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -37,8 +40,8 @@ pub enum Severity {
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Stable code (see [`CODES`]).
-    pub code: &'static str,
+    /// Stable code.
+    pub code: Code,
     /// How bad.
     pub severity: Severity,
     /// The server it is about.
@@ -111,237 +114,6 @@ impl Options {
     }
 }
 
-/// Every code doctor emits: the code, its usual severity, and what it means. The docs'
-/// table (docs/doctor.md) is checked against this list by a test.
-pub const CODES: &[(&str, Severity, &str)] = &[
-    (
-        "server-not-running",
-        Severity::Error,
-        "nothing answers on the data directory's control socket",
-    ),
-    (
-        "config-invalid",
-        Severity::Error,
-        "the configuration file does not load",
-    ),
-    (
-        "config-changed-outside",
-        Severity::Warning,
-        "the file differs from the version in effect",
-    ),
-    (
-        "config-restart-needed",
-        Severity::Warning,
-        "a change applied to the file waits for a restart",
-    ),
-    (
-        "config-version-corrupt",
-        Severity::Error,
-        "a stored version does not match its checksum",
-    ),
-    (
-        "config-no-backup",
-        Severity::Info,
-        "no backup of the configuration was ever made",
-    ),
-    (
-        "config-backup-bad",
-        Severity::Warning,
-        "a backup made is gone, changed or does not verify",
-    ),
-    (
-        "config-legacy-key",
-        Severity::Warning,
-        "a key of an older schema, with no effect",
-    ),
-    (
-        "config-retired-service",
-        Severity::Warning,
-        "a component of an older design is still defined",
-    ),
-    (
-        "config-unknown-service",
-        Severity::Warning,
-        "a service definition names no mailroom service",
-    ),
-    (
-        "config-listener-conflict",
-        Severity::Error,
-        "two listeners on one address",
-    ),
-    (
-        "extension-unregistered",
-        Severity::Error,
-        "an extension is missing from the registrations",
-    ),
-    (
-        "ehlo-missing-verbs",
-        Severity::Error,
-        "a listener does not advertise what a healthy server does",
-    ),
-    (
-        "ehlo-unexpected-verbs",
-        Severity::Warning,
-        "a listener advertises what mailroom does not register",
-    ),
-    (
-        "ehlo-unreachable",
-        Severity::Error,
-        "a configured listener cannot be reached",
-    ),
-    (
-        "service-failed",
-        Severity::Error,
-        "a service could not start, with the reason",
-    ),
-    (
-        "service-definition",
-        Severity::Error,
-        "a service's definition is missing or names the wrong component",
-    ),
-    (
-        "service-disabled",
-        Severity::Error,
-        "a service mail needs is disabled",
-    ),
-    (
-        "port-in-use",
-        Severity::Error,
-        "a listener's address is held by another process",
-    ),
-    (
-        "org-server-down",
-        Severity::Error,
-        "a server is DOWN in the link-state table",
-    ),
-    ("org-connector-down", Severity::Error, "a connector is DOWN"),
-    (
-        "org-self-missing",
-        Severity::Error,
-        "this server has no entry in the organization's directory",
-    ),
-    (
-        "org-self-down",
-        Severity::Error,
-        "this server is published DOWN: the others route around it",
-    ),
-    (
-        "org-peer-unreachable",
-        Severity::Error,
-        "another server of the organization cannot be reached",
-    ),
-    (
-        "org-peer-auth",
-        Severity::Error,
-        "organization authentication with another server fails",
-    ),
-    (
-        "org-peer-verbs-missing",
-        Severity::Error,
-        "another server does not offer the organization's verbs",
-    ),
-    (
-        "org-digest-differs",
-        Severity::Warning,
-        "another server's link state differs from this one's",
-    ),
-    (
-        "org-user-homeless",
-        Severity::Error,
-        "users are homed on a server that is not in the organization",
-    ),
-    (
-        "queue-old",
-        Severity::Warning,
-        "a queue's oldest message is older than the threshold",
-    ),
-    (
-        "queue-retry",
-        Severity::Warning,
-        "a queue waits for a retry after errors",
-    ),
-    (
-        "queue-unreachable",
-        Severity::Error,
-        "mail waits for a destination with no route",
-    ),
-    (
-        "queue-frozen",
-        Severity::Info,
-        "messages are frozen by an administrator",
-    ),
-    (
-        "queue-disabled",
-        Severity::Warning,
-        "an administrator disabled outbound mail from a queue",
-    ),
-    (
-        "queue-quarantined",
-        Severity::Warning,
-        "unreadable queue records were quarantined",
-    ),
-    (
-        "ndr-recent",
-        Severity::Warning,
-        "recipients failed recently, grouped by cause",
-    ),
-    (
-        "store-integrity",
-        Severity::Error,
-        "the store's consistency check failed",
-    ),
-    (
-        "store-unreadable",
-        Severity::Error,
-        "the store cannot be opened",
-    ),
-    (
-        "data-dir-missing",
-        Severity::Error,
-        "a directory of the data directory is missing or unwritable",
-    ),
-    (
-        "org-peer-no-tls",
-        Severity::Warning,
-        "the organization's channel to a peer runs without TLS",
-    ),
-    (
-        "tls-unavailable",
-        Severity::Error,
-        "the certificate of the TLS listeners does not load",
-    ),
-    (
-        "users-without-scram",
-        Severity::Warning,
-        "users whose password predates SCRAM-SHA-256 cannot log in with it yet",
-    ),
-    (
-        "disk-low",
-        Severity::Warning,
-        "little free space for the spool",
-    ),
-    (
-        "dns-hostname",
-        Severity::Warning,
-        "this server's name does not resolve (DNS configured)",
-    ),
-    (
-        "dns-mx",
-        Severity::Warning,
-        "a domain's MX does not point at the organization (DNS configured)",
-    ),
-    (
-        "mailflow-ok",
-        Severity::Info,
-        "a probe went to another server and its answer came back: the latency",
-    ),
-    (
-        "mailflow-failed",
-        Severity::Error,
-        "a probe did not come back: the hop where it stopped",
-    ),
-];
-
 /// Builds findings with the server's name filled in.
 #[derive(Debug, Clone)]
 pub struct Finder {
@@ -359,20 +131,15 @@ impl Finder {
     /// A finding with the code's usual severity.
     pub fn find(
         &self,
-        code: &'static str,
+        code: Code,
         summary: impl Into<String>,
         evidence: Vec<String>,
         why: &str,
         fix: Option<String>,
     ) -> Finding {
-        let severity = CODES
-            .iter()
-            .find(|(c, _, _)| *c == code)
-            .map(|(_, s, _)| *s)
-            .unwrap_or(Severity::Error);
         Finding {
             code,
-            severity,
+            severity: code.severity(),
             server: self.server.clone(),
             summary: summary.into(),
             evidence,
@@ -403,29 +170,12 @@ pub async fn run(opts: &Options) -> Report {
 mod tests {
     use super::*;
 
-    /// Every code has a row in the documentation's table, and no two codes are the same.
-    #[test]
-    fn every_code_is_documented_once() {
-        let doc = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/doctor.md"),
-        )
-        .unwrap();
-        let mut seen = std::collections::BTreeSet::new();
-        for (code, _, _) in CODES {
-            assert!(seen.insert(code), "{code} twice");
-            assert!(
-                doc.contains(&format!("| `{code}` |")),
-                "{code} is not in docs/doctor.md"
-            );
-        }
-    }
-
     #[test]
     fn health_is_nothing_above_info() {
         let f = Finder::new("mx");
-        let info = f.find("config-no-backup", "x", vec![], "", None);
+        let info = f.find(Code::ConfigNoBackup, "x", vec![], "", None);
         assert!(Report::new(vec![info.clone()]).healthy);
-        let bad = f.find("queue-old", "x", vec![], "", None);
+        let bad = f.find(Code::QueueOld, "x", vec![], "", None);
         let r = Report::new(vec![info, bad]);
         assert!(!r.healthy);
         assert_eq!(r.findings[0].code, "queue-old", "worst first");

@@ -3,6 +3,7 @@
 
 use super::ehlo::{compare, PROBE};
 use super::local::Context;
+use super::Code;
 use super::{Finding, Options};
 use crate::config::STANDARD_EXTENSIONS;
 use crate::org::channel::{Channel, ChannelError};
@@ -15,7 +16,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
     let Some((m, state)) = &ctx.org else {
         for s in &opts.servers {
             out.push(ctx.f.find(
-                "org-peer-unreachable",
+                Code::OrgPeerUnreachable,
                 format!("{s}: this server is in no organization"),
                 vec!["`mailroom org show` says: not a member".into()],
                 "only servers of one organization can probe each other",
@@ -29,7 +30,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
     let (dv, lv) = state.versions();
     if dir.server(me).is_none() {
         out.push(ctx.f.find(
-            "org-self-missing",
+            Code::OrgSelfMissing,
             "this server has no entry in the organization's directory",
             vec![format!("`mailroom org show` lists no server {me}")],
             "no other server routes mail to it or contacts it",
@@ -43,7 +44,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         let evidence = vec![format!("{name} is DOWN since {}: {}", link.since, link.why)];
         if name == me {
             out.push(ctx.f.find(
-                "org-self-down",
+                Code::OrgSelfDown,
                 "this server is published DOWN: the others route around it",
                 evidence,
                 "mail for users homed here waits on the other servers; this server publishes \
@@ -54,7 +55,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
             ));
         } else {
             out.push(ctx.f.find(
-                "org-server-down",
+                Code::OrgServerDown,
                 format!("{name} is DOWN"),
                 evidence,
                 "mail to its users waits in the unreachable queue; mail through it takes \
@@ -67,7 +68,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         let c = connector_state(dir, &state.links, name);
         if !c.up {
             out.push(ctx.f.find(
-                "org-connector-down",
+                Code::OrgConnectorDown,
                 format!("the connector {name} is DOWN"),
                 vec![c.why],
                 "mail between the groups it joins takes another connector or waits",
@@ -83,7 +84,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
     if !homeless.is_empty() {
         out.push(
             ctx.f.find(
-                "org-user-homeless",
+                Code::OrgUserHomeless,
                 format!(
                     "{} user(s) are homed on a server that is not in the organization",
                     homeless.len()
@@ -113,7 +114,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         let f = super::Finder::new(&name);
         let Some(server) = dir.server(&name) else {
             out.push(f.find(
-                "org-peer-unreachable",
+                Code::OrgPeerUnreachable,
                 format!("{name} is not a server of the organization"),
                 vec![format!("the directory (version {dv}) has no server {name}")],
                 "it cannot be probed",
@@ -123,14 +124,14 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         };
         match Channel::open(&name, &server.address, m, PROBE).await {
             Err(ChannelError::Connection(e)) => out.push(f.find(
-                "org-peer-unreachable",
+                Code::OrgPeerUnreachable,
                 format!("{name} cannot be reached from {me}"),
                 vec![format!("{} ({}): {e}", name, server.address)],
                 "mail for its users and through it waits or takes another route",
                 Some(format!("mailroom doctor   # on {name}")),
             )),
             Err(e @ ChannelError::NoOrgVerbs { .. }) => out.push(f.find(
-                "org-peer-verbs-missing",
+                Code::OrgPeerVerbsMissing,
                 format!("{name} does not offer the organization's verbs"),
                 vec![e.to_string()],
                 "the servers cannot authenticate to it or exchange state: it is published \
@@ -138,7 +139,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                 Some(format!("mailroom repair   # on {name}")),
             )),
             Err(e) => out.push(f.find(
-                "org-peer-auth",
+                Code::OrgPeerAuth,
                 format!("organization authentication between {me} and {name} fails"),
                 vec![e.to_string()],
                 "without it the servers do not exchange mail or link state",
@@ -155,7 +156,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                 let (tls, how) = ch.tls();
                 if !tls {
                     out.push(f.find(
-                        "org-peer-no-tls",
+                        Code::OrgPeerNoTls,
                         format!("the organization's channel from {me} to {name} runs in clear"),
                         vec![format!("the channel went {how}")],
                         "link state, tracking and the mail between the servers can be read on \
@@ -168,7 +169,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                 }
                 if !missing.is_empty() {
                     out.push(f.find(
-                        "org-peer-verbs-missing",
+                        Code::OrgPeerVerbsMissing,
                         format!("{name} does not advertise {}", missing.join(" ")),
                         vec![format!(
                             "EHLO after authentication: {}",
@@ -181,7 +182,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                 match ch.same_digest(state).await {
                     Ok(true) => {}
                     Ok(false) => out.push(f.find(
-                        "org-digest-differs",
+                        Code::OrgDigestDiffers,
                         format!("{name}'s link state differs from {me}'s"),
                         vec![format!(
                             "{me} holds directory version {dv}, link version {lv}, digest {}",
@@ -192,7 +193,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                         None,
                     )),
                     Err(e) => out.push(f.find(
-                        "org-peer-auth",
+                        Code::OrgPeerAuth,
                         format!("{name} refused the link-state comparison"),
                         vec![e.to_string()],
                         "they cannot exchange link state",

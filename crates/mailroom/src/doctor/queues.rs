@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::local::Context;
+use super::Code;
 use super::{Finding, Options};
 use crate::model::{Hold, QueueKind};
 use crate::store::{FailedRecipient, QueueState};
@@ -45,7 +46,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         };
         if q.kind == QueueKind::Unreachable {
             out.push(f.find(
-                "queue-unreachable",
+                Code::QueueUnreachable,
                 format!(
                     "{} message(s) wait for a destination with no route",
                     q.messages
@@ -57,7 +58,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
             ));
         } else if q.state == QueueState::Retry {
             out.push(f.find(
-                "queue-retry",
+                Code::QueueRetry,
                 format!("the queue {target} waits for a retry"),
                 evidence.clone(),
                 "every attempt failed so far; mail is delayed and expires if it goes on",
@@ -68,7 +69,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         }
         if q.state == QueueState::Frozen {
             out.push(f.find(
-                "queue-frozen",
+                Code::QueueFrozen,
                 format!("messages in {target} are frozen"),
                 evidence.clone(),
                 "an administrator holds them: they are not delivered until thawed",
@@ -77,7 +78,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         }
         if let Some(Hold::Disabled { .. }) = q.hold {
             out.push(f.find(
-                "queue-disabled",
+                Code::QueueDisabled,
                 format!("outbound mail from {target} is disabled"),
                 evidence.clone(),
                 "mail waits in it until enabled",
@@ -86,7 +87,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         }
         if q.oldest.is_some_and(|o| now - o > threshold) {
             out.push(f.find(
-                "queue-old",
+                Code::QueueOld,
                 format!(
                     "the oldest message in {target} is older than {}",
                     age(threshold)
@@ -101,7 +102,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         if !q.is_empty() {
             out.push(
                 f.find(
-                    "queue-quarantined",
+                    Code::QueueQuarantined,
                     format!("{} unreadable queue record(s) were quarantined", q.len()),
                     q.iter()
                         .take(5)
@@ -127,7 +128,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         .unwrap_or_default();
     if !failed.is_empty() {
         out.push(f.find(
-            "ndr-recent",
+            Code::NdrRecent,
             format!(
                 "{} recipient(s) failed in the last {}",
                 failed.len(),
