@@ -20,6 +20,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 #[error("{0}")]
 pub struct ConnError(pub String);
 
+/// A TCP connection within `timeout`.
+async fn connect(host: &str, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            ConnError(format!(
+                "no answer from {host} [{}] within {timeout:?}",
+                addr.ip()
+            ))
+        })?
+        .map_err(|e| ConnError(format!("cannot connect to {host} [{}]: {e}", addr.ip())))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// An open connection to a server, after EHLO.
 pub struct Conn {
     stream: Option<Box<dyn Io>>,
@@ -53,19 +68,44 @@ impl Conn {
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Result<Conn, ConnError> {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let stream = connect(host, addr, connect_timeout).await?;
+        Conn::greet(Box::new(stream), None, host, addr, helo, command_timeout).await
+    }
+
+    /// Connects to a listener of implicit TLS (RFC 8314 §3.3, submissions on 465), makes the
+    /// handshake with `config`, then greets as [`Conn::open`] does.
+    pub async fn open_implicit_tls(
+        host: &str,
+        addr: SocketAddr,
+        helo: &str,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Conn, ConnError> {
+        let stream = connect(host, addr, connect_timeout).await?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .unwrap_or_else(|_| rustls::pki_types::ServerName::from(addr.ip()));
+        let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream);
+        let tls = tokio::time::timeout(command_timeout, handshake)
             .await
-            .map_err(|_| {
-                ConnError(format!(
-                    "no answer from {host} [{}] within {connect_timeout:?}",
-                    addr.ip()
-                ))
-            })?
-            .map_err(|e| ConnError(format!("cannot connect to {host} [{}]: {e}", addr.ip())))?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|_| ConnError(format!("the TLS handshake with {host} took too long")))?
+            .map_err(|e| ConnError(format!("the TLS handshake with {host} failed: {e}")))?;
+        let info = TlsInfo::of(&**tls.get_ref().1);
+        Conn::greet(Box::new(tls), Some(info), host, addr, helo, command_timeout).await
+    }
+
+    /// Waits for the greeting on a connected stream, then EHLO (HELO if EHLO is refused).
+    async fn greet(
+        stream: Box<dyn Io>,
+        tls: Option<TlsInfo>,
+        host: &str,
+        addr: SocketAddr,
+        helo: &str,
+        command_timeout: Duration,
+    ) -> Result<Conn, ConnError> {
         let mut c = Conn {
-            stream: Some(Box::new(stream)),
-            tls: None,
+            stream: Some(stream),
+            tls,
             clear_because: None,
             rbuf: Vec::with_capacity(4096),
             host: host.to_string(),

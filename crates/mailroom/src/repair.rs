@@ -24,7 +24,9 @@ use serde::Serialize;
 
 use crate::admin::config::{apply, reload_running};
 use crate::config::history::{self, get_key};
-use crate::config::{self, Config, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS};
+use crate::config::{
+    self, Config, ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
+};
 use crate::services::required;
 use crate::store::{Checksums, MailDigests, Store};
 
@@ -70,12 +72,48 @@ pub enum RepairError {
     MailChanged(Vec<String>),
 }
 
+/// What repair keeps that a healthy server would not have, because an administrator chose it.
+#[derive(Debug, Clone, Default)]
+pub struct Choices {
+    /// `smtp.disabled_extensions` holds what a version of the config store recorded (see
+    /// [`crate::admin::config::recorded_choice`]): kept, but for the organization's own
+    /// extensions inside an organization, which its servers need.
+    pub disabled_extensions: bool,
+    /// This server is in an organization.
+    pub in_org: bool,
+    /// Keys the administrator asked to reset to their defaults (`repair --reset KEY`).
+    pub reset: Vec<String>,
+}
+
 /// The configuration text with the registrations and definitions a healthy server has, and
 /// what was changed, in words. Pure: the table tests drive it.
-pub fn heal_config(text: &str, config: &Config) -> Result<(String, Vec<String>), RepairError> {
+pub fn heal_config(
+    text: &str,
+    config: &Config,
+    choices: &Choices,
+) -> Result<(String, Vec<String>), RepairError> {
     let edit_err = |e: history::EditError| RepairError::Write(e.to_string());
     let mut t = text.to_string();
     let mut changed = Vec::new();
+    for key in &choices.reset {
+        let (x, was) = history::unset_key(&t, key).map_err(edit_err)?;
+        if !was {
+            return Err(RepairError::Write(format!(
+                "--reset {key}: the file does not set {key} (it is at its default already)"
+            )));
+        }
+        t = x;
+        changed.push(format!("reset {key} to its default, as asked"));
+    }
+    // (Reset keys take their defaults from here on.)
+    let reparsed;
+    let config = if choices.reset.is_empty() {
+        config
+    } else {
+        reparsed = Config::parse(&t, Path::new(config::FILE_NAME))
+            .map_err(|e| RepairError::Write(format!("after --reset: {e}")))?;
+        &reparsed
+    };
     let listed = config.smtp.extensions.clone();
     let missing: Vec<&str> = STANDARD_EXTENSIONS
         .iter()
@@ -98,11 +136,32 @@ pub fn heal_config(text: &str, config: &Config) -> Result<(String, Vec<String>),
             format!("registered again: {}", missing.join(" "))
         });
     }
-    if !config.smtp.disabled_extensions.is_empty() {
-        t = history::set_key(&t, "smtp.disabled_extensions", "[]").map_err(edit_err)?;
+    let disabled = &config.smtp.disabled_extensions;
+    let needed = |k: &String| {
+        !choices.disabled_extensions
+            || (choices.in_org && ORG_EXTENSIONS.contains(&k.to_ascii_uppercase().as_str()))
+    };
+    let (back, kept): (Vec<&String>, Vec<&String>) = disabled.iter().partition(|k| needed(k));
+    if !back.is_empty() {
+        let list = format!(
+            "[{}]",
+            kept.iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        t = history::set_key(&t, "smtp.disabled_extensions", &list).map_err(edit_err)?;
+        let why = if choices.disabled_extensions {
+            "the organization's servers need them"
+        } else {
+            "no version of the config store recorded it: not an administrator's choice"
+        };
         changed.push(format!(
-            "unregistered no longer: {} (smtp.disabled_extensions emptied)",
-            config.smtp.disabled_extensions.join(" ")
+            "unregistered no longer: {} (removed from smtp.disabled_extensions; {why})",
+            back.iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     let defs = config.services.clone().unwrap_or_default();
@@ -150,8 +209,9 @@ pub fn heal_config(text: &str, config: &Config) -> Result<(String, Vec<String>),
     Ok((t, changed))
 }
 
-/// Runs a repair of the data directory `data`.
-pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
+/// Runs a repair of the data directory `data`; `reset` names keys to put back to their
+/// defaults besides (`repair --reset KEY`).
+pub async fn run(data: &Path, dry_run: bool, reset: &[String]) -> Result<Outcome, RepairError> {
     // Looked at before the store is opened: opening it makes the directory.
     let spool = data.join(crate::store::spool::DIR_NAME);
     let spool_missing = !spool.is_dir();
@@ -193,7 +253,17 @@ pub async fn run(data: &Path, dry_run: bool) -> Result<Outcome, RepairError> {
             (c, v.text.clone())
         }
     };
-    let (text, edits) = heal_config(&base, &good)?;
+    let choices = Choices {
+        disabled_extensions: crate::admin::config::recorded_choice(
+            &versions,
+            &base,
+            "smtp.disabled_extensions",
+        )
+        .is_some(),
+        in_org: store.org().await?.is_some(),
+        reset: reset.to_vec(),
+    };
+    let (text, edits) = heal_config(&base, &good, &choices)?;
     changed.extend(edits);
     let config_changed = on_disk.as_ref().ok() != Some(&text);
     let mut version = None;
@@ -314,9 +384,9 @@ mod tests {
 
     fn healed(text: &str) -> (String, Vec<String>) {
         let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
-        let (t, changed) = heal_config(text, &cfg).unwrap();
+        let (t, changed) = heal_config(text, &cfg, &Choices::default()).unwrap();
         let again = Config::parse(&t, Path::new("t.toml")).unwrap();
-        let (t2, twice) = heal_config(&t, &again).unwrap();
+        let (t2, twice) = heal_config(&t, &again, &Choices::default()).unwrap();
         assert!(
             twice.is_empty() && t2 == t,
             "a second repair changes nothing: {twice:?}"
@@ -383,7 +453,7 @@ mod tests {
         let said = changed.join("\n");
         for want in [
             "registered again: 8BITMIME",
-            "unregistered no longer: DSN",
+            "unregistered no longer: DSN (removed from smtp.disabled_extensions; no version",
             "routing-engine service runs in routing-engine again",
             "enabled the routing-engine service",
             "put back the definition of the smtp-send service",
@@ -393,5 +463,55 @@ mod tests {
             assert!(said.contains(want), "{want}:\n{said}");
         }
         assert!(t.contains("# mailroom configuration."), "the comments stay");
+    }
+
+    /// Issue 21: an administrator's recorded choice to turn extensions off is kept (but the
+    /// organization's own, inside one); `--reset` puts a key back to its default.
+    #[test]
+    fn a_recorded_choice_is_kept_unless_reset() {
+        let text = config::template(
+            "example.com",
+            "mx.example.com",
+            &crate::config::Listen::default(),
+        )
+        .replace(
+            "disabled_extensions = []",
+            "disabled_extensions = [\"DSN\", \"X-ORG-META\"]",
+        );
+        let cfg = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let chosen = Choices {
+            disabled_extensions: true,
+            ..Choices::default()
+        };
+        let (t, changed) = heal_config(&text, &cfg, &chosen).unwrap();
+        assert!(changed.is_empty(), "{changed:?}");
+        assert_eq!(t, text);
+        let in_org = Choices {
+            in_org: true,
+            ..chosen.clone()
+        };
+        let (t, changed) = heal_config(&text, &cfg, &in_org).unwrap();
+        let healed = Config::parse(&t, Path::new("t.toml")).unwrap();
+        assert_eq!(healed.smtp.disabled_extensions, ["DSN"]);
+        assert!(
+            changed[0].contains("X-ORG-META") && changed[0].contains("need them"),
+            "{changed:?}"
+        );
+        let reset = Choices {
+            reset: vec!["smtp.disabled_extensions".into()],
+            ..chosen
+        };
+        let (t, changed) = heal_config(&text, &cfg, &reset).unwrap();
+        let healed = Config::parse(&t, Path::new("t.toml")).unwrap();
+        assert!(healed.smtp.disabled_extensions.is_empty());
+        assert_eq!(
+            changed,
+            ["reset smtp.disabled_extensions to its default, as asked"]
+        );
+        let again = heal_config(&t, &healed, &reset).unwrap_err();
+        assert!(
+            again.to_string().contains("at its default already"),
+            "{again}"
+        );
     }
 }

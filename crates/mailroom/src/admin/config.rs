@@ -117,3 +117,63 @@ pub async fn verify_store(data: &Path, store: &dyn Store) -> anyhow::Result<Vec<
     }
     Ok(out)
 }
+
+/// The version in which an administrator chose the current value of `key`: the first of the
+/// newest run of versions that hold the value the file holds. `None` when the file's value was
+/// never recorded (it changed outside mailroom and was not applied), or the key is absent (its
+/// default). `doctor` shows such a choice as information and `repair` keeps it (issue 21:
+/// `smtp.disabled_extensions` was reported as damage and emptied).
+pub fn recorded_choice<'a>(
+    versions: &'a [ConfigVersion],
+    file_text: &str,
+    key: &str,
+) -> Option<&'a ConfigVersion> {
+    let value = |t: &str| history::flatten(t).remove(key);
+    let now = value(file_text)?;
+    let mut chosen = None;
+    for v in versions.iter().rev() {
+        if value(&v.text).as_ref() != Some(&now) {
+            break;
+        }
+        chosen = Some(v);
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(n: i64, origin: &str, text: &str) -> ConfigVersion {
+        ConfigVersion {
+            version: n,
+            time: chrono::Utc::now(),
+            origin: origin.into(),
+            text: text.into(),
+            sha256: history::sha256(text.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_choice_is_the_version_that_recorded_the_value_the_file_holds() {
+        let off = "[smtp]\ndisabled_extensions = [\"DSN\"]\n";
+        let on = "[smtp]\ndisabled_extensions = []\n";
+        let vs = [
+            version(1, "init", on),
+            version(2, "set smtp.disabled_extensions", off),
+            version(
+                3,
+                "set smtp.max_recipients",
+                &format!("{off}max_recipients = 5\n"),
+            ),
+        ];
+        let key = "smtp.disabled_extensions";
+        assert_eq!(recorded_choice(&vs, off, key).map(|v| v.version), Some(2));
+        // Changed outside mailroom, not applied: nobody's recorded choice.
+        let other = "[smtp]\ndisabled_extensions = [\"DSN\", \"CHUNKING\"]\n";
+        assert!(recorded_choice(&vs, other, key).is_none());
+        // Absent: the default, no choice to keep.
+        assert!(recorded_choice(&vs, "[smtp]\n", key).is_none());
+        assert!(recorded_choice(&[], off, key).is_none());
+    }
+}

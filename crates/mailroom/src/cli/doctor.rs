@@ -54,8 +54,13 @@ pub async fn doctor(data: &Path, a: &DoctorArgs) -> anyhow::Result<()> {
 }
 
 /// `mailroom repair`.
-pub async fn repair(data: &Path, dry_run: bool, json: bool) -> anyhow::Result<()> {
-    let out = crate::repair::run(data, dry_run).await?;
+pub async fn repair(
+    data: &Path,
+    dry_run: bool,
+    reset: &[String],
+    json: bool,
+) -> anyhow::Result<()> {
+    let out = crate::repair::run(data, dry_run, reset).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());

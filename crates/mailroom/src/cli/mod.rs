@@ -103,6 +103,10 @@ pub enum Command {
         /// Say what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also put KEY back to its default, though an administrator chose its value (repair
+        /// keeps recorded choices, such as `smtp.disabled_extensions`). Repeatable.
+        #[arg(long, value_name = "KEY")]
+        reset: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -687,7 +691,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => config::config(&cli.data, c).await,
         Command::Status { json } => config::status(&cli.data, json).await,
         Command::Doctor(a) => doctor::doctor(&cli.data, &a).await,
-        Command::Repair { dry_run, json } => doctor::repair(&cli.data, dry_run, json).await,
+        Command::Repair {
+            dry_run,
+            reset,
+            json,
+        } => doctor::repair(&cli.data, dry_run, &reset, json).await,
         Command::Dkim(DkimCommand::Generate {
             domain,
             selector,

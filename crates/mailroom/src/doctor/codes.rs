@@ -123,6 +123,12 @@ codes! {
         "an extension is missing from the registrations",
         "`mailroom repair`"
     ),
+    ExtensionDisabled = (
+        "extension-disabled",
+        Info,
+        "extensions an administrator turned off (`smtp.disabled_extensions`, a recorded choice): kept by repair",
+        "`mailroom config set smtp.disabled_extensions '[]'` or `mailroom repair --reset smtp.disabled_extensions`"
+    ),
     EhloMissingVerbs = (
         "ehlo-missing-verbs",
         Error,
@@ -306,14 +312,20 @@ codes! {
     DnsHostname = (
         "dns-hostname",
         Warning,
-        "this server's name does not resolve (DNS configured)",
+        "this server's name does not resolve (with the resolver delivery uses)",
         "publish an A record, or change `server.hostname`"
     ),
     DnsMx = (
         "dns-mx",
         Warning,
-        "a domain's MX does not point at the organization (DNS configured)",
+        "a domain's MX does not point at the organization (with the resolver delivery uses)",
         "publish MX records naming the server"
+    ),
+    DnsSkipped = (
+        "dns-skipped",
+        Info,
+        "names not looked up: special-use names (RFC 6761: `.test`, `localhost`…) with the system's resolver, which the public DNS never answers",
+        "—; for a server on the Internet, set `server.hostname` and the domains to public names"
     ),
     MailflowOk = (
         "mailflow-ok",

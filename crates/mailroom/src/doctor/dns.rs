@@ -1,5 +1,8 @@
-//! DNS, where it is configured (`dns.nameservers`): this server's name resolves, and the MX of
-//! each local and accepted domain points at this server or another of the organization.
+//! DNS, through the resolver delivery uses (`dns.nameservers`, or the system's): this server's
+//! name resolves, and the MX of each local and accepted domain points at this server or
+//! another of the organization. With the system's resolver, names under the special-use
+//! domains of RFC 6761 (`localhost`, `.test`, `.example`, `.invalid`, `.localhost`), which
+//! public DNS never answers by design, are not looked up: doctor says so (`dns-skipped`).
 
 use super::local::Context;
 use super::Code;
@@ -35,27 +38,38 @@ pub fn mx_problem(domain: &str, mx: &Result<Vec<Mx>, DnsError>, ours: &[String])
     ))
 }
 
-/// Runs the DNS checks (none when no name server is configured).
+/// Whether public DNS never answers for `name` (RFC 6761 §6: `localhost`, and `.test`,
+/// `.example`, `.invalid`, `.localhost` and the names under them).
+pub fn special_use(name: &str) -> bool {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    let last = n.rsplit('.').next().unwrap_or_default();
+    matches!(last, "localhost" | "test" | "example" | "invalid")
+}
+
+/// Runs the DNS checks with the resolver delivery uses.
 pub async fn check(ctx: &Context) -> Vec<Finding> {
     let c = &ctx.config;
-    if c.dns.nameservers.is_empty() {
-        return Vec::new();
-    }
     let r = match HickoryResolver::new(&c.dns.nameservers) {
         Ok(r) => r,
         Err(e) => {
             return vec![ctx.f.find(
-                Code::DnsHostname,
-                "the DNS resolver cannot be set up",
+                Code::CheckFailed,
+                "the DNS resolver delivery uses cannot be set up: DNS was not checked",
                 vec![e],
-                "outbound mail cannot find its destinations",
+                "outbound mail cannot find its destinations either",
                 None,
             )]
         }
     };
     let mut out = Vec::new();
+    // A private resolver (dns.nameservers) may serve any name; the system's answers for the
+    // public DNS only.
+    let public = c.dns.nameservers.is_empty();
+    let mut skipped = Vec::new();
     let host = &c.server.hostname;
-    if let Err(e) = r.ips(host).await {
+    if public && special_use(host) {
+        skipped.push(host.clone());
+    } else if let Err(e) = r.ips(host).await {
         out.push(ctx.f.find(
             Code::DnsHostname,
             format!("this server's name {host} does not resolve"),
@@ -75,6 +89,10 @@ pub async fn check(ctx: &Context) -> Vec<Finding> {
     domains.sort();
     domains.dedup();
     for d in domains {
+        if public && special_use(&d) {
+            skipped.push(d);
+            continue;
+        }
         let mx = r.mx(&d).await;
         if let Some(p) = mx_problem(&d, &mx, &ours) {
             out.push(ctx.f.find(
@@ -86,12 +104,47 @@ pub async fn check(ctx: &Context) -> Vec<Finding> {
             ));
         }
     }
+    if !skipped.is_empty() {
+        out.push(ctx.f.find(
+            Code::DnsSkipped,
+            format!("not looked up in DNS: {}", skipped.join(", ")),
+            vec![
+                "dns.nameservers is not set: the system's resolver, which asks the public DNS"
+                    .into(),
+                "these are special-use names (RFC 6761) that the public DNS never answers".into(),
+            ],
+            "fine for a test or a private server; a server on the Internet needs names that \
+             resolve",
+            None,
+        ));
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_use_names() {
+        for n in [
+            "localhost",
+            "mx.example.test",
+            "a.EXAMPLE",
+            "x.invalid",
+            "h.localhost.",
+        ] {
+            assert!(special_use(n), "{n}");
+        }
+        for n in [
+            "mail.example.com",
+            "test.example.org",
+            "localhost.example.net",
+            "exampletest",
+        ] {
+            assert!(!special_use(n), "{n}");
+        }
+    }
 
     #[test]
     fn mx_records_must_name_a_server_of_the_organization() {

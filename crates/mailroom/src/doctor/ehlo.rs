@@ -11,6 +11,7 @@ use super::Finding;
 use crate::client::Conn;
 use crate::config::STANDARD_EXTENSIONS;
 use crate::org::channel::{Channel, ChannelError, Timeouts};
+use crate::receive::extensions::{Facts, Registry};
 
 /// Timeouts of a probe: short, a healthy server answers at once.
 pub const PROBE: Timeouts = Timeouts {
@@ -93,76 +94,203 @@ fn target(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Probes every SMTP listener of this server.
+/// What kind of SMTP listener a probe goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// `smtp.listen`: other servers' mail, and the organization's verbs.
+    Mx,
+    /// `submission.listen`: users' mail programs, STARTTLS then AUTH.
+    Submission,
+    /// `submission.tls_listen`: the same under implicit TLS (RFC 8314).
+    Submissions,
+}
+
+impl Listener {
+    fn key(self) -> &'static str {
+        match self {
+            Listener::Mx => "smtp.listen",
+            Listener::Submission => "submission.listen",
+            Listener::Submissions => "submission.tls_listen",
+        }
+    }
+
+    fn service(self) -> &'static str {
+        match self {
+            Listener::Mx => "smtp-receive",
+            _ => "submission",
+        }
+    }
+}
+
+/// What a healthy server advertises on a submission listener: the standard registrations as
+/// they apply to a first EHLO there (STARTTLS before TLS where a certificate works, AUTH under
+/// TLS only).
+fn expected_on_submission(ctx: &Context, implicit_tls: bool) -> Vec<&'static str> {
+    let facts = Facts {
+        in_org: ctx.org.is_some(),
+        org_authenticated: false,
+        tls_available: !implicit_tls && ctx.tls_error.is_none(),
+        tls: implicit_tls,
+        submission: true,
+    };
+    let off = ctx.chosen_off();
+    Registry::standard()
+        .offered_keywords(facts)
+        .into_iter()
+        .filter(|k| !off.iter().any(|o| o == k))
+        .collect()
+}
+
+/// Probes every SMTP listener of this server: `smtp.listen` (with the organization's
+/// authentication, where it is in one), `submission.listen`, and `submission.tls_listen` through
+/// its implicit TLS.
 pub async fn check_local(ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(status) = &ctx.status else {
         return out;
     };
-    let receive_down = status["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["name"] == "smtp-receive" && s["state"] != "running");
-    let expected = expected_on_receive(ctx);
-    for &addr in &ctx.config.smtp.listen {
+    let c = &ctx.config;
+    let listeners = c
+        .smtp
+        .listen
+        .iter()
+        .map(|a| (Listener::Mx, *a))
+        .chain(
+            c.submission
+                .listen
+                .iter()
+                .map(|a| (Listener::Submission, *a)),
+        )
+        .chain(
+            c.submission
+                .tls_listen
+                .iter()
+                .map(|a| (Listener::Submissions, *a)),
+        );
+    for (kind, addr) in listeners {
+        let down = status["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == kind.service() && s["state"] != "running");
         let at = target(addr);
-        match probe(ctx, at).await {
+        let (seen, expected) = match kind {
+            Listener::Mx => (probe(ctx, at).await, expected_on_receive(ctx)),
+            Listener::Submission | Listener::Submissions => {
+                let implicit = kind == Listener::Submissions;
+                (
+                    probe_submission(ctx, at, implicit).await,
+                    expected_on_submission(ctx, implicit),
+                )
+            }
+        };
+        match seen {
             Err(e) => out.push(ctx.f.find(
                 Code::EhloUnreachable,
-                format!("the SMTP listener {addr} cannot be reached"),
+                format!(
+                    "the SMTP listener {addr} ({}) cannot be reached",
+                    kind.key()
+                ),
                 vec![e],
-                "no client and no other server can hand mail to this one there",
-                if receive_down {
-                    Some(
-                        "see the smtp-receive finding: it says why the service is not running"
-                            .into(),
-                    )
+                if kind == Listener::Mx {
+                    "no client and no other server can hand mail to this one there"
                 } else {
-                    None
+                    "users' mail programs cannot send mail through this server there"
                 },
+                down.then(|| {
+                    format!(
+                        "see the {} finding: it says why the service is not running",
+                        kind.service()
+                    )
+                }),
             )),
-            Ok(seen) => {
-                let (missing, unexpected) = compare(&expected, &seen.keywords);
-                let mut evidence = vec![
-                    format!("EHLO to {at} advertised: {}", seen.keywords.join(" ")),
-                    format!("a healthy server advertises: {}", expected.join(" ")),
-                ];
-                if let Some(a) = &seen.auth {
-                    evidence.push(format!("organization authentication: {a}"));
-                }
-                if !missing.is_empty() {
-                    let org = missing
-                        .iter()
-                        .any(|k| crate::config::ORG_EXTENSIONS.contains(&k.as_str()));
-                    let mut f = ctx.f.find(
-                        Code::EhloMissingVerbs,
-                        format!("{addr} does not advertise {}", missing.join(" ")),
-                        evidence.clone(),
-                        "clients and servers see a server without them: the organization's \
-                         servers cannot authenticate or exchange state with it, and mail \
-                         between them stops (the seed's symptom)",
-                        Some("mailroom repair".into()),
-                    );
-                    if !org {
-                        f.severity = super::Severity::Warning;
-                    }
-                    out.push(f);
-                }
-                if !unexpected.is_empty() {
-                    out.push(ctx.f.find(
-                        Code::EhloUnexpectedVerbs,
-                        format!(
-                            "{addr} advertises what mailroom does not register: {}",
-                            unexpected.join(" ")
-                        ),
-                        evidence,
-                        "another program may answer on this address instead of mailroom",
-                        None,
-                    ));
-                }
-            }
+            Ok(seen) => out.extend(verdict(ctx, kind, addr, at, &seen, &expected)),
         }
+    }
+    out
+}
+
+/// Probes a submission listener: greets (through TLS, where it is implicit) and says EHLO.
+async fn probe_submission(
+    ctx: &Context,
+    addr: SocketAddr,
+    implicit_tls: bool,
+) -> Result<Seen, String> {
+    let me = ctx.me();
+    let helo = format!("doctor.{}", ctx.config.server.hostname);
+    let conn = if implicit_tls {
+        Conn::open_implicit_tls(
+            &me,
+            addr,
+            &helo,
+            PROBE.connect,
+            PROBE.command,
+            crate::tls::client::opportunistic(),
+        )
+        .await
+    } else {
+        Conn::open(&me, addr, &helo, PROBE.connect, PROBE.command).await
+    }
+    .map_err(|e| e.0)?;
+    let keywords = conn.caps.keywords.clone();
+    conn.quit().await;
+    Ok(Seen {
+        keywords,
+        auth: None,
+    })
+}
+
+/// The findings of one listener's EHLO: verbs missing, and verbs mailroom does not register.
+fn verdict(
+    ctx: &Context,
+    kind: Listener,
+    addr: SocketAddr,
+    at: SocketAddr,
+    seen: &Seen,
+    expected: &[&str],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let (missing, unexpected) = compare(expected, &seen.keywords);
+    let mut evidence = vec![
+        format!(
+            "EHLO to {at} ({}) advertised: {}",
+            kind.key(),
+            seen.keywords.join(" ")
+        ),
+        format!("a healthy server advertises: {}", expected.join(" ")),
+    ];
+    if let Some(a) = &seen.auth {
+        evidence.push(format!("organization authentication: {a}"));
+    }
+    if !missing.is_empty() {
+        let org = missing
+            .iter()
+            .any(|k| crate::config::ORG_EXTENSIONS.contains(&k.as_str()));
+        let mut f = ctx.f.find(
+            Code::EhloMissingVerbs,
+            format!("{addr} does not advertise {}", missing.join(" ")),
+            evidence.clone(),
+            "clients and servers see a server without them: the organization's \
+             servers cannot authenticate or exchange state with it, and mail \
+             between them stops (the seed's symptom)",
+            Some("mailroom repair".into()),
+        );
+        if !org {
+            f.severity = super::Severity::Warning;
+        }
+        out.push(f);
+    }
+    if !unexpected.is_empty() {
+        out.push(ctx.f.find(
+            Code::EhloUnexpectedVerbs,
+            format!(
+                "{addr} advertises what mailroom does not register: {}",
+                unexpected.join(" ")
+            ),
+            evidence,
+            "another program may answer on this address instead of mailroom",
+            None,
+        ));
     }
     out
 }

@@ -32,9 +32,27 @@ pub struct Context {
     pub reported: Vec<String>,
     /// Why the configured certificate cannot be used, if it cannot.
     pub tls_error: Option<crate::tls::TlsError>,
+    /// The version in which an administrator turned extensions off (`smtp.disabled_extensions`),
+    /// when the file holds what it recorded: a choice, not damage.
+    pub disabled_by: Option<crate::store::ConfigVersion>,
 }
 
 impl Context {
+    /// The extensions an administrator chose to turn off: not expected of a healthy server.
+    /// (Inside an organization its own extensions are never a choice: its servers need them.)
+    pub fn chosen_off(&self) -> Vec<String> {
+        if self.disabled_by.is_none() {
+            return Vec::new();
+        }
+        self.config
+            .smtp
+            .disabled_extensions
+            .iter()
+            .map(|k| k.to_ascii_uppercase())
+            .filter(|k| self.org.is_none() || !ORG_EXTENSIONS.contains(&k.as_str()))
+            .collect()
+    }
+
     /// This server's name: its name in the organization, or its hostname.
     pub fn me(&self) -> String {
         match &self.org {
@@ -67,9 +85,11 @@ pub fn expected_extensions(in_org: bool) -> Vec<&'static str> {
 /// is the submission service's), and STARTTLS where TLS is wanted and can work.
 pub fn expected_on_receive(ctx: &Context) -> Vec<&'static str> {
     let starttls = ctx.config.smtp.starttls && ctx.tls_error.is_none();
+    let off = ctx.chosen_off();
     expected_extensions(ctx.org.is_some())
         .into_iter()
         .filter(|k| *k != "AUTH" && (*k != "STARTTLS" || starttls))
+        .filter(|k| !off.iter().any(|o| o == k))
         .collect()
 }
 
@@ -89,13 +109,8 @@ pub async fn check(opts: &Options) -> Local {
         .as_ref()
         .map_err(|e| format!("{}: cannot read: {e}", file.display()))
         .and_then(|t| Config::parse(t, &file).map_err(|e| e.to_string()));
-    let db = data.join(crate::store::sqlite::FILE_NAME);
-    let opened = if db.exists() {
-        crate::server::open_store_as_is(data).map_err(|e| e.to_string())
-    } else {
-        // Not made here: doctor reports, it does not create.
-        Err(format!("there is no store at {}", db.display()))
-    };
+    // Read only: doctor reports, it does not create, migrate or write.
+    let opened = crate::server::open_store_read_only(data).map_err(|e| e.to_string());
     let store = match opened {
         Ok(s) => s as Arc<dyn Store>,
         Err(e) => {
@@ -119,37 +134,61 @@ pub async fn check(opts: &Options) -> Local {
             };
         }
     };
-    let versions = store.config_versions().await.unwrap_or_default();
-    let latest = versions.last().cloned();
-    let config = match (&parsed, &latest) {
-        (Ok(c), _) => c.clone(),
-        (Err(_), Some(v)) => match Config::parse(&v.text, &file) {
-            Ok(c) => c,
-            Err(_) => {
+    let unnamed = Finder::new("(this server)");
+    let versions = match store.config_versions().await {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(cannot_check(&unnamed, "the config store's versions", &e));
+            Vec::new()
+        }
+    };
+    // The file's configuration, or the newest stored version that loads.
+    let config = match &parsed {
+        Ok(c) => c.clone(),
+        Err(e) => match versions
+            .iter()
+            .rev()
+            .find_map(|v| Config::parse(&v.text, &file).ok())
+        {
+            Some(c) => c,
+            None => {
+                let mut evidence = vec![e.clone()];
+                evidence.extend(versions.iter().rev().take(3).map(|v| {
+                    let why = Config::parse(&v.text, &file)
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    format!("stored version {}: {why}", v.version)
+                }));
+                out.push(unnamed.find(
+                    Code::ConfigInvalid,
+                    if versions.is_empty() {
+                        "the configuration file does not load and the config store has no version"
+                    } else {
+                        "neither the configuration file nor any stored version loads"
+                    },
+                    evidence,
+                    "the server cannot start without a configuration, and doctor cannot check \
+                     anything that depends on it",
+                    Some(format!(
+                        "mailroom init --domain DOMAIN --force --data {}",
+                        data.display()
+                    )),
+                ));
                 return Local {
                     findings: out,
                     context: None,
-                }
+                };
             }
         },
-        (Err(e), None) => {
-            out.push(Finder::new("(this server)").find(
-                Code::ConfigInvalid,
-                "the configuration file does not load and the config store has no version",
-                vec![e.clone()],
-                "the server cannot start without a configuration",
-                Some(format!(
-                    "mailroom init --domain DOMAIN --force --data {}",
-                    data.display()
-                )),
-            ));
-            return Local {
-                findings: out,
-                context: None,
-            };
+    };
+    let org = match store.org().await {
+        Ok(o) => o,
+        Err(e) => {
+            out.push(cannot_check(&unnamed, "the organization's state", &e));
+            None
         }
     };
-    let org = store.org().await.ok().flatten();
     let f = Finder::new(&match &org {
         Some((m, _)) => m.me.clone(),
         None => config.server.hostname.clone(),
@@ -160,7 +199,16 @@ pub async fn check(opts: &Options) -> Local {
         config.tls.min_version,
     )
     .err();
+    let disabled_by = text
+        .as_ref()
+        .ok()
+        .filter(|_| parsed.is_ok())
+        .and_then(|t| {
+            crate::admin::config::recorded_choice(&versions, t, "smtp.disabled_extensions")
+        })
+        .cloned();
     let mut ctx = Context {
+        disabled_by,
         config,
         store,
         status: None,
@@ -206,6 +254,17 @@ pub async fn check(opts: &Options) -> Local {
     }
 }
 
+/// A check that could not run: an error, never silence (what it would have found is unknown).
+pub fn cannot_check(f: &Finder, what: &str, e: &dyn std::fmt::Display) -> Finding {
+    f.find(
+        Code::CheckFailed,
+        format!("{what} could not be read: that check did not run"),
+        vec![e.to_string()],
+        "a problem there would go unseen; doctor says so rather than calling the server healthy",
+        None,
+    )
+}
+
 /// The file against the version in effect; the stored versions and the backups.
 async fn config_store(
     ctx: &Context,
@@ -217,7 +276,11 @@ async fn config_store(
     let mut out = Vec::new();
     let latest = versions.last();
     if let Err(e) = parsed {
-        let restore = latest
+        let file = std::path::Path::new(config::FILE_NAME);
+        let restore = versions
+            .iter()
+            .rev()
+            .find(|v| Config::parse(&v.text, file).is_ok())
             .map(|v| format!("version {} of the config store", v.version))
             .unwrap_or_else(|| "the defaults".into());
         out.push(f.find(
@@ -305,7 +368,7 @@ async fn config_store(
                 }
             }
         }
-        Err(_) => {}
+        Err(e) => out.push(cannot_check(f, "the configuration backups", &e)),
     }
     out
 }
@@ -390,10 +453,28 @@ fn settings(ctx: &Context) -> Vec<Finding> {
     }
     let in_org = ctx.org.is_some();
     let registered = c.registered_extensions();
-    let missing: Vec<&str> = expected_extensions(in_org)
+    let off = ctx.chosen_off();
+    let (chosen, missing): (Vec<&str>, Vec<&str>) = expected_extensions(in_org)
         .into_iter()
         .filter(|k| !registered.iter().any(|r| r == k))
-        .collect();
+        .partition(|k| off.iter().any(|o| o == k));
+    if let (false, Some(v)) = (chosen.is_empty(), &ctx.disabled_by) {
+        out.push(f.find(
+            Code::ExtensionDisabled,
+            format!("turned off by the administrator: {}", chosen.join(" ")),
+            vec![format!(
+                "smtp.disabled_extensions = {:?}, recorded in version {} ({}, {})",
+                c.smtp.disabled_extensions, v.version, v.origin, v.time
+            )],
+            "a choice recorded in the config store: clients do without these extensions; \
+             repair keeps it",
+            Some(
+                "mailroom config set smtp.disabled_extensions '[]'   # or: mailroom repair --reset \
+                 smtp.disabled_extensions"
+                    .into(),
+            ),
+        ));
+    }
     if !missing.is_empty() {
         let org_missing = missing.iter().any(|k| ORG_EXTENSIONS.contains(k));
         let mut finding = f.find(
@@ -567,7 +648,10 @@ fn listen_key(config: &Config, service: &str, reason: &str) -> String {
 }
 
 async fn scram(ctx: &Context) -> Option<Finding> {
-    let creds = ctx.store.user_credentials().await.ok()?;
+    let creds = match ctx.store.user_credentials().await {
+        Ok(c) => c,
+        Err(e) => return Some(cannot_check(&ctx.f, "the users' credentials", &e)),
+    };
     let old: Vec<String> = creds
         .into_iter()
         .filter(|(_, c)| crate::directory::password::scram_secret(c).is_none())
@@ -629,15 +713,16 @@ fn tls(ctx: &Context) -> Option<Finding> {
     ))
 }
 
-/// What is wrong with the spool directory, if anything.
+/// What is wrong with the spool directory, if anything. Asked of the kernel (access(2)), not
+/// by writing a file: doctor writes nothing (a read-only file system answers EROFS).
 fn spool_state(spool: &std::path::Path) -> Option<&'static str> {
+    use rustix::fs::{access, Access};
     if !spool.is_dir() {
         return Some("does not exist");
     }
-    let probe = spool.join(".doctor-probe");
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    (!ok).then_some("exists but cannot be written")
+    access(spool, Access::WRITE_OK | Access::EXEC_OK)
+        .is_err()
+        .then_some("exists but cannot be written")
 }
 
 /// The data directories, and free space for the spool.
@@ -654,20 +739,27 @@ fn directories(ctx: &Context, opts: &Options, spool_state: Option<&str>) -> Vec<
             Some("mailroom repair".into()),
         ));
     }
-    if let Ok(st) = rustix::fs::statvfs(&opts.data) {
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
-        let need = ctx.config.smtp.max_message_size.saturating_mul(10);
-        if free < need {
-            out.push(ctx.f.find(
-                Code::DiskLow,
-                "little free space for the spool and the store",
-                vec![format!(
-                    "{free} octets free in {}; 10 × smtp.max_message_size is {need}",
-                    opts.data.display()
-                )],
-                "a full disk makes the server refuse mail with 452 until space returns",
-                None,
-            ));
+    match rustix::fs::statvfs(&opts.data) {
+        Err(e) => out.push(cannot_check(
+            &ctx.f,
+            "the free space of the data directory",
+            &e,
+        )),
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let need = ctx.config.smtp.max_message_size.saturating_mul(10);
+            if free < need {
+                out.push(ctx.f.find(
+                    Code::DiskLow,
+                    "little free space for the spool and the store",
+                    vec![format!(
+                        "{free} octets free in {}; 10 × smtp.max_message_size is {need}",
+                        opts.data.display()
+                    )],
+                    "a full disk makes the server refuse mail with 452 until space returns",
+                    None,
+                ));
+            }
         }
     }
     out

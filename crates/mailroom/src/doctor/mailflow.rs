@@ -161,16 +161,18 @@ async fn remote_events(ctx: &Context, server: &str, ids: &[String]) -> Result<Ve
     Ok(out)
 }
 
-async fn local_events(ctx: &Context, ids: &[String]) -> Vec<Event> {
+/// This server's events of the probes; an error when they cannot be read (the probe's
+/// verdict would be a guess).
+async fn local_events(ctx: &Context, ids: &[String]) -> Result<Vec<Event>, String> {
     let mut out = Vec::new();
     for id in ids {
         let f = TrackFilter {
             message_id: Some(id.clone()),
             ..Default::default()
         };
-        out.extend(ctx.store.track_query(f).await.unwrap_or_default());
+        out.extend(ctx.store.track_query(f).await.map_err(|e| e.to_string())?);
     }
-    out
+    Ok(out)
 }
 
 /// Sends the probes and waits for their answers.
@@ -233,9 +235,15 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
                 continue;
             }
             let answer = probe::answer_id(&s.id, &s.to);
-            back[i] = local_events(ctx, &[answer]).await.into_iter().find(|e| {
-                e.event == EventId::DeliveredLocally && e.server == ctx.config.server.hostname
-            });
+            // (A read that fails is tried again; the last one below reports its error.)
+            back[i] = local_events(ctx, &[answer])
+                .await
+                .ok()
+                .into_iter()
+                .flatten()
+                .find(|e| {
+                    e.event == EventId::DeliveredLocally && e.server == ctx.config.server.hostname
+                });
         }
         if back.iter().all(|b| b.is_some()) || tokio::time::Instant::now() >= deadline {
             break;
@@ -246,7 +254,13 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         let f = Finder::new(&s.to);
         let ids = [probe::probe_id(&s.id, &me), probe::answer_id(&s.id, &s.to)];
         let remote = remote_events(ctx, &s.to, &ids).await;
-        let mut events = local_events(ctx, &ids).await;
+        let (mut events, unread) = match local_events(ctx, &ids).await {
+            Ok(e) => (e, None),
+            Err(e) => (
+                Vec::new(),
+                Some(format!("this server's events could not be read: {e}")),
+            ),
+        };
         let reach = match &remote {
             Ok(r) => {
                 events.extend(r.iter().cloned());
@@ -254,6 +268,7 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
             }
             Err(e) => Some(format!("{} could not be asked for its events: {e}", s.to)),
         };
+        let reach = reach.into_iter().chain(unread);
         events.sort_by_key(|e| e.time);
         events.dedup_by(|a, b| a.time == b.time && a.server == b.server && a.event == b.event);
         let mut evidence: Vec<String> = events.iter().map(show).collect();

@@ -19,7 +19,13 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
     let f = &ctx.f;
     let now = chrono::Utc::now();
-    let queues = ctx.store.queues(now).await.unwrap_or_default();
+    let queues = match ctx.store.queues(now).await {
+        Ok(q) => q,
+        Err(e) => {
+            out.push(super::local::cannot_check(f, "the queues", &e));
+            Vec::new()
+        }
+    };
     let threshold = chrono::Duration::from_std(opts.queue_age).unwrap_or(chrono::Duration::MAX);
     for q in queues.iter().filter(|q| q.messages > 0) {
         if matches!(q.kind, QueueKind::Shadow(_)) {
@@ -121,11 +127,13 @@ pub async fn check(ctx: &Context, opts: &Options) -> Vec<Finding> {
         }
     }
     let since = now - chrono::Duration::from_std(opts.ndr_window).unwrap_or(chrono::Duration::MAX);
-    let failed = ctx
-        .store
-        .failures_since(since, 10_000)
-        .await
-        .unwrap_or_default();
+    let failed = match ctx.store.failures_since(since, 10_000).await {
+        Ok(x) => x,
+        Err(e) => {
+            out.push(super::local::cannot_check(f, "the recent failures", &e));
+            Vec::new()
+        }
+    };
     if !failed.is_empty() {
         out.push(f.find(
             Code::NdrRecent,

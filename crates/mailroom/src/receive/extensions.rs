@@ -287,6 +287,15 @@ impl Registry {
         self.extensions.iter().map(|e| e.keyword()).collect()
     }
 
+    /// The keywords EHLO advertises in a session with these facts, in EHLO order.
+    pub fn offered_keywords(&self, facts: Facts) -> Vec<&'static str> {
+        self.extensions
+            .iter()
+            .filter(|e| e.offered(facts))
+            .map(|e| e.keyword())
+            .collect()
+    }
+
     /// Registers an extension; a second registration of the same keyword replaces the first.
     pub fn register(&mut self, ext: Box<dyn Extension>) {
         self.extensions.retain(|e| e.keyword() != ext.keyword());

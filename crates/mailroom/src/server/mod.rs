@@ -64,6 +64,13 @@ pub fn open_store_as_is(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
     SqliteStore::open_as_is(&path).map_err(|source| ServerError::Store { path, source })
 }
 
+/// Opens the embedded store of a data directory to read it only (`doctor`): no migration, no
+/// write, nothing made.
+pub fn open_store_read_only(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
+    let path = data.join(sqlite::FILE_NAME);
+    SqliteStore::open_read_only(&path).map_err(|source| ServerError::Store { path, source })
+}
+
 /// Opens the embedded store of a data directory.
 pub fn open_store(data: &Path) -> Result<Arc<SqliteStore>, ServerError> {
     let path = data.join(sqlite::FILE_NAME);

@@ -5,9 +5,10 @@
 //! it commit together: a local delivery inserts the mailbox copy, settles the recipient and writes
 //! event 1028 in one transaction, which is what makes delivery exactly-once across crashes.
 //!
-//! The embedded engine ([`sqlite`]) is the default; a PostgreSQL engine for the scale-out
-//! organization implements the same trait. Every write that the pipeline waits on is durable when
-//! its future resolves (`fsync` included), and concurrent writes share commits (group commit).
+//! The embedded engine ([`sqlite`]) is the only one today; the traits are the seam a second
+//! engine (PostgreSQL, for one server across several machines) will implement. Every write
+//! that the pipeline waits on is durable when its future resolves (`fsync` included), and
+//! concurrent writes share commits (group commit).
 
 mod admin;
 mod config;

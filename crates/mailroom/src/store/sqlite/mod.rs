@@ -41,7 +41,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
@@ -268,6 +268,8 @@ pub struct SqliteStore {
     changes: tokio::sync::broadcast::Sender<i64>,
     /// Expunged UIDs each folder remembers (`imap.expunge_history`).
     expunge_history: AtomicU64,
+    /// Opened read-only ([`SqliteStore::open_read_only`]): readers only, no writer.
+    read_only: bool,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -282,6 +284,43 @@ const CHECKPOINTER_CACHE_KIB: i64 = 64;
 
 /// Reader connections kept open between reads.
 const MAX_READERS: usize = 8;
+
+/// A connection that can only read: no migration, no journal-mode change, no write (the
+/// database file and its log are left as they are; `doctor` looks without touching). With no
+/// write-ahead log beside the file (no server has it open, and the last one checkpointed), it
+/// is opened `immutable` (SQLite's URI parameter): otherwise even a reader of a WAL database
+/// makes the `-wal` and `-shm` files, which it then cannot remove.
+fn open_conn_read_only(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if Path::new(&wal).exists() {
+        Connection::open_with_flags(path, flags)?
+    } else {
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(&format!(
+        "PRAGMA query_only=ON; PRAGMA cache_size=-{cache_kib};"
+    ))?;
+    Ok(conn)
+}
+
+/// A path for an SQLite URI (RFC 3986 §3.3): every octet but the unreserved ones and `/`
+/// percent-encoded, so that `?`, `#` or `%` in a directory name stay part of the path.
+fn uri_path(path: &Path) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
 
 fn open_conn(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -308,6 +347,45 @@ impl SqliteStore {
     /// which must see the data directory as it is).
     pub fn open_as_is(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
         SqliteStore::open_inner(path, LogBounds::default(), false)
+    }
+
+    /// Opens the store to read it only (`doctor`): no writer thread, no migration, nothing
+    /// written or created; every write fails with `Closed`. A store of another schema version
+    /// than this code's is refused with `Corrupt` naming both, as the queries would misread it.
+    pub fn open_read_only(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NotFound("the file".into()));
+        }
+        let conn = open_conn_read_only(path, READER_CACHE_KIB)?;
+        let version: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if version.as_deref() != Some(schema::VERSION.to_string().as_str()) {
+            return Err(StoreError::Corrupt(format!(
+                "the store's schema version is {}, this mailroom's {}: the server migrates it \
+                 when it starts",
+                version.as_deref().unwrap_or("(none)"),
+                schema::VERSION
+            )));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let (changes, _) = tokio::sync::broadcast::channel(1);
+        Ok(Arc::new(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(None),
+            thread: Mutex::new(None),
+            checkpointer: Mutex::new(None),
+            readers: Arc::new(Mutex::new(vec![conn])),
+            commits: Arc::new(AtomicU64::new(0)),
+            spool: Spool::at(&dir.join(spool::DIR_NAME)),
+            changes,
+            expunge_history: AtomicU64::new(crate::config::ImapConfig::default().expunge_history),
+            read_only: true,
+        }))
     }
 
     /// [`SqliteStore::open`] with other log bounds (tests use small ones).
@@ -369,6 +447,7 @@ impl SqliteStore {
             spool,
             changes,
             expunge_history: AtomicU64::new(crate::config::ImapConfig::default().expunge_history),
+            read_only: false,
         }))
     }
 
@@ -453,10 +532,12 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let read_only = self.read_only;
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let conn = match readers.lock().ok().and_then(|mut r| r.pop()) {
                     Some(c) => c,
+                    None if read_only => open_conn_read_only(&path, READER_CACHE_KIB)?,
                     None => open_conn(&path, READER_CACHE_KIB)?,
                 };
                 let r = f(&conn);

@@ -1360,3 +1360,37 @@ async fn a_folder_made_again_gets_a_new_uid_validity() {
     s.folder_create(u, "a".into(), None).await.unwrap();
     assert!(validity(s.clone()).await > top);
 }
+
+/// `open_read_only` (doctor's) reads a store without making or changing a file, in a
+/// directory whose name holds what a URI would take for its own (`?`, `#`, `%`, a space).
+#[tokio::test]
+async fn a_store_opened_read_only_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("a ?b#c%20d");
+    std::fs::create_dir(&odd).unwrap();
+    let path = odd.join("t.db");
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    s.user_add("u@example.com", None, None).await.unwrap();
+    s.close();
+    drop(s);
+    let files = || {
+        let mut v: Vec<_> = std::fs::read_dir(&odd)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), e.metadata().unwrap().len())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files();
+    let r = crate::store::sqlite::SqliteStore::open_read_only(&path).unwrap();
+    assert!(r.lookup("u@example.com").await.unwrap().is_some());
+    assert!(matches!(
+        r.user_add("v@example.com", None, None).await,
+        Err(StoreError::Closed)
+    ));
+    drop(r);
+    assert_eq!(files(), before);
+}
