@@ -10,7 +10,8 @@
 //! directories; it puts this server's entry back into the organization's directory.
 //!
 //! It proves it touched no mail: every mailbox message and every queued message (envelope,
-//! recipients, bytes) is hashed before and after its changes (before the running server is
+//! recipients, the content it names; message text itself is immutable in the store, so its
+//! octets need not be read, see `Maintenance::mail_digests`) is hashed before and after its changes (before the running server is
 //! asked to reload, which may then let waiting mail flow); a message present both times whose
 //! hash differs is an error. Messages the running server delivered or removed meanwhile are
 //! counted apart: they are its work, not the repair's. With nothing flowing, the checksums

@@ -86,7 +86,10 @@ impl MailDigests {
 pub trait Maintenance: Send + Sync {
     /// The engine's own consistency check: empty when sound, else what it found.
     fn integrity(&self) -> StoreFuture<'_, Vec<String>>;
-    /// The hashes of every mailbox message and queued message, read in one snapshot.
+    /// The hashes of every mailbox message and queued message, read in one snapshot. An engine
+    /// whose message text can never be rewritten hashes the content a message names rather
+    /// than its octets (the embedded one: a trigger refuses the rewrite), so the cost is a row
+    /// per message, not the store's size.
     fn mail_digests(&self) -> StoreFuture<'_, MailDigests>;
     /// Recipients that failed since `since`, newest first, at most `limit`.
     fn failures_since(

@@ -206,6 +206,7 @@ mod tests {
              INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ({folder}, 7, 2), ({folder}, 9, 3);
              UPDATE mailboxes SET highest_modseq = 5 WHERE id = {folder};
              ALTER TABLE users DROP COLUMN uid_validity_max;
+             DROP TRIGGER contents_immutable;
              UPDATE meta SET value = '10' WHERE key = 'schema_version';"
         ))
         .unwrap();

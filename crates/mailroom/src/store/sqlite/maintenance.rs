@@ -3,7 +3,6 @@
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use super::content;
 use crate::store::spool::Spool;
 use crate::store::{FailedRecipient, MailDigests, StoreError};
 
@@ -31,13 +30,43 @@ fn value(v: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
     }
 }
 
-/// Hashes each row of `sql` (every column after the first, then the bytes of the content
-/// whose id is in column `content_col`), keyed by the first column.
-fn digest(
+/// The spooled contents' files, by content id: each file's length and modification time. The
+/// octets of a content are not read: the schema refuses any rewrite of a content
+/// (`contents_immutable`), so a message whose row names the same content has the same octets,
+/// and only a spool file (outside the database) is looked at, by its metadata. The proof then
+/// costs one row per message, not a read of the whole store (issue 21). The partial index
+/// `contents_file` lists the spooled contents without reading the others.
+fn spool_files(
     c: &Connection,
     spool: &Spool,
+) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    let mut st = c.prepare("SELECT id, file FROM contents WHERE file IS NOT NULL")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, name) = row?;
+        let seen = match std::fs::metadata(spool.path(&name)) {
+            Ok(m) => {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                format!("{name} {} {mtime:?}", m.len())
+            }
+            Err(e) => format!("{name} unreadable: {e}"),
+        };
+        out.insert(id, seen);
+    }
+    Ok(out)
+}
+
+/// Hashes each row of `sql` (every column after the first, and the spool file of the content
+/// whose id is in column `content_col`, if it is spooled), keyed by the first column.
+fn digest(
+    c: &Connection,
+    files: &std::collections::HashMap<i64, String>,
     sql: &str,
-    content_col: Option<usize>,
+    content_col: usize,
     out: &mut std::collections::BTreeMap<String, Sha256>,
 ) -> Result<(), StoreError> {
     let mut st = c.prepare(sql)?;
@@ -49,12 +78,27 @@ fn digest(
         for i in 1..cols {
             put(h, &value(r.get_ref(i)?));
         }
-        if let Some(col) = content_col {
-            let id: i64 = r.get(col)?;
-            match content::read(c, spool, id) {
-                Ok(bytes) => put(h, &bytes),
-                Err(e) => put(h, format!("\0unreadable: {e}").as_bytes()),
-            }
+        if let Some(file) = files.get(&r.get::<_, i64>(content_col)?) {
+            put(h, file.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Hashes each row of `sql` (every column after the first), keyed by the first column.
+fn digest_rows(
+    c: &Connection,
+    sql: &str,
+    out: &mut std::collections::BTreeMap<String, Sha256>,
+) -> Result<(), StoreError> {
+    let mut st = c.prepare(sql)?;
+    let cols = st.column_count();
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let key = String::from_utf8_lossy(&value(r.get_ref(0)?)).into_owned();
+        let h = out.entry(key).or_default();
+        for i in 1..cols {
+            put(h, &value(r.get_ref(i)?));
         }
     }
     Ok(())
@@ -62,14 +106,15 @@ fn digest(
 
 pub(super) fn mail_digests(c: &Connection, spool: &Spool) -> Result<MailDigests, StoreError> {
     let tx = c.unchecked_transaction()?;
+    let files = spool_files(&tx, spool)?;
     let mut boxes = std::collections::BTreeMap::new();
     digest(
         &tx,
-        spool,
+        &files,
         "SELECT m.id, u.address, b.name, b.uid_validity, m.uid, m.internal_date, m.size, \
          m.prefix, m.content_id FROM mail m JOIN mailboxes b ON b.id = m.mailbox_id \
          JOIN users u ON u.id = b.user_id",
-        Some(8),
+        8,
         &mut boxes,
     )?;
     // A queued message: its envelope and bytes, and its recipients' addresses and requests;
@@ -77,18 +122,16 @@ pub(super) fn mail_digests(c: &Connection, spool: &Spool) -> Result<MailDigests,
     let mut queue = std::collections::BTreeMap::new();
     digest(
         &tx,
-        spool,
+        &files,
         "SELECT queue_id, kind, sender, envid, ret, body, smtputf8, message_id, arrival, \
          client_ip, size, org_meta, content_id FROM queue",
-        Some(12),
+        12,
         &mut queue,
     )?;
-    digest(
+    digest_rows(
         &tx,
-        spool,
         "SELECT q.queue_id, r.id, r.address, r.original, r.orcpt, r.notify, r.route \
          FROM queue_rcpt r JOIN queue q ON q.id = r.msg ORDER BY q.queue_id, r.id",
-        None,
         &mut queue,
     )?;
     tx.finish()?;

@@ -690,6 +690,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::HEADERS)?;
         tx.execute_batch(schema::EXPUNGE_HISTORY)?;
         tx.execute_batch(schema::UID_VALIDITY_MAX)?;
+        tx.execute_batch(schema::CONTENTS_IMMUTABLE)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 12;
+pub const VERSION: i64 = 13;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -355,6 +355,16 @@ UPDATE users SET uid_validity_max =
     coalesce((SELECT max(uid_validity) FROM mailboxes WHERE user_id = users.id), 0);
 "#;
 
+/// Message text is written once and never rewritten (schema 13): a content's octets, its
+/// spool file and its size may not change. What repair proves of the mail (that it touched
+/// none) then needs each message's row and its content's identity, not its octets: the engine
+/// itself refuses the write that would change them.
+pub const CONTENTS_IMMUTABLE: &str = r#"
+CREATE TRIGGER contents_immutable BEFORE UPDATE OF data, file, size ON contents BEGIN
+    SELECT RAISE(ABORT, 'message text is written once and never rewritten');
+END;
+"#;
+
 /// Steps from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`,
 /// running its statements in order. Each step runs in one transaction with the version bump, so a
 /// crash leaves the old version whole.
@@ -418,6 +428,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[EXPUNGE_HISTORY],
     // 11 -> 12: each user's highest UIDVALIDITY is kept past a folder's deletion.
     &[UID_VALIDITY_MAX],
+    // 12 -> 13: message text is immutable.
+    &[CONTENTS_IMMUTABLE],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

@@ -489,7 +489,7 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
         .execute_batch(
             &[
                 "PRAGMA foreign_keys=OFF;",
-                UNDO_3_TO_12,
+                UNDO_3_TO_13,
                 "CREATE TABLE users_old (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
                  password TEXT, quota INTEGER, used INTEGER NOT NULL DEFAULT 0,
                  messages INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
@@ -816,7 +816,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
             &[
                 "DROP TABLE track_keys;
              ",
-                UNDO_3_TO_12,
+                UNDO_3_TO_13,
                 "CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
@@ -1112,8 +1112,9 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
 }
 
-/// What undoes migrations 3 to 12 (all but the rebuild of `users`), to make an old store.
-const UNDO_3_TO_12: &str = "DROP TABLE queue_control;
+/// What undoes migrations 3 to 13 (all but the rebuild of `users`), to make an old store.
+const UNDO_3_TO_13: &str = "DROP TRIGGER contents_immutable;
+    DROP TABLE queue_control;
     DROP TABLE queue_active;
     DROP TABLE spool_garbage;
     DROP INDEX contents_file;
@@ -1341,7 +1342,8 @@ async fn a_folder_made_again_gets_a_new_uid_validity() {
     drop(s);
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
-        "ALTER TABLE users DROP COLUMN uid_validity_max;
+        "DROP TRIGGER contents_immutable;
+         ALTER TABLE users DROP COLUMN uid_validity_max;
          UPDATE meta SET value = '11' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -1393,4 +1395,50 @@ async fn a_store_opened_read_only_writes_nothing() {
     ));
     drop(r);
     assert_eq!(files(), before);
+}
+
+/// Message text is written once (schema 13): the engine refuses a rewrite of a content's
+/// octets, file or size, which is what lets repair's proof read rows instead of octets; the
+/// proof still sees a message whose row or content changed.
+#[tokio::test]
+async fn message_text_cannot_be_rewritten_and_the_digest_sees_a_changed_message() {
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    s.mail_append(
+        u,
+        "INBOX".into(),
+        vec![crate::store::NewMail {
+            text: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+            flags: 0,
+            keywords: Vec::new(),
+            internal_date: chrono::Utc::now(),
+        }],
+    )
+    .await
+    .unwrap();
+    let before = s.mail_digests().await.unwrap();
+    let c = rusqlite::Connection::open(ts.store.path_for_tests()).unwrap();
+    for sql in [
+        "UPDATE contents SET data = X'00'",
+        "UPDATE contents SET size = 1",
+        "UPDATE contents SET file = 'x'",
+    ] {
+        let e = c.execute(sql, []).unwrap_err();
+        assert!(e.to_string().contains("never rewritten"), "{sql}: {e}");
+    }
+    // Flags are the user's, not the message: not in the digest.
+    c.execute("UPDATE mail SET flags = 1", []).unwrap();
+    assert!(s
+        .mail_digests()
+        .await
+        .unwrap()
+        .changed_since(&before)
+        .is_empty());
+    // The message's own row is.
+    c.execute("UPDATE mail SET prefix = X'41'", []).unwrap();
+    assert_eq!(
+        s.mail_digests().await.unwrap().changed_since(&before).len(),
+        1
+    );
 }
