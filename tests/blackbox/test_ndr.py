@@ -190,10 +190,16 @@ def test_backscatter_a_full_mailbox_is_refused_at_rcpt_not_reported(mailboxes):
     server.cli("user", "quota", small, str(QUOTA))
     with server.smtp() as s:
         s.ehlo()
-        code, _ = s.mail("forged@victim.example", ["SIZE=5000"])
+        code, _ = s.mail("forged@victim.example", ["SIZE=1500"])   # (more than is left)
         assert code == 250
         code, text = s.rcpt(small)
         assert (code, text[:5]) == (452, b"4.2.2"), (code, text)
+        s.rset()
+        # More than the whole quota never fits: refused for good (issue 21), not retried for days.
+        code, _ = s.mail("forged@victim.example", ["SIZE=5000"])
+        assert code == 250
+        code, text = s.rcpt(small)
+        assert (code, text[:5]) == (552, b"5.2.3"), (code, text)
         s.rset()
     assert server.stat(small) == 1
     assert not server.track(sender=""), "no report was made"

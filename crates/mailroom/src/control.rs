@@ -34,8 +34,67 @@ pub enum Request {
     },
 }
 
+/// The running server's answer to [`Request::Status`]: what `mailroom status --json` prints
+/// (a contract scripts read; fields are only ever added).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The server's host name.
+    pub server: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// The config store version in effect.
+    pub config_version: i64,
+    /// The file against the version in effect: `applied`, `changed (not reloaded)`,
+    /// `invalid: …` or `unreadable: …`.
+    pub config_file: String,
+    /// Keys changed in the file that wait for a restart.
+    pub restart_needed: Vec<String>,
+    /// Every service, with its state.
+    pub services: Vec<crate::services::Status>,
+}
+
+/// The running server's answer to [`Request::Reload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// Whether the file was applied (when not, `error` says why and the version in effect is
+    /// unchanged).
+    pub ok: bool,
+    /// The config store version in effect after it.
+    pub version: i64,
+    /// Whether the file was recorded as a new version (false when it was the same text).
+    #[serde(default)]
+    pub recorded: bool,
+    /// The keys it changed.
+    #[serde(default)]
+    pub changes: Vec<crate::config::history::Change>,
+    /// The keys that wait for a restart.
+    #[serde(default)]
+    pub restart_needed: Vec<String>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the server answers, one per [`Request`]; `Error` when it could not (a bad request, a
+/// shutdown). On the wire each is the JSON object of its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// To [`Request::Status`].
+    Status(Box<Status>),
+    /// To [`Request::Reload`].
+    Reloaded(Reloaded),
+    /// The request could not be answered.
+    Error {
+        /// Why.
+        error: String,
+    },
+}
+
 /// A request with the way back to its client.
-pub type Call = (Request, oneshot::Sender<serde_json::Value>);
+pub type Call = (Request, oneshot::Sender<Reply>);
 
 /// Why the running server could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -107,25 +166,54 @@ async fn answer(stream: UnixStream, calls: mpsc::Sender<Call>) {
     if r.read_line(&mut line).await.is_err() {
         return;
     }
+    let shutting_down = || Reply::Error {
+        error: "the server is shutting down".into(),
+    };
     let reply = match serde_json::from_str::<Request>(line.trim()) {
         Ok(req) => {
             let (tx, rx) = oneshot::channel();
             if calls.send((req, tx)).await.is_err() {
-                serde_json::json!({"error": "the server is shutting down"})
+                shutting_down()
             } else {
-                rx.await
-                    .unwrap_or_else(|_| serde_json::json!({"error": "the server is shutting down"}))
+                rx.await.unwrap_or_else(|_| shutting_down())
             }
         }
-        Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
+        Err(e) => Reply::Error {
+            error: format!("bad request: {e}"),
+        },
     };
-    let mut out = reply.to_string().into_bytes();
+    let Ok(mut out) = serde_json::to_vec(&reply) else {
+        return;
+    };
     out.push(b'\n');
     let _ = w.write_all(&out).await;
 }
 
+/// The services' states of the server running on `data`.
+pub async fn status(data: &Path) -> Result<Status, ControlError> {
+    match request(data, &Request::Status).await? {
+        Reply::Status(s) => Ok(*s),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Asks the server running on `data` to read its configuration file again.
+pub async fn reload(data: &Path, origin: String) -> Result<Reloaded, ControlError> {
+    match request(data, &Request::Reload { origin }).await? {
+        Reply::Reloaded(r) => Ok(r),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(r: Reply) -> ControlError {
+    match r {
+        Reply::Error { error } => ControlError::Broken(error),
+        other => ControlError::Broken(format!("an answer to another request: {other:?}")),
+    }
+}
+
 /// Asks the server running on `data`.
-pub async fn request(data: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
+pub async fn request(data: &Path, req: &Request) -> Result<Reply, ControlError> {
     let shown = data.display().to_string();
     let a = addr(data).map_err(|e| ControlError::Broken(e.to_string()))?;
     let std = std::os::unix::net::UnixStream::connect_addr(&a)
@@ -155,10 +243,59 @@ pub async fn request(data: &Path, req: &Request) -> Result<serde_json::Value, Co
             .read_line(&mut reply)
             .await
             .map_err(|e| e.to_string())?;
-        serde_json::from_str::<serde_json::Value>(&reply).map_err(|e| format!("{e}: {reply:?}"))
+        serde_json::from_str::<Reply>(&reply).map_err(|e| format!("{e}: {reply:?}"))
     };
     tokio::time::timeout(Duration::from_secs(60), work)
         .await
         .map_err(|_| ControlError::Broken("no answer within 60 s".into()))?
         .map_err(ControlError::Broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each reply reads back as what it was (the client tells them apart by their fields), and
+    /// `status`'s keys are those `mailroom status --json` has always printed.
+    #[test]
+    fn replies_read_back_as_what_they_were() {
+        let status = Reply::Status(Box::new(Status {
+            server: "mx.example.test".into(),
+            pid: 7,
+            started: "2026-12-07T20:00:00Z".into(),
+            config_version: 3,
+            config_file: "applied".into(),
+            restart_needed: vec!["server.hostname".into()],
+            services: Vec::new(),
+        }));
+        let refused = Reply::Reloaded(Reloaded {
+            ok: false,
+            version: 3,
+            recorded: false,
+            changes: Vec::new(),
+            restart_needed: Vec::new(),
+            error: Some("does not load".into()),
+        });
+        let error = Reply::Error {
+            error: "bad request".into(),
+        };
+        for r in [status.clone(), refused, error] {
+            let wire = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Reply>(&wire).unwrap(), r, "{wire}");
+        }
+        let v = serde_json::to_value(&status).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "config_file",
+                "config_version",
+                "pid",
+                "restart_needed",
+                "server",
+                "services",
+                "started"
+            ]
+        );
+    }
 }

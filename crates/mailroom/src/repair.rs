@@ -52,7 +52,7 @@ pub struct Outcome {
     /// The new config version, when the configuration changed.
     pub version: Option<i64>,
     /// What the running server said to the reload (`{"running": false}` when none runs).
-    pub reload: Option<serde_json::Value>,
+    pub reload: Option<crate::admin::config::ReloadOutcome>,
 }
 
 /// Why repair could not run.
@@ -272,7 +272,7 @@ pub async fn run(data: &Path, dry_run: bool, reset: &[String]) -> Result<Outcome
         let out = apply(data, store.as_ref(), text, "repair".into(), false)
             .await
             .map_err(|e| RepairError::Write(format!("{e:#}")))?;
-        version = out["version"].as_i64();
+        version = Some(out.version);
     }
     if spool_missing {
         if !dry_run && !spool.is_dir() {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::config::history::{self, Backup};
 use crate::config::{self, Config};
-use crate::control::{self, ControlError, Request};
+use crate::control::{self, ControlError};
 use crate::store::{ConfigVersion, Store};
 
 /// The configuration file of a data directory.
@@ -42,6 +42,36 @@ async fn record_file(data: &Path, store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What [`apply`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Applied {
+    /// The version in effect.
+    pub version: i64,
+    /// Whether it is a new version (false: the text was the newest already).
+    pub new: bool,
+    /// What the running server said, when it was asked to reload.
+    pub reload: Option<ReloadOutcome>,
+}
+
+/// What came of asking the running server to reload. In JSON: `{"running": false}`, the
+/// server's answer, or `{"error": …}`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum ReloadOutcome {
+    /// No server runs: it applies the file when it starts.
+    NotRunning {
+        /// Always false.
+        running: bool,
+    },
+    /// The server's answer (`ok` false: it refused, and kept the version it had).
+    Answered(control::Reloaded),
+    /// It could not be asked.
+    Unreachable {
+        /// Why.
+        error: String,
+    },
+}
+
 /// Applies a new text: validates, records, writes, and (with `reload`) asks the running
 /// server to reload it.
 pub async fn apply(
@@ -50,7 +80,7 @@ pub async fn apply(
     text: String,
     origin: String,
     reload: bool,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Applied> {
     let file = file_of(data);
     let cfg = Config::parse(&text, &file).context("refused; nothing was changed")?;
     record_file(data, store).await?;
@@ -59,19 +89,25 @@ pub async fn apply(
         .await?;
     write_private(&file, text.as_bytes())?;
     let reload = if reload {
-        reload_running(data, origin).await
+        Some(reload_running(data, origin).await)
     } else {
-        serde_json::Value::Null
+        None
     };
-    Ok(serde_json::json!({"version": v.version, "new": new, "reload": reload}))
+    Ok(Applied {
+        version: v.version,
+        new,
+        reload,
+    })
 }
 
-/// Asks the running server to reload; what it said, or `{"running": false}`.
-pub async fn reload_running(data: &Path, origin: String) -> serde_json::Value {
-    match control::request(data, &Request::Reload { origin }).await {
-        Ok(r) => r,
-        Err(ControlError::NotRunning(_)) => serde_json::json!({"running": false}),
-        Err(e) => serde_json::json!({"error": e.to_string()}),
+/// Asks the running server to reload.
+pub async fn reload_running(data: &Path, origin: String) -> ReloadOutcome {
+    match control::reload(data, origin).await {
+        Ok(r) => ReloadOutcome::Answered(r),
+        Err(ControlError::NotRunning(_)) => ReloadOutcome::NotRunning { running: false },
+        Err(e) => ReloadOutcome::Unreachable {
+            error: e.to_string(),
+        },
     }
 }
 

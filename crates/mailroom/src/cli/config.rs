@@ -12,38 +12,41 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 
 use super::ConfigCommand;
-use crate::admin::config::{apply, file_of, latest, verify_store, write_private};
+use crate::admin::config::{
+    apply, file_of, latest, verify_store, write_private, Applied, ReloadOutcome,
+};
 use crate::config::history::{self, Backup};
 use crate::config::Config;
-use crate::control::{self, Request};
+use crate::control;
 use crate::store::{BackupRecord, Store};
 
 /// Prints what [`apply`] did.
-fn report(out: &serde_json::Value) {
-    let v = out["version"].as_i64().unwrap_or_default();
-    if out["new"] == false {
+fn report(out: &Applied) {
+    let v = out.version;
+    if !out.new {
         outln!("no change (version {v} is in effect)");
         return;
     }
     outln!("recorded version {v}");
-    let r = &out["reload"];
-    if r["running"] == false {
-        outln!("the server is not running: it applies the change when it starts");
-    } else if let Some(e) = r["error"].as_str() {
-        outln!("the running server did not apply it: {e}");
-    } else {
-        let restart: Vec<&str> = r["restart_needed"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
-            .unwrap_or_default();
-        if restart.is_empty() {
-            outln!("applied by the running server");
-        } else {
-            outln!(
-                "applied by the running server, except what needs a restart: {}",
-                restart.join(", ")
-            );
+    match &out.reload {
+        None => {}
+        Some(ReloadOutcome::NotRunning { .. }) => {
+            outln!("the server is not running: it applies the change when it starts")
         }
+        Some(ReloadOutcome::Unreachable { error }) => {
+            outln!("the running server did not apply it: {error}")
+        }
+        Some(ReloadOutcome::Answered(r)) if !r.ok => outln!(
+            "the running server did not apply it: {}",
+            r.error.as_deref().unwrap_or("?")
+        ),
+        Some(ReloadOutcome::Answered(r)) if r.restart_needed.is_empty() => {
+            outln!("applied by the running server")
+        }
+        Some(ReloadOutcome::Answered(r)) => outln!(
+            "applied by the running server, except what needs a restart: {}",
+            r.restart_needed.join(", ")
+        ),
     }
 }
 
@@ -258,28 +261,21 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
             }
         }
         ConfigCommand::Reload => {
-            let r = control::request(
-                data,
-                &Request::Reload {
-                    origin: "config reload".into(),
-                },
-            )
-            .await?;
-            if r["ok"] != true {
+            let r = control::reload(data, "config reload".into()).await?;
+            if !r.ok {
                 bail!(
                     "reload refused: {}; the configuration in effect (version {}) is unchanged",
-                    r["error"].as_str().unwrap_or("?"),
-                    r["version"]
+                    r.error.as_deref().unwrap_or("?"),
+                    r.version
                 );
             }
-            let changes: Vec<history::Change> =
-                serde_json::from_value(r["changes"].clone()).unwrap_or_default();
-            outln!("version {} in effect", r["version"]);
-            print_changes(&changes);
-            let restart: Vec<String> =
-                serde_json::from_value(r["restart_needed"].clone()).unwrap_or_default();
-            if !restart.is_empty() {
-                outln!("needs a restart to take effect: {}", restart.join(", "));
+            outln!("version {} in effect", r.version);
+            print_changes(&r.changes);
+            if !r.restart_needed.is_empty() {
+                outln!(
+                    "needs a restart to take effect: {}",
+                    r.restart_needed.join(", ")
+                );
             }
         }
     }
@@ -288,37 +284,29 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
 
 /// `mailroom status`.
 pub async fn status(data: &Path, json: bool) -> anyhow::Result<()> {
-    let s = control::request(data, &Request::Status).await?;
+    let s = control::status(data).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
     outln!(
         "{} (pid {}, since {}): configuration version {}, file {}",
-        s["server"].as_str().unwrap_or("?"),
-        s["pid"],
-        s["started"].as_str().unwrap_or("?"),
-        s["config_version"],
-        s["config_file"].as_str().unwrap_or("?")
+        s.server,
+        s.pid,
+        s.started,
+        s.config_version,
+        s.config_file
     );
-    if let Some(r) = s["restart_needed"].as_array().filter(|a| !a.is_empty()) {
-        let keys: Vec<&str> = r.iter().filter_map(|k| k.as_str()).collect();
-        outln!("waiting for a restart: {}", keys.join(", "));
+    if !s.restart_needed.is_empty() {
+        outln!("waiting for a restart: {}", s.restart_needed.join(", "));
     }
-    for svc in s["services"].as_array().into_iter().flatten() {
-        let listen: Vec<&str> = svc["listen"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-            .unwrap_or_default();
-        let mut line = format!(
-            "  {:<15} {:<8}",
-            svc["name"].as_str().unwrap_or("?"),
-            svc["state"].as_str().unwrap_or("?")
-        );
-        if !listen.is_empty() {
-            line.push_str(&format!(" {}", listen.join(" ")));
+    for svc in &s.services {
+        let state = serde_json::to_value(svc.state).unwrap_or_default();
+        let mut line = format!("  {:<15} {:<8}", svc.name, state.as_str().unwrap_or("?"));
+        if !svc.listen.is_empty() {
+            line.push_str(&format!(" {}", svc.listen.join(" ")));
         }
-        if let Some(r) = svc["reason"].as_str() {
+        if let Some(r) = &svc.reason {
             line.push_str(&format!(" ({r})"));
         }
         outln!("{line}");

@@ -84,13 +84,19 @@ pub async fn repair(
     if let Some(v) = out.version {
         outln!("recorded configuration version {v}");
     }
-    if let Some(r) = &out.reload {
-        if r["running"] == false {
-            outln!("the server is not running: the repair applies when it starts");
-        } else if r["ok"] == true {
-            outln!("applied by the running server");
-        } else {
-            outln!("the running server did not apply it: {r}");
+    use crate::admin::config::ReloadOutcome;
+    match &out.reload {
+        None => {}
+        Some(ReloadOutcome::NotRunning { .. }) => {
+            outln!("the server is not running: the repair applies when it starts")
+        }
+        Some(ReloadOutcome::Answered(r)) if r.ok => outln!("applied by the running server"),
+        Some(ReloadOutcome::Answered(r)) => outln!(
+            "the running server did not apply it: {}",
+            r.error.as_deref().unwrap_or("?")
+        ),
+        Some(ReloadOutcome::Unreachable { error }) => {
+            outln!("the running server did not apply it: {error}")
         }
     }
     outln!(

@@ -168,11 +168,10 @@ pub async fn check_local(ctx: &Context) -> Vec<Finding> {
                 .map(|a| (Listener::Submissions, *a)),
         );
     for (kind, addr) in listeners {
-        let down = status["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["name"] == kind.service() && s["state"] != "running");
+        let down = status
+            .services
+            .iter()
+            .any(|s| s.name == kind.service() && s.state != crate::services::State::Running);
         let at = target(addr);
         let (seen, expected) = match kind {
             Listener::Mx => (probe(ctx, at).await, expected_on_receive(ctx)),

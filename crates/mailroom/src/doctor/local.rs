@@ -11,8 +11,9 @@ use crate::config::history;
 use crate::config::{
     self, Config, ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
 };
-use crate::control::{self, ControlError, Request};
+use crate::control::{self, ControlError};
 use crate::org::{Membership, OrgState};
+use crate::services::State;
 use crate::services::{check_definition, required};
 use crate::store::Store;
 
@@ -23,7 +24,7 @@ pub struct Context {
     /// The store.
     pub store: Arc<dyn Store>,
     /// The running server's status, when it runs.
-    pub status: Option<serde_json::Value>,
+    pub status: Option<control::Status>,
     /// The organization, when this server is in one.
     pub org: Option<(Membership, OrgState)>,
     /// Builds findings about this server.
@@ -549,7 +550,7 @@ fn definitions(ctx: &Context) -> (Vec<Finding>, Vec<String>) {
 /// The running server's status: is it running, which services failed and why.
 async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
-    let s = match control::request(&opts.data, &Request::Status).await {
+    let s = match control::status(&opts.data).await {
         Ok(s) => s,
         Err(e) => {
             let evidence = vec![e.to_string()];
@@ -566,18 +567,23 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
             return out;
         }
     };
-    for svc in s["services"].as_array().into_iter().flatten() {
-        let name = svc["name"].as_str().unwrap_or_default().to_string();
-        let state = svc["state"].as_str().unwrap_or_default();
-        if !matches!(state, "failed" | "degraded") || ctx.reported.contains(&name) {
+    for svc in &s.services {
+        let name = svc.name.clone();
+        let degraded = match svc.state {
+            State::Failed => false,
+            State::Degraded => true,
+            _ => continue,
+        };
+        if ctx.reported.contains(&name) {
             continue;
         }
-        let reason = svc["reason"].as_str().unwrap_or_default().to_string();
-        let since = svc["since"].as_str().unwrap_or_default();
+        let state = if degraded { "degraded" } else { "failed" };
+        let reason = svc.reason.clone().unwrap_or_default();
+        let since = svc.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let evidence = vec![format!("{name}: {state} since {since}: {reason}")];
         if reason.contains("cannot listen") && reason.contains("in use") {
             let key = listen_key(&ctx.config, &name, &reason);
-            let summary = if state == "degraded" {
+            let summary = if degraded {
                 format!(
                     "{name} cannot listen on one of its addresses: it is taken (the others serve)"
                 )
@@ -606,18 +612,14 @@ async fn status(ctx: &mut Context, opts: &Options) -> Vec<Finding> {
         }
         ctx.reported.push(name);
     }
-    if let Some(keys) = s["restart_needed"].as_array().filter(|a| !a.is_empty()) {
-        out.push(
-            ctx.f.find(
-                Code::ConfigRestartNeeded,
-                "changes applied to the file wait for a restart",
-                keys.iter()
-                    .filter_map(|k| k.as_str().map(String::from))
-                    .collect(),
-                "the running server still uses the old values of these keys",
-                Some("restart the server (SIGTERM, then mailroom serve)".into()),
-            ),
-        );
+    if !s.restart_needed.is_empty() {
+        out.push(ctx.f.find(
+            Code::ConfigRestartNeeded,
+            "changes applied to the file wait for a restart",
+            s.restart_needed.clone(),
+            "the running server still uses the old values of these keys",
+            Some("restart the server (SIGTERM, then mailroom serve)".into()),
+        ));
     }
     ctx.status = Some(s);
     out

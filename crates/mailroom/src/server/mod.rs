@@ -257,8 +257,10 @@ pub async fn run(
             r = sd.changed() => if r.is_err() { break },
             Some((req, reply)) = calls.recv() => {
                 let answer = match req {
-                    crate::control::Request::Status => sup.status(),
-                    crate::control::Request::Reload { origin } => sup.reload(&origin).await,
+                    crate::control::Request::Status => crate::control::Reply::Status(Box::new(sup.status())),
+                    crate::control::Request::Reload { origin } => {
+                        crate::control::Reply::Reloaded(sup.reload(&origin).await)
+                    }
                 };
                 let _ = reply.send(answer);
             }

@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::history::{self, Change};
 use crate::config::{self, Config};
+use crate::control::{Reloaded, Status};
 use crate::ingest::{Ingest, QueueHandle};
 use crate::org::view::OrgView;
 use crate::queue::manager::Manager;
@@ -278,7 +279,15 @@ impl Supervisor {
     }
 
     /// Reads the configuration file again and applies what can be applied while running.
-    pub(super) async fn reload(&mut self, origin: &str) -> serde_json::Value {
+    pub(super) async fn reload(&mut self, origin: &str) -> Reloaded {
+        let refused = |error: String, version: i64| Reloaded {
+            ok: false,
+            version,
+            recorded: false,
+            changes: Vec::new(),
+            restart_needed: Vec::new(),
+            error: Some(error),
+        };
         let file = self.p.data.join(config::FILE_NAME);
         let loaded = std::fs::read_to_string(&file)
             .map_err(|e| format!("{}: cannot read: {e}", file.display()))
@@ -291,11 +300,7 @@ impl Supervisor {
             Ok(x) => x,
             Err(error) => {
                 tracing::error!(%error, "reload refused; the configuration in effect is unchanged");
-                return serde_json::json!({
-                    "ok": false,
-                    "error": error,
-                    "version": self.version,
-                });
+                return refused(error, self.version);
             }
         };
         let keep = new.config.history;
@@ -310,9 +315,7 @@ impl Supervisor {
             .await
         {
             Ok(x) => x,
-            Err(e) => {
-                return serde_json::json!({"ok": false, "error": e.to_string(), "version": self.version})
-            }
+            Err(e) => return refused(e.to_string(), self.version),
         };
         let changes: Vec<Change> = history::diff(&self.text, &text);
         let restart = history::needs_restart(&history::diff(&self.boot_text, &text));
@@ -328,17 +331,18 @@ impl Supervisor {
             restart_needed = ?restart,
             "configuration reloaded"
         );
-        serde_json::json!({
-            "ok": true,
-            "version": v.version,
-            "recorded": recorded,
-            "changes": changes,
-            "restart_needed": restart,
-        })
+        Reloaded {
+            ok: true,
+            version: v.version,
+            recorded,
+            changes,
+            restart_needed: restart,
+            error: None,
+        }
     }
 
     /// What `mailroom status` prints.
-    pub(super) fn status(&self) -> serde_json::Value {
+    pub(super) fn status(&self) -> Status {
         let file = self.p.data.join(config::FILE_NAME);
         let file_state = match std::fs::read_to_string(&file) {
             Ok(t) if t == self.text => "applied".to_string(),
@@ -348,15 +352,17 @@ impl Supervisor {
             },
             Err(e) => format!("unreadable: {e}"),
         };
-        serde_json::json!({
-            "server": self.boot.server.hostname,
-            "pid": std::process::id(),
-            "started": self.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "config_version": self.version,
-            "config_file": file_state,
-            "restart_needed": history::needs_restart(&history::diff(&self.boot_text, &self.text)),
-            "services": self.p.services.snapshot(),
-        })
+        Status {
+            server: self.boot.server.hostname.clone(),
+            pid: std::process::id(),
+            started: self
+                .started
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            config_version: self.version,
+            config_file: file_state,
+            restart_needed: history::needs_restart(&history::diff(&self.boot_text, &self.text)),
+            services: self.p.services.snapshot(),
+        }
     }
 
     /// Stops everything: listeners first (no new sessions), then the queue and the link state;

@@ -21,12 +21,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ServiceDef, SERVICES};
 
 /// A service's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Being started.
@@ -43,7 +43,7 @@ pub enum State {
 }
 
 /// One service as the supervisor last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// The service's name.
     pub name: String,
@@ -58,7 +58,7 @@ pub struct Status {
     /// Since when it is in this state.
     pub since: DateTime<Utc>,
     /// The addresses it listens on, for a listener.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<String>,
 }
 
