@@ -212,7 +212,7 @@ def test_flags_and_expunge_across_two_sessions(server):
         lines, _ = a.command("STORE 2 +FLAGS (\\Flagged)")
         assert lines == [b"* 2 FETCH (FLAGS (\\Flagged \\Recent))\r\n"]
         lines, _ = b.command("NOOP")
-        assert lines == [b"* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n"]
+        assert lines == [b"* 2 FETCH (FLAGS (\\Flagged))\r\n"]   # (UID only with CONDSTORE, as Dovecot)
         a.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
         lines, _ = a.command("EXPUNGE")
         assert lines == [b"* 1 EXPUNGE\r\n", b"* 2 RECENT\r\n"]
@@ -271,11 +271,14 @@ def test_idle_sees_mail_delivered_over_smtp_in_every_session(server):
             smtp_send(s, SENDER, [alice], make_message("while idling"))
         for r in sessions:
             assert r.line() == b"* 1 EXISTS\r\n"
-            assert r.line() == b"* 1 RECENT\r\n"
         assert time.monotonic() - start < 5
+        # The new message is \Recent in exactly one of them, the first told (RFC 3501 §2.3.2).
+        told = []
         for i, r in enumerate(sessions):
             r.send(b"DONE\r\n")
-            assert r.line() == b"i%d OK IDLE terminated\r\n" % i
+            while (line := r.line()) != b"i%d OK IDLE terminated\r\n" % i:
+                told.append(line)
+        assert told == [b"* 1 RECENT\r\n"], told
     finally:
         for r in sessions:
             r.close()

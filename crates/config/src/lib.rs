@@ -448,6 +448,12 @@ pub struct ImapConfig {
     /// remembered is told every UID it may know that is gone (computed from the UIDs still
     /// there), which is correct but longer.
     pub expunge_history: u64,
+    /// Keywords a folder may have (its FLAGS): a STORE, APPEND or COPY that would define more
+    /// is refused with `NO [LIMIT]` (RFC 5530), and PERMANENTFLAGS drops `\*` once it is
+    /// reached (RFC 9051 §7.1). Bounds what one user can make every SELECT carry.
+    pub max_keywords_per_folder: u32,
+    /// Keywords one message may carry.
+    pub max_keywords_per_message: u32,
 }
 
 impl Default for ImapConfig {
@@ -471,6 +477,8 @@ impl Default for ImapConfig {
             max_literal: 25 * 1024 * 1024,
             max_commands_per_second: 1000,
             expunge_history: 100_000,
+            max_keywords_per_folder: 1000,
+            max_keywords_per_message: 100,
         }
     }
 }

@@ -210,6 +210,9 @@ max_literal = {imap_max_literal}
 max_commands_per_second = {imap_cps}
 # Expunged UIDs each folder remembers for QRESYNC (older resyncs get the longer answer).
 expunge_history = {imap_expunge_history}
+# Keywords a folder may define (past it: NO [LIMIT]), and keywords one message may carry.
+max_keywords_per_folder = {imap_kw_folder}
+max_keywords_per_message = {imap_kw_message}
 
 [queue]
 # Messages delivered at the same time.
@@ -286,6 +289,8 @@ history = {history}
         imap_max_literal = i.max_literal,
         imap_cps = i.max_commands_per_second,
         imap_expunge_history = i.expunge_history,
+        imap_kw_folder = i.max_keywords_per_folder,
+        imap_kw_message = i.max_keywords_per_message,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
         max_command_line = s.max_command_line,

@@ -359,6 +359,18 @@ impl Config {
             p.expunge_history,
             0,
             u64::from(u32::MAX),
+        )?;
+        count(
+            "imap.max_keywords_per_folder",
+            u64::from(p.max_keywords_per_folder),
+            1,
+            100_000,
+        )?;
+        count(
+            "imap.max_keywords_per_message",
+            u64::from(p.max_keywords_per_message),
+            1,
+            u64::from(p.max_keywords_per_folder),
         )
     }
 

@@ -41,14 +41,18 @@ fn to_utc(d: DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
     ))
 }
 
+/// Messages a STORE changes in one transaction of the store.
+const STORE_CHUNK: usize = 2000;
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    /// Ends APPEND, COPY or MOVE that the store refused: `TRYCREATE` for a folder that is not
-    /// there (RFC 9051 §6.3.12, §6.4.7), `OVERQUOTA` past the quota (RFC 9208 §4.3), and
-    /// otherwise a temporary failure.
+    /// Ends STORE, APPEND, COPY or MOVE that the store refused: `TRYCREATE` for a folder that
+    /// is not there (RFC 9051 §6.3.12, §6.4.7), `OVERQUOTA` past the quota (RFC 9208 §4.3),
+    /// `LIMIT` past the keyword bounds (RFC 5530), and otherwise a temporary failure.
     fn refused(&mut self, tag: &str, what: &str, e: StoreError) {
         match e {
             StoreError::NotFound(_) => self.tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist"),
             StoreError::OverQuota(why) => self.tagged(tag, "NO", &format!("[OVERQUOTA] {why}")),
+            StoreError::Limit(why) => self.tagged(tag, "NO", &format!("[LIMIT] {why}")),
             e => self.temporary(tag, what, &e),
         }
     }
@@ -87,15 +91,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             StoreMode::Add => FlagOp::Add,
             StoreMode::Remove => FlagOp::Remove,
         };
-        let stored = match self
-            .ctx
-            .store
-            .mail_store(folder, uids.clone(), op, bits, keywords, s.unchanged_since)
-            .await
-        {
-            Ok(st) => st,
-            Err(e) => return self.temporary(tag, "store", &e),
-        };
+        // In chunks, each its own transaction: a change to many messages never holds the
+        // store's writer (and with it every delivery) for long. (STORE need not be atomic
+        // across messages: each message's change is, RFC 9051 §6.4.6.)
+        let mut stored = crate::store::Stored::default();
+        for chunk in uids.chunks(STORE_CHUNK) {
+            match self
+                .ctx
+                .store
+                .mail_store(
+                    folder,
+                    chunk.to_vec(),
+                    op,
+                    bits,
+                    keywords.clone(),
+                    s.unchanged_since,
+                )
+                .await
+            {
+                Ok(st) => {
+                    stored.changed.extend(st.changed);
+                    stored.modified.extend(st.modified);
+                }
+                Err(e) => return self.refused(tag, "store", e),
+            }
+        }
+        self.announce_keywords(stored.changed.iter().flat_map(|m| &m.keywords));
         let condstore = self.enabled.condstore;
         let rev2 = self.enabled.rev2;
         let mut lines = Vec::new();

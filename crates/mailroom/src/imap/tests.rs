@@ -351,3 +351,101 @@ async fn rename_of_an_implied_parent_renames_its_children() {
     let r = run(&mut c, "r", "RENAME nothing else").await;
     assert_eq!(r, ["r NO [NONEXISTENT] Mailbox doesn't exist"]);
 }
+
+/// Issue 21: a keyword a session has not seen is announced (FLAGS, PERMANENTFLAGS) before a
+/// FETCH carries it (RFC 3501 §7.2.6, RFC 9051 §7.3.5), in the session that set it and in the
+/// others; a folder keeps the keywords it defined.
+#[tokio::test]
+async fn a_new_keyword_is_announced_before_a_fetch_uses_it() {
+    let h = harness(config()).await;
+    let mut a = logged_in(&h.ctx).await;
+    let mut b = logged_in(&h.ctx).await;
+    run(&mut a, "p", "APPEND INBOX {3+}\r\nhi\n").await;
+    run(&mut b, "s", "SELECT INBOX").await; // (b is told of it first: \Recent there)
+    run(&mut a, "s", "SELECT INBOX").await;
+    let r = run(&mut a, "t", "STORE 1 +FLAGS ($Work)").await;
+    assert_eq!(
+        r,
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Flags permitted",
+            "* 1 FETCH (FLAGS ($Work))",
+            "t OK STORE completed"
+        ]
+    );
+    let r = run(&mut b, "n", "NOOP").await;
+    assert_eq!(
+        r[0],
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"
+    );
+    assert!(
+        r[2].starts_with("* 1 FETCH (FLAGS (") && r[2].contains("$Work"),
+        "{r:?}"
+    );
+    // Known now: said once.
+    let r = run(&mut a, "t", "STORE 1 -FLAGS ($work)").await;
+    assert_eq!(r, ["* 1 FETCH (FLAGS ())", "t OK STORE completed"]);
+    // Still defined after its last use (as Dovecot keeps them).
+    let r = run(&mut b, "s", "SELECT INBOX").await;
+    assert!(
+        r.iter()
+            .any(|l| l == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"),
+        "{r:?}"
+    );
+}
+
+/// Issue 21: keywords are bounded per folder and per message (NO [LIMIT], RFC 5530), and
+/// PERMANENTFLAGS drops `\*` once a folder has all it may define (RFC 9051 §7.1).
+#[tokio::test]
+async fn keywords_past_the_bounds_are_refused() {
+    let mut cfg = config();
+    cfg.imap.max_keywords_per_folder = 3;
+    cfg.imap.max_keywords_per_message = 2;
+    let h = harness(cfg).await;
+    h._ts
+        .store
+        .set_keyword_limits(crate::store::sqlite::KeywordLimits {
+            per_folder: 3,
+            per_message: 2,
+        });
+    let mut c = logged_in(&h.ctx).await;
+    run(&mut c, "p", "APPEND INBOX {3+}\r\nhi\n").await;
+    run(&mut c, "s", "SELECT INBOX").await;
+    let r = run(&mut c, "t", "STORE 1 +FLAGS (a b c)").await;
+    assert!(
+        r[0].starts_with("t NO [LIMIT] a message may carry at most 2 keywords"),
+        "{r:?}"
+    );
+    run(&mut c, "t", "STORE 1 +FLAGS (a b)").await;
+    let r = run(&mut c, "t", "STORE 1 FLAGS (c)").await;
+    assert_eq!(r[1], "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft a b c)] Flags permitted");
+    let r = run(&mut c, "t", "STORE 1 +FLAGS (d)").await;
+    assert!(
+        r[0].starts_with("t NO [LIMIT] this mailbox has its 3 keywords already"),
+        "{r:?}"
+    );
+    let r = run(&mut c, "p", "APPEND INBOX (e) {3+}\r\nhi\n").await;
+    assert!(r[0].starts_with("p NO [LIMIT]"), "{r:?}");
+}
+
+/// Issue 21: a new message is `\Recent` in exactly one session, the first told of it; STATUS
+/// RECENT elsewhere then counts 0, as Dovecot does.
+#[tokio::test]
+async fn a_new_message_is_recent_in_one_session() {
+    let h = harness(config()).await;
+    let mut a = logged_in(&h.ctx).await;
+    let mut b = logged_in(&h.ctx).await;
+    run(&mut a, "s", "SELECT INBOX").await;
+    run(&mut b, "s", "SELECT INBOX").await;
+    let r = run(&mut a, "p", "APPEND INBOX {3+}\r\nhi\n").await;
+    assert_eq!(&r[..2], ["* 1 EXISTS", "* 1 RECENT"]);
+    let r = run(&mut b, "n", "NOOP").await;
+    assert_eq!(r, ["* 1 EXISTS", "n OK NOOP completed"]);
+    let r = run(&mut b, "f", "FETCH 1 FLAGS").await;
+    assert_eq!(r[0], "* 1 FETCH (FLAGS ())");
+    let mut c = logged_in(&h.ctx).await;
+    let r = run(&mut c, "t", "STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS INBOX (RECENT 0)");
+    let r = run(&mut a, "f", "FETCH 1 FLAGS").await;
+    assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Recent))");
+}

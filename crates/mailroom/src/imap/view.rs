@@ -7,6 +7,8 @@
 //! Expunges made elsewhere wait while a command that may not renumber messages runs (FETCH,
 //! STORE and SEARCH by sequence number, RFC 9051 §7.5.1).
 
+use std::collections::{BTreeSet, HashSet};
+
 use mailroom_proto::imap::command::{MailboxName, Qresync, SequenceSet};
 use mailroom_proto::imap::{encode, mutf7};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,8 +25,12 @@ pub(super) struct View {
     pub mail: Vec<MailMeta>,
     /// The mod-sequence the view is up to date with.
     pub modseq: u64,
-    /// Messages from this UID on are `\Recent` in this session.
-    pub recent_from: u32,
+    /// The UIDs that are `\Recent` in this session: a new message is recent in exactly one
+    /// session, the first to be told of it (RFC 3501 §2.3.2; Dovecot does the same).
+    pub recent: BTreeSet<u32>,
+    /// The keywords the session has been told of (FLAGS), in order: one it has not seen is
+    /// announced before a FETCH carries it (RFC 9051 §7.3.5).
+    pub keywords: Vec<String>,
     /// UIDs expunged elsewhere that the session has not yet reported.
     pub pending: Vec<u32>,
 }
@@ -84,7 +90,24 @@ impl View {
 
     /// Whether the message at `i` is `\Recent` in this session.
     pub fn recent(&self, i: usize) -> bool {
-        self.mail[i].uid >= self.recent_from
+        self.recent.contains(&self.mail[i].uid)
+    }
+
+    /// The keywords among `used` the session has not been told of, added to those it has.
+    fn learn_keywords<'a>(&mut self, used: impl IntoIterator<Item = &'a String>) -> bool {
+        let mut known: HashSet<String> = self
+            .keywords
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        let mut new = false;
+        for k in used {
+            if known.insert(k.to_ascii_lowercase()) {
+                self.keywords.push(k.clone());
+                new = true;
+            }
+        }
+        new
     }
 }
 
@@ -186,6 +209,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// `FLAGS (…)` and `OK [PERMANENTFLAGS (…)]` for a folder with these keywords: `\\*` only
+    /// while it may define more (RFC 9051 §7.1, `imap.max_keywords_per_folder`), nothing
+    /// permanent in a read-only one.
+    pub(super) fn flags_lines(&self, keywords: &[String], read_only: bool) -> [String; 2] {
+        let mut kw = String::new();
+        for k in keywords {
+            kw.push(' ');
+            kw.push_str(k);
+        }
+        let system = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+        let permanent = if read_only {
+            "OK [PERMANENTFLAGS ()] Read-only mailbox".to_string()
+        } else {
+            let more = keywords.len() < self.ctx.config.imap.max_keywords_per_folder as usize;
+            let star = if more { " \\*" } else { "" };
+            format!("OK [PERMANENTFLAGS ({system}{kw}{star})] Flags permitted")
+        };
+        [format!("FLAGS ({system}{kw})"), permanent]
+    }
+
+    /// Announces the keywords among `used` that the session has not been told of, with an
+    /// untagged FLAGS and PERMANENTFLAGS, before a FETCH carries them (RFC 3501 §7.2.6, RFC
+    /// 9051 §7.3.5): a client may otherwise not know the keyword it is shown.
+    pub(super) fn announce_keywords<'a>(&mut self, used: impl IntoIterator<Item = &'a String>) {
+        let Some(v) = self.selected.as_mut() else {
+            return;
+        };
+        if !v.learn_keywords(used) {
+            return;
+        }
+        let (keywords, read_only) = (v.keywords.clone(), v.read_only);
+        for line in self.flags_lines(&keywords, read_only) {
+            self.untagged(&line);
+        }
+    }
+
     /// SELECT and EXAMINE (RFC 9051 §6.3.2, RFC 7162 §3.1.8 and §3.2.5).
     pub(super) async fn select(
         &mut self,
@@ -236,36 +295,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.poll_changes();
         self.dirty = true;
         let st = &sel.status;
-        let mut keywords: Vec<String> = Vec::new();
-        for m in &sel.mail {
-            for k in &m.keywords {
-                if !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                    keywords.push(k.clone());
-                }
-            }
+        let recent: BTreeSet<u32> = sel
+            .mail
+            .iter()
+            .map(|m| m.uid)
+            .filter(|&u| u >= sel.recent_from)
+            .collect();
+        for line in self.flags_lines(&sel.keywords, read_only) {
+            self.untagged(&line);
         }
-        let kw = if keywords.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", keywords.join(" "))
-        };
-        let recent = sel.mail.iter().filter(|m| m.uid >= sel.recent_from).count();
-        self.untagged(&format!(
-            "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"
-        ));
         self.untagged(&format!("{} EXISTS", sel.mail.len()));
         if !self.enabled.rev2 {
-            self.untagged(&format!("{recent} RECENT"));
+            self.untagged(&format!("{} RECENT", recent.len()));
             if let Some(i) = sel.mail.iter().position(|m| m.flags & flag::SEEN == 0) {
                 self.untagged(&format!("OK [UNSEEN {}] First unseen", i + 1));
             }
-        }
-        if read_only {
-            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
-        } else {
-            self.untagged(&format!(
-                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted"
-            ));
         }
         self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", st.uid_validity));
         self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", st.uid_next));
@@ -281,7 +325,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             read_only,
             uid_validity: st.uid_validity,
             modseq: st.highest_modseq,
-            recent_from: sel.recent_from,
+            recent,
+            keywords: sel.keywords,
             mail: sel.mail,
             pending: Vec::new(),
         };
@@ -335,6 +380,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !vanished.is_empty() {
             lines.push(format!("VANISHED (EARLIER) {vanished}"));
         }
+        self.announce_keywords(changes.changed.iter().flat_map(|m| &m.keywords));
+        let Some(v) = self.selected.as_ref() else {
+            return;
+        };
         for m in &changes.changed {
             if let Some(i) = v.index_of(m.uid) {
                 let m = &v.mail[i];
@@ -380,16 +429,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return;
                 }
             };
-            self.apply(changes);
+            let recent_from = self.claim_recent(&changes).await;
+            self.apply(changes, recent_from);
         }
         if expunge {
             self.report_expunges();
         }
     }
 
-    fn apply(&mut self, changes: crate::store::Changes) {
+    /// The first of the new messages in `changes` that are `\\Recent` in this session: those
+    /// no other session was told of first (the store's mark moves past them at once), or none
+    /// (`u32::MAX`) for a session that sees no `\\Recent` (EXAMINE, IMAP4rev2).
+    async fn claim_recent(&mut self, changes: &crate::store::Changes) -> u32 {
+        let Some(v) = self.selected.as_ref() else {
+            return u32::MAX;
+        };
+        let last = v.last_uid();
+        let newest = changes
+            .changed
+            .iter()
+            .map(|m| m.uid)
+            .filter(|&u| u > last)
+            .max();
+        let (Some(newest), false, false) = (newest, v.read_only, self.enabled.rev2) else {
+            return u32::MAX;
+        };
+        match self
+            .ctx
+            .store
+            .folder_claim_recent(v.folder.id, newest.saturating_add(1))
+            .await
+        {
+            Ok(from) => from,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming \\Recent failed");
+                u32::MAX
+            }
+        }
+    }
+
+    fn apply(&mut self, changes: crate::store::Changes, recent_from: u32) {
         let rev2 = self.enabled.rev2;
         let condstore = self.enabled.condstore;
+        self.announce_keywords(changes.changed.iter().flat_map(|m| &m.keywords));
         let Some(v) = self.selected.as_mut() else {
             return;
         };
@@ -423,21 +505,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 v.mail[i] = m;
                 if changed_flags || condstore {
                     let m = &v.mail[i];
-                    let modseq = if condstore {
-                        format!(" MODSEQ ({})", m.modseq)
+                    // (The UID goes with it where CONDSTORE is on, RFC 7162 §3.2.4; without,
+                    // as Dovecot, only the flags.)
+                    let (uid, modseq) = if condstore {
+                        (format!("UID {} ", m.uid), format!(" MODSEQ ({})", m.modseq))
                     } else {
-                        String::new()
+                        (String::new(), String::new())
                     };
                     lines.push(format!(
-                        "{} FETCH (UID {} FLAGS {}{modseq})",
+                        "{} FETCH ({uid}FLAGS {}{modseq})",
                         i + 1,
-                        m.uid,
                         flags_text(m, v.recent(i) && !rev2)
                     ));
                 }
             } else if m.uid > v.last_uid() {
-                if m.uid >= v.recent_from {
+                if m.uid >= recent_from {
                     new_recent += 1;
+                    v.recent.insert(m.uid);
                 }
                 v.mail.push(m);
             }
@@ -445,7 +529,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         v.modseq = v.modseq.max(changes.highest_modseq);
         let added = v.mail.len() > before;
         let total = v.mail.len();
-        let recent = v.mail.iter().filter(|m| m.uid >= v.recent_from).count();
+        let recent = v.recent.len();
         if added {
             self.untagged(&format!("{total} EXISTS"));
             if !rev2 && new_recent > 0 {
@@ -474,7 +558,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Highest first, so that each number is right when it is read (RFC 9051 §7.5.1).
         for &uid in gone.iter().rev() {
             if let Some(i) = v.index_of(uid) {
-                recent_gone |= v.recent(i);
+                recent_gone |= v.recent.remove(&uid);
                 v.mail.remove(i);
                 if !qresync {
                     lines.push(format!("{} EXPUNGE", i + 1));
@@ -486,8 +570,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if recent_gone && !rev2 {
             // The \Recent count changed (RFC 3501 §7.3.2).
-            let recent = (0..v.mail.len()).filter(|&i| v.recent(i)).count();
-            lines.push(format!("{recent} RECENT"));
+            lines.push(format!("{} RECENT", v.recent.len()));
         }
         for l in lines {
             self.untagged(&l);

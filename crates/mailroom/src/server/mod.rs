@@ -137,6 +137,10 @@ pub async fn run(
     crate::directory::scram::load_decoy_key(data);
     let sqlite = open_store(data)?;
     sqlite.set_expunge_history(config.imap.expunge_history);
+    sqlite.set_keyword_limits(crate::store::sqlite::KeywordLimits {
+        per_folder: config.imap.max_keywords_per_folder,
+        per_message: config.imap.max_keywords_per_message,
+    });
     let store: Arc<dyn Store> = sqlite.clone();
     let store_error = |source| ServerError::Store {
         path: data.join(sqlite::FILE_NAME),

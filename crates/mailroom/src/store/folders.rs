@@ -99,6 +99,8 @@ pub struct MailAttrs {
 pub struct Selected {
     /// The counts.
     pub status: FolderStatus,
+    /// The keywords the folder defines, in the order they were defined (its FLAGS).
+    pub keywords: Vec<String>,
     /// Every message, in UID order.
     pub mail: Vec<MailMeta>,
     /// Messages with a UID from here on are `\Recent` in this session.
@@ -198,6 +200,10 @@ pub trait Folders: Send + Sync {
         name: String,
         claim_recent: bool,
     ) -> StoreFuture<'_, Option<Selected>>;
+    /// Makes the messages below UID `up_to` that no session has been told of `\Recent` to
+    /// the caller: returns the first UID that is recent for it (`up_to` or above: none). A new
+    /// message is recent in exactly one session (RFC 3501 §2.3.2).
+    fn folder_claim_recent(&self, folder_id: i64, up_to: u32) -> StoreFuture<'_, u32>;
     /// What changed in a folder since `modseq`.
     fn folder_changes(&self, folder_id: i64, modseq: u64) -> StoreFuture<'_, Changes>;
     /// The attributes of messages by UID (those that still exist), in UID order.

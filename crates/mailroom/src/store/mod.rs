@@ -73,6 +73,9 @@ pub enum StoreError {
     /// The user's quota does not leave room (RFC 9208 §4.1 OVERQUOTA).
     #[error("{0}")]
     OverQuota(String),
+    /// A limit on what a user may make would be passed (RFC 5530 LIMIT): keywords.
+    #[error("{0}")]
+    Limit(String),
     /// Stored data could not be decoded.
     #[error("unreadable stored data: {0}")]
     Corrupt(String),

@@ -207,6 +207,7 @@ mod tests {
              UPDATE mailboxes SET highest_modseq = 5 WHERE id = {folder};
              ALTER TABLE users DROP COLUMN uid_validity_max;
              DROP TRIGGER contents_immutable;
+             DROP TABLE folder_keywords;
              UPDATE meta SET value = '10' WHERE key = 'schema_version';"
         ))
         .unwrap();

@@ -1,8 +1,11 @@
 //! Folders, flags and mod-sequences (see [`crate::store::Folders`]).
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::keywords::{Defined, KeywordLimits};
 use super::micros;
 use crate::store::{
     flag, Changes, Copied, FlagOp, FolderInfo, FolderStatus, MailAttrs, MailMeta, NewMail,
@@ -322,8 +325,10 @@ pub(super) fn select(
         ))?
         .query_map([status.info.id], meta_row)?
         .collect::<Result<Vec<_>, _>>()?;
+    let keywords = super::keywords::of_folder(c, status.info.id)?;
     Ok(Some(Selected {
         status,
+        keywords,
         mail,
         recent_from: if claim_recent {
             recent_from as u32
@@ -331,6 +336,24 @@ pub(super) fn select(
             u32::MAX
         },
     }))
+}
+
+/// See [`crate::store::Folders::folder_claim_recent`]: the mark moves to `up_to` (never back),
+/// and what it was is the caller's first recent UID.
+pub(super) fn claim_recent(c: &Connection, folder_id: i64, up_to: u32) -> Result<u32, StoreError> {
+    let from: Option<i64> = c
+        .prepare_cached("SELECT recent_uid FROM mailboxes WHERE id = ?1")?
+        .query_row([folder_id], |r| r.get(0))
+        .optional()?;
+    let Some(from) = from else {
+        return Err(StoreError::NotFound("the folder (it was deleted)".into()));
+    };
+    if i64::from(up_to) > from {
+        c.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")?
+            .execute(params![folder_id, up_to])?;
+        return Ok(from as u32);
+    }
+    Ok(up_to)
 }
 
 pub(super) fn changes(c: &Connection, folder_id: i64, since: u64) -> Result<Changes, StoreError> {
@@ -420,6 +443,7 @@ pub(super) fn uid_ranges(sorted: &[u32]) -> Vec<(u32, u32)> {
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn store(
     c: &Connection,
     folder_id: i64,
@@ -428,9 +452,22 @@ pub(super) fn store(
     flags: u8,
     keywords: &[String],
     unchanged_since: Option<u64>,
+    limits: KeywordLimits,
 ) -> Result<Stored, StoreError> {
     let mut out = Stored::default();
     let mut modseq = None;
+    // Keywords to add are defined in the folder (within its bounds) and spelled as it spells
+    // them; those to remove are compared without case.
+    let mut defined = if keywords.is_empty() || op == FlagOp::Remove {
+        None
+    } else {
+        Some(Defined::load(c, folder_id, limits)?)
+    };
+    let removed: HashSet<String> = if op == FlagOp::Remove {
+        keywords.iter().map(|k| k.to_ascii_lowercase()).collect()
+    } else {
+        HashSet::new()
+    };
     let mut get = c.prepare_cached(&format!(
         "SELECT {META} FROM mail WHERE mailbox_id = ?1 AND uid = ?2"
     ))?;
@@ -445,18 +482,20 @@ pub(super) fn store(
             out.modified.push(uid);
             continue;
         }
-        let (new_flags, new_keywords) = match op {
-            FlagOp::Replace => (flags, dedup(keywords.to_vec())),
-            FlagOp::Add => {
+        let (new_flags, new_keywords) = match (op, defined.as_mut()) {
+            (FlagOp::Replace, Some(d)) => (flags, d.admit(c, keywords.to_vec())?),
+            (FlagOp::Replace, None) => (flags, Vec::new()),
+            (FlagOp::Add, Some(d)) => {
                 let mut k = m.keywords.clone();
                 k.extend(keywords.iter().cloned());
-                (m.flags | flags, dedup(k))
+                (m.flags | flags, d.admit(c, k)?)
             }
-            FlagOp::Remove => {
+            (FlagOp::Add, None) => (m.flags | flags, m.keywords.clone()),
+            (FlagOp::Remove, _) => {
                 let k = m
                     .keywords
                     .iter()
-                    .filter(|k| !keywords.iter().any(|r| r.eq_ignore_ascii_case(k)))
+                    .filter(|k| !removed.contains(&k.to_ascii_lowercase()))
                     .cloned()
                     .collect();
                 (m.flags & !flags, k)
@@ -489,17 +528,6 @@ pub(super) fn store(
     Ok(out)
 }
 
-/// Keywords without repeats (compared case-insensitively, RFC 9051 §2.3.2), first spelling kept.
-fn dedup(k: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(k.len());
-    for w in k {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(&w)) {
-            out.push(w);
-        }
-    }
-    out
-}
-
 fn check_quota(c: &Connection, user_id: i64, more: i64) -> Result<(), StoreError> {
     let (quota, used): (Option<i64>, i64) = c
         .prepare_cached("SELECT quota, used FROM users WHERE id = ?1")?
@@ -529,10 +557,12 @@ pub(super) fn append(
     user_id: i64,
     name: &str,
     mail: &[NewMail],
+    limits: KeywordLimits,
 ) -> Result<Copied, StoreError> {
     let f = require(c, user_id, name)?;
     let total: i64 = mail.iter().map(|m| m.text.len() as i64).sum();
     check_quota(c, user_id, total)?;
+    let mut defined = Defined::load(c, f.id, limits)?;
     let modseq = bump(c, f.id)?;
     let mut uids = Vec::with_capacity(mail.len());
     for m in mail {
@@ -549,7 +579,7 @@ pub(super) fn append(
             m.text.len() as i64,
             micros(m.internal_date),
             m.flags,
-            dedup(m.keywords.clone()).join(" "),
+            defined.admit(c, m.keywords.clone())?.join(" "),
             modseq as i64
         ])?;
         uids.push((0, uid));
@@ -578,6 +608,12 @@ pub(super) fn import_into(
     date: i64,
 ) -> Result<(), StoreError> {
     let f = require(c, user_id, name)?;
+    // A mailbox moving here keeps the keywords it had, whatever this server's bounds.
+    let unbounded = KeywordLimits {
+        per_folder: u32::MAX,
+        per_message: u32::MAX,
+    };
+    let keywords = Defined::load(c, f.id, unbounded)?.admit(c, place.keywords.clone())?;
     let modseq = bump(c, f.id)?;
     let uid = next_uid(c, f.id)?;
     c.prepare_cached(
@@ -591,7 +627,7 @@ pub(super) fn import_into(
         size,
         date,
         place.flags,
-        dedup(place.keywords.clone()).join(" "),
+        keywords.join(" "),
         modseq as i64
     ])?;
     c.prepare_cached("UPDATE users SET used = used + ?2, messages = messages + 1 WHERE id = ?1")?
@@ -637,6 +673,7 @@ pub(super) fn copy(
     uids: &[u32],
     to: &str,
     move_: bool,
+    limits: KeywordLimits,
 ) -> Result<Copied, StoreError> {
     if owner(c, folder_id)? != user_id {
         return Err(StoreError::NotFound("the folder".into()));
@@ -648,7 +685,27 @@ pub(super) fn copy(
     let mut uids = uids.to_vec();
     uids.sort_unstable();
     uids.dedup();
+    let mut defined = Defined::load(c, target.id, limits)?;
     if move_ && target.id != folder_id {
+        // The keywords the messages carry are defined in the target (and spelled as it does).
+        let mut st = c.prepare_cached(
+            "SELECT keywords FROM mail WHERE mailbox_id = ?1 AND uid = ?2 AND keywords != ''",
+        )?;
+        for &uid in &uids {
+            let Some(k) = st
+                .query_row(params![folder_id, uid], |r| r.get::<_, String>(0))
+                .optional()?
+            else {
+                continue;
+            };
+            let spelled = defined.admit(c, keywords_of(&k))?.join(" ");
+            if spelled != k {
+                c.prepare_cached(
+                    "UPDATE mail SET keywords = ?3 WHERE mailbox_id = ?1 AND uid = ?2",
+                )?
+                .execute(params![folder_id, uid, spelled])?;
+            }
+        }
         let pairs = move_rows(c, folder_id, target.id, &uids)?;
         return Ok(Copied {
             uid_validity: v as u32,
@@ -683,6 +740,11 @@ pub(super) fn copy(
     let modseq = bump(c, target.id)?;
     let mut pairs = Vec::with_capacity(rows.len());
     for (uid, content, prefix, size, date, flags, keywords) in rows {
+        let keywords = if keywords.is_empty() {
+            keywords
+        } else {
+            defined.admit(c, keywords_of(&keywords))?.join(" ")
+        };
         let new = next_uid(c, target.id)?;
         c.prepare_cached(
             "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date, flags, keywords, modseq)

@@ -28,12 +28,15 @@ mod directory;
 mod expunged;
 mod folders;
 mod headers;
+mod keywords;
 mod mailbox;
 mod maintenance;
 mod org;
 mod queue;
 pub mod schema;
 mod track;
+
+pub use keywords::KeywordLimits;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -270,6 +273,8 @@ pub struct SqliteStore {
     expunge_history: AtomicU64,
     /// Opened read-only ([`SqliteStore::open_read_only`]): readers only, no writer.
     read_only: bool,
+    /// The keyword bounds (`imap.max_keywords_per_folder`, `…_per_message`).
+    keyword_limits: Mutex<KeywordLimits>,
 }
 
 /// Page-cache budgets (KiB) of the store's connections. Together they bound SQLite's memory: the
@@ -385,6 +390,7 @@ impl SqliteStore {
             changes,
             expunge_history: AtomicU64::new(crate::config::ImapConfig::default().expunge_history),
             read_only: true,
+            keyword_limits: Mutex::new(KeywordLimits::default()),
         }))
     }
 
@@ -448,6 +454,7 @@ impl SqliteStore {
             changes,
             expunge_history: AtomicU64::new(crate::config::ImapConfig::default().expunge_history),
             read_only: false,
+            keyword_limits: Mutex::new(KeywordLimits::default()),
         }))
     }
 
@@ -456,6 +463,22 @@ impl SqliteStore {
     /// `imap.` limits do).
     pub fn set_expunge_history(&self, keep: u64) {
         self.expunge_history.store(keep, Ordering::Relaxed);
+    }
+
+    /// The keyword bounds (`imap.max_keywords_per_folder`, `imap.max_keywords_per_message`),
+    /// set by the server from its configuration at start.
+    pub fn set_keyword_limits(&self, limits: KeywordLimits) {
+        *self
+            .keyword_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+    }
+
+    fn keyword_limits(&self) -> KeywordLimits {
+        *self
+            .keyword_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The database file (tests inspect it directly).
@@ -691,6 +714,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(schema::EXPUNGE_HISTORY)?;
         tx.execute_batch(schema::UID_VALIDITY_MAX)?;
         tx.execute_batch(schema::CONTENTS_IMMUTABLE)?;
+        tx.execute_batch(schema::FOLDER_KEYWORDS)?;
         tx.execute_batch(&schema::triggers())?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -1111,6 +1135,9 @@ impl crate::store::Folders for SqliteStore {
             self.read(move |c| folders::select(c, user_id, &name, false))
         }
     }
+    fn folder_claim_recent(&self, folder_id: i64, up_to: u32) -> StoreFuture<'_, u32> {
+        self.write(move |c| folders::claim_recent(c, folder_id, up_to))
+    }
     fn folder_changes(
         &self,
         folder_id: i64,
@@ -1138,8 +1165,18 @@ impl crate::store::Folders for SqliteStore {
         keywords: Vec<String>,
         unchanged_since: Option<u64>,
     ) -> StoreFuture<'_, crate::store::Stored> {
+        let limits = self.keyword_limits();
         self.write(move |c| {
-            folders::store(c, folder_id, &uids, op, flags, &keywords, unchanged_since)
+            folders::store(
+                c,
+                folder_id,
+                &uids,
+                op,
+                flags,
+                &keywords,
+                unchanged_since,
+                limits,
+            )
         })
     }
     fn mail_append(
@@ -1148,7 +1185,8 @@ impl crate::store::Folders for SqliteStore {
         name: String,
         mail: Vec<crate::store::NewMail>,
     ) -> StoreFuture<'_, crate::store::Copied> {
-        self.write(move |c| folders::append(c, user_id, &name, &mail))
+        let limits = self.keyword_limits();
+        self.write(move |c| folders::append(c, user_id, &name, &mail, limits))
     }
     fn mail_copy(
         &self,
@@ -1159,8 +1197,9 @@ impl crate::store::Folders for SqliteStore {
         move_: bool,
     ) -> StoreFuture<'_, crate::store::Copied> {
         let keep = self.expunge_history.load(Ordering::Relaxed);
+        let limits = self.keyword_limits();
         self.write(move |c| {
-            let copied = folders::copy(c, user_id, folder_id, &uids, &to, move_)?;
+            let copied = folders::copy(c, user_id, folder_id, &uids, &to, move_, limits)?;
             if move_ {
                 expunged::trim(c, folder_id, keep)?;
             }

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 13;
+pub const VERSION: i64 = 14;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -365,6 +365,30 @@ CREATE TRIGGER contents_immutable BEFORE UPDATE OF data, file, size ON contents 
 END;
 "#;
 
+/// Each folder's keywords, in the order they were defined (schema 14; see `keywords.rs`):
+/// what FLAGS lists, kept after the last message with one is gone. Migration 13 -> 14 defines
+/// those the folders' messages carry (split from `mail.keywords` with a recursive query).
+pub const FOLDER_KEYWORDS: &str = r#"
+CREATE TABLE folder_keywords (
+    id INTEGER PRIMARY KEY,
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    name TEXT NOT NULL COLLATE NOCASE,
+    UNIQUE (mailbox_id, name)
+);
+"#;
+
+/// Migration 13 -> 14: the keywords the messages already carry.
+pub const FOLDER_KEYWORDS_FILL: &str = r#"
+WITH RECURSIVE split(mailbox_id, id, word, rest) AS (
+    SELECT mailbox_id, id, '', keywords || ' ' FROM mail WHERE keywords != ''
+    UNION ALL
+    SELECT mailbox_id, id, substr(rest, 1, instr(rest, ' ') - 1), substr(rest, instr(rest, ' ') + 1)
+    FROM split WHERE rest != ''
+)
+INSERT OR IGNORE INTO folder_keywords (mailbox_id, name)
+    SELECT mailbox_id, word FROM split WHERE word != '' ORDER BY id;
+"#;
+
 /// Steps from one schema version to the next: `MIGRATIONS[i]` takes version `i + 1` to `i + 2`,
 /// running its statements in order. Each step runs in one transaction with the version bump, so a
 /// crash leaves the old version whole.
@@ -430,6 +454,8 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[UID_VALIDITY_MAX],
     // 12 -> 13: message text is immutable.
     &[CONTENTS_IMMUTABLE],
+    // 13 -> 14: each folder's keywords.
+    &[FOLDER_KEYWORDS, FOLDER_KEYWORDS_FILL],
 ];
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and

@@ -489,7 +489,7 @@ async fn mail_to_the_wrong_person_a_version_2_store_is_migrated() {
         .execute_batch(
             &[
                 "PRAGMA foreign_keys=OFF;",
-                UNDO_3_TO_13,
+                UNDO_3_TO_14,
                 "CREATE TABLE users_old (id INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
                  password TEXT, quota INTEGER, used INTEGER NOT NULL DEFAULT 0,
                  messages INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
@@ -816,7 +816,7 @@ async fn a_version_1_store_is_migrated_and_its_tracking_found() {
             &[
                 "DROP TABLE track_keys;
              ",
-                UNDO_3_TO_13,
+                UNDO_3_TO_14,
                 "CREATE INDEX track_message_id ON track (message_id);
              CREATE INDEX track_sender ON track (sender COLLATE NOCASE);
              CREATE INDEX track_recipient ON track (recipient COLLATE NOCASE);
@@ -1112,8 +1112,9 @@ async fn checksums_follow_the_mail_and_only_the_mail() {
     assert_eq!(s.integrity().await.unwrap(), Vec::<String>::new());
 }
 
-/// What undoes migrations 3 to 13 (all but the rebuild of `users`), to make an old store.
-const UNDO_3_TO_13: &str = "DROP TRIGGER contents_immutable;
+/// What undoes migrations 3 to 14 (all but the rebuild of `users`), to make an old store.
+const UNDO_3_TO_14: &str = "DROP TABLE folder_keywords;
+    DROP TRIGGER contents_immutable;
     DROP TABLE queue_control;
     DROP TABLE queue_active;
     DROP TABLE spool_garbage;
@@ -1342,7 +1343,8 @@ async fn a_folder_made_again_gets_a_new_uid_validity() {
     drop(s);
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
-        "DROP TRIGGER contents_immutable;
+        "DROP TABLE folder_keywords;
+         DROP TRIGGER contents_immutable;
          ALTER TABLE users DROP COLUMN uid_validity_max;
          UPDATE meta SET value = '11' WHERE key = 'schema_version';",
     )
@@ -1441,4 +1443,116 @@ async fn message_text_cannot_be_rewritten_and_the_digest_sees_a_changed_message(
         s.mail_digests().await.unwrap().changed_since(&before).len(),
         1
     );
+}
+
+/// Migration 13 -> 14 defines in each folder the keywords its messages carry, in the order of
+/// the messages, each once whatever its case.
+#[tokio::test]
+async fn the_migration_defines_the_keywords_messages_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v13.db");
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let mail = |k: &[&str]| crate::store::NewMail {
+        text: b"Subject: s\r\n\r\nx\r\n".to_vec(),
+        flags: 0,
+        keywords: k.iter().map(|s| s.to_string()).collect(),
+        internal_date: chrono::Utc::now(),
+    };
+    s.mail_append(
+        u,
+        "INBOX".into(),
+        vec![mail(&["$Work", "b"]), mail(&[]), mail(&["$work", "c"])],
+    )
+    .await
+    .unwrap();
+    let folder = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(folder.keywords, ["$Work", "b", "c"]);
+    s.close();
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "DROP TABLE folder_keywords; UPDATE meta SET value = '13' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let folder = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(folder.keywords, ["$Work", "b", "c"]);
+}
+
+/// The keyword bounds: a message with more than its share, or a folder asked to define more
+/// than its own, is refused whole (`Limit`), and nothing of the change is kept.
+#[tokio::test]
+async fn keywords_are_bounded_per_message_and_per_folder() {
+    use crate::store::{FlagOp, NewMail};
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    s.set_keyword_limits(crate::store::sqlite::KeywordLimits {
+        per_folder: 5,
+        per_message: 3,
+    });
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let m = NewMail {
+        text: b"Subject: s\r\n\r\nx\r\n".to_vec(),
+        flags: 0,
+        keywords: Vec::new(),
+        internal_date: chrono::Utc::now(),
+    };
+    s.mail_append(u, "INBOX".into(), vec![m.clone(), m.clone()])
+        .await
+        .unwrap();
+    let folder = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    let id = folder.status.info.id;
+    let kw = |n: std::ops::Range<u32>| n.map(|i| format!("k{i}")).collect::<Vec<_>>();
+    let add = |k: Vec<String>| s.mail_store(id, vec![1, 2], FlagOp::Add, 0, k, None);
+    assert!(
+        matches!(add(kw(0..4)).await, Err(StoreError::Limit(_))),
+        "4 on a message"
+    );
+    add(kw(0..3)).await.unwrap();
+    // Spelled as the folder spells it, and counted once.
+    let st = add(vec!["K1".into()]).await.unwrap();
+    assert!(st.changed.is_empty(), "k1 is there already: {st:?}");
+    let second = s
+        .mail_store(id, vec![2], FlagOp::Replace, 0, kw(3..5), None)
+        .await
+        .unwrap();
+    assert_eq!(second.changed[0].keywords, kw(3..5));
+    let sixth = s
+        .mail_store(id, vec![2], FlagOp::Add, 0, vec!["k9".into()], None)
+        .await;
+    assert!(
+        matches!(sixth, Err(StoreError::Limit(_))),
+        "a sixth in the folder"
+    );
+    let mut m6 = m.clone();
+    m6.keywords = vec!["k9".into()];
+    assert!(matches!(
+        s.mail_append(u, "INBOX".into(), vec![m6]).await,
+        Err(StoreError::Limit(_))
+    ));
+    let folder = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        folder.keywords,
+        kw(0..5),
+        "defined once, kept after the last use, in order"
+    );
+    assert_eq!(folder.mail.len(), 2, "the refused APPEND kept nothing");
 }
