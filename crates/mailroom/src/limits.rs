@@ -189,16 +189,23 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
         }
     }
 
-    /// Counts one more failure for `key`, unless it already has `max`: then `None`, and nothing
-    /// is counted. The check and the count are one step, so sessions in parallel cannot each
-    /// see room for one more guess.
-    fn try_fail(&self, key: &K, max: u32, lockout: Duration) -> Option<Reserved> {
+    /// The failures counted for `key` (those older than `lockout` forgotten). `None` when the
+    /// table cannot be read (a poisoned lock): the caller refuses (fails closed).
+    fn count(&self, key: &K, lockout: Duration) -> Option<u32> {
         let mut f = lock_for_check(&self.counts, "failed logins")?;
         if let Some((_, last)) = f.get(key) {
             if last.elapsed() >= lockout {
                 f.remove(key);
             }
         }
+        Some(f.get(key).map_or(0, |(n, _)| *n))
+    }
+
+    /// Counts one more failure for `key`; the count now. Past [`MAX_TRACKED`] keys, the one
+    /// whose last failure is oldest is forgotten first, so a flood from many addresses (or for
+    /// many names) costs bounded memory.
+    fn fail(&self, key: &K, lockout: Duration) -> u32 {
+        let mut f = lock_to_give_back(&self.counts);
         if f.len() >= MAX_TRACKED && !f.contains_key(key) {
             f.retain(|_, (_, last)| last.elapsed() < lockout);
             if f.len() >= MAX_TRACKED {
@@ -211,56 +218,30 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
                 }
             }
         }
-        let now = Instant::now();
-        let (n, last) = f.get(key).copied().unwrap_or((0, now));
-        if n >= max {
-            return None;
+        let e = f.entry(key.clone()).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= lockout {
+            e.0 = 0;
         }
-        f.insert(key.clone(), (n + 1, now));
-        Some(Reserved {
-            count: n + 1,
-            before: last,
-            at: now,
-        })
-    }
-
-    /// Takes back one failure counted by [`Failures::try_fail`], and the time of the last
-    /// failure with it (unless another has been counted since): a login that did not fail must
-    /// not keep older failures from expiring.
-    fn undo(&self, key: &K, r: Reserved) {
-        let mut f = lock_to_give_back(&self.counts);
-        if let Some(e) = f.get_mut(key) {
-            e.0 = e.0.saturating_sub(1);
-            if e.0 == 0 {
-                f.remove(key);
-            } else if e.1 == r.at {
-                e.1 = r.before;
-            }
-        }
-    }
-
-    fn clear(&self, key: &K) {
-        lock_to_give_back(&self.counts).remove(key);
+        e.0 = e.0.saturating_add(1);
+        e.1 = Instant::now();
+        e.0
     }
 }
 
-/// A failure counted in advance ([`Failures::try_fail`]).
-#[derive(Debug, Clone, Copy)]
-struct Reserved {
-    count: u32,
-    /// The time of the last failure before it.
-    before: Instant,
-    at: Instant,
-}
-
-/// Failed logins across sessions, by client address and by account: each failure is answered
-/// after a pause that doubles with the failures already counted (so guessing slows down at
-/// once), and past a limit the address or the account may not try again until `lockout` has
-/// passed since its last failure. A locked-out attempt costs no password check at all.
+/// Failed logins across sessions, by client address and by account (Dovecot's auth penalty,
+/// and more): each failure is answered after a pause that doubles with the failures already
+/// counted, so guessing slows down at once.
 ///
-/// The account limit stops guessing spread over many addresses; its price is that a guesser
-/// can keep an account's owner out for `lockout`, which is why it is temporary and higher than
-/// the per-address one.
+/// - **By address first**: past `max_per_ip` failures an address may not try again until
+///   `lockout` has passed since its last failure, and an address has at most
+///   [`CHECKS_PER_ADDRESS`] password checks in flight (the others wait their turn), so that
+///   parallel guesses cannot outrun its count.
+/// - **By account, for strangers only**: past `max_per_account` failures (guesses spread over
+///   many addresses), an account is closed to the addresses that never logged in to it; the
+///   addresses its owner logged in from (remembered [`KNOWN_FOR`]) keep working, and are
+///   slowed down only by their own failures. A guesser can no longer lock the owner out.
+/// - A successful login never counts as a failure. A locked-out attempt costs no password
+///   check at all.
 ///
 /// Guards made with [`AuthGuard::sharing`] count into the same tables under their own limits:
 /// the server's protocols share one count, so a guesser gains nothing by trying each in turn.
@@ -270,10 +251,21 @@ pub struct AuthGuard {
     counts: Arc<Counts>,
 }
 
+/// Password checks a client address may have in flight at once; more wait their turn.
+pub const CHECKS_PER_ADDRESS: usize = 2;
+
+/// How long an address that logged in to an account stays known to it (it keeps working
+/// while the account is closed to strangers).
+pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
+
 #[derive(Debug)]
 struct Counts {
     ips: Failures<ClientKey>,
     accounts: Failures<String>,
+    /// (account, address) pairs that logged in, with when they last did.
+    known: Mutex<HashMap<(String, ClientKey), Instant>>,
+    /// Each address's turns at a password check.
+    turns: Mutex<HashMap<ClientKey, Arc<Semaphore>>>,
 }
 
 impl AuthGuard {
@@ -284,6 +276,8 @@ impl AuthGuard {
             counts: Arc::new(Counts {
                 ips: Failures::new(),
                 accounts: Failures::new(),
+                known: Mutex::new(HashMap::new()),
+                turns: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -296,83 +290,137 @@ impl AuthGuard {
         }
     }
 
-    /// Starts a login from `ip` to `account` (lower case): it counts as a failure from now on
-    /// (so a password check in progress uses up a try), unless the address or the account is
-    /// locked out, which is the `Err`. The [`Attempt`] says how it ended; dropped without an
-    /// answer (the directory could not be read), it is not counted.
+    /// Starts a login from `ip` to `account` (lower case), unless the address is locked out,
+    /// or the account is closed to strangers and `ip` is one: that is the `Err`. The
+    /// [`Attempt`] says how it ended; dropped without an answer (the directory could not be
+    /// read), nothing is counted.
     pub fn attempt(&self, ip: IpAddr, account: &str) -> Result<Attempt<'_>, Lockout> {
         let l = &self.limits;
         let key = ClientKey::of(ip);
         let account = account.to_string();
-        let a = self
+        let ip_failures = self
             .counts
             .ips
-            .try_fail(&key, l.max_per_ip, l.lockout)
+            .count(&key, l.lockout)
             .ok_or(Lockout::Address)?;
-        let Some(b) = self
-            .counts
-            .accounts
-            .try_fail(&account, l.max_per_account, l.lockout)
-        else {
-            self.counts.ips.undo(&key, a);
-            return Err(Lockout::Account);
-        };
+        if ip_failures >= l.max_per_ip {
+            return Err(Lockout::Address);
+        }
+        let known = self.is_known(&account, key);
+        if !known {
+            let account_failures = self
+                .counts
+                .accounts
+                .count(&account, l.lockout)
+                .ok_or(Lockout::Account)?;
+            if account_failures >= l.max_per_account {
+                return Err(Lockout::Account);
+            }
+        }
         Ok(Attempt {
             guard: self,
             key,
             account,
-            reserved: (a, b),
-            open: true,
+            known,
         })
+    }
+
+    /// Waits for the address's turn at a password check (see [`CHECKS_PER_ADDRESS`]); the
+    /// turn ends when the permit is dropped.
+    pub async fn turn(&self, ip: IpAddr) -> Option<Turn> {
+        let key = ClientKey::of(ip);
+        let sem = {
+            let mut t = lock_for_check(&self.counts.turns, "password turns")?;
+            if t.len() >= MAX_TRACKED {
+                // Idle entries (no check in flight) go first.
+                t.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            t.entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(CHECKS_PER_ADDRESS)))
+                .clone()
+        };
+        let permit = sem.acquire_owned().await.ok()?;
+        Some(Turn {
+            _permit: permit,
+            key,
+            counts: self.counts.clone(),
+        })
+    }
+
+    fn is_known(&self, account: &str, key: ClientKey) -> bool {
+        let Some(k) = lock_for_check(&self.counts.known, "known addresses") else {
+            return false;
+        };
+        k.get(&(account.to_string(), key))
+            .is_some_and(|t| t.elapsed() < KNOWN_FOR)
     }
 }
 
-/// A login being checked (see [`AuthGuard::attempt`]).
+/// An address's turn at a password check ([`AuthGuard::turn`]).
+#[derive(Debug)]
+pub struct Turn {
+    _permit: OwnedSemaphorePermit,
+    key: ClientKey,
+    counts: Arc<Counts>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // The address's semaphore goes once no check of it is in flight or waiting.
+        let mut t = lock_to_give_back(&self.counts.turns);
+        if t.get(&self.key).is_some_and(|s| Arc::strong_count(s) <= 2) {
+            t.remove(&self.key);
+        }
+    }
+}
+
+/// A login being checked (see [`AuthGuard::attempt`]); dropped without an answer (the
+/// directory could not be read), nothing is counted.
 #[derive(Debug)]
 pub struct Attempt<'g> {
     guard: &'g AuthGuard,
     key: ClientKey,
     account: String,
-    reserved: (Reserved, Reserved),
-    open: bool,
+    /// The address logged in to the account before.
+    known: bool,
 }
 
 impl Attempt<'_> {
-    /// The password was wrong: the failure stays counted; the pause before answering, which
-    /// doubles with each failure already counted.
-    pub fn failed(mut self) -> Duration {
-        self.open = false;
+    /// The password was wrong: the failure is counted for the address and the account; the
+    /// pause before answering, which doubles with each failure already counted (for an
+    /// address the account knows, its own only).
+    pub fn failed(self) -> Duration {
         let l = &self.guard.limits;
-        let n = self
-            .reserved
-            .0
-            .count
-            .max(self.reserved.1.count)
-            .clamp(1, 32);
+        let ip_n = self.guard.counts.ips.fail(&self.key, l.lockout);
+        let account_n = self.guard.counts.accounts.fail(&self.account, l.lockout);
+        let n = if self.known {
+            ip_n
+        } else {
+            ip_n.max(account_n)
+        }
+        .clamp(1, 32);
         l.delay
             .saturating_mul(1 << (n - 1).min(20))
             .min(l.max_delay)
     }
 
-    /// The login succeeded: it is not a failure, and the account's count is cleared. Not the
-    /// address's: a guesser with an account of its own could otherwise log in between guesses
-    /// and never be locked out.
+    /// The login succeeded: nothing is counted, and the address becomes known to the account.
+    /// Neither count is cleared: a guesser with an account of its own could otherwise log in
+    /// between guesses, and an owner's login would give strangers a fresh budget.
     pub fn succeeded(mut self) {
-        self.open = false;
-        self.guard.counts.ips.undo(&self.key, self.reserved.0);
-        self.guard.counts.accounts.clear(&self.account);
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            self.guard.counts.ips.undo(&self.key, self.reserved.0);
-            self.guard
-                .counts
-                .accounts
-                .undo(&self.account, self.reserved.1);
+        let mut k = lock_to_give_back(&self.guard.counts.known);
+        if k.len() >= MAX_TRACKED && !k.contains_key(&(self.account.clone(), self.key)) {
+            k.retain(|_, t| t.elapsed() < KNOWN_FOR);
+            if k.len() >= MAX_TRACKED {
+                if let Some(oldest) = k.iter().min_by_key(|(_, t)| **t).map(|(x, _)| x.clone()) {
+                    k.remove(&oldest);
+                }
+            }
         }
+        k.insert(
+            (std::mem::take(&mut self.account), self.key),
+            Instant::now(),
+        );
     }
 }
 
@@ -510,11 +558,16 @@ mod tests {
         assert!(l.admit(a).is_ok());
 
         let f = Failures::<IpAddr>::new();
+        f.fail(&a, Duration::from_secs(60));
         poison(&f.counts);
-        assert!(f.try_fail(&a, 5, Duration::from_secs(60)).is_none());
+        assert!(
+            f.count(&a, Duration::from_secs(60)).is_none(),
+            "the caller refuses"
+        );
         assert_eq!(
-            f.try_fail(&a, 5, Duration::from_secs(60)).map(|r| r.count),
-            Some(1)
+            f.count(&a, Duration::from_secs(60)),
+            Some(1),
+            "the count was kept"
         );
     }
 
@@ -586,7 +639,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failed_logins_slow_down_then_lock_out_the_address_or_the_account() {
+    async fn failed_logins_slow_down_then_lock_out_the_address_or_strangers_to_the_account() {
         let g = guard();
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let other: IpAddr = "198.51.100.8".parse().unwrap();
@@ -595,41 +648,82 @@ mod tests {
         assert_eq!(delays, [Ok(1), Ok(2), Ok(3)], "doubling, up to the most");
         assert_eq!(fail(ip, "bob@x.test"), Err(Lockout::Address));
         assert!(g.attempt(other, "bob@x.test").is_ok());
-        // The account, guessed from other addresses, locks out for everyone.
+        // The account, guessed from other addresses, is closed to addresses it does not know.
         assert!(fail(other, "alice@x.test").is_ok());
         assert!(fail("198.51.100.9".parse().unwrap(), "alice@x.test").is_ok());
         assert_eq!(fail(other, "alice@x.test"), Err(Lockout::Account));
         assert!(g.attempt(other, "carol@x.test").is_ok());
         tokio::time::advance(Duration::from_secs(601)).await;
         assert_eq!(fail(ip, "alice@x.test"), Ok(1), "the lockout passes");
-        g.attempt(ip, "alice@x.test").unwrap().succeeded();
-        assert_eq!(
-            fail("198.51.100.20".parse().unwrap(), "alice@x.test"),
-            Ok(1),
-            "the account's count is cleared"
-        );
+        let _ = g.attempt(ip, "bob@x.test");
         assert_eq!(
             fail(ip, "bob@x.test"),
             Ok(2),
-            "the address's is not: logging in to an account of one's own does not reset guesses"
+            "a login that was not answered counts nothing; a failure doubles the pause"
         );
     }
 
+    /// Issue 21: 20 guesses from 20 addresses locked the owner out of every protocol for ten
+    /// minutes. The account closes to strangers only: an address that logged in before keeps
+    /// working, slowed by its own failures alone.
     #[tokio::test(start_paused = true)]
-    async fn a_successful_login_does_not_keep_old_failures_alive() {
+    async fn guessers_cannot_lock_the_owner_out() {
         let g = guard();
-        let ip: IpAddr = "198.51.100.7".parse().unwrap();
-        g.attempt(ip, "a@x.test").unwrap().failed();
-        g.attempt(ip, "a@x.test").unwrap().failed();
-        for _ in 0..3 {
-            tokio::time::advance(Duration::from_secs(300)).await;
-            g.attempt(ip, "b@x.test").unwrap().succeeded();
+        let home: IpAddr = "192.0.2.10".parse().unwrap();
+        g.attempt(home, "alice@x.test").unwrap().succeeded();
+        for i in 0..20 {
+            let guesser: IpAddr = format!("203.0.113.{i}").parse().unwrap();
+            let _ = g.attempt(guesser, "alice@x.test").map(Attempt::failed);
         }
-        // 900 s after the failures (the lockout is 600 s): they are forgotten.
+        let stranger: IpAddr = "203.0.113.200".parse().unwrap();
         assert_eq!(
-            g.attempt(ip, "a@x.test").map(|a| a.failed().as_secs()),
-            Ok(1)
+            g.attempt(stranger, "alice@x.test").err(),
+            Some(Lockout::Account)
         );
+        let a = g
+            .attempt(home, "alice@x.test")
+            .expect("the owner's address still works");
+        assert_eq!(
+            a.failed(),
+            Duration::from_secs(1),
+            "slowed by its own failures only"
+        );
+        g.attempt(home, "alice@x.test").unwrap().succeeded();
+        assert_eq!(
+            g.attempt(stranger, "alice@x.test").err(),
+            Some(Lockout::Account),
+            "the owner's login does not reopen the account to strangers"
+        );
+    }
+
+    /// Issue 21: 15 correct logins at once from one address got "too many failed logins":
+    /// a login in progress counted as a failure. Successes never count; checks from one address
+    /// take turns instead.
+    #[tokio::test]
+    async fn correct_logins_at_once_are_never_failures() {
+        let g = std::sync::Arc::new(guard());
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let attempts: Vec<_> = (0..15)
+            .map(|_| g.attempt(ip, "a@x.test").unwrap())
+            .collect();
+        for a in attempts {
+            a.succeeded();
+        }
+        assert!(g.attempt(ip, "a@x.test").is_ok());
+        // Turns: at most CHECKS_PER_ADDRESS at once; the next waits until one ends.
+        let t1 = g.turn(ip).await.unwrap();
+        let _t2 = g.turn(ip).await.unwrap();
+        let waiting = {
+            let g = g.clone();
+            tokio::spawn(async move { g.turn(ip).await.is_some() })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "a third check from the address waits"
+        );
+        drop(t1);
+        assert!(waiting.await.unwrap());
     }
 
     #[test]
@@ -647,22 +741,5 @@ mod tests {
             "a failure on one protocol counts on the other"
         );
         assert!(smtp.attempt(ip, "b@x.test").is_ok(), "under its own limit");
-    }
-
-    #[test]
-    fn a_login_in_progress_uses_up_a_try_and_an_unanswered_one_is_given_back() {
-        let g = guard();
-        let ip: IpAddr = "198.51.100.7".parse().unwrap();
-        let pending: Vec<_> = (0..3).map(|_| g.attempt(ip, "a@x.test").unwrap()).collect();
-        assert_eq!(
-            g.attempt(ip, "a@x.test").err(),
-            Some(Lockout::Address),
-            "three checks in parallel take the three tries"
-        );
-        drop(pending);
-        assert!(
-            g.attempt(ip, "a@x.test").is_ok(),
-            "not answered: not counted"
-        );
     }
 }

@@ -64,10 +64,13 @@ pub async fn login(
         Some((u, h)) => (h, Some(u)),
         None => (password::dummy().to_string(), None),
     };
-    match (
-        password::verify_bounded(hash.clone(), pass.to_string()).await,
-        user,
-    ) {
+    // The address's turn first (a few checks in flight per address), then a verifier's.
+    let Some(turn) = guard.turn(ip).await else {
+        return Login::LockedOut(Lockout::Address);
+    };
+    let verified = password::verify_bounded(hash.clone(), pass.to_string()).await;
+    drop(turn);
+    match (verified, user) {
         (true, Some(u)) => {
             attempt.succeeded();
             if let Some(new) = password::with_scram(&hash, pass) {
