@@ -136,3 +136,20 @@ def test_guessers_cannot_lock_the_owner_out(make_server):
     for t in threads:
         t.join(60)
     assert len(results) == 15 and all(b" OK " in d for d in results), results
+
+
+def test_peer_values_cannot_forge_log_lines(server):
+    """User names were logged raw: an IMAP LOGIN literal with CR/LF forged a whole log line,
+    and ESC sequences reached the terminal of whoever read the log. Every value is escaped."""
+    forged = b"x\r\n2026-12-07T00:00:00.000000Z  INFO mailroom: imap login user=root@example.test\x1b[2J"
+    with imap_from(server, "127.0.0.1") as r:
+        r.send(b"a LOGIN {%d+}\r\n" % len(forged) + forged + b" wrong\r\n")
+        while not (line := r.line()).startswith(b"a "):
+            pass
+        assert b" NO " in line, line
+    with server.smtp() as s:
+        s.ehlo("evil\x1b]0;pwned\x07.example")
+    log = server.log()
+    assert "\x1b" not in log and "\x07" not in log, "control characters reach the log"
+    assert not any(l.startswith("2026-12-07T00:00:00.000000Z") for l in log.splitlines()), log[-1500:]
+    assert "user=x\\r\\n2026-12-07t00:00:00.000000z" in log, log[-1500:]   # (names are lower-cased)

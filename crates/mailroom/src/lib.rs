@@ -29,6 +29,7 @@ pub mod ids;
 pub mod imap;
 pub mod ingest;
 pub mod limits;
+pub mod logs;
 pub mod model;
 pub mod org;
 pub mod org_service;

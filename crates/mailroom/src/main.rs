@@ -7,6 +7,7 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let cli = mailroom::cli::Cli::parse();
     tracing_subscriber::fmt()
+        .fmt_fields(mailroom::logs::fields())
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
