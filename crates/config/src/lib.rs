@@ -441,8 +441,12 @@ pub struct ImapConfig {
     pub max_line: usize,
     /// Largest literal, and so the largest message APPEND takes (APPENDLIMIT, RFC 7889).
     pub max_literal: u64,
-    /// Commands a session may run per second; past it, the session is slowed down.
+    /// Commands a session may run per second, sustained: a token bucket that fills at this
+    /// rate up to `command_burst`; a session that empties it is slowed to this rate.
     pub max_commands_per_second: u32,
+    /// Commands a session may run at once before the rate applies: more than a sync client
+    /// issues (mbsync sends a UID FETCH per message), so that only a flood meets it.
+    pub command_burst: u32,
     /// Expunged UIDs each folder remembers, for QRESYNC's `VANISHED` (RFC 7162 §3.2.5.1); the
     /// oldest are forgotten past it. A client that resynchronizes from before what is
     /// remembered is told every UID it may know that is gone (computed from the UIDs still
@@ -476,6 +480,7 @@ impl Default for ImapConfig {
             max_line: 65_536,
             max_literal: 25 * 1024 * 1024,
             max_commands_per_second: 1000,
+            command_burst: 50_000,
             expunge_history: 100_000,
             max_keywords_per_folder: 1000,
             max_keywords_per_message: 100,

@@ -208,6 +208,8 @@ write_timeout = "{pop_write_timeout}"
 max_line = {imap_max_line}
 max_literal = {imap_max_literal}
 max_commands_per_second = {imap_cps}
+# Commands a session may send at once before that rate applies (a sync client never meets it).
+command_burst = {imap_burst}
 # Expunged UIDs each folder remembers for QRESYNC (older resyncs get the longer answer).
 expunge_history = {imap_expunge_history}
 # Keywords a folder may define (past it: NO [LIMIT]), and keywords one message may carry.
@@ -290,6 +292,7 @@ history = {history}
         imap_cps = i.max_commands_per_second,
         imap_expunge_history = i.expunge_history,
         imap_kw_folder = i.max_keywords_per_folder,
+        imap_burst = i.command_burst,
         imap_kw_message = i.max_keywords_per_message,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,

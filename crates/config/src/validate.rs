@@ -355,6 +355,12 @@ impl Config {
             1_000_000,
         )?;
         count(
+            "imap.command_burst",
+            u64::from(p.command_burst),
+            1,
+            10_000_000,
+        )?;
+        count(
             "imap.expunge_history",
             p.expunge_history,
             0,

@@ -138,17 +138,38 @@ async fn idle_hears_an_append_from_another_session() {
 async fn too_many_commands_a_second_are_slowed_down() {
     let mut cfg = config();
     cfg.imap.max_commands_per_second = 5;
+    cfg.imap.command_burst = 10;
     let h = harness(cfg).await;
     let mut c = logged_in(&h.ctx).await;
     let start = tokio::time::Instant::now();
-    for i in 0..16 {
+    for i in 0..9 {
         run(&mut c, &format!("n{i}"), "NOOP").await;
     }
-    // 17 commands (the login too) at 5 a second take at least three seconds.
+    // The login and nine commands: the burst, at once.
     assert!(
-        start.elapsed() >= Duration::from_secs(3),
+        start.elapsed() < Duration::from_millis(100),
         "{:?}",
         start.elapsed()
+    );
+    for i in 0..15 {
+        run(&mut c, &format!("m{i}"), "NOOP").await;
+    }
+    // Fifteen more at 5 a second: three seconds.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    // A pause refills it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = tokio::time::Instant::now();
+    for i in 0..10 {
+        run(&mut c, &format!("r{i}"), "NOOP").await;
+    }
+    assert!(
+        again.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        again.elapsed()
     );
 }
 
