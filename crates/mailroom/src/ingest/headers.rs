@@ -56,34 +56,87 @@ pub fn scan(text: &[u8]) -> HeaderFacts {
     facts
 }
 
-/// The addresses of every `From` field of a header section (RFC 5322 §3.6.2), lower case, with
-/// the number of `From` fields (RFC 5322 §3.6 allows exactly one; a second one is how a
-/// sender hides a forged address from a check that reads only one).
-pub fn from_fields(head: &[u8]) -> (usize, Vec<String>) {
+/// Who a message says wrote and sent it (RFC 5322 §3.6.2, §3.6.6): what the sender checks
+/// read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Authors {
+    /// The number of `From` fields (RFC 5322 §3.6 allows exactly one; a second one is how a
+    /// sender hides a forged address from a check that reads only one).
+    pub from_fields: usize,
+    /// The mailboxes of the `From` fields, lower case. Empty when they name none (an empty
+    /// group, an encoded word, a bare name): RFC 5322 §3.6.2 requires one.
+    pub from: Vec<String>,
+    /// The mailboxes of `Sender`, `Resent-From` and `Resent-Sender`, lower case, each with its
+    /// field's name.
+    pub others: Vec<(&'static str, String)>,
+    /// The names shown with all of them (display names, group names), decoded: a name that
+    /// holds an address is what a reader may take for the author.
+    pub names: Vec<String>,
+}
+
+/// A mailbox's address as an author field gives it: `local@domain`, neither part empty, no
+/// space or angle bracket (an encoded word or a bare name is no mailbox).
+fn mailbox(a: &str) -> Option<String> {
+    let (local, domain) = a.rsplit_once('@')?;
+    let plain =
+        |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || "<>".contains(c));
+    (plain(local) && plain(domain) && !a.starts_with("=?")).then(|| a.to_lowercase())
+}
+
+/// The author fields of a header section (see [`Authors`]).
+pub fn authors(head: &[u8]) -> Authors {
+    let mut out = Authors::default();
     let Some(msg) = mail_parser::MessageParser::new().parse_headers(head) else {
-        return (0, Vec::new());
+        return out;
     };
-    let mut fields = 0;
-    let mut out = Vec::new();
     for h in msg.headers() {
-        if h.name() != "From" && !h.name().eq_ignore_ascii_case("from") {
-            continue;
+        let field = match h.name().to_ascii_lowercase().as_str() {
+            "from" => "From",
+            "sender" => "Sender",
+            "resent-from" => "Resent-From",
+            "resent-sender" => "Resent-Sender",
+            _ => continue,
+        };
+        if field == "From" {
+            out.from_fields += 1;
         }
-        fields += 1;
-        if let Some(a) = h.value().as_address() {
-            out.extend(
-                a.iter()
-                    .filter_map(|a| a.address())
-                    .map(|a| a.to_lowercase()),
+        let Some(a) = h.value().as_address() else {
+            continue;
+        };
+        if let Some(groups) = a.as_group() {
+            out.names.extend(
+                groups
+                    .iter()
+                    .filter_map(|g| g.name.as_deref().map(String::from)),
             );
         }
+        for addr in a.iter() {
+            out.names.extend(addr.name().map(String::from));
+            let Some(m) = addr.address().and_then(mailbox) else {
+                continue;
+            };
+            if field == "From" {
+                out.from.push(m);
+            } else {
+                out.others.push((field, m));
+            }
+        }
     }
-    (fields, out)
+    out
+}
+
+/// The addresses that `text` (a display name) holds: words of the form `local@domain`, lower
+/// case, with the punctuation around them left out.
+pub fn addresses_in(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || "<>\"'(),;:[]".contains(c))
+        .filter_map(mailbox)
+        .filter(|m| m.rsplit_once('@').is_some_and(|(_, d)| d.contains('.')))
+        .collect()
 }
 
 /// The addresses of the `From` field(s) of a header section, lower case.
 pub fn from_addresses(head: &[u8]) -> Vec<String> {
-    from_fields(head).1
+    authors(head).from
 }
 
 /// True when `text` holds its whole header section (the empty line that ends it).
@@ -225,6 +278,47 @@ mod tests {
             String::from_utf8(received(&t, now)).unwrap(),
             "Received: from clientevil ([192.0.2.1])\r\n\tby mx.test (mailroom) with ESMTPSA\r\n\t(TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384) id 01JD3Q5ZC8A9F2KQ; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
         );
+    }
+
+    /// Issue 21: author fields that name no mailbox, and names that carry an address.
+    #[test]
+    fn authors_table() {
+        let a = authors(b"From: \"alice@example.test\" :;\r\n\r\n");
+        assert_eq!(
+            (a.from_fields, a.from.len()),
+            (1, 0),
+            "an empty group: {a:?}"
+        );
+        assert_eq!(addresses_in(&a.names.join(" ")), ["alice@example.test"]);
+        let a = authors(b"From: =?utf-8?q?alice=40example=2Etest?=\r\n\r\n");
+        assert_eq!(
+            (a.from_fields, a.from.len()),
+            (1, 0),
+            "an encoded word: {a:?}"
+        );
+        let a = authors(b"From: \"Bob <bob@example.test>\":;\r\n\r\n");
+        assert!(a.from.is_empty());
+        assert_eq!(addresses_in(&a.names.join(" ")), ["bob@example.test"]);
+        let a = authors(
+            b"From: \"Bob (bob@example.test)\" <alice@example.test>\r\nSender: carol@example.test\r\n\
+              Resent-From: Dave <dave@example.test>\r\n\r\n",
+        );
+        assert_eq!(a.from, ["alice@example.test"]);
+        assert_eq!(
+            a.others,
+            [
+                ("Sender", "carol@example.test".to_string()),
+                ("Resent-From", "dave@example.test".to_string())
+            ]
+        );
+        assert_eq!(addresses_in(&a.names.join(" ")), ["bob@example.test"]);
+        assert_eq!(addresses_in("Alice Example"), Vec::<String>::new());
+        assert_eq!(
+            addresses_in("mail me at x@localhost"),
+            Vec::<String>::new(),
+            "no dot"
+        );
+        assert_eq!(authors(b"From: Alice\r\n\r\n").from.len(), 0, "a bare name");
     }
 
     #[test]

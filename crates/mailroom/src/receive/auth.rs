@@ -412,4 +412,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
     }
+
+    /// The refusal when a logged-in user's message names another as its author: a From: that
+    /// names no mailbox, a From:, Sender:, Resent-From: or Resent-Sender: mailbox that is not
+    /// theirs, or a display name that carries a local address that is not theirs (what a reader
+    /// sees as the author: issue 21, `From: "Bob <bob@example.test>" <alice@…>`).
+    pub(super) async fn authors_theirs(
+        &self,
+        user: &crate::store::User,
+        authors: &crate::ingest::headers::Authors,
+    ) -> Option<Reply> {
+        if !self.ctx.config.submission.check_sender {
+            return None;
+        }
+        if authors.from.is_empty() {
+            return Some(super::data::no_author());
+        }
+        for from in &authors.from {
+            if let Some(r) = self.not_theirs(user, from, "From: address").await {
+                return Some(r);
+            }
+        }
+        for (field, address) in &authors.others {
+            if let Some(r) = self
+                .not_theirs(user, address, &format!("{field}: address"))
+                .await
+            {
+                return Some(r);
+            }
+        }
+        let cfg = &self.ctx.config;
+        for name in &authors.names {
+            for address in crate::ingest::headers::addresses_in(name) {
+                let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+                if !(cfg.is_local_domain(domain) || self.ctx.org.accepts(domain)) {
+                    continue;
+                }
+                if let Some(r) = self
+                    .not_theirs(user, &address, "The name shown with the author carries")
+                    .await
+                {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
 }

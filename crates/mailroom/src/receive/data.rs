@@ -82,6 +82,18 @@ impl Text {
 
 /// The reply when the text could not be stored: `452 4.3.1` when the disk is full (RFC 3463:
 /// mail system full), `451 4.3.0` otherwise; the client tries again later either way.
+/// The reply to a message whose From: names no mailbox (an empty group, an encoded word, a
+/// bare name): RFC 5322 §3.6.2 requires one, and without one no check can tell who wrote it
+/// (issue 21: such a From: passed the sender rules and DMARC).
+pub(super) fn no_author() -> Reply {
+    Reply::code(
+        550,
+        "5.7.1",
+        "The From: field names no mailbox (RFC 5322 §3.6.2 requires one): the author cannot be \
+         checked",
+    )
+}
+
 fn storage_reply(e: &io::Error) -> Reply {
     if e.kind() == io::ErrorKind::StorageFull {
         Reply::code(452, "4.3.1", "Insufficient system storage, try again later")
@@ -290,7 +302,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let whole_header = matches!(received, Received::Memory(_))
             || crate::ingest::headers::has_whole_header(head);
         if let Some(user) = &self.user {
-            let (fields, froms) = crate::ingest::headers::from_fields(head);
+            let authors = crate::ingest::headers::authors(head);
+            let fields = authors.from_fields;
             if self.ctx.config.submission.check_sender && (fields != 1 || !whole_header) {
                 self.reply(Reply::code(
                     553,
@@ -303,11 +316,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ));
                 return;
             }
-            for from in froms {
-                if let Some(r) = self.not_theirs(user, &from, "From: address").await {
-                    self.reply(r);
-                    return;
-                }
+            if let Some(r) = self.authors_theirs(user, &authors).await {
+                self.reply(r);
+                return;
             }
         } else if self.anonymous_outside() {
             // The checks below read the header section: one too long to read whole could hide
@@ -323,8 +334,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ));
                 return;
             }
-            // As for MAIL FROM: the author a reader sees may not be of this organization either.
-            for from in crate::ingest::headers::from_fields(head).1 {
+            // As for MAIL FROM: the author a reader sees may not be of this organization either;
+            // and a From: there must name one to judge (DMARC reads it). (A message without a
+            // From: field at all shows no author to impersonate.)
+            let authors = crate::ingest::headers::authors(head);
+            if authors.from_fields > 0 && authors.from.is_empty() {
+                self.reply(no_author());
+                return;
+            }
+            for from in authors.from {
                 let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
                 if let Some(r) = self.local_sender_refusal("From: address", &from, domain) {
                     self.reply(r);

@@ -383,3 +383,74 @@ async fn a_submission_without_a_date_gets_one() {
     let got = h.mailbox("alice@example.com").await;
     assert!(dates(&got[0]).is_empty(), "{}", got[0]);
 }
+
+/// Issue 21: a From: without a mailbox bypassed the sender rules (and left DMARC nothing to
+/// judge): from outside, an empty group or an encoded word for a local address was accepted;
+/// a logged-in user could show another local user in a display name, or name them in Sender:
+/// or Resent-From:.
+#[tokio::test]
+async fn an_author_that_is_no_mailbox_or_not_the_user_is_refused() {
+    let mut h = start_full(config(), Registry::standard(), 1 << 20, Mode::Mx, None).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    for from in [
+        "From: \"alice@example.com\" :;",
+        "From: =?utf-8?q?alice=40example=2Ecom?=",
+        "From: Alice",
+    ] {
+        h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+        h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+        h.c.cmd("DATA", "354").await;
+        h.c.cmd(
+            &format!("{from}\r\nSubject: s\r\n\r\nhi\r\n."),
+            "550 5.7.1 The From: field names no mailbox",
+        )
+        .await;
+    }
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd("From: a@b.test\r\nSubject: fine\r\n\r\nhi\r\n.", "250")
+        .await;
+
+    let (mut h, client, _dir) = submission().await;
+    under_tls(&mut h, client).await;
+    h.c.cmd("EHLO client.test", "250").await;
+    h.c.cmd(
+        &format!("AUTH PLAIN {}", b64(b"\0carol@example.com\0secret")),
+        "235",
+    )
+    .await;
+    for (head, want) in [
+        (
+            "From: \"Bob <bob@example.com>\":;",
+            "550 5.7.1 The From: field names no mailbox",
+        ),
+        (
+            "From: \"Bob <bob@example.com>\" <carol@example.com>",
+            "553 5.7.1 The name shown with the author carries <bob@example.com> rejected",
+        ),
+        (
+            "From: carol@example.com\r\nSender: bob@example.com",
+            "553 5.7.1 Sender: address <bob@example.com> rejected",
+        ),
+        (
+            "From: carol@example.com\r\nResent-From: Bob <bob@example.com>",
+            "553 5.7.1 Resent-From: address <bob@example.com> rejected",
+        ),
+    ] {
+        h.c.cmd("MAIL FROM:<carol@example.com>", "250").await;
+        h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+        h.c.cmd("DATA", "354").await;
+        h.c.cmd(&format!("{head}\r\nSubject: s\r\n\r\nhi\r\n."), want)
+            .await;
+    }
+    // Her own address in her display name, and an outside one, are fine.
+    h.c.cmd("MAIL FROM:<carol@example.com>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    h.c.cmd(
+        "From: \"carol@example.com (via x@elsewhere.org)\" <carol@example.com>\r\n\r\nhi\r\n.",
+        "250",
+    )
+    .await;
+}
