@@ -153,3 +153,24 @@ def test_peer_values_cannot_forge_log_lines(server):
     assert "\x1b" not in log and "\x07" not in log, "control characters reach the log"
     assert not any(l.startswith("2026-12-07T00:00:00.000000Z") for l in log.splitlines()), log[-1500:]
     assert "user=x\\r\\n2026-12-07t00:00:00.000000z" in log, log[-1500:]   # (names are lower-cased)
+
+
+def test_idle_connections_from_one_network_cannot_take_every_slot(make_server):
+    """22 addresses × 50 idle connections took all 1,000 SMTP slots and a legitimate client got
+    421. Connections from one /24 (or IPv6 /48) count together (smtp.max_connections_per_network);
+    here 60 slots, 20 per network, and 66 idle connections from 22 addresses of 127.0.1.0/24."""
+    server = make_server({"smtp.max_connections": 60, "smtp.max_connections_per_network": 20})
+    held, greeted = [], 0
+    try:
+        for i in range(66):
+            s = socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10,
+                                         source_address=(f"127.0.1.{1 + i % 22}", 0))
+            held.append(s)
+            if s.recv(512).startswith(b"220 "):
+                greeted += 1
+        assert greeted == 20, greeted
+        with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as s:
+            assert s.recv(512).startswith(b"220 "), "a client of another network gets in"
+    finally:
+        for s in held:
+            s.close()

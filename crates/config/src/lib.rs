@@ -216,6 +216,13 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Simultaneous connections from one client IP address.
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections from one network (an IPv4 /24, an IPv6 /48) together: many
+    /// addresses of one holder cannot take every slot (issue 21).
+    pub max_connections_per_network: usize,
+    /// Message text must come at least this fast (octets a second, averaged): DATA may take
+    /// `data_timeout` plus a second per this many octets, whatever the pauses (Postfix's
+    /// `smtpd_min_data_rate`); a client that trickles is cut off.
+    pub min_data_rate: u64,
     /// Errors in one session after which the server says 421 and disconnects.
     pub max_errors: u32,
     /// Waiting for a command (RFC 5321 §4.5.3.2.7: at least 5 minutes).
@@ -315,6 +322,8 @@ impl Default for SmtpConfig {
             max_text_line: 1000,
             max_connections: 1000,
             max_connections_per_ip: 50,
+            max_connections_per_network: 100,
+            min_data_rate: 500,
             max_errors: 10,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
@@ -360,6 +369,8 @@ pub struct Pop3Config {
     pub max_auth_failures: u32,
     /// Simultaneous connections from one client address (an IPv6 client: its /64).
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections from one network (an IPv4 /24, an IPv6 /48) together.
+    pub max_connections_per_network: usize,
     /// Failed logins from one client address, across sessions, before it is locked out...
     pub max_auth_failures_per_ip: u32,
     /// Failed logins for one account, from anywhere, before it is locked out...
@@ -387,6 +398,7 @@ impl Default for Pop3Config {
             max_connections: 500,
             max_auth_failures: 3,
             max_connections_per_ip: 50,
+            max_connections_per_network: 100,
             max_auth_failures_per_ip: 10,
             max_auth_failures_per_account: 20,
             max_auth_failure_delay: Duration::from_secs(30),
@@ -421,6 +433,8 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Simultaneous connections from one client address (an IPv6 client: its /64).
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections from one network (an IPv4 /24, an IPv6 /48) together.
+    pub max_connections_per_network: usize,
     /// Failed logins in one session before it is closed.
     pub max_auth_failures: u32,
     /// Failed logins from one client address, across sessions and protocols, before it is
@@ -471,6 +485,7 @@ impl Default for ImapConfig {
             login_timeout: Duration::from_secs(60),
             max_connections: 1000,
             max_connections_per_ip: 50,
+            max_connections_per_network: 100,
             max_auth_failures: 3,
             max_auth_failures_per_ip: 10,
             max_auth_failures_per_account: 20,

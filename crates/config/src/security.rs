@@ -77,6 +77,8 @@ pub struct SubmissionConfig {
     pub max_connections: usize,
     /// ...from one client address (an IPv6 client: its /64).
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections from one network (an IPv4 /24, an IPv6 /48) together.
+    pub max_connections_per_network: usize,
     /// Failed AUTH attempts in one session before it is closed.
     pub max_auth_failures: u32,
     /// Pause before answering the first failed AUTH; it doubles with each further failure
@@ -105,6 +107,7 @@ impl Default for SubmissionConfig {
             tls_listen: vec![SocketAddr::from(([127, 0, 0, 1], 2465))],
             max_connections: 500,
             max_connections_per_ip: 20,
+            max_connections_per_network: 50,
             max_auth_failures: 3,
             auth_failure_delay: Duration::from_secs(2),
             max_auth_failure_delay: Duration::from_secs(30),

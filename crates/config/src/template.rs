@@ -70,9 +70,14 @@ max_recipients = {max_recipients}
 # Longest command line and longest line of message text, in octets including CRLF.
 max_command_line = {max_command_line}
 max_text_line = {max_text_line}
-# Simultaneous connections, in total and from one client address.
+# Simultaneous connections, in total, from one client address, and from one network (a /24 or
+# an IPv6 /48, together).
 max_connections = {max_connections}
 max_connections_per_ip = {max_connections_per_ip}
+max_connections_per_network = {smtp_per_net}
+# Message text must arrive at least this fast (octets a second): DATA may take data_timeout
+# plus a second per this many octets, however it pauses.
+min_data_rate = {smtp_min_rate}
 # Errors in one session before the server says 421 and hangs up.
 max_errors = {max_errors}
 # How long the server waits for a command, and for more message text.
@@ -120,6 +125,7 @@ listen = ["{submission}"]
 tls_listen = ["{submissions}"]
 max_connections = {sub_max_connections}
 max_connections_per_ip = {sub_per_ip}
+max_connections_per_network = {sub_per_net}
 # Failed logins in one session before it is closed.
 max_auth_failures = {sub_max_auth_failures}
 # The pause after a failed login; it doubles with each further failure from the same address or
@@ -176,6 +182,8 @@ max_connections = {pop_max_connections}
 max_auth_failures = {max_auth_failures}
 # Connections from one client address (IPv6: its /64).
 max_connections_per_ip = {pop_per_ip}
+# Connections from one network (a /24, or an IPv6 /48) together.
+max_connections_per_network = {pop_per_net}
 # Failed logins from one client address, or for one account, before it is locked out for a while.
 max_auth_failures_per_ip = {pop_fail_per_ip}
 max_auth_failures_per_account = {pop_fail_account}
@@ -197,6 +205,7 @@ idle_timeout = "{imap_idle_timeout}"
 login_timeout = "{imap_login_timeout}"
 max_connections = {imap_max_connections}
 max_connections_per_ip = {imap_per_ip}
+max_connections_per_network = {imap_per_net}
 max_auth_failures = {max_auth_failures}
 # Failed logins from one client address, or for one account (counted with POP3 and submission).
 max_auth_failures_per_ip = {pop_fail_per_ip}
@@ -287,6 +296,7 @@ history = {history}
         imap_login_timeout = dur(i.login_timeout),
         imap_max_connections = i.max_connections,
         imap_per_ip = i.max_connections_per_ip,
+        imap_per_net = i.max_connections_per_network,
         imap_max_line = i.max_line,
         imap_max_literal = i.max_literal,
         imap_cps = i.max_commands_per_second,
@@ -300,6 +310,8 @@ history = {history}
         max_text_line = s.max_text_line,
         max_connections = s.max_connections,
         max_connections_per_ip = s.max_connections_per_ip,
+        smtp_per_net = s.max_connections_per_network,
+        smtp_min_rate = s.min_data_rate,
         max_errors = s.max_errors,
         command_timeout = dur(s.command_timeout),
         data_timeout = dur(s.data_timeout),
@@ -317,12 +329,14 @@ history = {history}
         max_auth_failures = p.max_auth_failures,
         pop_write_timeout = dur(p.write_timeout),
         pop_per_ip = p.max_connections_per_ip,
+        pop_per_net = p.max_connections_per_network,
         pop_fail_per_ip = p.max_auth_failures_per_ip,
         pop_lockout = dur(p.auth_lockout),
         pop_fail_account = p.max_auth_failures_per_account,
         pop_max_delay = dur(p.max_auth_failure_delay),
         sub_max_connections = m.max_connections,
         sub_per_ip = m.max_connections_per_ip,
+        sub_per_net = m.max_connections_per_network,
         sub_max_auth_failures = m.max_auth_failures,
         sub_delay = dur(m.auth_failure_delay),
         sub_max_delay = dur(m.max_auth_failure_delay),

@@ -156,6 +156,13 @@ impl Config {
             1,
             1_000_000,
         )?;
+        count(
+            "smtp.max_connections_per_network",
+            s.max_connections_per_network as u64,
+            1,
+            1_000_000,
+        )?;
+        count("smtp.min_data_rate", s.min_data_rate, 1, 1 << 40)?;
         count("smtp.max_errors", u64::from(s.max_errors), 1, 1_000_000)?;
         count(
             "smtp.max_received_headers",
@@ -192,6 +199,11 @@ impl Config {
             (
                 "submission.max_connections_per_ip",
                 m.max_connections_per_ip as u64,
+                1_000_000,
+            ),
+            (
+                "submission.max_connections_per_network",
+                m.max_connections_per_network as u64,
                 1_000_000,
             ),
             (
@@ -260,6 +272,12 @@ impl Config {
             1_000_000,
         )?;
         count(
+            "pop3.max_connections_per_network",
+            p.max_connections_per_network as u64,
+            1,
+            1_000_000,
+        )?;
+        count(
             "pop3.max_auth_failures",
             u64::from(p.max_auth_failures),
             1,
@@ -309,6 +327,12 @@ impl Config {
         count(
             "imap.max_connections_per_ip",
             p.max_connections_per_ip as u64,
+            1,
+            1_000_000,
+        )?;
+        count(
+            "imap.max_connections_per_network",
+            p.max_connections_per_network as u64,
             1,
             1_000_000,
         )?;

@@ -86,14 +86,47 @@ pub enum Refusal {
     Total,
     /// This client address has as many as it may.
     PerClient,
+    /// Its network (a /24, an IPv6 /48) has as many as it may.
+    PerNetwork,
+}
+
+impl Refusal {
+    /// What the client is told.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Total => "Too many connections, try again later",
+            Refusal::PerClient => "Too many connections from your address, try again later",
+            Refusal::PerNetwork => "Too many connections from your network, try again later",
+        }
+    }
+}
+
+/// How many connections a service takes: in total, from one client address, and from one
+/// network together (so that a holder of many addresses, idle on every one, cannot take every
+/// slot: issue 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// In total.
+    pub total: usize,
+    /// From one client address (IPv6: its /64).
+    pub per_client: usize,
+    /// From one network ([`ClientKey::network`]: a /24, an IPv6 /48).
+    pub per_network: usize,
 }
 
 /// The connection limits of one service, shared by all of its listeners.
 #[derive(Debug)]
 pub struct ConnectionLimits {
     total: Arc<Semaphore>,
-    per_client: usize,
-    counts: Mutex<HashMap<ClientKey, usize>>,
+    capacity: Capacity,
+    counts: Mutex<Open>,
+}
+
+/// Connections open, by client and by network.
+#[derive(Debug, Default)]
+struct Open {
+    clients: HashMap<ClientKey, usize>,
+    networks: HashMap<ClientKey, usize>,
 }
 
 /// A connection's place within the limits, given back when dropped.
@@ -102,15 +135,16 @@ pub struct Admission {
     _permit: OwnedSemaphorePermit,
     limits: Arc<ConnectionLimits>,
     key: ClientKey,
+    network: ClientKey,
 }
 
 impl ConnectionLimits {
-    /// Limits of `total` connections, at most `per_client` from one client address.
-    pub fn new(total: usize, per_client: usize) -> Arc<ConnectionLimits> {
+    /// Limits of this capacity.
+    pub fn new(capacity: Capacity) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
-            total: Arc::new(Semaphore::new(total)),
-            per_client,
-            counts: Mutex::new(HashMap::new()),
+            total: Arc::new(Semaphore::new(capacity.total)),
+            capacity,
+            counts: Mutex::new(Open::default()),
         })
     }
 
@@ -121,30 +155,38 @@ impl ConnectionLimits {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refusal::Total)?;
-        let key = ClientKey::of(ip);
-        let mut counts = lock_for_check(&self.counts, "connections").ok_or(Refusal::Total)?;
-        let n = counts.entry(key).or_insert(0);
-        if *n >= self.per_client {
+        let (key, network) = (ClientKey::of(ip), ClientKey::network(ip));
+        let mut open = lock_for_check(&self.counts, "connections").ok_or(Refusal::Total)?;
+        if open.clients.get(&key).copied().unwrap_or(0) >= self.capacity.per_client {
             return Err(Refusal::PerClient);
         }
-        *n += 1;
+        if open.networks.get(&network).copied().unwrap_or(0) >= self.capacity.per_network {
+            return Err(Refusal::PerNetwork);
+        }
+        *open.clients.entry(key).or_insert(0) += 1;
+        *open.networks.entry(network).or_insert(0) += 1;
         Ok(Admission {
             _permit: permit,
             limits: self.clone(),
             key,
+            network,
         })
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let mut c = lock_to_give_back(&self.limits.counts);
-        if let Some(n) = c.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.key);
+        let mut open = lock_to_give_back(&self.limits.counts);
+        let give_back = |m: &mut HashMap<ClientKey, usize>, k: &ClientKey| {
+            if let Some(n) = m.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(k);
+                }
             }
-        }
+        };
+        give_back(&mut open.clients, &self.key);
+        give_back(&mut open.networks, &self.network);
     }
 }
 
@@ -550,7 +592,11 @@ mod tests {
         );
         assert!(!r.allow(a, 3), "the count was kept, and limiting goes on");
 
-        let l = ConnectionLimits::new(10, 10);
+        let l = ConnectionLimits::new(Capacity {
+            total: 10,
+            per_client: 10,
+            per_network: 10,
+        });
         let kept = l.admit(a).unwrap();
         poison(&l.counts);
         assert_eq!(l.admit(a).err(), Some(Refusal::Total));
@@ -573,7 +619,11 @@ mod tests {
 
     #[test]
     fn connection_limits_total_and_per_client() {
-        let l = ConnectionLimits::new(3, 2);
+        let l = ConnectionLimits::new(Capacity {
+            total: 3,
+            per_client: 2,
+            per_network: 3,
+        });
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::2".parse().unwrap();
         let c: IpAddr = "192.0.2.9".parse().unwrap();
@@ -584,6 +634,21 @@ mod tests {
         assert_eq!(l.admit(c).err(), Some(Refusal::Total));
         drop(first);
         assert!(l.admit(a).is_ok(), "a slot given back is free again");
+        // Many addresses of one network count together.
+        let l = ConnectionLimits::new(Capacity {
+            total: 100,
+            per_client: 50,
+            per_network: 3,
+        });
+        let near = |i: u8| -> IpAddr { format!("203.0.113.{i}").parse().unwrap() };
+        let held: Vec<_> = (1..=3).map(|i| l.admit(near(i)).unwrap()).collect();
+        assert_eq!(l.admit(near(9)).err(), Some(Refusal::PerNetwork));
+        assert!(
+            l.admit("198.51.100.1".parse().unwrap()).is_ok(),
+            "another network"
+        );
+        drop(held);
+        assert!(l.admit(near(9)).is_ok());
     }
 
     #[tokio::test(start_paused = true)]

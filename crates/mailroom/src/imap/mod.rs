@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits, Refusal};
+use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits};
 use crate::store::Store;
 
 pub use session::Session;
@@ -99,15 +99,9 @@ pub async fn serve(
 ) {
     let admit = |peer: std::net::SocketAddr| {
         // RFC 9051 §7.1.5: BYE at once, with the reason.
-        limits.admit(peer.ip()).map_err(|why| match why {
-            Refusal::Total => {
-                b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n".to_vec()
-            }
-            Refusal::PerClient => {
-                b"* BYE [UNAVAILABLE] Too many connections from your address, try again later\r\n"
-                    .to_vec()
-            }
-        })
+        limits
+            .admit(peer.ip())
+            .map_err(|why| format!("* BYE [UNAVAILABLE] {}\r\n", why.reason()).into_bytes())
     };
     let session = |stream, peer, admission, shutdown| {
         let ctx = ctx.clone();

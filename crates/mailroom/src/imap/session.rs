@@ -69,6 +69,8 @@ pub struct Session<S> {
     pub(super) saved: Option<Vec<u32>>,
     /// The command bucket: when it was last filled, and the commands it holds.
     rate: (Instant, f64),
+    /// When the connection was accepted.
+    connected: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -102,6 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             dirty: false,
             saved: None,
             rate: (Instant::now(), burst),
+            connected: Instant::now(),
         }
     }
 
@@ -311,7 +314,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let timeout = if self.user.is_some() {
                 self.ctx.config.imap.idle_timeout
             } else {
-                self.ctx.config.imap.login_timeout
+                self.login_time_left()
             };
             // A literal is read in large pieces: reading it whole at once also lets the
             // kernel acknowledge it at once, where small reads leave the client's last
@@ -340,8 +343,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// What is left of `imap.login_timeout`, counted from the connection (as Dovecot counts
+    /// its login timeout): a client that has not logged in by then is let go however much it
+    /// sends meanwhile (issue 21: a byte a second held a pre-login session for ever).
+    pub(super) fn login_time_left(&self) -> Duration {
+        self.ctx
+            .config
+            .imap
+            .login_timeout
+            .saturating_sub(self.connected.elapsed())
+    }
+
     /// Reads one line (a SASL response, IDLE's DONE), or `None` when the connection ends.
+    /// The whole line must come within `timeout`, however it is split.
     pub(super) async fn read_line(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(nl) = self.conn.rbuf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.conn.rbuf.drain(..=nl).collect();
@@ -356,8 +372,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return None;
             }
             self.conn.flush().await.ok()?;
+            let left = deadline.saturating_duration_since(Instant::now());
             self.conn
-                .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
+                .fill(left, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
                 .await
                 .ok()?;
         }
@@ -495,7 +512,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let engine = base64::engine::general_purpose::STANDARD;
         self.conn
             .send_raw(format!("+ {}\r\n", engine.encode(challenge)).as_bytes());
-        let timeout = self.ctx.config.imap.login_timeout;
+        let timeout = self.login_time_left();
         match self.read_line(timeout).await {
             Some(l) => sasl::decode_response(&l).map_err(|e| Some(e.to_string())),
             None => Err(None),

@@ -470,3 +470,36 @@ async fn a_new_message_is_recent_in_one_session() {
     let r = run(&mut a, "f", "FETCH 1 FLAGS").await;
     assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Recent))");
 }
+
+/// Issue 21: a client that never logs in but sends a byte now and then kept its session (and
+/// slot) for ever: the login timeout began again at every byte. It counts from the connection.
+#[tokio::test(start_paused = true)]
+async fn the_login_timeout_counts_from_the_connection() {
+    let mut cfg = config();
+    cfg.imap.login_timeout = Duration::from_secs(60);
+    let h = harness(cfg).await;
+    let mut c = connect(&h.ctx);
+    c.status().await;
+    let start = tokio::time::Instant::now();
+    for b in b"a NOOP\r\nb NOOP\r\nc NOOP\r\nd CAPA"
+        .iter()
+        .cycle()
+        .take(59)
+    {
+        c.send(&[*b]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    loop {
+        let l = c.status().await;
+        if l.starts_with("* BYE") {
+            assert_eq!(l, "* BYE Autologout; idle for too long");
+            break;
+        }
+        assert!(!l.is_empty(), "closed without BYE");
+    }
+    assert!(
+        start.elapsed() <= Duration::from_secs(61),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits, Refusal};
+use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits};
 use crate::store::Store;
 
 pub use session::Session;
@@ -123,13 +123,9 @@ pub async fn serve(
     control: crate::conn::ListenerControl,
 ) {
     let admit = |peer: std::net::SocketAddr| {
-        limits.admit(peer.ip()).map_err(|why| match why {
-            Refusal::Total => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n".to_vec(),
-            Refusal::PerClient => {
-                b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"
-                    .to_vec()
-            }
-        })
+        limits
+            .admit(peer.ip())
+            .map_err(|why| format!("-ERR [SYS/TEMP] {}\r\n", why.reason()).into_bytes())
     };
     let session = |stream, peer, admission, shutdown| {
         let ctx = ctx.clone();

@@ -120,13 +120,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.conn.close().await;
     }
 
+    /// The next command line, which must come whole within `pop3.idle_timeout` of the wait's
+    /// start, however it is split (a byte a second does not keep the session).
     async fn next_line(&mut self) -> Option<Line> {
+        let deadline = tokio::time::Instant::now() + self.ctx.config.pop3.idle_timeout;
         loop {
             if let Some(l) = self.conn.next_line() {
                 return Some(l);
             }
             self.conn.flush().await.ok()?;
-            let timeout = self.ctx.config.pop3.idle_timeout;
+            let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self
                 .conn
                 .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)

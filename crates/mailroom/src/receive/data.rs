@@ -6,6 +6,7 @@
 //! buffer, one read's decoded text and the threshold, whatever the size of the message.
 
 use std::io;
+use std::time::Duration;
 
 use mailroom_proto::results::ResultsFilter;
 use mailroom_proto::smtp::{DataDecoder, DataOutcome, LineFlaws, Reply};
@@ -82,6 +83,33 @@ impl Text {
 
 /// The reply when the text could not be stored: `452 4.3.1` when the disk is full (RFC 3463:
 /// mail system full), `451 4.3.0` otherwise; the client tries again later either way.
+/// How long message text (a DATA, or one BDAT chunk) may take: `smtp.data_timeout` of
+/// silence at most, and as a whole `data_timeout` plus a second per `smtp.min_data_rate`
+/// octets received (Postfix's `smtpd_min_data_rate`). A client that trickles a byte a second is
+/// cut off after about `data_timeout` (issue 21: the timeout began again at every byte).
+struct TextClock {
+    start: tokio::time::Instant,
+    received: u64,
+}
+
+impl TextClock {
+    fn start(received: usize) -> TextClock {
+        TextClock {
+            start: tokio::time::Instant::now(),
+            received: received as u64,
+        }
+    }
+
+    /// What is left for the next read (zero: the text took too long).
+    fn left(&self, data_timeout: Duration, min_rate: u64) -> Duration {
+        let earned = Duration::from_secs(self.received / min_rate.max(1));
+        let deadline = self.start + data_timeout.saturating_add(earned);
+        deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(data_timeout)
+    }
+}
+
 /// The reply to a message whose From: names no mailbox (an empty group, an encoded word, a
 /// bare name): RFC 5322 §3.6.2 requires one, and without one no check can tell who wrote it
 /// (issue 21: such a From: passed the sender rules and DMARC).
@@ -166,6 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         };
         self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
+        let mut clock = TextClock::start(self.conn.rbuf.len());
         loop {
             if let DataOutcome::Done { consumed } = text.dec.feed(&self.conn.rbuf) {
                 self.conn.rbuf.drain(..consumed);
@@ -173,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.conn.rbuf.clear();
             text.store().await;
-            if let Some(flow) = self.more_text().await {
+            if let Some(flow) = self.more_text(&mut clock).await {
                 // The partial text (and its spool file) goes with `text`.
                 return flow;
             }
@@ -204,6 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => None,
         };
         let mut remaining = size;
+        let mut clock = TextClock::start(self.conn.rbuf.len());
         loop {
             let take = remaining.min(self.conn.rbuf.len() as u64) as usize;
             if let Some(t) = text.as_mut() {
@@ -216,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if remaining == 0 {
                 break;
             }
-            if let Some(flow) = self.more_text().await {
+            if let Some(flow) = self.more_text(&mut clock).await {
                 return flow;
             }
         }
@@ -246,14 +276,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Flow::Continue
     }
 
-    /// Waits for more message text. `Some` ends the session (timeout or disconnect).
-    async fn more_text(&mut self) -> Option<Flow> {
+    /// Waits for more message text, within what is left of the text's time ([`TextClock`]).
+    /// `Some` ends the session (timeout or disconnect).
+    async fn more_text(&mut self, clock: &mut TextClock) -> Option<Flow> {
         if self.conn.flush().await.is_err() {
             return Some(Flow::Close);
         }
-        let timeout = self.ctx.config.smtp.data_timeout;
+        let smtp = &self.ctx.config.smtp;
+        let timeout = clock.left(smtp.data_timeout, smtp.min_data_rate);
+        let before = self.conn.rbuf.len();
         match self.conn.fill(timeout, None, crate::conn::TEXT_READ).await {
-            Ok(()) => None,
+            Ok(()) => {
+                clock.received += self.conn.rbuf.len().saturating_sub(before) as u64;
+                None
+            }
             Err(ReadError::Timeout) => {
                 let host = self.ctx.config.server.hostname.clone();
                 self.reply(Reply::code(

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::ingest::Ingest;
-use crate::limits::{ConnectionLimits, Refusal};
+use crate::limits::ConnectionLimits;
 use crate::store::Store;
 use extensions::Registry;
 
@@ -102,10 +102,7 @@ pub async fn serve(
         }
         match limits.admit(peer.ip()) {
             Ok(admission) => Ok((ctx.clone(), admission)),
-            Err(Refusal::Total) => Err(refuse("Too many connections, try again later")),
-            Err(Refusal::PerClient) => Err(refuse(
-                "Too many connections from your address, try again later",
-            )),
+            Err(why) => Err(refuse(why.reason())),
         }
     };
     let session = |stream, peer, (ctx, admission): (Arc<Context>, _), shutdown| async move {

@@ -93,6 +93,10 @@ pub struct Session<S> {
     pub(super) auth_failures: u32,
     errors: u32,
     shutdown: watch::Receiver<bool>,
+    /// When the session began to wait for the command line it is reading: the whole line must
+    /// come within `smtp.command_timeout` (issue 21: the timeout began again at every byte, so a
+    /// byte a second held a connection for ever).
+    line_since: Option<tokio::time::Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -117,7 +121,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             auth_failures: 0,
             errors: 0,
             shutdown,
+            line_since: None,
         }
+    }
+
+    /// What is left of `smtp.command_timeout` for the line being read (zero: it is over).
+    fn line_time_left(&mut self) -> std::time::Duration {
+        let since = *self
+            .line_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        self.ctx
+            .config
+            .smtp
+            .command_timeout
+            .saturating_sub(since.elapsed())
     }
 
     fn host(&self) -> &str {
@@ -129,10 +146,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn read_line(&mut self) -> Option<Line> {
         loop {
             if let Some(l) = self.conn.next_line() {
+                self.line_since = None;
                 return Some(l);
             }
             self.conn.flush().await.ok()?;
-            let timeout = self.ctx.config.smtp.command_timeout;
+            let timeout = self.line_time_left();
             self.conn
                 .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
                 .await
@@ -155,12 +173,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(greeting);
         loop {
             let line = match self.conn.next_line() {
-                Some(l) => l,
+                Some(l) => {
+                    self.line_since = None;
+                    l
+                }
                 None => {
                     if self.conn.flush().await.is_err() {
                         return;
                     }
-                    let timeout = self.ctx.config.smtp.command_timeout;
+                    let timeout = self.line_time_left();
                     match self
                         .conn
                         .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)

@@ -121,6 +121,7 @@ fn live(boot: &Config, new: &Config) -> Config {
     m.tls_listen = n.tls_listen.clone();
     m.max_connections = n.max_connections;
     m.max_connections_per_ip = n.max_connections_per_ip;
+    m.max_connections_per_network = n.max_connections_per_network;
     m.check_sender = n.check_sender;
     c.sender_auth = new.sender_auth.clone();
     c.dkim = new.dkim.clone();

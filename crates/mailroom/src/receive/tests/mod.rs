@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, watch};
 
 use super::extensions::Registry;
@@ -800,4 +802,80 @@ async fn expansion_limits_are_configurable() {
     h.c.cmd("RCPT TO:<three@example.com>", "550 5.5.3").await;
     h.c.cmd("RCPT TO:<outer@example.com>", "550 5.5.3").await;
     h.c.cmd("RCPT TO:<team@example.com>", "250").await;
+}
+
+/// Issue 21: the timeouts began again at every byte, so a client sending a byte a second held
+/// a command line or a DATA stream, and its connection slot, for ever. A command line must come
+/// whole within `smtp.command_timeout`; message text within `smtp.data_timeout` plus a second
+/// per `smtp.min_data_rate` octets.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_trickles_is_cut_off() {
+    let mut cfg = config();
+    cfg.smtp.command_timeout = Duration::from_secs(60);
+    cfg.smtp.data_timeout = Duration::from_secs(30);
+    cfg.smtp.min_data_rate = 100;
+    let mut h = start_with(cfg, Registry::standard()).await;
+    let start = tokio::time::Instant::now();
+    // A command line, a byte a second: 59 of them, then the server's answer.
+    for b in b"EHLO a-very-long-name-that-comes-slowly.example.org"
+        .iter()
+        .cycle()
+        .take(59)
+    {
+        h.c.send(&[*b]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let r = h.c.reply().await;
+    assert!(
+        r.starts_with("421 ") && r.contains("timeout exceeded"),
+        "{r}"
+    );
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(61), "cut off after {took:?}");
+    assert!(h.c.closed().await);
+
+    // Message text: fast enough goes on however long it takes; a trickle is cut.
+    let mut h = start_with(
+        {
+            let mut c = config();
+            c.smtp.data_timeout = Duration::from_secs(30);
+            c.smtp.min_data_rate = 100;
+            c
+        },
+        Registry::standard(),
+    )
+    .await;
+    h.c.cmd("EHLO c", "250").await;
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    let start = tokio::time::Instant::now();
+    h.c.send(b"Subject: slow\r\n\r\n").await;
+    // 200 octets every second: above the rate, 60 s is fine.
+    for _ in 0..60 {
+        h.c.send(&[b'x'; 198]).await;
+        h.c.send(b"\r\n").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    h.c.send(b".\r\n").await;
+    assert!(
+        h.c.reply().await.starts_with("250"),
+        "{:?}",
+        start.elapsed()
+    );
+    h.c.cmd("MAIL FROM:<a@b.test>", "250").await;
+    h.c.cmd("RCPT TO:<alice@example.com>", "250").await;
+    h.c.cmd("DATA", "354").await;
+    let start = tokio::time::Instant::now();
+    for _ in 0..28 {
+        h.c.send(b"x").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let r = h.c.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(
+        start.elapsed() <= Duration::from_secs(31),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::Supervisor;
 use crate::conn::ListenerControl;
-use crate::limits::ConnectionLimits;
+use crate::limits::{Capacity, ConnectionLimits};
 use crate::services::{port_owner, State};
 
 /// An address of a listener service, and whether its sessions start with TLS.
@@ -20,7 +20,7 @@ type Addr = (SocketAddr, bool);
 pub(super) struct Listeners {
     /// Every address it should listen on.
     addrs: Vec<Addr>,
-    limits: (usize, usize),
+    limits: Capacity,
     /// The connection limits its listeners share.
     lim: std::sync::Arc<ConnectionLimits>,
     stop: watch::Sender<bool>,
@@ -67,7 +67,7 @@ fn shown(addrs: impl Iterator<Item = Addr>) -> Vec<String> {
 
 impl Supervisor {
     /// A listener service's addresses and limits.
-    fn listen_spec(&self, name: &str) -> (Vec<Addr>, (usize, usize)) {
+    fn listen_spec(&self, name: &str) -> (Vec<Addr>, Capacity) {
         let both = |plain: &[SocketAddr], tls: &[SocketAddr]| -> Vec<Addr> {
             let plain = plain.iter().map(|a| (*a, false));
             plain.chain(tls.iter().map(|a| (*a, true))).collect()
@@ -77,14 +77,22 @@ impl Supervisor {
                 let s = &self.config.smtp;
                 (
                     both(&s.listen, &[]),
-                    (s.max_connections, s.max_connections_per_ip),
+                    Capacity {
+                        total: s.max_connections,
+                        per_client: s.max_connections_per_ip,
+                        per_network: s.max_connections_per_network,
+                    },
                 )
             }
             "submission" => {
                 let m = &self.config.submission;
                 (
                     both(&m.listen, &m.tls_listen),
-                    (m.max_connections, m.max_connections_per_ip),
+                    Capacity {
+                        total: m.max_connections,
+                        per_client: m.max_connections_per_ip,
+                        per_network: m.max_connections_per_network,
+                    },
                 )
             }
             "imap" => {
@@ -92,7 +100,11 @@ impl Supervisor {
                 let c = &self.config.imap;
                 (
                     both(&c.listen, &c.tls_listen),
-                    (p.max_connections, p.max_connections_per_ip),
+                    Capacity {
+                        total: p.max_connections,
+                        per_client: p.max_connections_per_ip,
+                        per_network: p.max_connections_per_network,
+                    },
                 )
             }
             _ => {
@@ -100,7 +112,11 @@ impl Supervisor {
                 let c = &self.config.pop3;
                 (
                     both(&c.listen, &c.tls_listen),
-                    (p.max_connections, p.max_connections_per_ip),
+                    Capacity {
+                        total: p.max_connections,
+                        per_client: p.max_connections_per_ip,
+                        per_network: p.max_connections_per_network,
+                    },
                 )
             }
         }
@@ -176,7 +192,7 @@ impl Supervisor {
         }
         let (stop, _) = watch::channel(false);
         let mut l = Listeners {
-            lim: ConnectionLimits::new(limits.0, limits.1),
+            lim: ConnectionLimits::new(limits),
             addrs,
             limits,
             stop,
