@@ -497,7 +497,14 @@ def test_starttls_then_login(server):
     m.logout()
     c = IMAPClient("127.0.0.1", port=server.imaps_port, ssl=True, ssl_context=server.tls_context(), timeout=10)
     c.login(alice, PASSWORD)
-    assert c.list_folders()
+    # Over IMAPS the user's folders, with their attributes, as over STARTTLS.
+    assert sorted(c.list_folders()) == sorted([
+        ((b"\\HasNoChildren",), b"/", "INBOX"),
+        ((b"\\HasNoChildren", b"\\Drafts"), b"/", "Drafts"),
+        ((b"\\HasNoChildren", b"\\Junk"), b"/", "Junk"),
+        ((b"\\HasNoChildren", b"\\Sent"), b"/", "Sent"),
+        ((b"\\HasNoChildren", b"\\Trash"), b"/", "Trash"),
+    ])
     c.logout()
 
 

@@ -171,3 +171,69 @@ impl Client {
         self.line().await.is_none()
     }
 }
+
+/// The fields of an RFC 3464 report's `message/delivery-status` part, parsed: the
+/// per-message block first, then one per recipient, each field by name (case kept) with its
+/// value unfolded. Tests read fields from the block they mean instead of searching the whole
+/// report (where a quoted original or another recipient's block could hold the same text).
+pub fn dsn_blocks(report: &[u8]) -> Vec<Vec<(String, String)>> {
+    use mail_parser::MimeHeaders;
+    let msg = mail_parser::MessageParser::new()
+        .parse(report)
+        .expect("the report parses as a message");
+    let part = msg
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type().is_some_and(|c| {
+                c.ctype().eq_ignore_ascii_case("message")
+                    && c.subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("delivery-status"))
+            })
+        })
+        .expect("a message/delivery-status part");
+    let body = String::from_utf8_lossy(part.contents()).replace("\r\n", "\n");
+    body.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            let mut fields: Vec<(String, String)> = Vec::new();
+            for line in block.lines() {
+                if line.starts_with([' ', '\t']) {
+                    if let Some(last) = fields.last_mut() {
+                        last.1.push(' ');
+                        last.1.push_str(line.trim());
+                    }
+                } else if let Some((k, v)) = line.split_once(':') {
+                    fields.push((k.trim().to_string(), v.trim().to_string()));
+                }
+            }
+            fields
+        })
+        .collect()
+}
+
+/// A field of the recipient block of `rcpt` (by its Final-Recipient) in a report.
+pub fn dsn_field(report: &[u8], rcpt: &str, field: &str) -> Option<String> {
+    let blocks = dsn_blocks(report);
+    let block = blocks.iter().skip(1).find(|b| {
+        b.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("Final-Recipient")
+                && v.rsplit(';')
+                    .next()
+                    .is_some_and(|a| a.trim().eq_ignore_ascii_case(rcpt))
+        })
+    })?;
+    block
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(field))
+        .map(|(_, v)| v.clone())
+}
+
+/// A field of a report's per-message block.
+pub fn dsn_message_field(report: &[u8], field: &str) -> Option<String> {
+    dsn_blocks(report)
+        .first()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(field))
+        .map(|(_, v)| v.clone())
+}

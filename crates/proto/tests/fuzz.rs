@@ -21,6 +21,56 @@ fn smtp_bytes() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
+/// A valid mailbox (RFC 5321 §4.1.2, RFC 6531 for UTF-8): a dot-string or quoted local part,
+/// at a domain of labels or an address literal.
+fn mailbox_text() -> impl Strategy<Value = String> {
+    let atom = "[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,8}";
+    let dot_string = prop::collection::vec(atom, 1..4).prop_map(|a| a.join("."));
+    let quoted = prop::collection::vec(
+        prop_oneof![
+            4 => "[a-zA-Z0-9 .@,:;<>()\\[\\]]".prop_map(|c| c.to_string()),
+            1 => Just("\\\"".to_string()),
+            1 => Just("\\\\".to_string()),
+        ],
+        1..10,
+    )
+    .prop_map(|parts| format!("\"{}\"", parts.concat()));
+    let utf8 = "[a-zé]{1,3}[ü日本]{1,2}";
+    let local = prop_oneof![4 => dot_string, 2 => quoted, 1 => utf8.prop_map(String::from)];
+    let label = "[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?";
+    let domain = prop_oneof![
+        4 => prop::collection::vec(label, 1..4).prop_map(|l| format!("{}.test", l.join("."))),
+        1 => (0u8..=255, 0u8..=255, 0u8..=255, 1u8..=254)
+            .prop_map(|(a, b, c, d)| format!("[{a}.{b}.{c}.{d}]")),
+    ];
+    (local, domain).prop_map(|(l, d)| format!("{l}@{d}"))
+}
+
+/// Message text with its end (CRLF.CRLF) somewhere in it, after lines that look like it.
+fn text_with_end() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        4 => Just(b"text line\r\n".to_vec()),
+        2 => Just(b"..dot-stuffed\r\n".to_vec()),
+        1 => Just(b"\n.\n".to_vec()),
+        1 => Just(b"\r.\r".to_vec()),
+        1 => Just(b"x\n.\r\n".to_vec()),
+        1 => Just(b"x\r\n.\n".to_vec()),
+        1 => Just(b"x\r.\r\n".to_vec()),
+        1 => Just(b".\r".to_vec()),
+        1 => prop::collection::vec(any::<u8>(), 0..8),
+    ];
+    (
+        prop::collection::vec(piece.clone(), 0..12),
+        prop::collection::vec(piece, 0..4),
+    )
+        .prop_map(|(before, after)| {
+            let mut t = before.concat();
+            t.extend_from_slice(b"\r\n.\r\n");
+            t.extend(after.concat());
+            t
+        })
+}
+
 fn decode_split(input: &[u8], split: usize) -> (Option<usize>, Vec<u8>, bool, bool) {
     let mut d = DataDecoder::data(1 << 20, 1000);
     let split = split.min(input.len());
@@ -48,14 +98,15 @@ proptest! {
         let _ = pop3::sasl_plain(&line);
     }
 
+    /// Every generated mailbox is valid (the assertion is reached in every case, issue 21: with
+    /// random bytes it was in 4 of 1,000), and what it displays parses back to it.
     #[test]
-    fn mailbox_display_round_trips(line in smtp_bytes()) {
-        if let Ok(s) = std::str::from_utf8(&line) {
-            if let Ok(m) = smtp::Mailbox::parse(s) {
-                let again = smtp::Mailbox::parse(&m.to_string());
-                prop_assert_eq!(again, Ok(m));
-            }
-        }
+    fn mailbox_display_round_trips(text in mailbox_text()) {
+        let m = smtp::Mailbox::parse(&text);
+        prop_assert!(m.is_ok(), "{:?} does not parse: {:?}", text, m);
+        let m = m.unwrap();
+        let again = smtp::Mailbox::parse(&m.to_string());
+        prop_assert_eq!(again, Ok(m));
     }
 
     #[test]
@@ -65,13 +116,22 @@ proptest! {
         prop_assert_eq!(whole, parts);
     }
 
+    /// Text that holds the end of data (CRLF.CRLF) somewhere, after the look-alikes SMTP
+    /// smuggling uses (`\n.\n`, `\r.\r`, `\n.\r\n`, `\r\n.\n`, dot-stuffed lines): the decoder
+    /// ends at the real one and nowhere else, however the text is split, at every split point
+    /// (issue 21: with random bytes the assertion was reached in 1 of 20 cases, and never with
+    /// the split that matters).
     #[test]
-    fn data_ends_only_at_crlf_dot_crlf(input in smtp_bytes()) {
-        let (done, _, _, _) = decode_split(&input, input.len());
-        if let Some(n) = done {
-            // The consumed bytes end with CRLF.CRLF, or are exactly ".\r\n" at the start.
-            let end = &input[..n];
-            prop_assert!(end.ends_with(b"\r\n.\r\n") || end == b".\r\n");
+    fn data_ends_only_at_crlf_dot_crlf(input in text_with_end()) {
+        // Where it must end: the first CRLF.CRLF, the start counting as after a CRLF.
+        let mut framed = b"\r\n".to_vec();
+        framed.extend_from_slice(&input);
+        let at = framed.windows(5).position(|w| w == b"\r\n.\r\n");
+        prop_assert!(at.is_some());
+        let want = at.unwrap() + 3;
+        for split in 0..=input.len() {
+            let (done, _, _, _) = decode_split(&input, split);
+            prop_assert_eq!(done, Some(want), "split at {}", split);
         }
     }
 

@@ -103,14 +103,20 @@ fn delay_report_has_will_retry_until_and_only_headers() {
 fn success_reports() {
     let out = build(None, &[rcpt(Action::Delivered, "2.0.0")]);
     let text = String::from_utf8_lossy(&out);
-    assert!(
-        text.contains("Action: delivered")
-            && text.contains("Subject: Delivered: Quarterly figures")
-    );
-    assert!(!text.contains("Diagnostic-Code"));
+    assert!(text.contains("Subject: Delivered: Quarterly figures"));
+    let blocks = crate::testutil::dsn_blocks(&out);
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    let get =
+        |b: &[(String, String)], k: &str| b.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get(&blocks[1], "Action").as_deref(), Some("delivered"));
+    assert_eq!(get(&blocks[1], "Diagnostic-Code"), None);
     let mut r = rcpt(Action::Relayed, "2.0.0");
     r.remote_mta = Some("mx.other.test".into());
     let out = build(None, &[r]);
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("Action: relayed") && text.contains("Remote-MTA: dns; mx.other.test"));
+    let blocks = crate::testutil::dsn_blocks(&out);
+    assert_eq!(get(&blocks[1], "Action").as_deref(), Some("relayed"));
+    assert_eq!(
+        get(&blocks[1], "Remote-MTA").as_deref(),
+        Some("dns; mx.other.test")
+    );
 }

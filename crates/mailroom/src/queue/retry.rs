@@ -96,9 +96,13 @@ mod tests {
         let c = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
         let now = Utc::now();
         let wait = next_wait(&c.queue, u32::MAX, false, 0.999);
-        let _ = now + wait;
-        let _ = expires_at(&c.queue, now);
-        let _ = delay_due_at(&c.queue, now);
+        // The last entry, stretched by the jitter (at most half again).
+        let spread = 1.0 + c.queue.retry_jitter * (2.0 * 0.999 - 1.0);
+        let want = (30.0 * 86_400_000.0 * spread) as i64;
+        assert_eq!(wait.num_milliseconds(), want);
+        assert!(now.checked_add_signed(wait).is_some());
+        assert_eq!(expires_at(&c.queue, now) - now, Duration::days(365));
+        assert_eq!(delay_due_at(&c.queue, now) - now, Duration::days(364));
     }
 
     #[test]

@@ -238,11 +238,24 @@ async fn quota_failure_sends_one_ndr_to_a_local_sender() {
         .find(|m| m.contains("multipart/report"))
         .expect("an NDR");
     assert!(ndr.starts_with("Return-Path: <>\r\nDelivered-To: alice@example.com\r\n"));
-    assert!(ndr.contains("Final-Recipient: rfc822; bob@example.com"));
-    assert!(ndr.contains("Status: 5.2.2"));
-    assert!(ndr.contains("Final-Recipient: rfc822; ghost@example.com"));
-    assert!(ndr.contains("Status: 5.1.1"));
-    assert!(ndr.contains("Reporting-MTA: dns; mx.example.com"));
+    let (bob, ghost) = ("bob@example.com", "ghost@example.com");
+    use crate::testutil::{dsn_field, dsn_message_field};
+    assert_eq!(
+        dsn_field(ndr.as_bytes(), bob, "Status").as_deref(),
+        Some("5.2.2")
+    );
+    assert_eq!(
+        dsn_field(ndr.as_bytes(), bob, "Action").as_deref(),
+        Some("failed")
+    );
+    assert_eq!(
+        dsn_field(ndr.as_bytes(), ghost, "Status").as_deref(),
+        Some("5.1.1")
+    );
+    assert_eq!(
+        dsn_message_field(ndr.as_bytes(), "Reporting-MTA").as_deref(),
+        Some("dns; mx.example.com")
+    );
     let ev = w.events(&qid).await;
     assert!(ev.contains(&2001) && ev.contains(&1030), "{ev:?}");
     assert!(w
@@ -529,7 +542,11 @@ mod timers {
         let mail = r.alice_mail().await;
         assert_eq!(mail.len(), 1, "exactly one delay report");
         assert!(mail[0].contains("Subject: Delivery delayed: far away"));
-        assert!(mail[0].contains("Action: delayed") && mail[0].contains("Will-Retry-Until:"));
+        let far = crate::testutil::dsn_blocks(mail[0].as_bytes());
+        let rcpt = &far[1];
+        let get = |k: &str| rcpt.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("Action"), Some("delayed"));
+        assert!(get("Will-Retry-Until").is_some(), "{rcpt:?}");
 
         // After two days: the expiry NDR, which says how long, where, and the last error.
         r.clock.advance(Duration::days(2));
@@ -542,7 +559,12 @@ mod timers {
         assert_eq!(mail.len(), 2);
         let ndr = &mail[1];
         assert!(ndr.contains("Subject: Undeliverable: far away"), "{ndr}");
-        assert!(ndr.contains("Status: 5.4.7"));
+        let blocks = crate::testutil::dsn_blocks(ndr.as_bytes());
+        assert_eq!(blocks.len(), 2, "one recipient: {blocks:?}");
+        assert!(
+            blocks[1].contains(&("Status".to_string(), "5.4.7".to_string())),
+            "{blocks:?}"
+        );
         assert!(
             ndr.contains("tried to deliver the message for 2 days"),
             "{ndr}"
@@ -586,7 +608,11 @@ mod timers {
                 .await
                 .unwrap();
         assert_eq!(mail.len(), 1, "{ev:#?}");
-        assert!(mail[0].contains("Status: 5.4.7"));
+        let blocks = crate::testutil::dsn_blocks(mail[0].as_bytes());
+        assert!(
+            blocks[1].contains(&("Status".to_string(), "5.4.7".to_string())),
+            "{blocks:?}"
+        );
     }
 
     #[tokio::test]
@@ -633,10 +659,12 @@ mod timers {
         r.run(row).await;
         let mail = r.alice_mail().await;
         assert_eq!(mail.len(), 1);
+        let blocks = crate::testutil::dsn_blocks(mail[0].as_bytes());
         assert!(
-            mail[0].contains("Status: 5.3.2")
-                && mail[0].contains("deleted from the queue by an administrator")
+            blocks[1].contains(&("Status".to_string(), "5.3.2".to_string())),
+            "{blocks:?}"
         );
+        assert!(mail[0].contains("deleted from the queue by an administrator"));
         assert!(r.state(row).await.is_none());
     }
 }

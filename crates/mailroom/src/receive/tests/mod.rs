@@ -309,11 +309,19 @@ async fn data_is_stored_with_trace_headers_and_resolved_recipients() {
     assert_eq!(report.sender, "");
     assert_eq!(report.recipients[0].address, "carol@other.test");
     let text = String::from_utf8(h.ts.store.content(report.content_id).await.unwrap()).unwrap();
-    assert!(
-        text.contains("Action: expanded")
-            && text.contains("Final-Recipient: rfc822; team@example.com")
-            && text.contains("Original-Recipient: rfc822; team@example.com")
-            && text.contains("Original-Envelope-Id: e1")
+    use crate::testutil::{dsn_field, dsn_message_field};
+    let team = "team@example.com";
+    assert_eq!(
+        dsn_field(text.as_bytes(), team, "Action").as_deref(),
+        Some("expanded")
+    );
+    assert_eq!(
+        dsn_field(text.as_bytes(), team, "Original-Recipient").as_deref(),
+        Some("rfc822; team@example.com")
+    );
+    assert_eq!(
+        dsn_message_field(text.as_bytes(), "Original-Envelope-Id").as_deref(),
+        Some("e1")
     );
     let events: Vec<(u16, Option<String>)> =
         h.ts.store
