@@ -535,7 +535,7 @@ fn decision_json(d: &Decision) -> serde_json::Value {
         }
         Decision::Unreachable { why } => serde_json::json!({"kind": "unreachable", "why": why}),
         Decision::Fail { status, why } => {
-            serde_json::json!({"kind": "fail", "status": status, "why": why})
+            serde_json::json!({"kind": "fail", "status": status.to_string(), "why": why})
         }
     }
 }

@@ -9,6 +9,7 @@
 use super::{Delivery, DeliveryFuture, DeliveryTarget, Failure, Outcome};
 use crate::model::{MailboxDrop, QueuedMessage, QueuedRecipient, Route};
 use crate::route::NextHop;
+use mailroom_proto::smtp::Status;
 
 /// The local mailbox store as a delivery target.
 #[derive(Debug, Default)]
@@ -54,16 +55,14 @@ impl Delivery for LocalDelivery {
                     self.drops.push((rcpt.id, Outcome::Delivered(Some(drop))));
                     Ok(())
                 }
-                Route::Unresolved => Err(Outcome::Failed(Failure::new(
-                    "5.1.1",
+                Route::Unresolved => Err(Outcome::Failed(Failure::new(Status::NO_SUCH_MAILBOX,
                     format!(
                         "{} does not exist; it is a member of an alias or list ({}) that points to a \
                          mailbox that is not here",
                         rcpt.address, rcpt.original
                     ),
                 ))),
-                Route::Remote => Err(Outcome::Deferred(Failure::new(
-                    "4.4.0",
+                Route::Remote => Err(Outcome::Deferred(Failure::new(Status::NETWORK_TEMPORARY,
                     "not a local recipient (routing error)",
                 ))),
             }

@@ -151,14 +151,10 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A failure with no diagnostic. An unparsable status literal becomes `5.0.0`.
-    pub fn new(status: &str, reason: impl Into<String>) -> Failure {
+    /// A failure with no diagnostic.
+    pub fn new(status: Status, reason: impl Into<String>) -> Failure {
         Failure {
-            status: Status::parse(status).unwrap_or(Status::new(
-                mailroom_proto::smtp::Class::Permanent,
-                0,
-                0,
-            )),
+            status,
             reason: reason.into(),
             diagnostic: None,
             remote_mta: None,

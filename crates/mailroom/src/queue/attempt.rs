@@ -2,6 +2,7 @@
 //! outcomes mean for the queue (settled, deferred until when, or expired).
 
 use chrono::{DateTime, Utc};
+use mailroom_proto::smtp::Status;
 
 use super::manager::Manager;
 use super::retry;
@@ -190,8 +191,7 @@ impl Manager {
             }),
             Decision::Outside { .. } => Ok(hop),
             Decision::Local => Err(wait(
-                Failure::new(
-                    "4.2.0",
+                Failure::new(Status::MAILBOX_TEMPORARY,
                     format!(
                         "the organization names this server as the home of {}, which has no mailbox here yet",
                         r.address
@@ -200,7 +200,7 @@ impl Manager {
                 QueueKind::Retry,
             )),
             Decision::Unreachable { why } => {
-                Err(wait(Failure::new("4.4.4", why), QueueKind::Unreachable))
+                Err(wait(Failure::new(Status::CANNOT_ROUTE_YET, why), QueueKind::Unreachable))
             }
             Decision::Fail { status, why } => Err(Settle::Failed(Failure::new(status, why))),
         }

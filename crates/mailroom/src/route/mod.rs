@@ -9,6 +9,7 @@
 pub mod dns;
 pub mod org;
 
+use mailroom_proto::smtp::Status;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Config;
@@ -141,20 +142,20 @@ pub async fn destinations(
         }
         Err(DnsError::NoSuchDomain) => {
             return Err(Failure::new(
-                "5.1.2",
+                Status::NO_SUCH_SYSTEM,
                 format!("the domain {domain} does not exist (DNS says NXDOMAIN)"),
             ))
         }
         Err(DnsError::Temporary(e)) => {
             return Err(Failure::new(
-                "4.4.3",
+                Status::DIRECTORY_FAILURE,
                 format!("the MX records of {domain} could not be looked up: {e}"),
             ))
         }
     };
     if mx.len() == 1 && mx[0].exchange.is_empty() {
         return Err(Failure::new(
-            "5.1.10",
+            Status::NULL_MX,
             format!("{domain} publishes a null MX: it accepts no mail (RFC 7505)"),
         ));
     }
@@ -172,8 +173,12 @@ pub async fn destinations(
         }
     }
     if out.is_empty() {
-        let f = last_error
-            .unwrap_or_else(|| Failure::new("4.4.4", format!("no usable MX host for {domain}")));
+        let f = last_error.unwrap_or_else(|| {
+            Failure::new(
+                Status::CANNOT_ROUTE_YET,
+                format!("no usable MX host for {domain}"),
+            )
+        });
         // Hosts named by MX that do not resolve may come back: try again later.
         return Err(Failure {
             status: f.status.with_class(mailroom_proto::smtp::Class::Transient),
@@ -198,11 +203,11 @@ pub async fn host_addrs(
             .map(|ip| SocketAddr::new(ip, port))
             .collect()),
         Err(DnsError::Temporary(e)) => Err(Failure::new(
-            "4.4.3",
+            Status::DIRECTORY_FAILURE,
             format!("the address of {host} could not be looked up: {e}"),
         )),
         Err(_) => Err(Failure::new(
-            "5.4.4",
+            Status::CANNOT_ROUTE,
             format!("the mail host {host} has no address in DNS"),
         )),
     }

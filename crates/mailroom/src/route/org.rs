@@ -48,7 +48,7 @@ pub enum Decision {
     /// No route can ever serve this message.
     Fail {
         /// The RFC 3463 status (`5.3.4`, `5.4.4`, `5.4.6`).
-        status: &'static str,
+        status: mailroom_proto::smtp::Status,
         /// Why, in words.
         why: String,
     },
@@ -358,7 +358,7 @@ impl Router<'_> {
         self.steps.push(why.clone());
         self.finish(
             Decision::Fail {
-                status: "5.4.6",
+                status: mailroom_proto::smtp::Status::ROUTING_LOOP,
                 why,
             },
             vec![me],
@@ -426,7 +426,7 @@ impl Router<'_> {
             self.steps.push(why.clone());
             return self.finish(
                 Decision::Fail {
-                    status: "5.4.4",
+                    status: mailroom_proto::smtp::Status::CANNOT_ROUTE,
                     why,
                 },
                 vec![me],
@@ -450,7 +450,7 @@ impl Router<'_> {
             self.steps.push(why.clone());
             return self.finish(
                 Decision::Fail {
-                    status: "5.3.4",
+                    status: mailroom_proto::smtp::Status::TOO_BIG_FOR_SYSTEM,
                     why,
                 },
                 vec![me],

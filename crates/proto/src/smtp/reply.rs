@@ -50,7 +50,46 @@ pub struct Status {
     pub detail: u16,
 }
 
+/// The enhanced status codes mailroom gives, by their RFC 3463 meaning: a typo is a compile
+/// error, where a string parsed at run time became a silent 5.0.0 (issue 21).
 impl Status {
+    /// 2.0.0 Other or undefined status: success.
+    pub const OK: Status = Status::new(Class::Success, 0, 0);
+    /// 5.0.0 Other or undefined status.
+    pub const UNDEFINED: Status = Status::new(Class::Permanent, 0, 0);
+    /// 5.1.1 Bad destination mailbox address.
+    pub const NO_SUCH_MAILBOX: Status = Status::new(Class::Permanent, 1, 1);
+    /// 5.1.2 Bad destination system address (the domain does not exist).
+    pub const NO_SUCH_SYSTEM: Status = Status::new(Class::Permanent, 1, 2);
+    /// 5.1.10 Recipient address has null MX (RFC 7505).
+    pub const NULL_MX: Status = Status::new(Class::Permanent, 1, 10);
+    /// 4.2.0 Other or undefined mailbox status, transient.
+    pub const MAILBOX_TEMPORARY: Status = Status::new(Class::Transient, 2, 0);
+    /// 5.2.2 Mailbox full.
+    pub const MAILBOX_FULL: Status = Status::new(Class::Permanent, 2, 2);
+    /// 4.3.0 Other or undefined mail system status, transient.
+    pub const SYSTEM_TEMPORARY: Status = Status::new(Class::Transient, 3, 0);
+    /// 5.3.4 Message too big for system.
+    pub const TOO_BIG_FOR_SYSTEM: Status = Status::new(Class::Permanent, 3, 4);
+    /// 4.4.0 Other or undefined network or routing status, transient.
+    pub const NETWORK_TEMPORARY: Status = Status::new(Class::Transient, 4, 0);
+    /// 4.4.1 No answer from host.
+    pub const NO_ANSWER: Status = Status::new(Class::Transient, 4, 1);
+    /// 4.4.3 Directory server failure (DNS), transient.
+    pub const DIRECTORY_FAILURE: Status = Status::new(Class::Transient, 4, 3);
+    /// 4.4.4 Unable to route, transient.
+    pub const CANNOT_ROUTE_YET: Status = Status::new(Class::Transient, 4, 4);
+    /// 5.4.4 Unable to route.
+    pub const CANNOT_ROUTE: Status = Status::new(Class::Permanent, 4, 4);
+    /// 5.4.6 Routing loop detected.
+    pub const ROUTING_LOOP: Status = Status::new(Class::Permanent, 4, 6);
+    /// 5.4.7 Delivery time expired.
+    pub const EXPIRED: Status = Status::new(Class::Permanent, 4, 7);
+    /// 5.6.3 Conversion required but not supported.
+    pub const CONVERSION_NOT_SUPPORTED: Status = Status::new(Class::Permanent, 6, 3);
+    /// 5.6.7 Non-ASCII addresses not permitted for that sender/recipient (RFC 6531).
+    pub const NON_ASCII_ADDRESS: Status = Status::new(Class::Permanent, 6, 7);
+
     /// Builds a status code.
     pub const fn new(class: Class, subject: u16, detail: u16) -> Status {
         Status {

@@ -256,7 +256,10 @@ impl SmtpTarget {
             NextHop::Remote(domain) => route::destinations(cfg, r, domain).await,
             NextHop::SmartHost { host, .. } | NextHop::Org { address: host, .. } => {
                 let Some((h, port)) = route::parse_host_port(host, 25) else {
-                    return Err(Failure::new("5.4.4", format!("{host:?} is not host:port")));
+                    return Err(Failure::new(
+                        Status::CANNOT_ROUTE,
+                        format!("{host:?} is not host:port"),
+                    ));
                 };
                 let addrs = route::host_addrs(r, &h, port).await?;
                 let name = match hop {
@@ -266,7 +269,7 @@ impl SmtpTarget {
                 Ok(vec![route::Destination { host: name, addrs }])
             }
             NextHop::Local => Err(Failure::new(
-                "4.3.0",
+                Status::SYSTEM_TEMPORARY,
                 "a local recipient was routed to SMTP (routing error)",
             )),
         }
@@ -395,7 +398,7 @@ impl SmtpTarget {
         };
         let Some(snap) = self.inner.org.get() else {
             return Err(Failure::new(
-                "4.3.0",
+                Status::SYSTEM_TEMPORARY,
                 "this server left the organization: it cannot hand mail to its servers",
             ));
         };
@@ -495,7 +498,7 @@ impl DeliveryTarget for SmtpTarget {
         Box::pin(async move {
             if *hop == NextHop::Local {
                 return Err(Failure::new(
-                    "4.3.0",
+                    Status::SYSTEM_TEMPORARY,
                     "a local recipient was routed to SMTP (routing error)",
                 ));
             }
@@ -531,7 +534,7 @@ impl Delivery for SmtpDelivery {
                 .await
                 .map_err(|e| {
                     Failure::new(
-                        "4.3.0",
+                        Status::SYSTEM_TEMPORARY,
                         format!("the message could not be read from the queue: {e}"),
                     )
                 })?;
@@ -544,7 +547,7 @@ impl Delivery for SmtpDelivery {
         Box::pin(async move {
             let Some(content) = self.content else {
                 // (body() was not called or failed: nothing was sent.)
-                let f = Failure::new("4.3.0", "the message text was not loaded");
+                let f = Failure::new(Status::SYSTEM_TEMPORARY, "the message text was not loaded");
                 return self
                     .rcpts
                     .iter()

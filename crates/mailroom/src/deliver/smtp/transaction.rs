@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use mailroom_proto::smtp::client::{mail_command, rcpt_command, DotStuffer, Response};
-use mailroom_proto::smtp::Body;
+use mailroom_proto::smtp::{Body, Status};
 use tokio::io::AsyncReadExt;
 
 use super::pool::Held;
@@ -61,22 +61,21 @@ fn refusal(msg: &QueuedMessage, text: &dyn MessageText, held: &Held) -> Option<F
     let eight_bit = msg.params.body == Some(Body::EightBitMime) || text.eight_bit();
     let mut f = if caps.size_limit().is_some_and(|l| size > l) {
         Failure::new(
-            "5.3.4",
+            Status::TOO_BIG_FOR_SYSTEM,
             format!(
                 "the message ({size} octets) is larger than {host} accepts ({} octets)",
                 caps.size_limit().unwrap_or(0)
             ),
         )
     } else if msg.params.smtputf8 && !caps.smtputf8 {
-        Failure::new(
-            "5.6.7",
+        Failure::new(Status::NON_ASCII_ADDRESS,
             format!(
                 "the message needs SMTPUTF8 (international addresses), which {host} does not support"
             ),
         )
     } else if eight_bit && !caps.eight_bit_mime {
         Failure::new(
-            "5.6.3",
+            Status::CONVERSION_NOT_SUPPORTED,
             format!("the message has 8-bit content and {host} does not support 8BITMIME"),
         )
     } else {

@@ -112,8 +112,8 @@ fn routes_in_table() {
         Case { what: "exact DOWN: falls back to *", me: "a1", rcpt: "x@example.org", size: 10, down: &["a2"], passed: &[], want: to("b1"), connectors: &["ab", "star"], cost: 2 },
         Case { what: "other domains take *", me: "b2", rcpt: "x@other.net", size: 10, down: &[], passed: &[], want: outside(Some("star"), Some("relay.test:25")), connectors: &["star"], cost: 1 },
         Case { what: "no UP route between groups: waits", me: "a1", rcpt: "b2@org.test", size: 10, down: &["b1", "c1"], passed: &[], want: Decision::Unreachable { why: "no UP route from routing group A to B: ab is DOWN (b1 is DOWN: connection refused); ac is DOWN (c1 is DOWN: connection refused); cb is DOWN (c1 is DOWN: connection refused)".into() }, connectors: &[], cost: 0 },
-        Case { what: "never back to a server already passed", me: "a1", rcpt: "b2@org.test", size: 10, down: &[], passed: &["b1"], want: Decision::Fail { status: "5.4.6", why: "routing loop: every next hop towards ab has already handled this message (it passed b1)".into() }, connectors: &[], cost: 0 },
-        Case { what: "same group, home already passed: a loop", me: "b1", rcpt: "b2@org.test", size: 10, down: &[], passed: &["b2"], want: Decision::Fail { status: "5.4.6", why: "routing loop: every next hop towards b2 has already handled this message (it passed b2)".into() }, connectors: &[], cost: 0 },
+        Case { what: "never back to a server already passed", me: "a1", rcpt: "b2@org.test", size: 10, down: &[], passed: &["b1"], want: Decision::Fail { status: mailroom_proto::smtp::Status::ROUTING_LOOP, why: "routing loop: every next hop towards ab has already handled this message (it passed b1)".into() }, connectors: &[], cost: 0 },
+        Case { what: "same group, home already passed: a loop", me: "b1", rcpt: "b2@org.test", size: 10, down: &[], passed: &["b2"], want: Decision::Fail { status: mailroom_proto::smtp::Status::ROUTING_LOOP, why: "routing loop: every next hop towards b2 has already handled this message (it passed b2)".into() }, connectors: &[], cost: 0 },
         Case { what: "a probe mailbox: to its server, across groups", me: "a2", rcpt: "mailroom-probe@b2", size: 10, down: &[], passed: &[], want: to("a1"), connectors: &["ab"], cost: 1 },
         Case { what: "this server's probe mailbox is here", me: "b2", rcpt: "mailroom-probe@b2", size: 10, down: &[], passed: &[], want: Decision::Local, connectors: &[], cost: 0 },
         Case { what: "accepted domain, no such user: the local directory", me: "b1", rcpt: "nobody@org.test", size: 10, down: &[], passed: &[], want: Decision::Local, connectors: &[], cost: 0 },
@@ -186,7 +186,7 @@ fn no_connector_matches_or_none_exists() {
     assert!(matches!(
         plan(&s, me, req).decision,
         Decision::Fail {
-            status: "5.4.4",
+            status: mailroom_proto::smtp::Status::CANNOT_ROUTE,
             ..
         }
     ));

@@ -1,6 +1,7 @@
 //! Mailbox tables: each user's INBOX and the messages in it.
 
 use chrono::{DateTime, Utc};
+use mailroom_proto::smtp::Status;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::micros;
@@ -16,14 +17,14 @@ pub(super) fn insert(
     prefix: &[u8],
     size: i64,
     now: DateTime<Utc>,
-) -> Result<Option<(String, String)>, StoreError> {
+) -> Result<Option<(Status, String)>, StoreError> {
     let user: Option<(Option<i64>, i64)> = c
         .prepare_cached("SELECT quota, used FROM users WHERE id = ?1")?
         .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((quota, used)) = user else {
         return Ok(Some((
-            "5.1.1".into(),
+            Status::NO_SUCH_MAILBOX,
             "the mailbox no longer exists (the user was deleted after the message was accepted)"
                 .into(),
         )));
@@ -31,7 +32,7 @@ pub(super) fn insert(
     if let Some(q) = quota {
         if used + size > q {
             return Ok(Some((
-                "5.2.2".into(),
+                Status::MAILBOX_FULL,
                 format!("the recipient's mailbox is full (quota {q} octets, {used} in use, message {size})"),
             )));
         }

@@ -665,7 +665,7 @@ impl Settling<'_> {
                 self.now,
             )?;
             if let Some((status, reason)) = refused {
-                return self.failed(rcpt, address, &Failure::new(&status, reason));
+                return self.failed(rcpt, address, &Failure::new(status, reason));
             }
         }
         self.c

@@ -752,7 +752,8 @@ async fn queue_stats_match_a_recount() {
         rows.push((s.submit(m).await.unwrap().rowid, qid));
     }
     recount();
-    let fail = |reason: &str| crate::model::Failure::new("4.4.1", reason);
+    let fail =
+        |reason: &str| crate::model::Failure::new(mailroom_proto::smtp::Status::NO_ANSWER, reason);
     for (i, (row, qid)) in rows.iter().enumerate() {
         let rcpts = s.queued(*row).await.unwrap().unwrap().recipients;
         let settles = match i % 3 {
@@ -766,7 +767,10 @@ async fn queue_stats_match_a_recount() {
             )],
             1 => vec![(
                 rcpts[1].id,
-                Settle::Failed(crate::model::Failure::new("5.1.1", "no")),
+                Settle::Failed(crate::model::Failure::new(
+                    mailroom_proto::smtp::Status::NO_SUCH_MAILBOX,
+                    "no",
+                )),
             )],
             _ => vec![(
                 rcpts[2].id,
@@ -1022,7 +1026,7 @@ async fn retrying_a_queue_retries_only_its_recipients() {
     let rcpts = s.queued(row).await.unwrap().unwrap().recipients;
     let later = Utc::now() + chrono::Duration::hours(1);
     let defer = |q: &str| Settle::Deferred {
-        failure: crate::model::Failure::new("4.4.1", "down"),
+        failure: crate::model::Failure::new(mailroom_proto::smtp::Status::NO_ANSWER, "down"),
         next_attempt: later,
         queue: crate::model::QueueKind::Link(q.into()),
     };
