@@ -174,3 +174,38 @@ def test_idle_connections_from_one_network_cannot_take_every_slot(make_server):
     finally:
         for s in held:
             s.close()
+
+
+def test_unfinished_appends_cost_bounded_memory(server):
+    """Six sessions each sending a 20 MB `APPEND {…+}` and stopping before its last byte added
+    117 MB to the server (369 MB at the commit): the literals were held in memory. They are
+    streamed to the spool as they arrive; the server grows by a few MiB."""
+    alice = server.add_user("alice")
+    before = rss_mib(server)
+    size = 20 * 1024 * 1024
+    sessions = []
+    try:
+        for _ in range(6):
+            r = imap_from(server, "127.0.0.1")
+            r.login(alice)
+            r.send(b"a APPEND INBOX {%d+}\r\n" % size)
+            chunk = b"Subject: big\r\n\r\n" + b"x" * (1024 * 1024 - 16)
+            for _ in range(19):
+                r.send(chunk)
+            r.send(b"y" * (1024 * 1024 - 1))      # all but the last octet
+            sessions.append(r)
+        time.sleep(1)
+        during = rss_mib(server)
+        assert during - before < 60, f"{before:.0f} MiB before, {during:.0f} MiB with six 20 MB APPENDs in flight"
+        # One finishes: its message is stored whole.
+        sessions[0].send(b"z\r\n")
+        line = sessions[0].line()
+        assert line.startswith(b"a OK [APPENDUID "), line
+    finally:
+        for r in sessions:
+            r.close()
+    with imap_from(server, "127.0.0.1") as r:
+        r.login(alice)
+        r.command("SELECT INBOX")
+        lines, _ = r.command("FETCH 1 RFC822.SIZE")
+        assert lines == [b"* 1 FETCH (RFC822.SIZE %d)\r\n" % size], lines

@@ -264,21 +264,51 @@ pub fn imap_command(data: &[u8]) {
         max_line: 64 + k * 4,
         max_literal: 256,
         max_command: 2048,
+        // Half the inputs as after login: APPEND's literals offered, taken out as the session
+        // takes them (into `taken`), `{0}` left in their place.
+        offer_over: (k % 2 == 1).then_some(32 + k as u64),
     };
-    let frames = |step: usize| -> Vec<Result<Vec<u8>, ()>> {
+    // Each command framed, with the octets of the literals taken out of it.
+    type Framed = Result<(Vec<u8>, Vec<u8>), ()>;
+    let frames = |step: usize| -> Vec<Framed> {
         let mut f = Framer::new(limits);
         let mut out = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
+        let mut taken: Vec<u8> = Vec::new();
+        // A literal being taken: where the command goes on, and its octets still to come.
+        let mut taking: Option<(usize, u64)> = None;
         for chunk in input.chunks(step) {
             buf.extend_from_slice(chunk);
             loop {
+                if let Some((resume, left)) = taking {
+                    let n = (left as usize).min(buf.len() - resume);
+                    taken.extend(buf.drain(resume..resume + n));
+                    if n as u64 == left {
+                        taking = None;
+                        f.taken(resume);
+                    } else {
+                        taking = Some((resume, left - n as u64));
+                        break;
+                    }
+                }
                 match f.scan(&buf) {
                     Scan::Complete { len } => {
                         let cmd: Vec<u8> = buf.drain(..len).collect();
                         f.reset();
-                        out.push(Ok(cmd));
+                        out.push(Ok((cmd, std::mem::take(&mut taken))));
                     }
                     Scan::Continue { len } => assert!(len <= limits.max_literal),
+                    Scan::Literal {
+                        len, open, start, ..
+                    } => {
+                        assert!(len <= limits.max_literal && open < start && start <= buf.len());
+                        let tail = buf.split_off(start);
+                        buf.truncate(open);
+                        buf.extend_from_slice(b"{0}\r\n");
+                        let resume = buf.len();
+                        buf.extend_from_slice(&tail);
+                        taking = Some((resume, len));
+                    }
                     Scan::Incomplete => break,
                     Scan::Error(_) => {
                         out.push(Err(()));
@@ -291,7 +321,7 @@ pub fn imap_command(data: &[u8]) {
     };
     let whole = frames(input.len().max(1));
     assert_eq!(whole, frames(1 + k % 7), "split input framed differently");
-    for cmd in whole.into_iter().flatten() {
+    for (cmd, _) in whole.into_iter().flatten() {
         let _ = parse::command(&cmd);
         let _ = parse::tag_of(&cmd);
     }

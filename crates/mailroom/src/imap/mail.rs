@@ -9,6 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::session::Session;
 use super::view::{compress, flags_text};
+use crate::model::Content;
+use crate::store::spool::Received;
 use crate::store::{flag, FlagOp, NewMail, StoreError};
 
 /// System flags as bits and keywords, from a flag list; `Err` for a flag no message may carry.
@@ -301,11 +303,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         let mut mail = Vec::with_capacity(messages.len());
+        // The guards of the texts streamed to the spool: each file is deleted unless the
+        // append commits.
+        let mut guards = Vec::new();
         for m in messages {
-            if m.data.is_empty() {
-                self.tagged(tag, "NO", "An empty message cannot be appended");
-                return;
-            }
+            // A message streamed as it arrived left `{0}` in the command (see
+            // `Session::stream_literal`); its text is the next of those streamed.
+            let text = if !m.data.is_empty() {
+                Content::Memory(m.data)
+            } else {
+                match self.streamed.pop_front() {
+                    Some(Ok(Received::Memory(t))) if !t.is_empty() => Content::Memory(t),
+                    Some(Ok(Received::File { file, guard, .. })) => {
+                        guards.push(guard);
+                        Content::Spooled {
+                            prefix: Vec::new(),
+                            file,
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let full = e.raw_os_error() == Some(28);
+                        tracing::error!(error = %e, "an APPEND could not be written to the spool");
+                        return self.tagged(
+                            tag,
+                            "NO",
+                            if full {
+                                "[OVERQUOTA] The server's disk is full: try again later"
+                            } else {
+                                super::session::TEMPORARY
+                            },
+                        );
+                    }
+                    _ => {
+                        self.tagged(tag, "NO", "An empty message cannot be appended");
+                        return;
+                    }
+                }
+            };
             let (flags, keywords) = match split_flags(&m.flags) {
                 Ok(f) => f,
                 Err(why) => {
@@ -324,7 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 None => chrono::Utc::now(),
             };
             mail.push(NewMail {
-                text: m.data,
+                text,
                 flags,
                 keywords,
                 internal_date,
@@ -335,6 +369,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(c) => c,
             Err(e) => return self.refused(tag, "append", e),
         };
+        // Committed: the files are the store's now.
+        for g in guards {
+            drop(g.handed_over());
+        }
         self.dirty = true;
         self.sync(false).await;
         let uids: Vec<u32> = copied.uids.iter().map(|p| p.1).collect();

@@ -156,8 +156,9 @@ pub struct Copied {
 /// A message to append.
 #[derive(Debug, Clone)]
 pub struct NewMail {
-    /// Its octets.
-    pub text: Vec<u8>,
+    /// Its octets: in memory, or (a large one, streamed as it arrived) in a synced spool file
+    /// whose guard the caller holds until the append commits.
+    pub text: crate::model::Content,
     /// System flags.
     pub flags: u8,
     /// Keywords.

@@ -15,8 +15,14 @@ pub struct Limits {
     pub max_line: usize,
     /// Largest literal.
     pub max_literal: u64,
-    /// Largest command, literals included.
+    /// Largest command, literals kept in it included.
     pub max_command: u64,
+    /// APPEND's message literals (RFC 9051 §6.3.12, RFC 3502) are offered to the session
+    /// ([`Scan::Literal`]) instead of being kept in the command, once one is larger than this or
+    /// would take the literals kept over it: the session streams them elsewhere, so that a
+    /// command costs bounded memory and each message of a MULTIAPPEND is limited on its own.
+    /// `None`: none is offered (before login).
+    pub offer_over: Option<u64>,
 }
 
 impl Default for Limits {
@@ -25,6 +31,7 @@ impl Default for Limits {
             max_line: 65_536,
             max_literal: 25 * 1024 * 1024,
             max_command: 26 * 1024 * 1024,
+            offer_over: None,
         }
     }
 }
@@ -44,6 +51,21 @@ pub enum Scan {
     Complete {
         /// Octets that make up the command.
         len: usize,
+    },
+    /// APPEND's message literal, offered to the session (see [`Limits::offer_over`]): its
+    /// announcement starts at `open` (the `{`) and ends at `start` (after the line's LF); its
+    /// `len` octets follow from `start` on. The session takes them out of the buffer, puts `{0}`
+    /// and a CRLF at `open` in place of the announcement, sends the continuation itself for a
+    /// synchronizing one, and calls [`Framer::taken`] with where the command goes on.
+    Literal {
+        /// Its length.
+        len: u64,
+        /// A synchronizing literal: the client waits for a continuation request.
+        sync: bool,
+        /// Where its announcement (`{`) is.
+        open: usize,
+        /// Where its octets begin.
+        start: usize,
     },
     /// The input breaks a limit; see [`FrameError::recoverable`] for what the session may do.
     Error(FrameError),
@@ -87,8 +109,18 @@ pub struct Framer {
     pos: usize,
     /// The end of a literal being read.
     literal_end: Option<usize>,
-    /// Octets in the command's literals so far.
+    /// Octets in the command's literals so far (those kept in it).
     literal_total: u64,
+}
+
+/// Whether a command's first line is an APPEND (`tag SP APPEND SP …`, RFC 9051 §6.3.12).
+fn is_append(first: &[u8]) -> bool {
+    let mut words = first.splitn(3, |&b| b == b' ');
+    let _tag = words.next();
+    words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+        && words.next().is_some()
 }
 
 impl Framer {
@@ -116,6 +148,14 @@ impl Framer {
     /// Starts on a new command at the buffer's start.
     pub fn reset(&mut self) {
         *self = Framer::new(self.limits);
+    }
+
+    /// The session took the literal offered by [`Scan::Literal`] out of the buffer; the
+    /// command goes on at `resume` (just after the `{0}` and CRLF it put in its place).
+    pub fn taken(&mut self, resume: usize) {
+        self.literal_end = None;
+        self.line_start = resume;
+        self.pos = resume;
     }
 
     /// Scans `buf` (everything received since the command began) for the command's end.
@@ -149,6 +189,19 @@ impl Framer {
             let Some((len, sync)) = literal_announcement(line) else {
                 return Scan::Complete { len: end + 1 };
             };
+            if let Some(over) = self.limits.offer_over {
+                let first = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+                let large = len > over || self.literal_total.saturating_add(len) > over;
+                if large && len <= self.limits.max_literal && is_append(first) {
+                    let open = self.line_start + line.iter().rposition(|&b| b == b'{').unwrap_or(0);
+                    return Scan::Literal {
+                        len,
+                        sync,
+                        open,
+                        start: end + 1,
+                    };
+                }
+            }
             self.literal_total = self.literal_total.saturating_add(len);
             if len > self.limits.max_literal
                 || self.literal_total.saturating_add(end as u64) > self.limits.max_command
@@ -202,7 +255,55 @@ mod tests {
             max_line: 40,
             max_literal: 100,
             max_command: 150,
+            offer_over: None,
         }
+    }
+
+    /// APPEND's large literals are offered to the session, each within max_literal, and a
+    /// MULTIAPPEND of messages that together pass max_command goes on (issue 21).
+    #[test]
+    fn append_literals_are_offered_once_large() {
+        let mut f = Framer::new(Limits {
+            offer_over: Some(10),
+            ..limits()
+        });
+        let mut buf = b"a APPEND x {5+}\r\nhello (\\Seen) {90}\r\n".to_vec();
+        let Scan::Literal {
+            len,
+            sync,
+            open,
+            start,
+        } = f.scan(&buf)
+        else {
+            panic!("{:?}", f.scan(&buf));
+        };
+        assert_eq!((len, sync, start), (90, true, buf.len()));
+        assert_eq!(&buf[open..], b"{90}\r\n");
+        // The session streams the octets away and leaves `{0}` in their place.
+        buf.truncate(open);
+        buf.extend_from_slice(b"{0}\r\n");
+        f.taken(buf.len());
+        buf.extend_from_slice(b" {90+}\r\n");
+        let Scan::Literal { sync: false, .. } = f.scan(&buf) else {
+            panic!("the second message is offered too, past max_command together");
+        };
+        let mut f = Framer::new(Limits {
+            offer_over: Some(10),
+            ..limits()
+        });
+        assert_eq!(
+            f.scan(b"a LOGIN {50+}\r\n"),
+            Scan::Incomplete,
+            "only APPEND's"
+        );
+        let mut f = Framer::new(Limits {
+            offer_over: Some(10),
+            ..limits()
+        });
+        assert!(matches!(
+            f.scan(b"a APPEND x {101}\r\n"),
+            Scan::Error(FrameError::LiteralTooLarge { .. })
+        ));
     }
 
     #[test]

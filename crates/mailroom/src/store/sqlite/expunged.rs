@@ -124,7 +124,9 @@ mod tests {
         let u = s.user_add("u@example.com", None, None).await.unwrap();
         let mail = (0..40)
             .map(|i| NewMail {
-                text: format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
+                text: crate::model::Content::Memory(
+                    format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
+                ),
                 flags: crate::store::flag::DELETED,
                 keywords: Vec::new(),
                 internal_date: Utc::now(),

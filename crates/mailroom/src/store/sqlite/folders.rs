@@ -554,6 +554,7 @@ fn next_uid(c: &Connection, folder_id: i64) -> Result<u32, StoreError> {
 
 pub(super) fn append(
     c: &Connection,
+    spool: &crate::store::spool::Spool,
     user_id: i64,
     name: &str,
     mail: &[NewMail],
@@ -566,7 +567,7 @@ pub(super) fn append(
     let modseq = bump(c, f.id)?;
     let mut uids = Vec::with_capacity(mail.len());
     for m in mail {
-        let content = super::content::insert_text(c, &m.text)?;
+        let content = super::content::insert(c, spool, &m.text, true)?;
         let uid = next_uid(c, f.id)?;
         c.prepare_cached(
             "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date, flags, keywords, modseq)

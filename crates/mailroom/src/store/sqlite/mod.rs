@@ -1186,7 +1186,8 @@ impl crate::store::Folders for SqliteStore {
         mail: Vec<crate::store::NewMail>,
     ) -> StoreFuture<'_, crate::store::Copied> {
         let limits = self.keyword_limits();
-        self.write(move |c| folders::append(c, user_id, &name, &mail, limits))
+        let spool = self.spool.clone();
+        self.write(move |c| folders::append(c, &spool, user_id, &name, &mail, limits))
     }
     fn mail_copy(
         &self,

@@ -1189,7 +1189,7 @@ async fn header_sections_are_read_without_bodies() {
     let mail = texts
         .iter()
         .map(|t| NewMail {
-            text: t.as_bytes().to_vec(),
+            text: crate::model::Content::Memory(t.as_bytes().to_vec()),
             flags: 0,
             keywords: Vec::new(),
             internal_date: Utc::now(),
@@ -1415,7 +1415,7 @@ async fn message_text_cannot_be_rewritten_and_the_digest_sees_a_changed_message(
         u,
         "INBOX".into(),
         vec![crate::store::NewMail {
-            text: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+            text: crate::model::Content::Memory(b"Subject: s\r\n\r\nbody\r\n".to_vec()),
             flags: 0,
             keywords: Vec::new(),
             internal_date: chrono::Utc::now(),
@@ -1458,7 +1458,7 @@ async fn the_migration_defines_the_keywords_messages_carry() {
     let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
     let u = s.user_add("u@example.com", None, None).await.unwrap();
     let mail = |k: &[&str]| crate::store::NewMail {
-        text: b"Subject: s\r\n\r\nx\r\n".to_vec(),
+        text: crate::model::Content::Memory(b"Subject: s\r\n\r\nx\r\n".to_vec()),
         flags: 0,
         keywords: k.iter().map(|s| s.to_string()).collect(),
         internal_date: chrono::Utc::now(),
@@ -1506,7 +1506,7 @@ async fn keywords_are_bounded_per_message_and_per_folder() {
     });
     let u = s.user_add("u@example.com", None, None).await.unwrap();
     let m = NewMail {
-        text: b"Subject: s\r\n\r\nx\r\n".to_vec(),
+        text: crate::model::Content::Memory(b"Subject: s\r\n\r\nx\r\n".to_vec()),
         flags: 0,
         keywords: Vec::new(),
         internal_date: chrono::Utc::now(),
