@@ -8,6 +8,7 @@ import imaplib
 import re
 import socket
 import time
+import zlib
 
 import pytest
 from imapclient import IMAPClient
@@ -555,3 +556,75 @@ def test_the_remaining_commands(server):
         assert lines == [b'* QUOTA "" (STORAGE 1 9765)\r\n']
         lines, done = r.command("LOGOUT")
         assert lines == [b"* BYE Logging out\r\n"] and b"OK LOGOUT" in done
+
+
+class DeflateIMAP(imaplib.IMAP4):
+    """imaplib with RFC 4978 COMPRESS=DEFLATE: Python's zlib does the raw deflate (wbits -15),
+    every write sync-flushed; `wire` counts the compressed octets each way."""
+
+    def compress(self) -> None:
+        imaplib.Commands.setdefault("COMPRESS", ("AUTH", "SELECTED"))
+        typ, data = self._simple_command("COMPRESS", "DEFLATE")
+        assert typ == "OK", data
+        self._out = zlib.compressobj(wbits=-15)
+        self._in = zlib.decompressobj(wbits=-15)
+        self._plain = b""
+        self.wire = [0, 0]
+
+    def send(self, data: bytes) -> None:
+        if not hasattr(self, "_out"):
+            return super().send(data)
+        raw = self._out.compress(data) + self._out.flush(zlib.Z_SYNC_FLUSH)
+        self.wire[0] += len(raw)
+        self.sock.sendall(raw)
+
+    def _more(self) -> None:
+        raw = self.sock.recv(65536)
+        if not raw:
+            raise imaplib.IMAP4.abort("connection closed")
+        self.wire[1] += len(raw)
+        self._plain += self._in.decompress(raw)
+
+    def read(self, size: int) -> bytes:
+        if not hasattr(self, "_out"):
+            return super().read(size)
+        while len(self._plain) < size:
+            self._more()
+        out, self._plain = self._plain[:size], self._plain[size:]
+        return out
+
+    def readline(self) -> bytes:
+        if not hasattr(self, "_out"):
+            return super().readline()
+        while b"\n" not in self._plain:
+            self._more()
+        end = self._plain.index(b"\n") + 1
+        out, self._plain = self._plain[:end], self._plain[end:]
+        return out
+
+
+def test_compress_deflate_with_zlib(server):
+    alice = server.add_user("alice")
+    body = "".join(f"Line {i} of a report that repeats itself a good deal.\r\n" for i in range(2000))
+    deliver(server, alice, ["Big report"], body)
+    m = server.imap(alice)
+    m.select("INBOX", readonly=True)
+    plain = m.fetch("1", "(BODY.PEEK[])")[1][0][1]
+    m.logout()
+    c = DeflateIMAP("127.0.0.1", server.imap_port)
+    c.login(alice, PASSWORD)
+    assert b" COMPRESS=DEFLATE" in c.capability()[1][0]
+    c.compress()
+    c.select("INBOX")
+    # The same octets come, in a tenth of the wire octets or less.
+    assert c.fetch("1", "(BODY.PEEK[])")[1][0][1] == plain
+    assert c.wire[1] < len(plain) / 10, (c.wire, len(plain))
+    # A message appended through compression is stored as sent.
+    msg = b"Subject: packed\r\n\r\n" + b"zzzz\r\n" * 5000
+    typ, data = c.append("INBOX", None, None, msg)
+    assert typ == "OK", data
+    assert c.fetch("2", "(BODY.PEEK[])")[1][0][1] == msg
+    assert c.wire[0] < len(msg) / 10
+    typ, data = c._simple_command("COMPRESS", "DEFLATE")
+    assert typ == "NO" and data == [b"[COMPRESSIONACTIVE] DEFLATE is already active"]
+    c.logout()

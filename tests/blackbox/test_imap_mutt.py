@@ -68,6 +68,7 @@ set move=no
 set wait_key=no
 set sort=date-sent
 set timeout=1
+set imap_deflate=yes
 """)
     # mutt trusts the certificates in this file (and asks about the others).
     (tmp_path / "certificates").write_bytes(server.certificate.read_bytes())

@@ -58,6 +58,18 @@ pub struct Conn<S> {
     framer: LineFramer,
     enhanced: bool,
     write_timeout: Duration,
+    /// Compression, once the peer turned it on (IMAP COMPRESS=DEFLATE).
+    deflate: Option<Box<Deflate>>,
+}
+
+/// RFC 4978 compression: raw deflate (RFC 1951) each way, every write ended with a sync flush
+/// so the peer can read it at once. Input is inflated only as far as the session asks
+/// (`want` octets a read), so that a small compressed input cannot make a huge buffer.
+struct Deflate {
+    out: flate2::Compress,
+    input: flate2::Decompress,
+    /// Compressed octets read and not inflated yet.
+    raw: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -71,7 +83,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             framer: LineFramer::new(max_line),
             enhanced: false,
             write_timeout,
+            deflate: None,
         }
+    }
+
+    /// Turns compression on (RFC 4978), after the reply that says so has been flushed: what
+    /// is read and written from now on is deflated. Octets already read are compressed ones.
+    pub fn start_deflate(&mut self) {
+        let raw = std::mem::take(&mut self.rbuf);
+        self.deflate = Some(Box::new(Deflate {
+            out: flate2::Compress::new(flate2::Compression::default(), false),
+            input: flate2::Decompress::new(false),
+            raw,
+        }));
+    }
+
+    /// Whether compression is on.
+    pub fn deflating(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Inflates what was read into `rbuf`, at most `want` octets; how many came.
+    fn inflate(&mut self, want: usize) -> Result<usize, ReadError> {
+        let Some(d) = self.deflate.as_mut() else {
+            return Ok(0);
+        };
+        let before = d.input.total_in();
+        // (decompress_vec fills the spare capacity only: `want` octets at most.)
+        let mut chunk = Vec::with_capacity(want);
+        let r = d
+            .input
+            .decompress_vec(&d.raw, &mut chunk, flate2::FlushDecompress::None);
+        let used = (d.input.total_in() - before) as usize;
+        d.raw.drain(..used);
+        r.map_err(|e| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        self.rbuf.extend_from_slice(&chunk);
+        Ok(chunk.len())
     }
 
     /// The TLS of the connection, if it is under TLS.
@@ -128,6 +175,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // Give a large buffer back while the connection waits.
             self.rbuf = Vec::new();
         }
+        if self.deflate.is_some() {
+            return self.fill_deflated(timeout, shutdown, want).await;
+        }
         self.rbuf.reserve(want);
         let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.rbuf));
         let n = match shutdown {
@@ -150,6 +200,72 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// [`Conn::fill`] under compression: inflates what is already read, and reads more
+    /// compressed octets until at least one plain octet comes.
+    async fn fill_deflated(
+        &mut self,
+        timeout: Duration,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+        want: usize,
+    ) -> Result<(), ReadError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.inflate(want)? > 0 {
+                return Ok(());
+            }
+            let Some(d) = self.deflate.as_mut() else {
+                return Err(ReadError::Eof);
+            };
+            d.raw.reserve(want);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let read = tokio::time::timeout(left, self.stream.read_buf(&mut d.raw));
+            let n = match shutdown.as_deref_mut() {
+                Some(sd) => {
+                    if *sd.borrow() {
+                        return Err(ReadError::Shutdown);
+                    }
+                    tokio::select! {
+                        r = read => r,
+                        _ = sd.changed() => return Err(ReadError::Shutdown),
+                    }
+                }
+                None => read.await,
+            };
+            match n {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(Err(e)) => return Err(ReadError::Io(e)),
+                Ok(Ok(0)) => return Err(ReadError::Eof),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Deflates what is queued, ending with a sync flush (RFC 4978 §4).
+    fn deflate_output(&mut self) -> io::Result<()> {
+        let Some(d) = self.deflate.as_mut() else {
+            return Ok(());
+        };
+        let input = std::mem::take(&mut self.wbuf);
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        let mut pos = 0;
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(1024));
+            }
+            let before = d.out.total_in();
+            d.out
+                .compress_vec(&input[pos..], &mut out, flate2::FlushCompress::Sync)
+                .map_err(io::Error::other)?;
+            pos += (d.out.total_in() - before) as usize;
+            // Done once all is in and the flush fitted (room was left over).
+            if pos == input.len() && out.capacity() - out.len() >= 64 {
+                break;
+            }
+        }
+        self.wbuf = out;
+        Ok(())
+    }
+
     /// Queues a reply.
     pub fn send(&mut self, reply: &Reply) {
         reply.write_with(&mut self.wbuf, self.enhanced);
@@ -168,6 +284,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Writes queued replies, within the write deadline: a client that pipelines commands and
     /// never reads the replies stops being served when it passes (`TimedOut`).
     pub async fn flush(&mut self) -> io::Result<()> {
+        if self.deflate.is_some() && !self.wbuf.is_empty() {
+            self.deflate_output()?;
+        }
         let write = async {
             if !self.wbuf.is_empty() {
                 self.stream.write_all(&self.wbuf).await?;

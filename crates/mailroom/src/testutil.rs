@@ -104,9 +104,24 @@ impl Client {
         Ok(())
     }
 
+    /// Turns on RFC 4978 compression (IMAP COMPRESS=DEFLATE) as the client: what is sent
+    /// from now on is deflated, what comes is inflated.
+    pub fn start_deflate(&mut self) {
+        assert!(self.buf.is_empty(), "unread input before COMPRESS");
+        let inner = self.io.take().expect("connection");
+        self.io = Some(Box::new(Deflating {
+            inner,
+            out: flate2::Compress::new(flate2::Compression::fast(), false),
+            input: flate2::Decompress::new(false),
+            pending: Vec::new(),
+            raw: Vec::new(),
+        }));
+    }
+
     /// Sends raw bytes.
     pub async fn send(&mut self, bytes: &[u8]) {
         self.io().write_all(bytes).await.expect("write");
+        self.io().flush().await.expect("flush");
     }
 
     async fn line(&mut self) -> Option<String> {
@@ -236,4 +251,114 @@ pub fn dsn_message_field(report: &[u8], field: &str) -> Option<String> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(field))
         .map(|(_, v)| v.clone())
+}
+
+/// A client stream under RFC 4978 compression: raw deflate each way, each write sync-flushed.
+struct Deflating {
+    inner: Box<dyn ClientIo>,
+    out: flate2::Compress,
+    input: flate2::Decompress,
+    /// Compressed octets not written yet.
+    pending: Vec<u8>,
+    /// Compressed octets read and not inflated yet.
+    raw: Vec<u8>,
+}
+
+impl Deflating {
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while !self.pending.is_empty() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.pending.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Deflating {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        let mut done = 0;
+        loop {
+            this.pending.reserve(buf.len() + 1024);
+            let before = this.out.total_in();
+            this.out
+                .compress_vec(&buf[done..], &mut this.pending, flate2::FlushCompress::Sync)
+                .map_err(std::io::Error::other)?;
+            done += (this.out.total_in() - before) as usize;
+            if done == buf.len() && this.pending.capacity() - this.pending.len() >= 64 {
+                break;
+            }
+        }
+        let _ = this.drain(cx)?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.drain(cx)?.is_pending() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Deflating {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if !this.raw.is_empty() {
+                let mut plain = Vec::with_capacity(buf.remaining());
+                let before = this.input.total_in();
+                this.input
+                    .decompress_vec(&this.raw, &mut plain, flate2::FlushDecompress::None)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let used = (this.input.total_in() - before) as usize;
+                this.raw.drain(..used);
+                if !plain.is_empty() {
+                    buf.put_slice(&plain);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let mut rb = tokio::io::ReadBuf::new(&mut chunk);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => this.raw.extend_from_slice(rb.filled()),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }

@@ -183,13 +183,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         c.push_str(
             " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
              CREATE-SPECIAL-USE ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY MULTIAPPEND \
-             STATUS=SIZE QUOTA QUOTA=RES-STORAGE",
+             STATUS=SIZE QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE",
         );
         c.push_str(&format!(
             " APPENDLIMIT={}",
             self.ctx.config.imap.max_literal
         ));
         c
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978): the OK is sent uncompressed, then both ways are deflated.
+    async fn compress(&mut self, tag: &str, mechanism: &str) -> Flow {
+        if self.conn.deflating() {
+            self.tagged(tag, "NO", "[COMPRESSIONACTIVE] DEFLATE is already active");
+            return Flow::Continue;
+        }
+        if !mechanism.eq_ignore_ascii_case("DEFLATE") {
+            self.tagged(
+                tag,
+                "BAD",
+                &format!("Unknown compression mechanism {mechanism}"),
+            );
+            return self.too_many_bad();
+        }
+        if self.conn.has_pending_input() {
+            // The client may not send more before it has our OK (RFC 4978 §3).
+            self.tagged(tag, "BAD", "Commands pipelined after COMPRESS");
+            return self.too_many_bad();
+        }
+        self.tagged(tag, "OK", "DEFLATE active");
+        if self.conn.flush().await.is_err() {
+            return Flow::Close;
+        }
+        self.conn.start_deflate();
+        tracing::debug!(peer = %self.peer, "DEFLATE started");
+        Flow::Continue
     }
 
     fn starttls_offered(&self) -> bool {
@@ -802,6 +830,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.tagged(tag, "OK", "ENABLE completed");
             }
             Body::Idle => return self.idle(tag).await,
+            Body::Compress(mechanism) => return self.compress(tag, &mechanism).await,
             Body::Select {
                 mailbox,
                 read_only,

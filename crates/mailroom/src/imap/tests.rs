@@ -566,3 +566,53 @@ async fn large_appends_are_streamed_and_limited_per_message() {
     );
     assert_eq!(run(&mut c, "n", "NOOP").await, ["n OK NOOP completed"]);
 }
+
+/// RFC 4978: after `OK` to COMPRESS DEFLATE both ways are deflated; a second COMPRESS is
+/// refused with `[COMPRESSIONACTIVE]`; COMPRESS with a command pipelined after it is refused
+/// (was the next command meant compressed or not?); and a small input that inflates to a huge
+/// line is cut at the line limit, not held.
+#[tokio::test]
+async fn compress_deflate_carries_the_session_both_ways() {
+    let mut cfg = config();
+    cfg.imap.max_line = 8192;
+    let h = harness(cfg).await;
+    let mut c = logged_in(&h.ctx).await;
+    let caps = run(&mut c, "c", "CAPABILITY").await;
+    assert!(caps[0].contains(" COMPRESS=DEFLATE"), "{caps:?}");
+    let r = run(&mut c, "z", "COMPRESS DEFLATE\r\nn NOOP").await;
+    assert_eq!(r, ["z BAD Commands pipelined after COMPRESS"]);
+    // Compression did not start, so the pipelined command is read in clear.
+    assert_eq!(c.status().await, "n OK NOOP completed");
+    let r = run(&mut c, "z", "COMPRESS LZW").await;
+    assert_eq!(r, ["z BAD Unknown compression mechanism LZW"]);
+    assert_eq!(
+        run(&mut c, "z", "COMPRESS DEFLATE").await,
+        ["z OK DEFLATE active"]
+    );
+    c.start_deflate();
+    let body = format!(
+        "Subject: squeezed\r\n\r\n{}",
+        "The same line, again and again.\r\n".repeat(50)
+    );
+    let r = run(
+        &mut c,
+        "a",
+        &format!("APPEND INBOX {{{}+}}\r\n{body}", body.len()),
+    )
+    .await;
+    assert!(r[0].starts_with("a OK [APPENDUID "), "{r:?}");
+    run(&mut c, "s", "SELECT INBOX").await;
+    let r = run(&mut c, "f", "FETCH 1 BODY[TEXT]").await;
+    assert_eq!(r[0], "* 1 FETCH (BODY[TEXT] {1650}");
+    assert_eq!(r[1..51], ["The same line, again and again."; 50]);
+    assert_eq!(
+        r[51..],
+        [" FLAGS (\\Seen \\Recent))", "f OK FETCH completed"]
+    );
+    let r = run(&mut c, "y", "COMPRESS DEFLATE").await;
+    assert_eq!(r, ["y NO [COMPRESSIONACTIVE] DEFLATE is already active"]);
+    // 10 MB of one line, about 10 KB compressed.
+    c.send(&vec![b'a'; 10 << 20]).await;
+    assert_eq!(c.status().await, "* BYE line over 8192 octets");
+    assert!(c.closed().await);
+}

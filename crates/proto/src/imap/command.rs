@@ -92,6 +92,8 @@ pub enum Body {
     },
     /// `IDLE` (RFC 2177): the session then waits for `DONE`.
     Idle,
+    /// `COMPRESS mechanism` (RFC 4978).
+    Compress(String),
     /// `GETQUOTA root` (RFC 9208 §4.2).
     GetQuota(Vec<u8>),
     /// `GETQUOTAROOT mailbox` (RFC 9208 §4.3).

@@ -427,6 +427,10 @@ impl<'a> Parser<'a> {
             "CLOSE" => Body::Close,
             "UNSELECT" => Body::Unselect,
             "IDLE" => Body::Idle,
+            "COMPRESS" => {
+                self.sp()?;
+                Body::Compress(self.atom()?)
+            }
             "EXPUNGE" => Body::Expunge(None),
             "AUTHENTICATE" => {
                 self.sp()?;

@@ -62,6 +62,8 @@ fn simple_commands() {
         Body::Enable(vec!["QRESYNC".into(), "CONDSTORE".into()])
     );
     assert_eq!(ok("a ID NIL"), Body::Id(None));
+    // RFC 4978 §3: the mechanism is an atom, case-insensitive.
+    assert_eq!(ok("z COMPRESS deflate"), Body::Compress("DEFLATE".into()));
     assert_eq!(
         ok("a ID (\"name\" \"x\" \"v\" NIL)"),
         Body::Id(Some(vec![
@@ -283,6 +285,7 @@ fn errors_carry_the_tag() {
     assert!(bad("a NOOP extra").contains("unexpected text"));
     assert!(bad("a LOGIN \"unterminated").contains("unterminated"));
     assert!(bad("a LOGIN {10}\r\nshort").contains("shorter"));
+    assert!(!bad("a COMPRESS").is_empty());
     assert_eq!(tag_of(b"t7 APPEND x {99999}\r\n").as_deref(), Some("t7"));
 }
 
