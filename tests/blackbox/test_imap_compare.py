@@ -161,3 +161,73 @@ def test_mailroom_answers_like_dovecot(server):
         if key in ALLOWED:
             continue
         assert ours[key] == theirs[key], f"{key}:\n mailroom: {ours[key]!r}\n dovecot:  {theirs[key]!r}"
+
+
+# Threads as mail clients make them: References, In-Reply-To only, a parent that never came,
+# a duplicate Message-ID, a References loop, encoded and bracketed subjects, groups, a message
+# without Date: (sorted by its arrival), and each message's arrival day (INTERNALDATE).
+THREADED = [
+ ("From: Bob <bob@x.org>\r\nTo: Zed <zed@x.org>\r\nSubject: Plan\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <a@x>\r\n", "05"),
+ ("From: amy@x.org\r\nTo: bob@x.org\r\nCc: Carl <carl@x.org>\r\nSubject: Re: Plan\r\nDate: Tue, 01 Dec 2026 12:00:00 +0000\r\nMessage-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\n", "02"),
+ ("From: \"Émile\" <zz@x.org>\r\nTo: \"amy\" <amy@x.org>\r\nSubject: Re: Plan\r\nDate: Tue, 01 Dec 2026 13:00:00 +0100\r\nMessage-ID: <c@x>\r\nReferences: <a@x> <b@x>\r\n", "03"),
+ ("From: =?utf-8?q?=C3=89mile?= <ee@x.org>\r\nSubject: RE: plan\r\nDate: Tue, 01 Dec 2026 11:30:00 +0000\r\nMessage-ID: <d@x>\r\nReferences: <a@x>\r\n", "04"),
+ ("From: Carl <carl@x.org>\r\nSubject: [list] Budget (fwd)\r\nMessage-ID: <e@x>\r\n", "01"),
+ ("From: bob@x.org\r\nSubject: Re: Budget\r\nDate: Wed, 02 Dec 2026 09:00:00 -0500\r\nMessage-ID: <f@x>\r\nReferences: <e@x>\r\n", "06"),
+ ("From: bob@x.org\r\nSubject: Re: Gone\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <g@x>\r\nReferences: <missing@x>\r\n", "07"),
+ ("From: bob@x.org\r\nSubject: Re: Gone\r\nDate: Wed, 02 Dec 2026 11:00:00 +0000\r\nMessage-ID: <h@x>\r\nReferences: <missing@x>\r\n", "08"),
+ ("From: bob@x.org\r\nSubject: Hello\r\nDate: Thu, 03 Dec 2026 11:00:00 +0000\r\n", "09"),
+ ("From: bob@x.org\r\nSubject: Hello\r\nDate: Thu, 03 Dec 2026 12:00:00 +0000\r\nMessage-ID: <a@x>\r\n", "10"),
+ ("From: bob@x.org\r\nSubject: =?utf-8?q?Re=3A_Gr=C3=BC=C3=9Fe?=\r\nDate: Fri, 04 Dec 2026 12:00:00 +0000\r\nMessage-ID: <k@x>\r\n", "11"),
+ ("From: bob@x.org\r\nSubject: [Fwd: =?utf-8?q?gr=C3=BC=C3=9Fe?=]\r\nDate: Fri, 04 Dec 2026 13:00:00 +0000\r\nMessage-ID: <l@x>\r\n", "12"),
+ ("From: bob@x.org\r\nSubject: \r\nDate: Fri, 04 Dec 2026 14:00:00 +0000\r\nMessage-ID: <m@x>\r\n", "13"),
+ ("From: bob@x.org\r\nDate: Fri, 04 Dec 2026 15:00:00 +0000\r\nMessage-ID: <n@x>\r\n", "14"),
+ ("From: x@x.org\r\nSubject: Loop one\r\nDate: Sat, 05 Dec 2026 15:00:00 +0000\r\nMessage-ID: <l1@x>\r\nReferences: <l2@x>\r\n", "15"),
+ ("From: y@x.org\r\nSubject: Loop two\r\nDate: Sat, 05 Dec 2026 16:00:00 +0000\r\nMessage-ID: <l2@x>\r\nReferences: <l1@x>\r\n", "16"),
+ ("From: undisclosed-recipients:;\r\nTo: group: a@x.org, b@x.org;\r\nSubject: Re: [fwd: Re: Hello]\r\nDate: Sat, 05 Dec 2026 17:00:00 +0000\r\nMessage-ID: <q@x>\r\n", "17"),
+ ("From: bob@x.org\r\nSubject: Re: Plan\r\nDate: Sun, 06 Dec 2026 17:00:00 +0000\r\nMessage-ID: <r@x>\r\nIn-Reply-To: <c@x>\r\nReferences: <zz@x>\r\n", "18"),
+]
+
+SORTS = [["SUBJECT"], ["REVERSE", "DATE"], ["DATE"], ["FROM"], ["TO"], ["CC"], ["SIZE"], ["ARRIVAL"],
+         ["DISPLAYFROM"], ["DISPLAYTO"], ["REVERSE", "SUBJECT", "DATE"], ["REVERSE", "ARRIVAL"]]
+
+
+def sorted_and_threaded(port: int, user: str) -> dict:
+    c = connect(port, user)
+    c.create_folder("Threads")
+    for i, (header, day) in enumerate(THREADED):
+        msg = (header + "\r\nbody " + "x" * (i * 7 % 30) + "\r\n").encode()
+        c.append("Threads", msg, [], datetime.datetime(2026, 11, int(day), 10, 0, tzinfo=datetime.timezone.utc))
+    c.select_folder("Threads")
+    seen = {" ".join(k): c.sort(k) for k in SORTS}
+    seen["sort-search"] = c.sort(["DATE"], ["SUBJECT", "plan"])
+    seen["sort-none"] = c.sort(["DATE"], ["SUBJECT", "nothing matches"])
+    c.use_uid = True
+    seen["uid-sort"] = c.sort(["DATE"], ["2:5"])
+    c.use_uid = False
+    for algorithm in ["ORDEREDSUBJECT", "REFERENCES"]:
+        seen[algorithm] = c.thread(algorithm)
+        seen[algorithm + "-search"] = c.thread(algorithm, ["NOT", "SUBJECT", "plan"])
+        seen[algorithm + "-range"] = c.thread(algorithm, ["5:*"])
+    seen["capabilities"] = sorted(x for x in c.capabilities() if x.startswith((b"SORT", b"THREAD=")))
+    c.logout()
+    return seen
+
+
+def test_sort_and_thread_answer_like_dovecot(server):
+    """RFC 5256 SORT and THREAD, RFC 5957 SORT=DISPLAY: the same numbers in the same order and
+    the same thread trees as Dovecot's, through IMAPClient's sort() and thread()."""
+    alice = server.add_user("alice")
+    dv = Dovecot()
+    dv.add_user(alice)
+    dv.start()
+    try:
+        theirs = sorted_and_threaded(dv.imap_port, alice)
+    finally:
+        dv.stop()
+    ours = sorted_and_threaded(server.imap_port, alice)
+    # Dovecot also offers THREAD=REFS (an expired draft); the RFC 5256 ones are the same.
+    theirs["capabilities"] = [c for c in theirs["capabilities"] if c != b"THREAD=REFS"]
+    for key in theirs:
+        assert ours[key] == theirs[key], f"{key}:\n mailroom: {ours[key]!r}\n dovecot:  {theirs[key]!r}"
+    # Not vacuous: the threads nest.
+    assert ours["REFERENCES"][1] == (1, (4,), (2, 3), (18,)), ours["REFERENCES"]

@@ -385,3 +385,73 @@ pub fn imap_mime(data: &[u8]) {
         let _ = m.binary(&[p]);
     }
 }
+
+/// SORT and THREAD (RFC 5256) on messages cut from `data` at NUL octets: the header keys of
+/// anything, every sort key, and both threading algorithms. Invariants: a sort is a
+/// permutation; each thread answer names every message exactly once; `encode` balances its
+/// parentheses.
+pub fn imap_thread(data: &[u8]) {
+    use crate::imap::command::{SortCriterion, SortKey};
+    use crate::imap::sort::{encode, ordered_subject, references, sort, HeaderKeys, Item, Node};
+    let items: Vec<Item> = data
+        .split(|&b| b == 0)
+        .take(64)
+        .enumerate()
+        .map(|(i, header)| Item {
+            num: i as u32 + 1,
+            seq: i as u32 + 1,
+            arrival: (i as i64 * 7919) % 1000,
+            size: header.len() as u64,
+            keys: HeaderKeys::of(header),
+        })
+        .collect();
+    let n = items.len();
+    let keys = [
+        SortKey::Arrival,
+        SortKey::Cc,
+        SortKey::Date,
+        SortKey::From,
+        SortKey::Size,
+        SortKey::Subject,
+        SortKey::To,
+        SortKey::DisplayFrom,
+        SortKey::DisplayTo,
+    ];
+    for (k, key) in keys.into_iter().enumerate() {
+        let mut v = items.clone();
+        sort(
+            &mut v,
+            &[SortCriterion {
+                reverse: k % 2 == 1,
+                key,
+            }],
+        );
+        let mut nums: Vec<u32> = v.iter().map(|i| i.num).collect();
+        nums.sort_unstable();
+        assert!(nums.iter().copied().eq(1..=n as u32), "sort lost a message");
+    }
+    fn walk(node: &Node, seen: &mut Vec<u32>) {
+        seen.extend(node.num);
+        node.children.iter().for_each(|c| walk(c, seen));
+    }
+    for threads in [ordered_subject(&items), references(&items)] {
+        let mut seen = Vec::new();
+        threads.iter().for_each(|t| walk(t, &mut seen));
+        seen.sort_unstable();
+        assert!(
+            seen.iter().copied().eq(1..=n as u32),
+            "a thread answer does not name each message once: {threads:?}"
+        );
+        let text = encode(&threads);
+        let mut depth = 0i64;
+        for c in text.chars() {
+            depth += match c {
+                '(' => 1,
+                ')' => -1,
+                _ => 0,
+            };
+            assert!(depth >= 0, "unbalanced: {text}");
+        }
+        assert_eq!(depth, 0, "unbalanced: {text}");
+    }
+}

@@ -82,6 +82,11 @@ fn imap_command() {
 }
 
 #[test]
+fn imap_thread() {
+    replay("imap_thread", check::imap_thread);
+}
+
+#[test]
 fn imap_mime() {
     replay("imap_mime", check::imap_mime);
 }

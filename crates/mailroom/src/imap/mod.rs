@@ -17,6 +17,7 @@ mod folders;
 mod mail;
 mod search;
 mod session;
+mod sort;
 mod vanished;
 mod view;
 

@@ -157,8 +157,18 @@ fn matches(k: &SearchKey, c: &Candidate<'_>) -> bool {
     }
 }
 
+/// A message that matched: its sequence number, UID and mod-sequence.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hit {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) async fn search(&mut self, tag: &str, s: Search) {
+    /// The messages of the selected folder that match `s`, in sequence order; `None` when the
+    /// command has been answered already (an unknown charset, a store error).
+    pub(super) async fn hits(&mut self, tag: &str, s: &Search) -> Option<Vec<Hit>> {
         if let Some(cs) = &s.charset {
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
                 self.tagged(
@@ -166,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "NO",
                     "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset",
                 );
-                return;
+                return None;
             }
         }
         self.sync(s.uid).await;
@@ -176,7 +186,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.enabled.condstore = true;
         }
         let Some(v) = self.selected.as_ref() else {
-            return;
+            self.tagged(tag, "BAD", "No mailbox selected (SELECT or EXAMINE first)");
+            return None;
         };
         let folder = v.folder.id;
         let user = self.user.as_ref().map_or(0, |u| u.id);
@@ -185,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .collect();
         let (largest_seq, largest_uid) = (mail.len() as u32, v.last_uid());
         let saved = self.saved.clone();
-        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         let size = if n.body { CHUNK } else { HEADER_CHUNK };
         for (c, chunk) in mail.chunks(size).enumerate() {
             let attrs = if n.attrs {
@@ -194,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(a) => a,
                     Err(e) => {
                         self.temporary(tag, "search", &e);
-                        return;
+                        return None;
                     }
                 }
             } else {
@@ -226,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(t) => t,
                 Err(e) => {
                     self.temporary(tag, "search", &e);
-                    return;
+                    return None;
                 }
             };
             for (j, (meta, recent)) in chunk.iter().enumerate() {
@@ -248,15 +259,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     saved: saved.as_deref(),
                 };
                 if matches(&s.key, &cand) {
-                    hits.push((cand.seq, meta.uid, meta.modseq));
+                    hits.push(Hit {
+                        seq: cand.seq,
+                        uid: meta.uid,
+                        modseq: meta.modseq,
+                    });
                 }
             }
         }
+        Some(hits)
+    }
+
+    pub(super) async fn search(&mut self, tag: &str, s: Search) {
+        let Some(hits) = self.hits(tag, &s).await else {
+            return;
+        };
+        let mut n = Needs::default();
+        needs(&s.key, &mut n);
         let nums: Vec<u32> = hits
             .iter()
-            .map(|&(seq, uid, _)| if s.uid { uid } else { seq })
+            .map(|h| if s.uid { h.uid } else { h.seq })
             .collect();
-        let top_modseq = hits.iter().map(|h| h.2).max();
+        let top_modseq = hits.iter().map(|h| h.modseq).max();
         let returns = match (&s.returns, self.enabled.rev2) {
             (Some(r), _) => Some(if r.is_empty() {
                 vec![SearchReturn::All]
@@ -278,7 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Some(r) => {
                 if r.contains(&SearchReturn::Save) {
-                    self.saved = Some(hits.iter().map(|h| h.1).collect());
+                    self.saved = Some(hits.iter().map(|h| h.uid).collect());
                 }
                 let mut out = format!("ESEARCH (TAG \"{tag}\")");
                 if s.uid {

@@ -183,7 +183,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         c.push_str(
             " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE \
              CREATE-SPECIAL-USE ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY MULTIAPPEND \
-             STATUS=SIZE QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE",
+             STATUS=SIZE QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE SORT SORT=DISPLAY \
+             THREAD=ORDEREDSUBJECT THREAD=REFERENCES",
         );
         c.push_str(&format!(
             " APPENDLIMIT={}",
@@ -885,6 +886,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Body::Unselect => self.close(tag, false).await,
             Body::Expunge(uids) => self.expunge(tag, uids).await,
             Body::Search(s) => self.search(tag, s).await,
+            Body::Sort { criteria, search } => self.sort(tag, criteria, search).await,
+            Body::Thread { algorithm, search } => self.thread(tag, algorithm, search).await,
             Body::Fetch(f) => self.fetch(tag, f).await,
             Body::Store(s) => self.store(tag, s).await,
             Body::Copy {

@@ -81,6 +81,17 @@ pub enum Body {
     /// `EXPUNGE`, or `UID EXPUNGE set` (RFC 4315 §2.1).
     Expunge(Option<SequenceSet>),
     Search(Search),
+    /// `SORT (criteria) charset search` (RFC 5256 §3), `UID SORT`: the search's `charset` is
+    /// always given, `returns` never.
+    Sort {
+        criteria: Vec<SortCriterion>,
+        search: Search,
+    },
+    /// `THREAD algorithm charset search` (RFC 5256 §3), `UID THREAD`.
+    Thread {
+        algorithm: ThreadAlgorithm,
+        search: Search,
+    },
     Fetch(Fetch),
     Store(Store),
     /// `COPY` or `MOVE` (RFC 6851).
@@ -318,6 +329,39 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+}
+
+/// One SORT criterion (RFC 5256 §3, RFC 5957 §3): a key, perhaps reversed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    /// `REVERSE` came before the key.
+    pub reverse: bool,
+    /// What is compared.
+    pub key: SortKey,
+}
+
+/// What SORT compares (RFC 5256 §3; DISPLAYFROM and DISPLAYTO from RFC 5957).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+/// A THREAD algorithm (RFC 5256 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    /// `ORDEREDSUBJECT`: by base subject, then sent date.
+    OrderedSubject,
+    /// `REFERENCES`: by the References and In-Reply-To fields, then base subject.
+    References,
 }
 
 /// A search criterion (RFC 9051 §6.4.4, RFC 7162 §3.1.5 MODSEQ).

@@ -16,3 +16,4 @@ pub mod mime;
 pub mod mutf7;
 pub mod parse;
 pub mod section;
+pub mod sort;

@@ -555,6 +555,8 @@ impl<'a> Parser<'a> {
             }
             "APPEND" => self.append()?,
             "SEARCH" => Body::Search(self.search(false)?),
+            "SORT" => self.sort(false)?,
+            "THREAD" => self.thread(false)?,
             "FETCH" => Body::Fetch(self.fetch(false)?),
             "STORE" => Body::Store(self.store(false)?),
             "COPY" | "MOVE" => self.copy(false, name == "MOVE")?,
@@ -563,6 +565,8 @@ impl<'a> Parser<'a> {
                 let sub = self.atom()?;
                 match sub.as_str() {
                     "SEARCH" => Body::Search(self.search(true)?),
+                    "SORT" => self.sort(true)?,
+                    "THREAD" => self.thread(true)?,
                     "FETCH" => Body::Fetch(self.fetch(true)?),
                     "STORE" => Body::Store(self.store(true)?),
                     "COPY" | "MOVE" => self.copy(true, sub == "MOVE")?,
@@ -986,20 +990,85 @@ impl<'a> Parser<'a> {
             charset = Some(String::from_utf8_lossy(&self.astring()?).into_owned());
             self.sp()?;
         }
-        let mut keys = vec![self.search_key()?];
-        while self.eat(b' ') {
-            keys.push(self.search_key()?);
-        }
-        let key = if keys.len() == 1 {
-            keys.remove(0)
-        } else {
-            SearchKey::And(keys)
-        };
         Ok(Search {
             uid,
             charset,
             returns,
-            key,
+            key: self.search_keys()?,
+        })
+    }
+
+    /// One or more search keys, all of which must hold.
+    fn search_keys(&mut self) -> R<SearchKey> {
+        let mut keys = vec![self.search_key()?];
+        while self.eat(b' ') {
+            keys.push(self.search_key()?);
+        }
+        Ok(if keys.len() == 1 {
+            keys.remove(0)
+        } else {
+            SearchKey::And(keys)
+        })
+    }
+
+    /// `SORT (criteria) charset search` (RFC 5256 §5 `sort`, RFC 5957 §4).
+    fn sort(&mut self, uid: bool) -> R<Body> {
+        self.sp()?;
+        let words = self.list_of(false, |p| p.atom())?;
+        let mut criteria = Vec::new();
+        let mut reverse = false;
+        for w in words {
+            let key = match w.as_str() {
+                "REVERSE" if reverse => return Err("REVERSE twice in a row".into()),
+                "REVERSE" => {
+                    reverse = true;
+                    continue;
+                }
+                "ARRIVAL" => SortKey::Arrival,
+                "CC" => SortKey::Cc,
+                "DATE" => SortKey::Date,
+                "FROM" => SortKey::From,
+                "SIZE" => SortKey::Size,
+                "SUBJECT" => SortKey::Subject,
+                "TO" => SortKey::To,
+                "DISPLAYFROM" => SortKey::DisplayFrom,
+                "DISPLAYTO" => SortKey::DisplayTo,
+                _ => return Err(format!("unknown SORT criterion {w}")),
+            };
+            criteria.push(SortCriterion { reverse, key });
+            reverse = false;
+        }
+        if reverse {
+            return Err("REVERSE without a SORT criterion after it".into());
+        }
+        let search = self.sort_search(uid)?;
+        Ok(Body::Sort { criteria, search })
+    }
+
+    /// `THREAD algorithm charset search` (RFC 5256 §5 `thread`).
+    fn thread(&mut self, uid: bool) -> R<Body> {
+        self.sp()?;
+        let w = self.atom()?;
+        let algorithm = match w.as_str() {
+            "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+            "REFERENCES" => ThreadAlgorithm::References,
+            _ => return Err(format!("unknown THREAD algorithm {w}")),
+        };
+        let search = self.sort_search(uid)?;
+        Ok(Body::Thread { algorithm, search })
+    }
+
+    /// The `SP charset SP search-key *(SP search-key)` that SORT and THREAD end with: the
+    /// charset is not optional there (RFC 5256 §5).
+    fn sort_search(&mut self, uid: bool) -> R<Search> {
+        self.sp()?;
+        let charset = String::from_utf8_lossy(&self.astring()?).into_owned();
+        self.sp()?;
+        Ok(Search {
+            uid,
+            charset: Some(charset),
+            returns: None,
+            key: self.search_keys()?,
         })
     }
 

@@ -274,6 +274,72 @@ fn search_forms() {
 }
 
 #[test]
+fn sort_and_thread_forms() {
+    // RFC 5256 §3's examples.
+    let Body::Sort { criteria, search } = ok("A282 SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994") else {
+        panic!()
+    };
+    assert_eq!(
+        criteria,
+        [SortCriterion {
+            reverse: false,
+            key: SortKey::Subject
+        }]
+    );
+    assert!(!search.uid);
+    assert_eq!(search.charset.as_deref(), Some("UTF-8"));
+    assert_eq!(
+        search.key,
+        SearchKey::Since(Date {
+            year: 1994,
+            month: 2,
+            day: 1
+        })
+    );
+    let Body::Sort { criteria, search } =
+        ok("A285 UID SORT (REVERSE date displayFROM) US-ASCII SUBJECT \"afternoon\" ALL")
+    else {
+        panic!()
+    };
+    assert!(search.uid);
+    assert_eq!(
+        criteria,
+        [
+            SortCriterion {
+                reverse: true,
+                key: SortKey::Date
+            },
+            SortCriterion {
+                reverse: false,
+                key: SortKey::DisplayFrom
+            }
+        ]
+    );
+    assert!(matches!(search.key, SearchKey::And(ref k) if k.len() == 2));
+    let Body::Thread { algorithm, search } =
+        ok("A283 THREAD ORDEREDSUBJECT UTF-8 SINCE 5-MAR-2000")
+    else {
+        panic!()
+    };
+    assert_eq!(algorithm, ThreadAlgorithm::OrderedSubject);
+    assert!(!search.uid);
+    let Body::Thread { algorithm, search } =
+        ok("A284 UID THREAD references US-ASCII TEXT \"gewp\"")
+    else {
+        panic!()
+    };
+    assert_eq!(algorithm, ThreadAlgorithm::References);
+    assert!(search.uid);
+    assert!(!bad("a SORT () UTF-8 ALL").is_empty());
+    assert!(bad("a SORT (REVERSE) UTF-8 ALL").contains("REVERSE"));
+    assert!(bad("a SORT (REVERSE REVERSE DATE) UTF-8 ALL").contains("REVERSE"));
+    assert!(bad("a SORT (COLOUR) UTF-8 ALL").contains("unknown SORT criterion COLOUR"));
+    // The charset is not optional.
+    assert!(!bad("a SORT (DATE) ALL").is_empty());
+    assert!(bad("a THREAD REFS UTF-8 ALL").contains("unknown THREAD algorithm REFS"));
+}
+
+#[test]
 fn errors_carry_the_tag() {
     let e = command(b"x1 FROB\r\n").unwrap_err();
     assert_eq!(e.tag.as_deref(), Some("x1"));
