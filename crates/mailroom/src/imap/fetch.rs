@@ -48,9 +48,11 @@ fn partial(data: Vec<u8>, p: Option<(u32, u32)>) -> (Vec<u8>, String) {
     match p {
         None => (data, String::new()),
         Some((start, len)) => {
-            let start = (start as usize).min(data.len());
-            let end = start.saturating_add(len as usize).min(data.len());
-            (data[start..end].to_vec(), format!("<{start}>"))
+            // The origin named is the one asked for, even past the end, where the data is
+            // empty (RFC 3501 §6.4.5: "an empty string is returned").
+            let from = (start as usize).min(data.len());
+            let end = from.saturating_add(len as usize).min(data.len());
+            (data[from..end].to_vec(), format!("<{start}>"))
         }
     }
 }
@@ -384,9 +386,16 @@ fn write_item(
                     out.push(b' ');
                     encode::literal(out, &d);
                 }
-                // A part that does not exist is empty, as Dovecot answers (RFC 9051 §6.4.5
-                // leaves it to the server; NIL trips up some clients).
-                None => put(out, " \"\""),
+                // A part that does not exist is empty, written as Dovecot writes it: an
+                // empty literal (RFC 9051 §6.4.5 leaves it to the server; NIL trips up some
+                // clients). The partial's origin is still named.
+                None => {
+                    if let Some((start, _)) = p {
+                        put(out, &format!("<{start}>"));
+                    }
+                    out.push(b' ');
+                    encode::literal(out, &[]);
+                }
             }
         }
         FetchItem::Binary {
@@ -399,7 +408,9 @@ fn write_item(
                         "[UNKNOWN-CTE] Unknown content-transfer-encoding {e}"
                     ));
                 }
-                _ => return Err("No such body part".into()),
+                // A part that does not exist is empty, as for BODY[part] (and Dovecot).
+                Some(Err(BinaryError::NoSuchPart)) => Vec::new(),
+                None => return Err("The message cannot be read".into()),
             };
             let (d, origin) = partial(data, *p);
             let path: Vec<String> = part.iter().map(|n| n.to_string()).collect();
@@ -417,7 +428,8 @@ fn write_item(
                         "[UNKNOWN-CTE] Unknown content-transfer-encoding {e}"
                     ));
                 }
-                _ => return Err("No such body part".into()),
+                Some(Err(BinaryError::NoSuchPart)) => 0,
+                None => return Err("The message cannot be read".into()),
             };
             let path: Vec<String> = part.iter().map(|n| n.to_string()).collect();
             put(out, &format!("BINARY.SIZE[{}] {n}", path.join(".")));

@@ -73,7 +73,7 @@ enum Kind {
 /// Why a `BINARY[part]` cannot be answered (RFC 3516 §4.2, RFC 9051 §6.4.5).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BinaryError {
-    /// The part path names no part: the server answers `NO`.
+    /// The part path names no part: the server answers an empty part, as for `BODY[part]`.
     #[error("no such part")]
     NoSuchPart,
     /// The Content-Transfer-Encoding (lower case) is not one the server can remove: the

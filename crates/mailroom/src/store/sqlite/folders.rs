@@ -568,6 +568,8 @@ pub(super) fn append(
     let mut uids = Vec::with_capacity(mail.len());
     for m in mail {
         let content = super::content::insert(c, spool, &m.text, true)?;
+        c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
+            .execute([content])?;
         let uid = next_uid(c, f.id)?;
         c.prepare_cached(
             "INSERT INTO mail (mailbox_id, uid, content_id, prefix, size, internal_date, flags, keywords, modseq)
@@ -633,6 +635,8 @@ pub(super) fn import_into(
     ])?;
     c.prepare_cached("UPDATE users SET used = used + ?2, messages = messages + 1 WHERE id = ?1")?
         .execute(params![user_id, size])?;
+    c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
+        .execute([content])?;
     touch(user_id);
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! therefore writes the body once.
 
 /// The schema version this code reads and writes.
-pub const VERSION: i64 = 14;
+pub const VERSION: i64 = 15;
 
 /// Creates the schema in an empty database (with [`TRACK_KEYS`] and [`triggers`]).
 pub const CREATE: &str = r#"
@@ -456,7 +456,27 @@ UPDATE sqlite_sequence SET seq = max(seq,
     &[CONTENTS_IMMUTABLE],
     // 13 -> 14: each folder's keywords.
     &[FOLDER_KEYWORDS, FOLDER_KEYWORDS_FILL],
+    // 14 -> 15: every content's reference count recounted.
+    &[RECOUNT_REFS],
 ];
+
+/// Migration 14 -> 15: each content's `refs` is the number of mailbox copies and queued
+/// messages that name it. Messages put in a folder by IMAP APPEND or by a user move were
+/// counted one short before schema 15, so expunging one copy of an appended message that had
+/// been copied tried to delete the text the other copy still names (the foreign key refused
+/// it: the EXPUNGE failed, nothing was lost). Counted in one pass over each table (neither is
+/// indexed by content), and only the rows whose count was wrong are rewritten: a row holds
+/// its message's text.
+pub const RECOUNT_REFS: &str = r#"
+CREATE TEMP TABLE recount (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO recount (id, n)
+    SELECT content_id, count(*) FROM
+        (SELECT content_id FROM mail UNION ALL SELECT content_id FROM queue)
+    GROUP BY content_id;
+UPDATE contents SET refs = coalesce((SELECT n FROM recount WHERE recount.id = contents.id), 0)
+    WHERE refs != coalesce((SELECT n FROM recount WHERE recount.id = contents.id), 0);
+DROP TABLE recount;
+"#;
 
 /// A recipient entering (`sign` `+`, row `NEW`) or leaving (`-`, `OLD`) a queue: the counts and
 /// size of `queue_stats` change by one recipient, and by its message when it is the message's

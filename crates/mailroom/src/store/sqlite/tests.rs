@@ -1560,3 +1560,126 @@ async fn keywords_are_bounded_per_message_and_per_folder() {
     );
     assert_eq!(folder.mail.len(), 2, "the refused APPEND kept nothing");
 }
+
+/// Issue 21 (found by the comparison with Dovecot): a message put in a folder by APPEND was
+/// counted one reference short, so expunging a copy of it made the store try to delete the
+/// text the original still names, and the EXPUNGE failed. Each copy now holds its reference:
+/// either can go, and the text goes with the last.
+#[tokio::test]
+async fn an_appended_message_and_its_copy_are_expunged_one_by_one() {
+    use crate::store::{FlagOp, NewMail};
+    let ts = TempStore::new();
+    let s = ts.store.as_ref();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let text = b"Subject: s\r\n\r\nkept\r\n".to_vec();
+    let m = NewMail {
+        text: crate::model::Content::Memory(text.clone()),
+        flags: 0,
+        keywords: Vec::new(),
+        internal_date: chrono::Utc::now(),
+    };
+    s.mail_append(u, "INBOX".into(), vec![m]).await.unwrap();
+    let inbox = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = s
+        .folder_select(u, "Sent".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    s.mail_copy(u, inbox.status.info.id, vec![1], "Sent".into(), false)
+        .await
+        .unwrap();
+    // The copy goes first: the original keeps its text.
+    s.mail_store(
+        sent.status.info.id,
+        vec![1],
+        FlagOp::Add,
+        crate::store::flag::DELETED,
+        Vec::new(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.mail_expunge(sent.status.info.id, None).await.unwrap(),
+        [1]
+    );
+    let mail = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap()
+        .mail;
+    let read = s.mail_read_many(u, vec![mail[0].id]).await.unwrap();
+    assert_eq!(read[0].as_deref(), Some(text.as_slice()));
+    // Then the original, and the text with it.
+    s.mail_store(
+        inbox.status.info.id,
+        vec![1],
+        FlagOp::Add,
+        crate::store::flag::DELETED,
+        Vec::new(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.mail_expunge(inbox.status.info.id, None).await.unwrap(),
+        [1]
+    );
+    let c = rusqlite::Connection::open(ts.dir().join("t.db")).unwrap();
+    let contents: i64 = c
+        .query_row("SELECT count(*) FROM contents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(contents, 0);
+}
+
+/// Migration 14 -> 15 recounts every content's references from the copies and the queue.
+#[tokio::test]
+async fn the_migration_recounts_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v14.db");
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let u = s.user_add("u@example.com", None, None).await.unwrap();
+    let m = crate::store::NewMail {
+        text: crate::model::Content::Memory(b"Subject: s\r\n\r\nx\r\n".to_vec()),
+        flags: 0,
+        keywords: Vec::new(),
+        internal_date: chrono::Utc::now(),
+    };
+    s.mail_append(u, "INBOX".into(), vec![m.clone(), m])
+        .await
+        .unwrap();
+    let inbox = s
+        .folder_select(u, "INBOX".into(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    s.mail_copy(u, inbox.status.info.id, vec![1], "Sent".into(), false)
+        .await
+        .unwrap();
+    s.close();
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    // As a version 14 store has them: appended messages one short.
+    c.execute_batch(
+        "UPDATE contents SET refs = refs - 1; UPDATE meta SET value = '14' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let s = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+    s.close();
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let refs: Vec<i64> = c
+        .prepare("SELECT refs FROM contents ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(refs, [2, 1]);
+}
