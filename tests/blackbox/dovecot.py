@@ -69,6 +69,9 @@ userdb {{
 namespace inbox {{
   inbox = yes
   separator = /
+  mailbox INBOX {{
+    auto = subscribe
+  }}
 {specials}}}
 service imap-login {{
   chroot =

@@ -172,6 +172,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         if !items.contains(&FetchItem::Flags) {
                             items.push(FetchItem::Flags);
                         }
+                        // A flag change under CONDSTORE carries its mod-sequence (RFC 7162
+                        // §3.2).
+                        if self.enabled.condstore && !items.contains(&FetchItem::ModSeq) {
+                            items.push(FetchItem::ModSeq);
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "setting \\Seen failed"),
                 }

@@ -272,18 +272,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    fn pattern(&self, raw: &[u8]) -> String {
-        let decoded = if self.enabled.rev2 {
+    /// A LIST or LSUB reference or pattern as text; `None` when it is not modified UTF-7 (or
+    /// UTF-8 under IMAP4rev2): it then names no folder (as in Dovecot), since no stored name
+    /// is written that way.
+    fn pattern(&self, raw: &[u8]) -> Option<String> {
+        if self.enabled.rev2 {
             String::from_utf8(raw.to_vec()).ok()
         } else {
             mailroom_proto::imap::mutf7::decode(raw)
-        };
-        decoded.unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+        }
     }
 
     pub(super) async fn list(&mut self, tag: &str, l: List) {
-        let reference = self.pattern(&l.reference);
-        let patterns: Vec<String> = l.patterns.iter().map(|p| self.pattern(p)).collect();
+        let Some(reference) = self.pattern(&l.reference) else {
+            return self.tagged(tag, "OK", "LIST completed");
+        };
+        let patterns: Vec<String> = l.patterns.iter().filter_map(|p| self.pattern(p)).collect();
+        if patterns.is_empty() {
+            return self.tagged(tag, "OK", "LIST completed");
+        }
         if l.select.is_empty() && patterns.len() == 1 && patterns[0].is_empty() {
             // RFC 9051 §6.3.9: the hierarchy delimiter and the root.
             self.untagged("LIST (\\Noselect) \"/\" \"\"");
@@ -377,7 +384,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// LSUB (RFC 3501 §6.3.9): the subscribed names that match; where `%` stops above a
     /// subscribed name whose parent is not subscribed, the parent, as `\Noselect`.
     pub(super) async fn lsub(&mut self, tag: &str, reference: &[u8], pattern: &[u8]) {
-        let p = full_pattern(&self.pattern(reference), &self.pattern(pattern));
+        let (Some(reference), Some(pattern)) = (self.pattern(reference), self.pattern(pattern))
+        else {
+            return self.tagged(tag, "OK", "LSUB completed");
+        };
+        let p = full_pattern(&reference, &pattern);
         let user = self.user_id();
         let (folders, subs) = match (
             self.ctx.store.folders(user).await,

@@ -137,19 +137,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             let changed = stored.changed.iter().any(|m| m.uid == uid);
             // .SILENT leaves out the reply for the change itself, but with CONDSTORE the new
-            // mod-sequence is always reported (RFC 7162 §3.1.3).
+            // mod-sequence is always reported, alone (RFC 7162 §3.1.3's example).
             if s.silent && !(condstore && changed) {
                 continue;
             }
             let m = &v.mail[i];
-            let mut line = format!("{} FETCH (", i + 1);
+            let mut items = Vec::new();
             if s.uid {
-                line.push_str(&format!("UID {} ", m.uid));
+                items.push(format!("UID {}", m.uid));
             }
-            line.push_str(&format!("FLAGS {}", flags_text(m, v.recent(i) && !rev2)));
+            if !s.silent {
+                items.push(format!("FLAGS {}", flags_text(m, v.recent(i) && !rev2)));
+            }
             if condstore {
-                line.push_str(&format!(" MODSEQ ({})", m.modseq));
+                items.push(format!("MODSEQ ({})", m.modseq));
             }
+            let mut line = format!("{} FETCH ({}", i + 1, items.join(" "));
             line.push(')');
             lines.push(line);
         }

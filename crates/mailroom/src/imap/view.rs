@@ -171,13 +171,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A mailbox name from the client, as stored: modified UTF-7 decoded (UTF-8 once IMAP4rev2
     /// is enabled, RFC 9051 §5.1), `INBOX` in any case made `INBOX`, a trailing delimiter
     /// dropped. `Err` says why the name is not acceptable.
+    ///
+    /// A name that is not modified UTF-7 (`Tom & Jerry`, raw UTF-8) is refused, as Dovecot
+    /// refuses it, rather than taken as it is: LIST would give it back encoded (`Tom &- Jerry`),
+    /// and a sync client that compares names would see a folder it did not make, and make
+    /// another.
     pub(super) fn mailbox_name(&self, raw: &MailboxName) -> Result<String, String> {
         let name = if self.enabled.rev2 {
-            String::from_utf8(raw.clone()).ok()
+            String::from_utf8(raw.clone())
+                .ok()
+                .ok_or("The mailbox name is not valid UTF-8")?
         } else {
-            mutf7::decode(raw).or_else(|| String::from_utf8(raw.clone()).ok())
-        }
-        .ok_or("The mailbox name is not valid modified UTF-7 or UTF-8")?;
+            mutf7::decode(raw).ok_or(
+                "The mailbox name is not modified UTF-7 (RFC 3501 5.1.3: other than ASCII as &...-, & as &-)",
+            )?
+        };
         let name = name.strip_suffix('/').unwrap_or(&name).to_string();
         if name.is_empty() {
             return Err("Empty mailbox name".into());
@@ -295,12 +303,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.poll_changes();
         self.dirty = true;
         let st = &sel.status;
-        let recent: BTreeSet<u32> = sel
-            .mail
-            .iter()
-            .map(|m| m.uid)
-            .filter(|&u| u >= sel.recent_from)
-            .collect();
+        // IMAP4rev2 has no \Recent; EXAMINE shows it without taking it (RFC 3501 §6.3.2).
+        let recent: BTreeSet<u32> = if self.enabled.rev2 {
+            BTreeSet::new()
+        } else {
+            sel.mail
+                .iter()
+                .map(|m| m.uid)
+                .filter(|&u| u >= sel.recent_from)
+                .collect()
+        };
         for line in self.flags_lines(&sel.keywords, read_only) {
             self.untagged(&line);
         }

@@ -103,7 +103,9 @@ pub struct Selected {
     pub keywords: Vec<String>,
     /// Every message, in UID order.
     pub mail: Vec<MailMeta>,
-    /// Messages with a UID from here on are `\Recent` in this session.
+    /// Messages with a UID from here on are `\Recent`: no session was told of them before
+    /// this one (which claimed them when it asked to, and otherwise sees them as EXAMINE
+    /// does, recent and left for the next SELECT: RFC 3501 §6.3.2).
     pub recent_from: u32,
 }
 

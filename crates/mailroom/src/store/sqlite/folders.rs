@@ -330,11 +330,7 @@ pub(super) fn select(
         status,
         keywords,
         mail,
-        recent_from: if claim_recent {
-            recent_from as u32
-        } else {
-            u32::MAX
-        },
+        recent_from: recent_from as u32,
     }))
 }
 
