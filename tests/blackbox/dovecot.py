@@ -17,7 +17,7 @@ DOVECOT = shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/us
 
 
 class Dovecot:
-    def __init__(self):
+    def __init__(self, compress: bool = False):
         # Not under pytest's directory: Dovecot's unprivileged processes (auth, and the mail
         # process as nobody when the tests run as root) must be able to reach the files.
         self.root = Path(tempfile.mkdtemp(prefix="mailroom-dovecot-"))
@@ -25,9 +25,14 @@ class Dovecot:
         self.imap_port, = free_ports(1)
         self.proc = None
         self.users: list[str] = []
+        # COMPRESS=DEFLATE (RFC 4978) through Dovecot's imap_zlib plugin, as mailroom offers it.
+        self.compress = compress
 
-    def add_user(self, address: str, password: str = PASSWORD) -> str:
-        self.users.append(f"{address}:{{PLAIN}}{password}::::::")
+    def add_user(self, address: str, password: str = PASSWORD, argon2id: str | None = None) -> str:
+        """A user with a password in clear, or with the Argon2id hash given (a PHC string, as
+        mailroom stores it): a benchmark then pays the same price for a login on both sides."""
+        secret = f"{{ARGON2ID}}{argon2id}" if argon2id else f"{{PLAIN}}{password}"
+        self.users.append(f"{address}:{secret}::::::")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "passwd").write_text("\n".join(self.users) + "\n")
         return address
@@ -46,6 +51,8 @@ class Dovecot:
         specials = "".join(
             f"  mailbox {n} {{\n    special_use = \\{n}\n    auto = subscribe\n  }}\n"
             for n in ("Sent", "Drafts", "Trash", "Junk"))
+        zlib = ("mail_plugins = zlib\nprotocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n"
+                if self.compress else "")
         (r / "dovecot.conf").write_text(f"""
 base_dir = {r}/run
 state_dir = {r}/state
@@ -58,6 +65,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
+{zlib}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {r}/passwd

@@ -63,7 +63,7 @@ pub(super) fn internal_date(d: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Whether an item is answered from the message's octets.
-fn needs_text_item(i: &FetchItem) -> bool {
+pub(super) fn needs_text_item(i: &FetchItem) -> bool {
     !matches!(
         i,
         FetchItem::Uid
@@ -76,7 +76,7 @@ fn needs_text_item(i: &FetchItem) -> bool {
 
 /// Whether an item needs only the message's header section (the same octets whether the
 /// whole message or its header section is parsed; see `mime::header_section`).
-fn header_item(i: &FetchItem) -> bool {
+pub(super) fn header_item(i: &FetchItem) -> bool {
     match i {
         FetchItem::Envelope | FetchItem::Rfc822Header => true,
         FetchItem::Section { section, .. } => {
@@ -224,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     })
             } else {
                 let ids = metas.iter().map(|(_, m, _)| m.id).collect();
-                self.ctx.store.mail_read_many(user, ids).await
+                self.read_texts(user, ids).await
             };
             let mut texts = match read {
                 Ok(t) => t.into_iter(),

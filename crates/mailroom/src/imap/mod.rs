@@ -15,6 +15,7 @@
 mod fetch;
 mod folders;
 mod mail;
+mod prefetch;
 mod search;
 mod session;
 mod sort;

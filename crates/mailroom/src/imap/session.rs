@@ -74,6 +74,8 @@ pub struct Session<S> {
     /// The message texts of the command being read that were streamed to the spool
     /// ([`Session::stream_literal`]), in order; the APPEND takes them.
     pub(super) streamed: std::collections::VecDeque<std::io::Result<crate::store::spool::Received>>,
+    /// Message texts read ahead for pipelined FETCH commands ([`super::prefetch`]).
+    pub(super) ahead: super::prefetch::Ahead,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -110,6 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rate: (Instant::now(), burst),
             connected: Instant::now(),
             streamed: std::collections::VecDeque::new(),
+            ahead: Default::default(),
         }
     }
 

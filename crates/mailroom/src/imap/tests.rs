@@ -616,3 +616,50 @@ async fn compress_deflate_carries_the_session_both_ways() {
     assert_eq!(c.status().await, "* BYE line over 8192 octets");
     assert!(c.closed().await);
 }
+
+/// Pipelined FETCH commands (as mbsync sends them) are answered from texts read ahead in one
+/// store call: each answer must still be its own message's text, in order, a message fetched
+/// twice read twice, and one too large to read ahead read by its own command.
+#[tokio::test]
+async fn pipelined_fetches_read_ahead_and_answer_each_its_own_message() {
+    let mut cfg = config();
+    cfg.imap.max_literal = 4 << 20;
+    let h = harness(cfg).await;
+    let mut c = logged_in(&h.ctx).await;
+    let body = |i: usize| -> String {
+        let fill = if i == 7 { 1_100_000 } else { 10 + i };
+        format!("Subject: m{i}\r\n\r\n{}\r\n", "x".repeat(fill))
+    };
+    for i in 1..=40 {
+        let b = body(i);
+        let r = run(
+            &mut c,
+            "a",
+            &format!("APPEND INBOX {{{}+}}\r\n{b}", b.len()),
+        )
+        .await;
+        assert!(r[0].starts_with("a OK"), "{r:?}");
+    }
+    run(&mut c, "s", "SELECT INBOX").await;
+    let mut pipelined = String::new();
+    let order: Vec<usize> = (1..=40).chain([3, 7]).collect();
+    for (n, uid) in order.iter().enumerate() {
+        pipelined.push_str(&format!("f{n} UID FETCH {uid} (BODY.PEEK[])\r\n"));
+    }
+    c.send(pipelined.as_bytes()).await;
+    for (n, &uid) in order.iter().enumerate() {
+        let b = body(uid);
+        let head = c.status().await;
+        assert_eq!(
+            head,
+            format!("* {uid} FETCH (UID {uid} BODY[] {{{}}}", b.len()),
+            "answer {n}"
+        );
+        let subject = c.status().await;
+        assert_eq!(subject, format!("Subject: m{uid}"));
+        assert_eq!(c.status().await, "");
+        assert_eq!(c.status().await, "x".repeat(b.len() - subject.len() - 6));
+        assert_eq!(c.status().await, ")");
+        assert_eq!(c.status().await, format!("f{n} OK UID FETCH completed"));
+    }
+}

@@ -263,6 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         qresync: Option<Qresync>,
     ) {
         // Selecting closes the folder selected before, without expunging (RFC 9051 §6.3.2).
+        self.ahead.clear();
         if self.selected.take().is_some() {
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
@@ -600,6 +601,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return self.temporary(tag, "expunge at CLOSE", &e);
             }
         }
+        self.ahead.clear();
         let verb = if expunge { "CLOSE" } else { "UNSELECT" };
         self.tagged(tag, "OK", &format!("{verb} completed"));
     }
