@@ -13,6 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import BIN, DOMAIN, HOSTNAME, Mailroom  # noqa: E402
+import record_corpus  # noqa: E402
+
+if os.environ.get("MAILROOM_RECORD_CORPUS"):
+    record_corpus.install(os.environ["MAILROOM_RECORD_CORPUS"])
 try:
     from peers import TESTDNS, DnsServer, Peer  # noqa: E402
     MISSING = None

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import record_corpus
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("MAILROOM_BIN") or str(REPO / "target" / "debug" / "mailroom")
 
@@ -398,6 +400,7 @@ class Mailroom:
         self.hostname = hostname
         (self.smtp_port, self.pop3_port, self.submission_port, self.submissions_port,
          self.pop3s_port, self.imap_port, self.imaps_port) = free_ports(7)
+        record_corpus.ports.add(self.imap_port)
         self.proc: Optional[subprocess.Popen] = None
         self.passwords: dict[str, str] = {}
         self._log = None
