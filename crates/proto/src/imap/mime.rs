@@ -1151,41 +1151,42 @@ fn lines(body: &[u8]) -> usize {
     body.iter().filter(|&&b| b == b'\n').count()
 }
 
-/// Base64 (RFC 2045 §6.8), ignoring characters outside the alphabet as the RFC asks; `=`
-/// ends a quantum, so that concatenated encodings decode too.
+/// Base64 (RFC 2045 §6.8) by the `base64` crate, with the leniency the RFC asks of a decoder:
+/// characters outside the alphabet (line breaks, stray octets) are ignored, and `=` ends a
+/// quantum, so that concatenated encodings decode too; a quantum of one character (six bits,
+/// no whole octet) gives nothing.
 fn base64_decode(s: &[u8]) -> Vec<u8> {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut n) = (0u32, 0u8);
-    for &c in s.iter().chain(b"=") {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                match n {
-                    2 => out.push((acc >> 4) as u8),
-                    3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-                    _ => {}
-                }
-                (acc, n) = (0, 0);
-                continue;
-            }
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            (acc, n) = (0, 0);
+    for run in s.split(|&b| b == b'=') {
+        let mut clean: Vec<u8> = run
+            .iter()
+            .copied()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+            .collect();
+        if clean.len() % 4 == 1 {
+            clean.pop();
         }
+        // (Cannot fail: only the alphabet is left, in a length the engine takes.)
+        let _ = LENIENT.decode_vec(&clean, &mut out);
     }
     out
 }
 
 /// Quoted-printable (RFC 2045 §6.7): `=XX` octets, `=` at the end of a line a soft line
 /// break, trailing white space removed (rule 3); an `=` without two hex digits is kept.
+///
+/// Our own rather than `mail_parser`'s: that one refuses the whole part at the first `=` not
+/// followed by two hex digits, where RFC 2045 §6.7 (note 1) asks a decoder to keep it, as
+/// Dovecot does; and it writes CRLF or LF for every line by the first break it met.
 fn qp_decode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     for line in s.split_inclusive(|&b| b == b'\n') {
