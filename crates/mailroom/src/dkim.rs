@@ -226,22 +226,15 @@ pub fn sign(
     Ok(Some(h.into_bytes()))
 }
 
-/// The names of the fields of a message's header section.
+/// The names of the fields of a message's header section (the one header scanner,
+/// [`mailroom_proto::header`]).
 fn present_fields(message: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            continue;
-        }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            out.push(String::from_utf8_lossy(&line[..colon]).trim().to_string());
-        }
-    }
-    out
+    mailroom_proto::header::header(message)
+        .fields
+        .iter()
+        .map(|f| String::from_utf8_lossy(f.name(message)).into_owned())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

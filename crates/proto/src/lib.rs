@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod header;
 pub mod imap;
 pub mod line;
 pub mod pop3;

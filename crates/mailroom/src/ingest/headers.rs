@@ -20,39 +20,23 @@ pub struct HeaderFacts {
     pub complete: bool,
 }
 
-/// Scans the header section (up to the first empty line), unfolding continuation lines.
+/// Scans the header section (up to the first empty line) with the one header scanner
+/// ([`mailroom_proto::header`]).
 pub fn scan(text: &[u8]) -> HeaderFacts {
-    let mut facts = HeaderFacts::default();
-    let mut field: Option<(Vec<u8>, String)> = None;
-    let finish = |field: Option<(Vec<u8>, String)>, facts: &mut HeaderFacts| {
-        let Some((name, value)) = field else { return };
-        if name.eq_ignore_ascii_case(b"received") {
+    let h = mailroom_proto::header::header(text);
+    let mut facts = HeaderFacts {
+        complete: h.complete,
+        ..HeaderFacts::default()
+    };
+    for f in &h.fields {
+        if f.is(text, "received") {
             facts.received += 1;
-        } else if name.eq_ignore_ascii_case(b"message-id") && facts.message_id.is_none() {
-            facts.message_id = clean_mid(&value);
-        } else if name.eq_ignore_ascii_case(b"date") {
+        } else if f.is(text, "message-id") && facts.message_id.is_none() {
+            facts.message_id = clean_mid(&f.unfolded(text));
+        } else if f.is(text, "date") {
             facts.date = true;
         }
-    };
-    for line in text.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            facts.complete = true;
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            if let Some((_, v)) = field.as_mut() {
-                v.push_str(&String::from_utf8_lossy(line));
-            }
-            continue;
-        }
-        finish(field.take(), &mut facts);
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
-            field = Some((line[..colon].to_vec(), value));
-        }
     }
-    finish(field, &mut facts);
     facts
 }
 

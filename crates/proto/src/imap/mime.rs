@@ -27,6 +27,7 @@ use mail_parser::{HeaderName, MessageParser};
 
 use super::encode::{nstring, string};
 use super::section::{Section, SectionText};
+use crate::header::{field_name_len, fields, is_blank, line_end, Field};
 
 /// How deep multiparts and encapsulated messages are parsed; below it a `multipart` has no
 /// children and a `message/rfc822` is a leaf. Real mail nests a few levels; the bound keeps
@@ -513,18 +514,6 @@ fn parse_part(
     }
 }
 
-/// The end of the line starting at `pos` (after its LF), or `end`.
-fn line_end(raw: &[u8], pos: usize, end: usize) -> usize {
-    let line = raw.get(pos..end).unwrap_or_default();
-    line.iter()
-        .position(|&b| b == b'\n')
-        .map_or(end, |i| pos + i + 1)
-}
-
-fn is_blank(line: &[u8]) -> bool {
-    line == b"\r\n" || line == b"\n"
-}
-
 /// The header section of a message (RFC 5322 §2.1): up to and with the empty line that ends
 /// it, all of the text when there is none, and nothing when the first line is not a header
 /// field, as [`Message::parse`] cuts it. What SEARCH on a header field and FETCH of header
@@ -685,15 +674,6 @@ fn header_end(raw: &[u8], start: usize, end: usize) -> usize {
     end
 }
 
-/// The length of the field name that starts `line` (RFC 5322 §3.6.8 ftext; white space
-/// before the colon allowed, §4.5), if the line starts a header field.
-fn field_name_len(line: &[u8]) -> Option<usize> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = line.get(..colon)?.trim_ascii_end();
-    let ok = !name.is_empty() && name.iter().all(|b| (0x21..=0x7e).contains(b));
-    ok.then_some(name.len())
-}
-
 /// The ranges of the body parts of the multipart body `raw[body..end]` (RFC 2046 §5.1.1): a
 /// delimiter is a line `--boundary`, or `--boundary--` for the last, with only white space
 /// after it; the line break before a delimiter belongs to it. After the last delimiter, when
@@ -729,56 +709,6 @@ fn delimiter(line: &[u8], boundary: &[u8]) -> Option<bool> {
     let close = rest.starts_with(b"--");
     let rest = rest.get(if close { 2 } else { 0 }..).unwrap_or_default();
     rest.iter().all(u8::is_ascii_whitespace).then_some(close)
-}
-
-/// One header field: `start..end` is all of it (folded lines and line break included), the
-/// name `start..name_end` (empty for a line that is no field), the value `value..end`.
-#[derive(Debug)]
-struct Field {
-    start: usize,
-    name_end: usize,
-    value: usize,
-    end: usize,
-}
-
-impl Field {
-    fn is(&self, raw: &[u8], name: &str) -> bool {
-        let own = raw.get(self.start..self.name_end).unwrap_or_default();
-        !own.is_empty() && own.eq_ignore_ascii_case(name.as_bytes())
-    }
-}
-
-/// The fields of the header `raw[header]`, in order. A line starting with white space goes
-/// on with the field before it (RFC 5322 §2.2.3); a line that is neither is kept as a
-/// nameless field, so that no octet is lost.
-fn fields(raw: &[u8], header: Range<usize>) -> Vec<Field> {
-    let mut out: Vec<Field> = Vec::new();
-    let mut pos = header.start;
-    while pos < header.end {
-        let next = line_end(raw, pos, header.end);
-        let line = raw.get(pos..next).unwrap_or_default();
-        if is_blank(line) {
-            break;
-        }
-        match (line.first(), out.last_mut()) {
-            (Some(b' ' | b'\t'), Some(last)) => last.end = next,
-            _ => {
-                let colon = line.iter().position(|&b| b == b':').map_or(0, |c| c + 1);
-                let (name_end, value) = match field_name_len(line) {
-                    Some(n) => (pos + n, pos + colon),
-                    None => (pos, pos),
-                };
-                out.push(Field {
-                    start: pos,
-                    name_end,
-                    value,
-                    end: next,
-                });
-            }
-        }
-        pos = next;
-    }
-    out
 }
 
 /// Runs `f` on a lexer over the value of the first field `name`.
