@@ -181,24 +181,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return self.fill_deflated(timeout, shutdown, want).await;
         }
         self.rbuf.reserve(want);
-        let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.rbuf));
-        let n = match shutdown {
-            Some(sd) => {
-                if *sd.borrow() {
-                    return Err(ReadError::Shutdown);
-                }
-                tokio::select! {
-                    r = read => r,
-                    _ = sd.changed() => return Err(ReadError::Shutdown),
-                }
+        read_some(&mut self.stream, &mut self.rbuf, timeout, shutdown)
+            .await
+            .map(|_| ())
+    }
+
+    /// The next line, which must come whole by `deadline` however it is split (a byte a
+    /// second does not keep a slot); what is queued is flushed while it waits. What the line
+    /// protocols (SMTP, POP3) read commands with.
+    pub async fn line_by(
+        &mut self,
+        deadline: tokio::time::Instant,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<Line, ReadError> {
+        loop {
+            if let Some(l) = self.next_line() {
+                return Ok(l);
             }
-            None => read.await,
-        };
-        match n {
-            Err(_) => Err(ReadError::Timeout),
-            Ok(Err(e)) => Err(ReadError::Io(e)),
-            Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(_)) => Ok(()),
+            self.flush().await.map_err(ReadError::Io)?;
+            let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.fill(timeout, shutdown.as_deref_mut(), COMMAND_READ)
+                .await?;
         }
     }
 
@@ -220,25 +223,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             };
             d.raw.reserve(want);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let read = tokio::time::timeout(left, self.stream.read_buf(&mut d.raw));
-            let n = match shutdown.as_deref_mut() {
-                Some(sd) => {
-                    if *sd.borrow() {
-                        return Err(ReadError::Shutdown);
-                    }
-                    tokio::select! {
-                        r = read => r,
-                        _ = sd.changed() => return Err(ReadError::Shutdown),
-                    }
-                }
-                None => read.await,
-            };
-            match n {
-                Err(_) => return Err(ReadError::Timeout),
-                Ok(Err(e)) => return Err(ReadError::Io(e)),
-                Ok(Ok(0)) => return Err(ReadError::Eof),
-                Ok(Ok(_)) => {}
-            }
+            read_some(&mut self.stream, &mut d.raw, left, shutdown.as_deref_mut()).await?;
         }
     }
 
@@ -383,6 +368,71 @@ impl ListenerControl {
         drop(listener);
         let _ = closed.send(());
         while sessions.join_next().await.is_some() {}
+    }
+}
+
+/// Serves a protocol whose sessions read a mailbox (IMAP, POP3) on `listener`: each connection
+/// is admitted by `limits` (or sent `refusal(reason)` and closed), acknowledged at once
+/// ([`QuickAck`]), put under TLS when the listener is implicit TLS, and handed to `session`;
+/// its admission is held until the session ends.
+pub async fn serve_sessions<F, Fut>(
+    listener: TcpListener,
+    implicit_tls: bool,
+    tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    limits: std::sync::Arc<crate::limits::ConnectionLimits>,
+    control: ListenerControl,
+    refusal: fn(&str) -> String,
+    session: F,
+) where
+    F: Fn(Stream<QuickAck>, SocketAddr, watch::Receiver<bool>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let admit = |peer: SocketAddr| {
+        limits
+            .admit(peer.ip())
+            .map_err(|why| refusal(why.reason()).into_bytes())
+    };
+    let run = |stream, peer, admission, shutdown| {
+        let (tls, session) = (tls.clone(), session.clone());
+        async move {
+            let stream = QuickAck(stream);
+            let Some(stream) = crate::tls::accept(tls.as_deref(), stream, implicit_tls, peer).await
+            else {
+                return;
+            };
+            session(stream, peer, shutdown).await;
+            drop(admission);
+        }
+    };
+    control.accept(listener, admit, run).await;
+}
+
+/// Reads what has come into `buf` (at least one octet), within `timeout`; a shutdown signal,
+/// when one is given, ends the wait too. How many octets were read.
+async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut Stream<S>,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    shutdown: Option<&mut watch::Receiver<bool>>,
+) -> Result<usize, ReadError> {
+    let read = tokio::time::timeout(timeout, stream.read_buf(buf));
+    let n = match shutdown {
+        Some(sd) => {
+            if *sd.borrow() {
+                return Err(ReadError::Shutdown);
+            }
+            tokio::select! {
+                r = read => r,
+                _ = sd.changed() => return Err(ReadError::Shutdown),
+            }
+        }
+        None => read.await,
+    };
+    match n {
+        Err(_) => Err(ReadError::Timeout),
+        Ok(Err(e)) => Err(ReadError::Io(e)),
+        Ok(Ok(0)) => Err(ReadError::Eof),
+        Ok(Ok(n)) => Ok(n),
     }
 }
 

@@ -122,24 +122,21 @@ pub async fn serve(
     limits: Arc<ConnectionLimits>,
     control: crate::conn::ListenerControl,
 ) {
-    let admit = |peer: std::net::SocketAddr| {
-        limits
-            .admit(peer.ip())
-            .map_err(|why| format!("-ERR [SYS/TEMP] {}\r\n", why.reason()).into_bytes())
-    };
-    let session = |stream, peer, admission, shutdown| {
-        let ctx = ctx.clone();
-        async move {
-            let Some(stream) =
-                crate::tls::accept(ctx.tls.as_deref(), stream, implicit_tls, peer).await
-            else {
-                return;
-            };
-            Session::new(stream, peer, ctx, shutdown).run().await;
-            drop(admission);
-        }
-    };
-    control.accept(listener, admit, session).await;
+    // RFC 3206 §4: SYS/TEMP says it is worth trying again later.
+    let refusal: fn(&str) -> String = |why| format!("-ERR [SYS/TEMP] {why}\r\n");
+    let tls = ctx.tls.clone();
+    let session =
+        move |stream, peer, shutdown| Session::new(stream, peer, ctx.clone(), shutdown).run();
+    crate::conn::serve_sessions(
+        listener,
+        implicit_tls,
+        tls,
+        limits,
+        control,
+        refusal,
+        session,
+    )
+    .await;
 }
 
 #[cfg(test)]

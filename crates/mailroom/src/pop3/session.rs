@@ -124,28 +124,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// start, however it is split (a byte a second does not keep the session).
     async fn next_line(&mut self) -> Option<Line> {
         let deadline = tokio::time::Instant::now() + self.ctx.config.pop3.idle_timeout;
-        loop {
-            if let Some(l) = self.conn.next_line() {
-                return Some(l);
+        match self.conn.line_by(deadline, Some(&mut self.shutdown)).await {
+            Ok(l) => Some(l),
+            Err(ReadError::Timeout) => {
+                self.err("idle too long, closing");
+                None
             }
-            self.conn.flush().await.ok()?;
-            let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self
-                .conn
-                .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
-                .await
-            {
-                Ok(()) => {}
-                Err(ReadError::Timeout) => {
-                    self.err("idle too long, closing");
-                    return None;
-                }
-                Err(ReadError::Shutdown) => {
-                    self.err("[SYS/TEMP] server shutting down");
-                    return None;
-                }
-                Err(_) => return None,
+            Err(ReadError::Shutdown) => {
+                self.err("[SYS/TEMP] server shutting down");
+                None
             }
+            Err(_) => None,
         }
     }
 

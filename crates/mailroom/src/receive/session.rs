@@ -125,18 +125,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// What is left of `smtp.command_timeout` for the line being read (zero: it is over).
-    fn line_time_left(&mut self) -> std::time::Duration {
-        let since = *self
-            .line_since
-            .get_or_insert_with(tokio::time::Instant::now);
-        self.ctx
-            .config
-            .smtp
-            .command_timeout
-            .saturating_sub(since.elapsed())
-    }
-
     fn host(&self) -> &str {
         &self.ctx.config.server.hostname
     }
@@ -144,18 +132,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Reads one more line from the client (an AUTH response), flushing what is queued first;
     /// `None` when the connection ends or the command timeout passes.
     pub(super) async fn read_line(&mut self) -> Option<Line> {
-        loop {
-            if let Some(l) = self.conn.next_line() {
-                self.line_since = None;
-                return Some(l);
-            }
-            self.conn.flush().await.ok()?;
-            let timeout = self.line_time_left();
-            self.conn
-                .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
-                .await
-                .ok()?;
-        }
+        self.line_or_why().await.ok()
+    }
+
+    /// The next line, which must come whole within `smtp.command_timeout` of when the wait
+    /// for it began (`line_since`), however it is split.
+    async fn line_or_why(&mut self) -> Result<Line, ReadError> {
+        let since = *self
+            .line_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + self.ctx.config.smtp.command_timeout;
+        let line = self
+            .conn
+            .line_by(deadline, Some(&mut self.shutdown))
+            .await?;
+        self.line_since = None;
+        Ok(line)
     }
 
     /// Queues a reply, counting errors.
@@ -172,23 +164,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let greeting = Reply::plain(220, format!("{} ESMTP mailroom", self.host()));
         self.reply(greeting);
         loop {
-            let line = match self.conn.next_line() {
-                Some(l) => {
-                    self.line_since = None;
-                    l
-                }
-                None => {
-                    if self.conn.flush().await.is_err() {
-                        return;
-                    }
-                    let timeout = self.line_time_left();
-                    match self
-                        .conn
-                        .fill(timeout, Some(&mut self.shutdown), crate::conn::COMMAND_READ)
-                        .await
-                    {
-                        Ok(()) => continue,
-                        Err(ReadError::Timeout) => {
+            let line = match self.line_or_why().await {
+                Ok(l) => l,
+                Err(e) => {
+                    match e {
+                        ReadError::Timeout => {
                             let r = Reply::code(
                                 421,
                                 "4.4.2",
@@ -196,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             );
                             self.reply(r);
                         }
-                        Err(ReadError::Shutdown) => {
+                        ReadError::Shutdown => {
                             let r = Reply::code(
                                 421,
                                 "4.3.2",
@@ -204,7 +184,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             );
                             self.reply(r);
                         }
-                        Err(ReadError::Eof | ReadError::Io(_)) => {}
+                        ReadError::Eof | ReadError::Io(_) => {}
                     }
                     break;
                 }
