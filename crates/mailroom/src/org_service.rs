@@ -30,7 +30,7 @@ use crate::org::dir::{live, ConnectorKind};
 use crate::org::links::{Health, Link, Timers};
 use crate::org::view::{OrgView, Snapshot};
 use crate::org::OrgState;
-use crate::store::Store;
+use crate::store::OrgServiceStore;
 
 /// How often the store is checked for changes made by `mailroom org` commands.
 const POLL: Duration = Duration::from_millis(500);
@@ -83,7 +83,7 @@ pub fn peers(state: &OrgState, me: &str) -> Vec<(String, String)> {
 
 /// The organization service.
 pub struct OrgService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OrgServiceStore>,
     config: Arc<Config>,
     view: Arc<OrgView>,
     peers: HashMap<String, Peer>,
@@ -99,7 +99,11 @@ pub struct OrgService {
 
 impl OrgService {
     /// A service over the server's store and view.
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, view: Arc<OrgView>) -> OrgService {
+    pub fn new(
+        store: Arc<dyn OrgServiceStore>,
+        config: Arc<Config>,
+        view: Arc<OrgView>,
+    ) -> OrgService {
         OrgService {
             store,
             config,

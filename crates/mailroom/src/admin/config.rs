@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use crate::config::history::{self, Backup};
 use crate::config::{self, Config};
 use crate::control::{self, ControlError};
-use crate::store::{ConfigVersion, Store};
+use crate::store::{ConfigStore, ConfigVersion};
 
 /// The configuration file of a data directory.
 pub fn file_of(data: &Path) -> std::path::PathBuf {
@@ -23,13 +23,13 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The newest version recorded.
-pub async fn latest(store: &dyn Store) -> anyhow::Result<Option<ConfigVersion>> {
+pub async fn latest(store: &dyn ConfigStore) -> anyhow::Result<Option<ConfigVersion>> {
     Ok(store.config_versions().await?.pop())
 }
 
 /// Records the file as it is now when it differs from the newest version (an edit outside
 /// mailroom keeps its own version, so that a change made on top of it can be undone to it).
-async fn record_file(data: &Path, store: &dyn Store) -> anyhow::Result<()> {
+async fn record_file(data: &Path, store: &dyn ConfigStore) -> anyhow::Result<()> {
     let file = file_of(data);
     let Ok(text) = std::fs::read_to_string(&file) else {
         return Ok(());
@@ -76,7 +76,7 @@ pub enum ReloadOutcome {
 /// server to reload it.
 pub async fn apply(
     data: &Path,
-    store: &dyn Store,
+    store: &dyn ConfigStore,
     text: String,
     origin: String,
     reload: bool,
@@ -114,7 +114,7 @@ pub async fn reload_running(data: &Path, origin: String) -> ReloadOutcome {
 /// What `config verify` (and `doctor`) find wrong with the config store: the newest version
 /// against its checksum and the loader, the file against the newest version, each backup
 /// made against its checksum.
-pub async fn verify_store(data: &Path, store: &dyn Store) -> anyhow::Result<Vec<String>> {
+pub async fn verify_store(data: &Path, store: &dyn ConfigStore) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     let file = file_of(data);
     match latest(store).await? {

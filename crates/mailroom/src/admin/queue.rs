@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::ids::QueueId;
 use crate::model::{Hold, QueueControl, QueueKind, QueuedMessage, RcptState, ReportState};
 use crate::store::{
-    AdminAction, ControlChange, QuarantineEntry, QueueFilter, QueueInfo, Store, StoreError,
+    AdminAction, ControlChange, QuarantineEntry, QueueAdmin, QueueFilter, QueueInfo, StoreError,
     SummaryRow, SUMMARY_BUCKETS,
 };
 
@@ -127,7 +127,10 @@ impl QueueView {
 }
 
 /// `queue list`: every queue with its figures and state.
-pub async fn list(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<QueueView>, AdminError> {
+pub async fn list(
+    store: &dyn QueueAdmin,
+    now: DateTime<Utc>,
+) -> Result<Vec<QueueView>, AdminError> {
     let queues = store.queues(now).await?;
     Ok(queues.iter().map(|q| QueueView::new(q, now)).collect())
 }
@@ -249,7 +252,10 @@ impl MessageView {
 }
 
 /// `queue show`: the messages a selection means.
-pub async fn show(store: &dyn Store, filter: QueueFilter) -> Result<Vec<MessageView>, AdminError> {
+pub async fn show(
+    store: &dyn QueueAdmin,
+    filter: QueueFilter,
+) -> Result<Vec<MessageView>, AdminError> {
     let msgs = store.queue_messages(filter).await?;
     Ok(msgs.iter().map(MessageView::new).collect())
 }
@@ -279,7 +285,7 @@ impl From<&QuarantineEntry> for QuarantineView {
 }
 
 /// `queue show --quarantined`.
-pub async fn quarantined(store: &dyn Store) -> Result<Vec<QuarantineView>, AdminError> {
+pub async fn quarantined(store: &dyn QueueAdmin) -> Result<Vec<QuarantineView>, AdminError> {
     Ok(store.quarantined().await?.iter().map(Into::into).collect())
 }
 
@@ -295,7 +301,7 @@ pub struct ActionView {
 /// `queue freeze|thaw|retry|delete`: applies an action to the selected messages (event 2010).
 /// A retry of a queue also clears that queue's schedule, as Exchange's "force connection" does.
 pub async fn act(
-    store: &dyn Store,
+    store: &dyn QueueAdmin,
     filter: QueueFilter,
     action: AdminAction,
     by: &str,
@@ -358,7 +364,7 @@ pub fn outbound_queue(name: Option<&str>, all: bool) -> Result<String, AdminErro
 /// `queue disable|enable|schedule`: changes an outbound queue's setting; returns it as it now
 /// stands.
 pub async fn control(
-    store: &dyn Store,
+    store: &dyn QueueAdmin,
     queue: String,
     change: ControlChange,
     by: &str,
@@ -408,7 +414,7 @@ impl From<&SummaryRow> for SummaryView {
 
 /// `queue summary`: waiting recipients by domain and age.
 pub async fn summary(
-    store: &dyn Store,
+    store: &dyn QueueAdmin,
     now: DateTime<Utc>,
 ) -> Result<Vec<SummaryView>, AdminError> {
     Ok(store

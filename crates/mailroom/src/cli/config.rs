@@ -18,7 +18,7 @@ use crate::admin::config::{
 use crate::config::history::{self, Backup};
 use crate::config::Config;
 use crate::control;
-use crate::store::{BackupRecord, Store};
+use crate::store::{BackupRecord, ConfigStore, Store};
 
 /// Prints what [`apply`] did.
 fn report(out: &Applied) {
@@ -62,7 +62,7 @@ fn print_changes(changes: &[history::Change]) {
 }
 
 /// A version named on the command line: a number, `current` (the newest) or `file`.
-async fn text_of(data: &Path, store: &dyn Store, v: &str) -> anyhow::Result<String> {
+async fn text_of(data: &Path, store: &dyn ConfigStore, v: &str) -> anyhow::Result<String> {
     if v == "file" {
         let f = file_of(data);
         return std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()));

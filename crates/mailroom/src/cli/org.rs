@@ -19,7 +19,7 @@ use crate::org::dir::{live, Connector, ConnectorKind};
 use crate::org::links::connector_state;
 use crate::org::{random_hex, JoinToken, Membership, OrgState};
 use crate::route::org::{alternative, plan, Decision, Plan, Request};
-use crate::store::Store;
+use crate::store::{OrgServiceStore, OrgStore, Store};
 
 fn open(data: &Path) -> anyhow::Result<(Config, Arc<dyn Store>)> {
     let cfg = super::init::load(data)?;
@@ -28,7 +28,7 @@ fn open(data: &Path) -> anyhow::Result<(Config, Arc<dyn Store>)> {
 }
 
 /// The membership and state, or a clear error when this server is in no organization.
-pub(super) async fn current(store: &dyn Store) -> anyhow::Result<(Membership, OrgState)> {
+pub(super) async fn current(store: &dyn OrgStore) -> anyhow::Result<(Membership, OrgState)> {
     store.org().await?.ok_or_else(|| {
         anyhow::anyhow!(
             "this server is not in an organization (mailroom org create, or mailroom org join)"
@@ -61,7 +61,7 @@ fn timeouts(cfg: &Config) -> Timeouts {
 
 /// Adds this server's domains and local users (those not homed elsewhere already).
 async fn add_own(
-    store: &dyn Store,
+    store: &dyn OrgServiceStore,
     cfg: &Config,
     me: &str,
     s: &mut OrgState,
@@ -287,7 +287,7 @@ fn valid_space(p: &str) -> anyhow::Result<()> {
 
 /// Applies an edit to the stored state as this server.
 pub(super) async fn edit(
-    store: &dyn Store,
+    store: &dyn OrgStore,
     f: impl FnOnce(&str, &mut OrgState) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     let (m, mut s) = current(store).await?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{QueueAction, QueueCommand, QueueSelect, QueueTarget};
 use crate::admin::queue::{self as ops, Selection};
-use crate::store::{AdminAction, ControlChange, Store, SUMMARY_BUCKETS};
+use crate::store::{AdminAction, ControlChange, QueueAdmin, SUMMARY_BUCKETS};
 
 fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     let s = (now - t).num_seconds().max(0);
@@ -50,7 +50,7 @@ fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 async fn act(
-    store: &dyn Store,
+    store: &dyn QueueAdmin,
     server: &str,
     a: &QueueAction,
     action: AdminAction,
@@ -86,7 +86,7 @@ async fn act(
 }
 
 async fn control(
-    store: &dyn Store,
+    store: &dyn QueueAdmin,
     server: &str,
     t: &QueueTarget,
     change: ControlChange,
@@ -113,7 +113,7 @@ async fn control(
 pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
     let cfg = super::init::load(data)?;
     let sqlite = crate::server::open_store(data)?;
-    let store: &dyn Store = sqlite.as_ref();
+    let store: &dyn QueueAdmin = sqlite.as_ref();
     let server = cfg.server.hostname.clone();
     let now = Utc::now();
     match cmd {
@@ -158,7 +158,7 @@ pub async fn queue(data: &Path, cmd: QueueCommand) -> anyhow::Result<()> {
 }
 
 /// `queue list`: one line per queue, and a warning first when all outbound mail is disabled.
-async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<()> {
+async fn list(store: &dyn QueueAdmin, now: DateTime<Utc>, j: bool) -> anyhow::Result<()> {
     let queues = ops::list(store, now).await?;
     if j {
         return json(&queues);
@@ -209,7 +209,7 @@ async fn list(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<
 }
 
 /// `queue show --quarantined`.
-async fn show_quarantined(store: &dyn Store, j: bool) -> anyhow::Result<()> {
+async fn show_quarantined(store: &dyn QueueAdmin, j: bool) -> anyhow::Result<()> {
     let q = ops::quarantined(store).await?;
     if j {
         return json(&q);
@@ -231,7 +231,7 @@ async fn show_quarantined(store: &dyn Store, j: bool) -> anyhow::Result<()> {
 
 /// `queue show`: each message, then each of its recipients.
 async fn show(
-    store: &dyn Store,
+    store: &dyn QueueAdmin,
     select: &QueueSelect,
     now: DateTime<Utc>,
     j: bool,
@@ -279,7 +279,7 @@ async fn show(
 }
 
 /// `queue summary`: recipients by domain and age, with totals.
-async fn summary(store: &dyn Store, now: DateTime<Utc>, j: bool) -> anyhow::Result<()> {
+async fn summary(store: &dyn QueueAdmin, now: DateTime<Utc>, j: bool) -> anyhow::Result<()> {
     let rows = ops::summary(store, now).await?;
     if j {
         return json(&rows);

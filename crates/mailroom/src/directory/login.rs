@@ -12,7 +12,7 @@ use super::scram::{self, Exchange};
 use crate::config::Config;
 use crate::limits::{Attempt, AuthGuard, Lockout};
 use crate::model::Resolution;
-use crate::store::{Store, StoreError, User};
+use crate::store::{Directory, StoreError, User};
 
 /// The outcome of a login.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ pub fn account(config: &Config, name: &str) -> String {
 /// costs the same password check as a wrong password, so the answer and its timing do not tell
 /// which names exist.
 pub async fn login(
-    store: &dyn Store,
+    store: &dyn Directory,
     config: &Config,
     guard: &AuthGuard,
     ip: IpAddr,
@@ -109,7 +109,7 @@ pub struct ScramLogin<'g> {
 /// login's end (locked out, or the directory unreadable). A name that is no user, or a user
 /// without a SCRAM secret, gets an answer that looks the same and fails at the proof.
 pub async fn scram_start<'g>(
-    store: &dyn Store,
+    store: &dyn Directory,
     config: &Config,
     guard: &'g AuthGuard,
     ip: IpAddr,
@@ -185,7 +185,7 @@ impl ScramLogin<'_> {
 /// Whether `user` may send as `address` (lower case): their own address, or an alias of a
 /// local domain that leads to them alone.
 pub async fn may_send_as(
-    store: &dyn Store,
+    store: &dyn Directory,
     config: &Config,
     user: &User,
     address: &str,

@@ -13,13 +13,13 @@ pub mod scram;
 use crate::config::Config;
 pub use crate::model::directory::{expand, ExpansionLimits, Redirect, Resolution, Target};
 use crate::org::view::Snapshot;
-use crate::store::{Store, StoreError};
+use crate::store::{Directory, StoreError};
 
 /// Resolves `address` (lower case, local domain) through the directory. The whole expansion
 /// runs in one read of the store, on a blocking thread (a list of 10,000 members costs no
 /// async worker's time), and in time linear in the entries visited.
 pub async fn resolve(
-    store: &dyn Store,
+    store: &dyn Directory,
     config: &Config,
     address: &str,
 ) -> Result<Resolution, StoreError> {
@@ -38,7 +38,7 @@ pub async fn resolve(
 /// there (`user move`); addresses the organization does not know (this server's postmaster,
 /// its aliases and lists) are this server's.
 pub async fn resolve_in_org(
-    store: &dyn Store,
+    store: &dyn Directory,
     config: &Config,
     org: Option<&Snapshot>,
     address: &str,

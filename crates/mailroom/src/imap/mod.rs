@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits};
-use crate::store::Store;
+use crate::store::ImapStore;
 
 pub use session::Session;
 
@@ -37,7 +37,7 @@ pub struct Context {
     /// The configuration.
     pub config: Arc<Config>,
     /// The store.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ImapStore>,
     /// Failed logins by client address and by account, across sessions (and protocols).
     pub guard: AuthGuard,
     /// The certificate, if TLS is configured.
@@ -49,7 +49,7 @@ impl Context {
     /// under the `[imap]` limits.
     pub fn sharing(
         config: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ImapStore>,
         tls: Option<Arc<crate::tls::Tls>>,
         shared: &AuthGuard,
     ) -> Arc<Context> {
@@ -65,7 +65,7 @@ impl Context {
     /// A context with failed logins counted apart (tests).
     pub fn new(
         config: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ImapStore>,
         tls: Option<Arc<crate::tls::Tls>>,
     ) -> Arc<Context> {
         let guard = AuthGuard::new(limits(&config));

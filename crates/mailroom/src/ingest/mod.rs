@@ -27,7 +27,7 @@ use crate::model::{
     Content, EnvelopeParams, MessageKind, NewMessage, NewRecipient, QueueKind, Route,
 };
 use crate::store::spool::{Received, SpoolGuard, SpoolWriter};
-use crate::store::{Store, StoreError};
+use crate::store::{IngestStore, StoreError};
 use crate::track::{EventBase, EventId};
 
 /// Tells the queue manager about new work: ingest announces each message it has queued, and
@@ -108,7 +108,7 @@ pub enum IngestError {
 
 /// The ingest stage.
 pub struct Ingest {
-    store: Arc<dyn Store>,
+    store: Arc<dyn IngestStore>,
     config: Arc<Config>,
     queue: QueueHandle,
     org: Arc<crate::org::view::OrgView>,
@@ -117,7 +117,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Creates the stage (of a server in no organization; see [`Ingest::with_org`]).
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, queue: QueueHandle) -> Ingest {
+    pub fn new(store: Arc<dyn IngestStore>, config: Arc<Config>, queue: QueueHandle) -> Ingest {
         Ingest {
             store,
             config,

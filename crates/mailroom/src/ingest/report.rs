@@ -9,12 +9,12 @@ use crate::config::Config;
 use crate::directory::{self, Resolution, Target};
 use crate::ids::QueueId;
 use crate::model::{MessageKind, NewMessage, Route};
-use crate::store::{Store, StoreError};
+use crate::store::{Directory, StoreError};
 use crate::track::EventBase;
 
 /// Where a report to `sender` goes: a local sender through the directory, others out.
 pub async fn resolve_sender(
-    store: &dyn Store,
+    store: &dyn Directory,
     config: &crate::config::Config,
     org: Option<&crate::org::view::Snapshot>,
     sender: &str,

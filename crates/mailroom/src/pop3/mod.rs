@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::limits::{AuthGuard, AuthLimits, ConnectionLimits};
-use crate::store::Store;
+use crate::store::Pop3Store;
 
 pub use session::Session;
 
@@ -27,7 +27,7 @@ pub struct Context {
     /// The configuration.
     pub config: Arc<Config>,
     /// The store.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Pop3Store>,
     /// Users whose maildrop is locked by a session.
     pub locks: Mutex<HashSet<i64>>,
     /// Failed logins by client address and by account, across sessions.
@@ -40,7 +40,7 @@ impl Context {
     /// A context with failed logins counted apart.
     pub fn new(
         config: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Pop3Store>,
         tls: Option<Arc<crate::tls::Tls>>,
     ) -> Arc<Context> {
         let guard = AuthGuard::new(limits(&config));
@@ -51,7 +51,7 @@ impl Context {
     /// under the `[pop3]` limits.
     pub fn sharing(
         config: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Pop3Store>,
         tls: Option<Arc<crate::tls::Tls>>,
         shared: &AuthGuard,
     ) -> Arc<Context> {
@@ -61,7 +61,7 @@ impl Context {
 
     fn with_guard(
         config: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Pop3Store>,
         tls: Option<Arc<crate::tls::Tls>>,
         guard: AuthGuard,
     ) -> Arc<Context> {

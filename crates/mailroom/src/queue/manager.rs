@@ -28,11 +28,11 @@ use crate::deliver::smtp::SmtpTarget;
 use crate::model::LiveConfig;
 use crate::org::view::OrgView;
 use crate::route::dns::Resolver;
-use crate::store::{Store, StoreError};
+use crate::store::{QueueStore, StoreError};
 
 /// The queue manager.
 pub struct Manager {
-    pub(super) store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn QueueStore>,
     config: LiveConfig,
     pub(super) handle: QueueHandle,
     pub(super) clock: Arc<dyn Clock>,
@@ -49,7 +49,7 @@ pub struct Manager {
 impl Manager {
     /// A manager; `handle` must be the sender of the receiver later given to [`Manager::run`].
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn QueueStore>,
         config: LiveConfig,
         handle: QueueHandle,
         clock: Arc<dyn Clock>,

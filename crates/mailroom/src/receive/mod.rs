@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::limits::ConnectionLimits;
-use crate::store::Store;
+use crate::store::ReceiveStore;
 use extensions::Registry;
 
 /// What every session of a server shares.
@@ -35,7 +35,7 @@ pub struct Context {
     /// The ingest stage.
     pub ingest: Arc<Ingest>,
     /// The store (for the directory).
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ReceiveStore>,
     /// The organization, if this server is in one.
     pub org: Arc<crate::org::view::OrgView>,
     /// The certificate, if TLS is configured.

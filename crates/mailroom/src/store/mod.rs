@@ -84,9 +84,50 @@ pub enum StoreError {
     Closed,
 }
 
+/// The part of the store each stage uses, named after the stage: a stage takes its own (IMAP
+/// an `Arc<dyn ImapStore>`, delivery a `dyn Queue`), so that it reaches nothing it has no
+/// business with, and a second engine can be built and tested one stage at a time. Each is
+/// made of the concern traits below, and any store that has them has it; [`Store`] has them
+/// all as supertraits, so an `Arc<dyn Store>` becomes any of them (trait upcasting).
+macro_rules! stage {
+    ($(#[$doc:meta])* $name:ident: $first:ident $(+ $more:ident)*) => {
+        $(#[$doc])*
+        pub trait $name: $first $(+ $more)* + 'static {}
+        impl<T: $first $(+ $more)* + 'static> $name for T {}
+    };
+}
+
+stage!(
+    /// IMAP sessions: logins and owners (`Directory`), folders and flags, message texts, and
+    /// the spool that APPEND streams into (`Queue::spool`).
+    ImapStore: Directory + Folders + Mailboxes + Queue
+);
+stage!(
+    /// POP3 sessions: logins and maildrops.
+    Pop3Store: Directory + Mailboxes
+);
+stage!(
+    /// SMTP receive: recipients and lists, the spool, the organization's exchanges (moves,
+    /// tracking queries, shadow releases).
+    ReceiveStore: Directory + Mailboxes + OrgStore + Tracking + Queue
+);
+stage!(
+    /// The queue manager: the queue, the tracking log it writes, and the directory that says
+    /// where a report to a local sender goes.
+    QueueStore: Queue + Tracking + Directory
+);
+stage!(
+    /// Ingest: the queue it writes, and the directory that resolves a local sender.
+    IngestStore: Queue + Directory
+);
+stage!(
+    /// The organization service: who lives where, and the organization's state.
+    OrgServiceStore: Directory + OrgStore
+);
+
 /// A storage engine: every part of the store, in one engine, so that a change and what must happen
 /// with it commit together (see [`Queue`]). Split by concern so that each stage names only what it
-/// uses; any type with every part is a `Store`.
+/// uses (the stage traits above); any type with every part is a `Store`.
 pub trait Store:
     Directory
     + Queue
@@ -97,6 +138,12 @@ pub trait Store:
     + OrgStore
     + ConfigStore
     + Maintenance
+    + ImapStore
+    + Pop3Store
+    + ReceiveStore
+    + QueueStore
+    + IngestStore
+    + OrgServiceStore
     + 'static
 {
 }

@@ -39,7 +39,7 @@ use crate::org::channel::Channel;
 use crate::org::view::OrgView;
 use crate::route::dns::Resolver;
 use crate::route::{self, NextHop};
-use crate::store::{Store, StoredText};
+use crate::store::{Queue, StoredText};
 use crate::track::{EventBase, EventId};
 use pool::{Held, Pool, Slot};
 use transaction::{Transaction, TxError};
@@ -114,7 +114,7 @@ pub struct SmtpTarget {
 struct Inner {
     config: LiveConfig,
     resolver: Arc<dyn Resolver>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Queue>,
     /// The connection pool and the settings it was made with.
     pool: std::sync::Mutex<(PoolSettings, Arc<Pool>)>,
     org: Arc<OrgView>,
@@ -152,7 +152,7 @@ impl SmtpTarget {
     pub fn new(
         config: LiveConfig,
         resolver: Arc<dyn Resolver>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Queue>,
         org: Arc<OrgView>,
     ) -> SmtpTarget {
         let settings = pool_settings(&config.get());
