@@ -8,6 +8,7 @@ import os
 import smtplib
 import poplib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,7 +126,8 @@ def test_directory_changes_apply_while_the_server_runs(server):
     server.add_list("crew", late, f"team@{server.domain}")
     aliases = json.loads(server.cli("alias", "list", "--json").stdout)
     lists = json.loads(server.cli("list", "list", "--json").stdout)
-    assert aliases == [{"address": f"team@{server.domain}", "members": [late]}]
+    assert aliases == [{"address": f"root@{server.domain}", "members": [f"postmaster@{server.domain}"]},
+                       {"address": f"team@{server.domain}", "members": [late]}]
     assert lists == [{"address": f"crew@{server.domain}", "members": [late, f"team@{server.domain}"]}]
 
 
@@ -233,3 +235,44 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(server, args):
         os.close(write)
     assert "panicked" not in p.stderr and "Broken pipe" not in p.stderr, p.stderr
     assert p.returncode == 0, (p.returncode, p.stderr)
+
+
+def test_man_pages_and_completions_are_generated_from_the_command_line(tmp_path):
+    """`mailroom man DIR` writes a page per command that man renders; `mailroom completion
+    SHELL` prints a script that the shell accepts (issue 22)."""
+    out = subprocess.run([BIN, "man", str(tmp_path)], capture_output=True, text=True,
+                         timeout=CLI_TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    pages = {p.name for p in tmp_path.iterdir()}
+    for page in ("mailroom.1", "mailroom-sendmail.1", "mailroom-queue.1", "mailroom-queue-show.1",
+                 "mailroom-config-show.1"):
+        assert page in pages, sorted(pages)
+    text = (tmp_path / "mailroom-queue-show.1").read_text()
+    assert text.startswith(".ie \\n(.g .ds Aq") or ".TH" in text, text[:200]
+    assert "\\-\\-quarantined" in text
+    if shutil.which("groff"):
+        r = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-ww", str(tmp_path / "mailroom.1")],
+                           capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        assert r.returncode == 0 and "sendmail" in r.stdout and not r.stderr, r.stderr
+    for shell, check in (("bash", ["bash", "-n"]), ("zsh", ["zsh", "-n"]), ("fish", ["fish", "-n"])):
+        script = subprocess.run([BIN, "completion", shell], capture_output=True, text=True,
+                                timeout=CLI_TIMEOUT)
+        assert script.returncode == 0 and "sendmail" in script.stdout, script.stderr
+        if shutil.which(check[0]):
+            f = tmp_path / f"completion.{shell}"
+            f.write_text(script.stdout)
+            r = subprocess.run([*check, str(f)], capture_output=True, text=True, timeout=CLI_TIMEOUT)
+            assert r.returncode == 0, r.stderr
+
+
+def test_config_show_prints_the_configuration_in_effect(make_server):
+    """`config show` as postconf: every key with defaults; `--non-default` as postconf -n."""
+    server = make_server({"smtp.max_recipients": 7}, start=False)
+    full = server.cli("config", "show").stdout.splitlines()
+    assert "smtp.max_recipients = 7" in full
+    assert "queue.expiry = \"2days\"" in full or any(l.startswith("queue.expiry = ") for l in full)
+    assert len(full) > 100
+    changed = server.cli("config", "show", "--non-default").stdout.splitlines()
+    assert "smtp.max_recipients = 7" in changed
+    assert f"server.hostname = \"{server.hostname}\"" in changed
+    assert not any(l.startswith("queue.expiry") for l in changed), changed

@@ -249,6 +249,37 @@ pub fn get_key(config: &Config, key: &str) -> Option<String> {
     Some(shown(key, &v.to_string()))
 }
 
+/// The whole configuration in effect as `key = value` lines in key order, defaults included,
+/// secrets masked (Postfix's `postconf`). With `non_default`, only the keys whose value is not
+/// the default, and the server's identity, which has none (`postconf -n`).
+pub fn show(config: &Config, non_default: bool) -> Vec<String> {
+    let flat = |c: &Config| {
+        let mut out = BTreeMap::new();
+        if let Ok(v) = toml::Value::try_from(c) {
+            walk("", &v, &mut out);
+        }
+        out
+    };
+    let all = flat(config);
+    let defaults = if non_default {
+        flat(&Config::new(
+            config.primary_domain(),
+            &config.server.hostname,
+        ))
+    } else {
+        BTreeMap::new()
+    };
+    all.iter()
+        .filter(|(k, v)| {
+            !non_default
+                || k.as_str() == "server.hostname"
+                || k.as_str() == "server.domains"
+                || defaults.get(*k) != Some(*v)
+        })
+        .map(|(k, v)| format!("{k} = {}", shown(k, v)))
+        .collect()
+}
+
 /// The format name a backup starts with; anything else is not a mailroom config backup.
 pub const BACKUP_FORMAT: &str = "mailroom-config-backup";
 /// The backup schema this mailroom writes and reads.

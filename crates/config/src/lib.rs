@@ -194,6 +194,11 @@ pub struct ServerConfig {
     /// of milliseconds of a core and 19 MiB, so a flood of logins queues for them.
     #[serde(default)]
     pub max_password_checks: usize,
+    /// The domain that a bare local name (`root`, `alice`) given to `sendmail` is completed
+    /// with, and that local programs' senders (`user@` it) have: Postfix's `myorigin`.
+    /// Absent: the primary domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// `[smtp]`: the receive service and its limits.
@@ -653,6 +658,7 @@ impl Config {
                 hostname: hostname.to_string(),
                 domains: vec![domain.to_string()],
                 max_password_checks: 0,
+                origin: None,
             },
             smtp: SmtpConfig {
                 extensions: Some(standard_extensions()),
@@ -760,6 +766,14 @@ impl Config {
     /// The primary local domain.
     pub fn primary_domain(&self) -> &str {
         &self.server.domains[0]
+    }
+
+    /// The origin domain: `server.origin`, or the primary domain.
+    pub fn origin(&self) -> &str {
+        self.server
+            .origin
+            .as_deref()
+            .unwrap_or(self.primary_domain())
     }
 }
 

@@ -57,6 +57,9 @@ hostname = "{hostname}"
 domains = ["{domain}"]
 # Password checks (Argon2id) run at once, at most; 0 means one per core.
 max_password_checks = 0
+# The domain that completes a bare name given to `sendmail` (root, alice) and the senders of
+# local programs (Postfix's myorigin). Default: the primary domain.
+# origin = "{domain}"
 
 [smtp]
 # Where the SMTP receive service listens (mail from other servers, and local programs).

@@ -102,6 +102,11 @@ impl Config {
                 return Err(("server.domains", format!("{d:?} is not a valid domain")));
             }
         }
+        if let Some(o) = &self.server.origin {
+            if Domain::parse(o).is_err() || o.starts_with('[') {
+                return Err(("server.origin", format!("{o:?} is not a valid domain")));
+            }
+        }
         count(
             "server.max_password_checks",
             self.server.max_password_checks as u64,

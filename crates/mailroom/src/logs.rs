@@ -43,6 +43,42 @@ pub fn fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send
     .delimited(" ")
 }
 
+/// One recipient's outcome, as its log line says it (`docs/logging.md`).
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    /// The message's queue ID.
+    pub queue_id: &'a str,
+    /// The final recipient.
+    pub recipient: &'a str,
+    /// `local`, the server that answered, or `none`.
+    pub relay: &'a str,
+    /// Seconds since the message arrived.
+    pub delay: f64,
+    /// The RFC 3463 status.
+    pub dsn: &'a str,
+    /// `sent`, `deferred`, `bounced` or `expired`.
+    pub status: &'a str,
+    /// The outcome in words.
+    pub reply: &'a str,
+}
+
+/// Writes the `delivery` line of one recipient's outcome: `delivery queue_id=… recipient=<…>
+/// relay=… delay=… dsn=… status=… reply="…"` (a contract: `docs/logging.md`). Written by the
+/// queue for its attempts, and by ingest for the mailboxes it fills at once.
+pub fn delivery(d: &Delivery<'_>) {
+    tracing::info!(
+        target: "mailroom::message",
+        queue_id = %d.queue_id,
+        recipient = %format_args!("<{}>", d.recipient),
+        relay = %d.relay,
+        delay = %format_args!("{:.1}", d.delay),
+        dsn = %d.dsn,
+        status = %d.status,
+        reply = ?d.reply,
+        "delivery"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

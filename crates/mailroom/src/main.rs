@@ -5,6 +5,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    if let Some(code) = as_link().await {
+        std::process::exit(code);
+    }
     let cli = mailroom::cli::Cli::parse();
     tracing_subscriber::fmt()
         .fmt_fields(mailroom::logs::fields())
@@ -19,6 +22,21 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Called as `sendmail`, `mailq` or `newaliases` (a link, as Debian's MTAs provide them):
+/// runs `mailroom sendmail` on the data directory `MAILROOM_DATA`, or the package's
+/// `/var/lib/mailroom`. The exit status, or `None` for any other name.
+async fn as_link() -> Option<i32> {
+    let mut argv = std::env::args_os();
+    let program = std::path::PathBuf::from(argv.next()?);
+    let name = program.file_name()?.to_str()?;
+    let rest: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
+    let args = mailroom::cli::sendmail::link_args(name, &rest)?;
+    let data = std::env::var_os("MAILROOM_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/mailroom".into());
+    Some(mailroom::cli::sendmail::run(&data, &args).await)
 }
 
 /// `RUST_LOG`, or `info`. rustls warns of every client that sends an IP address as its TLS

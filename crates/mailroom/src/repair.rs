@@ -287,6 +287,18 @@ pub async fn run(data: &Path, dry_run: bool, reset: &[String]) -> Result<Outcome
         }
         changed.push(format!("made the missing directory {}", spool.display()));
     }
+    let drop = data.join(crate::receive::maildrop::DIR);
+    if maildrop_wrong(data) {
+        if !dry_run {
+            crate::receive::maildrop::prepare(data).map_err(|e| {
+                RepairError::Write(format!("cannot make {} (mode 1733): {e}", drop.display()))
+            })?;
+        }
+        changed.push(format!(
+            "made the maildrop {} open to local programs (mode 1733, data directory o+x)",
+            drop.display()
+        ));
+    }
     let (cert, key) = (
         data.join(&good.tls.certificate),
         data.join(&good.tls.private_key),
@@ -377,6 +389,17 @@ pub async fn run(data: &Path, dry_run: bool, reset: &[String]) -> Result<Outcome
         version,
         reload,
     })
+}
+
+/// True when the maildrop is missing or not open to local programs (see
+/// [`crate::receive::maildrop::prepare`]).
+fn maildrop_wrong(data: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
+    let drop = data.join(crate::receive::maildrop::DIR);
+    !drop.is_dir()
+        || mode(&drop).ok() != Some(0o1733)
+        || mode(data).map_or(true, |m| m & 0o011 != 0o011)
 }
 
 #[cfg(test)]

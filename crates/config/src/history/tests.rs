@@ -181,3 +181,35 @@ fn backups_round_trip_and_every_damage_is_refused() {
 fn the_fuzz_corpus_replays() {
     crate::replay_corpus("config_store", check);
 }
+
+/// `config show` prints every key in effect; `--non-default` only what differs from the
+/// defaults, and the server's identity.
+#[test]
+fn show_prints_every_key_and_non_default_only_the_changed_ones() {
+    let mut c = Config::new("example.test", "mx.example.test");
+    let all = show(&c, false);
+    assert!(
+        all.contains(&"smtp.max_recipients = 100".to_string()),
+        "{all:?}"
+    );
+    assert!(all.len() > 100, "{}", all.len());
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert_eq!(
+        show(&c, true),
+        [
+            "server.domains = [\"example.test\"]",
+            "server.hostname = \"mx.example.test\""
+        ]
+    );
+    c.smtp.max_recipients = 5;
+    assert_eq!(
+        show(&c, true),
+        [
+            "server.domains = [\"example.test\"]",
+            "server.hostname = \"mx.example.test\"",
+            "smtp.max_recipients = 5"
+        ]
+    );
+}

@@ -97,6 +97,15 @@ pub async fn config(data: &Path, c: ConfigCommand) -> anyhow::Result<()> {
         std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))
     };
     match c {
+        ConfigCommand::Show { non_default } => {
+            let cfg = match Config::parse(&read()?, &file) {
+                Ok(c) => c,
+                Err(e) => bail!("{e} (`mailroom repair` puts back the last good version)"),
+            };
+            for line in history::show(&cfg, non_default) {
+                outln!("{line}");
+            }
+        }
         ConfigCommand::Get { key } => {
             let cfg = match Config::parse(&read()?, &file) {
                 Ok(c) => c,

@@ -83,7 +83,28 @@ pub async fn init(data: &Path, a: &InitArgs) -> anyhow::Result<()> {
     if let Some(m) = provision_postmaster(data, &a.domain).await? {
         outln!("{m}");
     }
+    if let Some(m) = provision_root(data, &a.domain).await? {
+        outln!("{m}");
+    }
     Ok(())
+}
+
+/// Makes `root@DOMAIN` an alias of the postmaster, unless the address is taken: what cron,
+/// smartd and mdadm send to `root` through `sendmail` reaches whoever reads the postmaster's
+/// mail (Debian's MTAs ask at installation where root's mail goes; this is the answer until
+/// the administrator gives another: `mailroom alias add root@DOMAIN someone@DOMAIN`).
+async fn provision_root(data: &Path, domain: &str) -> anyhow::Result<Option<String>> {
+    let domain = domain.to_lowercase();
+    let address = format!("root@{domain}");
+    let store = crate::server::open_store(data)?;
+    if store.lookup(&address).await?.is_some() {
+        return Ok(None);
+    }
+    let postmaster = format!("postmaster@{domain}");
+    store.alias_add(&address, vec![postmaster.clone()]).await?;
+    Ok(Some(format!(
+        "made {address} an alias of {postmaster} (local programs' mail to root goes there;          change it with `mailroom alias add {address} ADDRESS`)"
+    )))
 }
 
 /// Creates the postmaster mailbox of a new server's domain, unless the address is already taken.
@@ -155,6 +176,9 @@ pub async fn serve(data: &Path, a: &ServeArgs) -> anyhow::Result<()> {
             a.domain
         );
         if let Some(m) = provision_postmaster(data, &a.domain).await? {
+            eprintln!("mailroom: {m}");
+        }
+        if let Some(m) = provision_root(data, &a.domain).await? {
             eprintln!("mailroom: {m}");
         }
     }

@@ -42,6 +42,7 @@ mod doctor;
 mod init;
 mod org;
 mod queue;
+pub mod sendmail;
 mod track;
 
 use std::net::SocketAddr;
@@ -114,6 +115,27 @@ pub enum Command {
     /// DKIM signing keys of this server's domains.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Send a message as local programs do (Postfix's sendmail options: recipients, -t, -i,
+    /// -f, -F, -bs, -bp, …); also what runs when the binary is called as `sendmail`, `mailq`
+    /// or `newaliases`. Works whether or not the server runs.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// Options and recipients, as sendmail takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Print the shell completion script (bash, zsh, fish, elvish or powershell) of this
+    /// command line, generated from its definition.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (`mailroom.1` and one per command, `mailroom-queue.1`…) into a
+    /// directory, generated from the command line's definition.
+    Man {
+        /// Where.
+        dir: PathBuf,
+    },
     /// The running server's services and their states.
     Status {
         /// Print JSON.
@@ -171,6 +193,13 @@ pub struct DoctorArgs {
 /// `config …`
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
+    /// Print the whole configuration in effect, defaults included, as `key = value` lines
+    /// (Postfix's `postconf`); secrets are masked.
+    Show {
+        /// Only the keys whose value is not the default (`postconf -n`).
+        #[arg(long)]
+        non_default: bool,
+    },
     /// Print the value of a key in effect (defaults included), e.g. `smtp.max_recipients`.
     Get {
         /// The dotted key.
@@ -690,6 +719,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Routing(c) => org::routing(&cli.data, c).await,
         Command::Config(c) => config::config(&cli.data, c).await,
         Command::Status { json } => config::status(&cli.data, json).await,
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "mailroom", &mut out);
+            out!("{}", String::from_utf8_lossy(&out));
+            Ok(())
+        }
+        Command::Man { dir } => man_pages(&dir),
+        Command::Sendmail { args } => {
+            let code = sendmail::run(&cli.data, &args).await;
+            std::process::exit(code)
+        }
         Command::Doctor(a) => doctor::doctor(&cli.data, &a).await,
         Command::Repair {
             dry_run,
@@ -704,6 +745,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => dkim_generate(&cli.data, &domain, selector, algorithm, force, json),
     }
+}
+
+/// Writes `mailroom.1` and a page per command (`mailroom-queue.1`, and `mailroom-queue-show.1`
+/// for their subcommands) into `dir`, as clap_mangen renders them from the definition.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    fn render(cmd: clap::Command, name: String, dir: &std::path::Path) -> anyhow::Result<usize> {
+        let cmd = cmd.name(name.clone());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+        let file = dir.join(format!("{name}.1"));
+        std::fs::write(&file, buf).with_context(|| format!("cannot write {}", file.display()))?;
+        let mut n = 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            n += render(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(n)
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let n = render(
+        <Cli as clap::CommandFactory>::command(),
+        "mailroom".into(),
+        dir,
+    )?;
+    outln!("wrote {n} manual pages into {}", dir.display());
+    Ok(())
 }
 
 /// `dkim generate`.

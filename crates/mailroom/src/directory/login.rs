@@ -48,13 +48,17 @@ pub async fn login(
     config: &Config,
     guard: &AuthGuard,
     ip: IpAddr,
+    protocol: &'static str,
     name: &str,
     pass: &str,
 ) -> Login {
     let account = account(config, name);
     let attempt = match guard.attempt(ip, &account) {
         Ok(a) => a,
-        Err(l) => return Login::LockedOut(l),
+        Err(l) => {
+            refused(protocol, ip, &account, &l);
+            return Login::LockedOut(l);
+        }
     };
     let found = match store.user_auth(&account).await {
         Ok(f) => f,
@@ -66,6 +70,7 @@ pub async fn login(
     };
     // The address's turn first (a few checks in flight per address), then a verifier's.
     let Some(turn) = guard.turn(ip).await else {
+        refused(protocol, ip, &account, &Lockout::Address);
         return Login::LockedOut(Lockout::Address);
     };
     let verified = password::verify_bounded(hash.clone(), pass.to_string()).await;
@@ -84,12 +89,39 @@ pub async fn login(
             Login::Accepted(u)
         }
         _ => {
-            tracing::info!(%ip, user = %account, "login failed");
+            failed(protocol, ip, &account, "PLAIN/LOGIN");
             Login::Refused {
                 delay: attempt.failed(),
             }
         }
     }
+}
+
+/// The log line of a failed login, the same for every protocol (a documented contract that
+/// fail2ban's filter reads, `docs/logging.md`): `authentication failed protocol=… client=…
+/// user=… mechanism=…`. Only wrong names and passwords write it, never a success.
+fn failed(protocol: &'static str, ip: IpAddr, account: &str, mechanism: &'static str) {
+    tracing::warn!(
+        target: "mailroom::auth",
+        protocol = %protocol,
+        client = %ip,
+        user = %account,
+        mechanism = %mechanism,
+        "authentication failed"
+    );
+}
+
+/// The log line of a login refused without a password check (the address or the account is
+/// locked out after failures): `authentication refused protocol=… client=… user=… why=…`.
+fn refused(protocol: &'static str, ip: IpAddr, account: &str, why: &Lockout) {
+    tracing::info!(
+        target: "mailroom::auth",
+        protocol = %protocol,
+        client = %ip,
+        user = %account,
+        why = ?why,
+        "authentication refused"
+    );
 }
 
 /// A SCRAM-SHA-256 login (RFC 7677) after the client's first message: it counts as a failure
@@ -103,6 +135,7 @@ pub struct ScramLogin<'g> {
     user: Option<User>,
     account: String,
     ip: IpAddr,
+    protocol: &'static str,
 }
 
 /// Starts a SCRAM-SHA-256 login from `ip` with the client's first message. The `Err` is the
@@ -113,10 +146,14 @@ pub async fn scram_start<'g>(
     config: &Config,
     guard: &'g AuthGuard,
     ip: IpAddr,
+    protocol: &'static str,
     first: ClientFirst,
 ) -> Result<ScramLogin<'g>, Login> {
     let account = account(config, &scram::prep(&first.username));
-    let attempt = guard.attempt(ip, &account).map_err(Login::LockedOut)?;
+    let attempt = guard.attempt(ip, &account).map_err(|l| {
+        refused(protocol, ip, &account, &l);
+        Login::LockedOut(l)
+    })?;
     let found = store
         .user_auth(&account)
         .await
@@ -142,6 +179,7 @@ pub async fn scram_start<'g>(
         user,
         account,
         ip,
+        protocol,
     })
 }
 
@@ -174,7 +212,7 @@ impl ScramLogin<'_> {
                 )
             }
             _ => {
-                tracing::info!(ip = %self.ip, user = %self.account, "login failed (SCRAM-SHA-256)");
+                failed(self.protocol, self.ip, &self.account, "SCRAM-SHA-256");
                 let delay = self.attempt.failed();
                 (Login::Refused { delay }, None)
             }

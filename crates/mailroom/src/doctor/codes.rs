@@ -303,6 +303,24 @@ codes! {
         "users whose password was set before SCRAM-SHA-256 (their credential has no SCRAM secret): clients that always pick SCRAM cannot log them in",
         "each logs in once with PLAIN or LOGIN (the secret is made then), or `mailroom user passwd ADDRESS`"
     ),
+    MaildropUnusable = (
+        "maildrop-unusable",
+        Warning,
+        "local programs cannot leave mail with `sendmail`: the maildrop is missing, or not open to local users (mode 1733, data directory o+x)",
+        "`mailroom repair`"
+    ),
+    MaildropQuarantined = (
+        "maildrop-quarantined",
+        Warning,
+        "files that pickup could not take from the maildrop (not a drop file, a link, too large, a forged sender) wait in `maildrop-quarantine`",
+        "read the log for each file's reason; resend or remove them"
+    ),
+    RootUnrouted = (
+        "root-unrouted",
+        Warning,
+        "mail to `root` (cron, smartd, mdadm) reaches nobody: `root@` the origin domain is no mailbox or alias",
+        "`mailroom alias add root@DOMAIN ADDRESS`"
+    ),
     DiskLow = (
         "disk-low",
         Warning,

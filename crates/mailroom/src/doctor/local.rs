@@ -225,6 +225,7 @@ pub async fn check(opts: &Options) -> Local {
     ctx.reported = reported;
     out.extend(status(&mut ctx, opts).await);
     out.extend(directories(&ctx, opts, spool_state));
+    out.extend(local_programs(&ctx, opts).await);
     out.extend(tls(&ctx));
     out.extend(scram(&ctx).await);
     match ctx.store.integrity().await {
@@ -725,6 +726,79 @@ fn spool_state(spool: &std::path::Path) -> Option<&'static str> {
     access(spool, Access::WRITE_OK | Access::EXEC_OK)
         .is_err()
         .then_some("exists but cannot be written")
+}
+
+/// What local programs need: a maildrop they can write into, and someone who reads root's mail.
+async fn local_programs(ctx: &Context, opts: &Options) -> Vec<Finding> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let drop = opts.data.join(crate::receive::maildrop::DIR);
+    let modes =
+        std::fs::metadata(&drop).and_then(|d| std::fs::metadata(&opts.data).map(|data| (d, data)));
+    let wrong = match &modes {
+        Err(e) => Some(format!("{}: {e}", drop.display())),
+        Ok((d, _)) if !d.is_dir() => Some(format!("{} is not a directory", drop.display())),
+        Ok((d, _)) if d.permissions().mode() & 0o7777 != 0o1733 => Some(format!(
+            "{} has mode {:o}, not 1733",
+            drop.display(),
+            d.permissions().mode() & 0o7777
+        )),
+        Ok((_, data)) if data.permissions().mode() & 0o011 != 0o011 => Some(format!(
+            "{} has mode {:o}: other users cannot reach the maildrop in it",
+            opts.data.display(),
+            data.permissions().mode() & 0o7777
+        )),
+        Ok(_) => None,
+    };
+    if let Some(why) = wrong {
+        out.push(ctx.f.find(
+            Code::MaildropUnusable,
+            "local programs cannot leave mail with sendmail",
+            vec![why],
+            "cron, smartd and every program that mails through sendmail fail (exit 69 or 77), \
+             and their mail is lost to them",
+            Some("mailroom repair".into()),
+        ));
+    }
+    let quarantine = opts.data.join(crate::receive::maildrop::QUARANTINE);
+    match std::fs::read_dir(&quarantine) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => out.push(cannot_check(&ctx.f, "the maildrop's quarantine", &e)),
+        Ok(entries) => {
+            let names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .collect();
+            if !names.is_empty() {
+                out.push(ctx.f.find(
+                    Code::MaildropQuarantined,
+                    format!("{} file(s) from local programs were not sent", names.len()),
+                    names.into_iter().take(10).collect(),
+                    "those messages went nowhere; the log says why each was not taken",
+                    None,
+                ));
+            }
+        }
+    }
+    let root = format!("root@{}", ctx.config.origin());
+    match crate::directory::resolve(ctx.store.as_ref(), &ctx.config, &root).await {
+        Err(e) => out.push(cannot_check(&ctx.f, &format!("where {root} goes"), &e)),
+        Ok(crate::model::Resolution::Targets { targets, .. })
+            if targets
+                .iter()
+                .any(|t| !matches!(t.route, crate::model::Route::Unresolved)) => {}
+        Ok(r) => out.push(ctx.f.find(
+            Code::RootUnrouted,
+            format!("mail to {root} reaches nobody"),
+            vec![format!("{root}: {r:?}")],
+            "what cron, smartd and other local programs send to root bounces",
+            Some(format!(
+                "mailroom alias add {root} postmaster@{}",
+                ctx.config.primary_domain()
+            )),
+        )),
+    }
+    out
 }
 
 /// The data directories, and free space for the spool.

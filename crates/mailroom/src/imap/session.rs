@@ -546,6 +546,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     &ctx.config,
                     &ctx.guard,
                     self.peer.ip(),
+                    "imap",
                     &name,
                     &pass,
                 )
@@ -652,6 +653,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         &ctx.config,
                         &ctx.guard,
                         self.peer.ip(),
+                        "imap",
                         &authc,
                         &pass,
                     )
@@ -709,6 +711,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &ctx.config,
             &ctx.guard,
             self.peer.ip(),
+            "imap",
             first,
         )
         .await

@@ -106,6 +106,41 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// What the log says of a message received (`docs/logging.md`).
+struct Arrival {
+    client: String,
+    helo: String,
+    tls: Option<(String, String)>,
+    user: Option<String>,
+    sender: String,
+    size: u64,
+    message_id: String,
+    nrcpt: usize,
+    protocol: &'static str,
+}
+
+impl Arrival {
+    /// One line: `received queue_id=… client=… helo=… protocol=… tls=… cipher=… user=…
+    /// sender=<…> size=… message_id=<…> nrcpt=…`.
+    fn log(&self, queue_id: &QueueId) {
+        tracing::info!(
+            target: "mailroom::message",
+            queue_id = %queue_id,
+            client = %self.client,
+            helo = %self.helo,
+            protocol = %self.protocol,
+            tls = %self.tls.as_ref().map_or("none", |t| t.0.as_str()),
+            cipher = %self.tls.as_ref().map_or("none", |t| t.1.as_str()),
+            user = %self.user.as_deref().unwrap_or("-"),
+            sender = %format_args!("<{}>", self.sender),
+            size = self.size,
+            message_id = %format_args!("<{}>", self.message_id),
+            nrcpt = self.nrcpt,
+            "received"
+        );
+    }
+}
+
 /// The ingest stage.
 pub struct Ingest {
     store: Arc<dyn IngestStore>,
@@ -261,6 +296,22 @@ impl Ingest {
             }
             reports.push(report);
         }
+        // The log line of the message's arrival, written once it is on stable storage
+        // (docs/logging.md: one line per message received).
+        let arrival_line = Arrival {
+            client: env.client_ip.to_string(),
+            helo: env.helo.clone(),
+            tls: env
+                .tls
+                .as_ref()
+                .map(|t| (t.version.clone(), t.cipher.clone())),
+            user: env.user.clone(),
+            sender: env.sender.clone(),
+            size: content.len(),
+            message_id: message_id.clone(),
+            nrcpt: recipients.len(),
+            protocol: env.protocol,
+        };
         let msg = NewMessage {
             queue_id: env.queue_id,
             sender: env.sender,
@@ -287,6 +338,21 @@ impl Ingest {
                 return Err(e.into());
             }
         };
+        arrival_line.log(&env.queue_id);
+        // (The first submitted is the message; the others are reports it caused.)
+        if let Some(first) = submitted.first() {
+            for r in &first.delivered {
+                crate::logs::delivery(&crate::logs::Delivery {
+                    queue_id: &env.queue_id.to_string(),
+                    recipient: r,
+                    relay: "local",
+                    delay: 0.0,
+                    dsn: "2.0.0",
+                    status: "sent",
+                    reply: "delivered to the mailbox",
+                });
+            }
+        }
         for s in submitted {
             if s.pending {
                 self.queue.notify(s.rowid);

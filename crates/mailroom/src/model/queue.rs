@@ -321,12 +321,14 @@ pub struct NewRecipient {
 }
 
 /// What became of a submitted message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
     /// Its row ID.
     pub rowid: i64,
     /// True when the queue still has work for it (remote recipients, a failure, a report).
     pub pending: bool,
+    /// The recipients delivered into their mailboxes with the submission itself.
+    pub delivered: Vec<String>,
 }
 
 /// A message in the queue with its recipients.

@@ -360,6 +360,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &ctx.config,
             &ctx.guard,
             ip,
+            "pop3",
             first,
         )
         .await
@@ -401,8 +402,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn login(&mut self, name: &str, pass: &str) -> Flow {
         let ctx = self.ctx.clone();
         let ip = self.peer.ip();
-        let outcome =
-            login::login(ctx.store.as_ref(), &ctx.config, &ctx.guard, ip, name, pass).await;
+        let outcome = login::login(
+            ctx.store.as_ref(),
+            &ctx.config,
+            &ctx.guard,
+            ip,
+            "pop3",
+            name,
+            pass,
+        )
+        .await;
         self.open(outcome).await
     }
 

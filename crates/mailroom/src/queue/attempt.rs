@@ -47,6 +47,7 @@ impl Manager {
             return Ok(());
         }
         let mut settles = Vec::new();
+        let mut expired = Vec::new();
         let mut groups: Vec<(NextHop, Vec<QueuedRecipient>)> = Vec::new();
         let mut resubmitted = Vec::new();
         for r in due {
@@ -66,6 +67,7 @@ impl Manager {
                 }
             }
             if now >= expires {
+                expired.push(r.id);
                 settles.push((r.id, Settle::Failed(self.expired(msg, r, now))));
                 continue;
             }
@@ -105,9 +107,15 @@ impl Manager {
         if !resubmitted.is_empty() {
             self.store.track(resubmitted).await?;
         }
-        self.store
+        let lines = settles
+            .iter()
+            .filter_map(|(id, s)| super::log::line(msg, *id, s, expired.contains(id)))
+            .collect();
+        let settled = self
+            .store
             .settle(msg.rowid, self.event_base(msg), settles)
             .await?;
+        super::log::write(&msg.queue_id, msg.arrival, now, lines, &settled);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod attempt;
 pub mod clock;
+mod log;
 pub mod manager;
 mod report;
 pub mod retry;

@@ -171,6 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &ctx.config,
             &ctx.auth,
             self.peer.ip(),
+            "submission",
             &name,
             &pass,
         )
@@ -312,6 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &ctx.config,
             &ctx.auth,
             self.peer.ip(),
+            "submission",
             first,
         )
         .await

@@ -5,13 +5,16 @@
 //! - [`envelope`]: MAIL, RCPT and the relay policy;
 //! - [`data`]: DATA and BDAT;
 //! - [`extensions`]: the registry of ESMTP extensions;
-//! - [`org`]: the organization's verbs.
+//! - [`org`]: the organization's verbs;
+//! - [`maildrop`] and [`pickup`]: what local programs send with `sendmail`.
 
 mod auth;
 mod data;
 mod envelope;
 pub mod extensions;
+pub mod maildrop;
 pub mod org;
+pub mod pickup;
 pub mod session;
 
 use std::sync::Arc;

@@ -136,6 +136,27 @@ pub async fn run(
     crate::directory::password::set_concurrency(config.server.max_password_checks);
     crate::directory::scram::load_decoy_key(data);
     let sqlite = open_store(data)?;
+    // The data directory is open to local users' `sendmail` (the maildrop), and to nothing
+    // else: the store's files are the server's alone.
+    for name in [
+        sqlite::FILE_NAME.to_string(),
+        format!("{}-wal", sqlite::FILE_NAME),
+        format!("{}-shm", sqlite::FILE_NAME),
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = data.join(name);
+        if f.exists() {
+            if let Err(e) = std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)) {
+                tracing::warn!(file = %f.display(), "cannot make it private (0600): {e}");
+            }
+        }
+    }
+    if let Err(e) = crate::receive::maildrop::prepare(data) {
+        tracing::error!(
+            "no maildrop in {}: {e}; local programs' sendmail cannot leave mail (`mailroom doctor` says more)",
+            data.display()
+        );
+    }
     sqlite.set_expunge_history(config.imap.expunge_history);
     sqlite.set_keyword_limits(crate::store::sqlite::KeywordLimits {
         per_folder: config.imap.max_keywords_per_folder,

@@ -71,6 +71,8 @@ pub(super) struct Supervisor {
     imap: Option<Listeners>,
     queue_rx: Option<mpsc::UnboundedReceiver<i64>>,
     queue: Option<Task<mpsc::UnboundedReceiver<i64>>>,
+    /// The maildrop's pickup, which runs with the queue manager and stops with it.
+    pickup: Option<JoinHandle<()>>,
     /// Why the queue manager cannot run again (it panicked and took its receiver).
     queue_broken: Option<String>,
     link: Option<Task<()>>,
@@ -155,6 +157,7 @@ impl Supervisor {
             imap: None,
             queue_rx,
             queue: None,
+            pickup: None,
             queue_broken: None,
             link: None,
             tasks: JoinSet::new(),
@@ -228,12 +231,20 @@ impl Supervisor {
                 // (No receiver: nothing to start, and nothing broken either.)
                 let rx = self.queue_rx.take()?;
                 let (stop, stop_rx) = watch::channel(false);
+                self.pickup = Some(tokio::spawn(crate::receive::pickup::run(
+                    self.smtp_ctx.subscribe(),
+                    self.p.data.clone(),
+                    stop_rx.clone(),
+                )));
                 let handle = tokio::spawn(self.p.manager.clone().run(rx, stop_rx));
                 self.queue = Some(Task { stop, handle });
             }
             (false, true) => {
                 if let Some(t) = self.queue.take() {
                     let _ = t.stop.send(true);
+                    if let Some(p) = self.pickup.take() {
+                        let _ = p.await;
+                    }
                     if let Ok(rx) = t.handle.await {
                         self.queue_rx = Some(rx);
                     }

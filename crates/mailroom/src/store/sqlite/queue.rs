@@ -81,6 +81,7 @@ pub(super) fn submit(
         return Ok(Submitted {
             rowid: 0,
             pending: false,
+            delivered: Vec::new(),
         });
     }
     let for_mailbox = m
@@ -91,6 +92,13 @@ pub(super) fn submit(
     let now = Utc::now();
     // Local copies first: they decide whether the message needs the queue at all.
     let delivered = deliver_now(c, m, content_id, now)?;
+    let delivered_to: Vec<String> = m
+        .recipients
+        .iter()
+        .zip(&delivered)
+        .filter(|(_, d)| **d)
+        .map(|(r, _)| r.address.clone())
+        .collect();
     let owes_report =
         |i: usize, r: &NewRecipient| delivered[i] && r.notify.is_some_and(|n| n.success);
     let pending = m
@@ -105,6 +113,7 @@ pub(super) fn submit(
         return Ok(Submitted {
             rowid: 0,
             pending: false,
+            delivered: delivered_to,
         });
     }
     c.prepare_cached("UPDATE contents SET refs = refs + 1 WHERE id = ?1")?
@@ -150,6 +159,7 @@ pub(super) fn submit(
     Ok(Submitted {
         rowid: msg,
         pending: true,
+        delivered: delivered_to,
     })
 }
 
