@@ -120,3 +120,61 @@ def test_every_failed_login_is_one_line_and_the_fail2ban_filter_matches_exactly_
     matched = [l for l in section.splitlines() if l.startswith("|  ")]
     assert len(matched) == failures, out.stdout
     assert all("authentication failed" in l for l in matched), out.stdout
+
+
+@pytest.mark.parametrize("target", ["journald", "syslog"])
+def test_the_log_goes_to_the_journal_or_syslog_with_its_fields(make_server, target):
+    """`log.target = journald|syslog`: each line one datagram on the local socket (here one the
+    test binds), with facility mail; the journal also gets each field (`QUEUE_ID=…`)."""
+    import socket as so
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="mr-log-", dir="/tmp"))
+    path = d / "socket"
+    sock = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(10)
+    try:
+        server = make_server({"log.target": target, "log.socket": str(path)})
+        server.add_user("alice")
+        with server.raw_smtp() as s:
+            qid = queue_id_of(s.transaction("sender@example.org", [f"alice@{DOMAIN}"],
+                                            make_message("to the journal")))
+        seen = []
+        while not any(f"received queue_id={qid}" in g for g in seen):
+            seen.append(sock.recv(65536).decode())
+        got = next(g for g in seen if f"received queue_id={qid}" in g)
+        if target == "syslog":
+            assert got.startswith("<22>mailroom["), got  # mail.info
+            assert "INFO mailroom::message: received" in got
+        else:
+            entry = dict(l.split("=", 1) for l in got.splitlines())
+            assert entry["QUEUE_ID"] == qid and entry["SENDER"] == "<sender@example.org>", entry
+            assert entry["PRIORITY"] == "6" and entry["SYSLOG_FACILITY"] == "2", entry
+            assert entry["SYSLOG_IDENTIFIER"] == "mailroom", entry
+            assert f"received queue_id={qid}" in entry["MESSAGE"], entry
+        assert "received" not in server.log(), "the lines went to standard error as well"
+    finally:
+        sock.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_json_lines_carry_the_same_fields(make_server):
+    import json
+    server = make_server({"log.format": "json"})
+    server.add_user("alice")
+    with server.raw_smtp() as s:
+        qid = queue_id_of(s.transaction("sender@example.org", [f"alice@{DOMAIN}"],
+                                        make_message("as json")))
+
+    def lines():
+        out = []
+        for l in server.log(whole=True).splitlines():
+            if l.startswith("{"):
+                out.append(json.loads(l))
+        return [o for o in out if o.get("queue_id") == qid] or None
+
+    got = poll(lambda: (ls := lines()) and len(ls) >= 2 and ls, 10, "the json lines")
+    received = next(o for o in got if o["message"] == "received")
+    assert received["sender"] == "<sender@example.org>" and received["level"] == "INFO", received
+    delivery = next(o for o in got if o["message"] == "delivery")
+    assert delivery["status"] == "sent" and delivery["recipient"] == f"<alice@{DOMAIN}>", delivery

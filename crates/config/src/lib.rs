@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use registrations::{
-    standard_extensions, standard_services, ServiceDef, StoreConfig, SupervisorConfig,
-    ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
+    standard_extensions, standard_services, LogConfig, LogFormat, LogTarget, ServiceDef,
+    StoreConfig, SupervisorConfig, ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
 };
 pub use security::{
     DkimConfig, DmarcAction, PlaintextLogin, SenderAuthConfig, SubmissionConfig, TlsConfig,
@@ -133,6 +133,9 @@ pub struct Config {
     /// The config store's own settings (history kept).
     #[serde(default)]
     pub config: StoreConfig,
+    /// The log: where it goes, and in what form.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// `[org]`: how this server keeps the organization's link state (see the server's `org` module).
@@ -677,6 +680,7 @@ impl Config {
             services: Some(standard_services()),
             supervisor: SupervisorConfig::default(),
             config: StoreConfig::default(),
+            log: LogConfig::default(),
         }
     }
 

@@ -126,3 +126,44 @@ impl Default for StoreConfig {
         StoreConfig { history: 10 }
     }
 }
+
+/// `[log]`: where the log goes and in what form (docs/logging.md). Read when the server starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Where lines go: `stderr` (the default; systemd's journal takes it from there too),
+    /// `journald` (the journal's native protocol, each field of a line also a journal field:
+    /// `QUEUE_ID`, `CLIENT`, …), or `syslog` (`/dev/log`, facility mail).
+    pub target: LogTarget,
+    /// `text` (one `key=value` line per event) or `json` (one JSON object per line); for
+    /// `stderr` only: the journal and syslog carry the text line with its fields.
+    pub format: LogFormat,
+    /// The socket of `journald` or `syslog` (default `/run/systemd/journal/socket` or
+    /// `/dev/log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<std::path::PathBuf>,
+}
+
+/// `log.target`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// Standard error.
+    #[default]
+    Stderr,
+    /// systemd's journal, natively.
+    Journald,
+    /// The system logger, facility mail.
+    Syslog,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` text lines.
+    #[default]
+    Text,
+    /// JSON objects, one per line.
+    Json,
+}

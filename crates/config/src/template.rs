@@ -292,6 +292,12 @@ restart_interval = "{restart_interval}"
 # Versions of this configuration kept in the config store (`mailroom config history`).
 history = {history}
 
+[log]
+# Where the log goes: "stderr", "journald" (each field also a journal field) or "syslog"
+# (/dev/log, facility mail); and for stderr, "text" or "json" lines (docs/logging.md).
+target = "stderr"
+format = "text"
+
 # The services this server runs. `runs` names the component that implements each (its own
 # name); `enabled = false` stops one. `mailroom status` shows their states.
 {services}"#,

@@ -9,12 +9,16 @@ async fn main() -> std::process::ExitCode {
         std::process::exit(code);
     }
     let cli = mailroom::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .fmt_fields(mailroom::logs::fields())
-        .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The server logs where its configuration says; every other command to standard error.
+    let log = match &cli.command {
+        mailroom::cli::Command::Serve(_) => {
+            mailroom::config::Config::load(&cli.data.join(mailroom::config::FILE_NAME))
+                .map(|c| c.log)
+                .unwrap_or_default()
+        }
+        _ => Default::default(),
+    };
+    mailroom::logs::install(&log, log_filter());
     match mailroom::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+mod sink;
+
 /// `text` with every control character (C0, DEL and C1: CR, LF, TAB, ESC…) written as a Rust
 /// escape (`\r`, `\n`, `\t`, `\u{1b}`): printable, one line, and unambiguous.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
@@ -41,6 +43,61 @@ pub fn fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send
         }
     })
     .delimited(" ")
+}
+
+/// Sets up the log as `log` says (`log.target`, `log.format`), filtered by `filter`. A journal
+/// or syslog socket that cannot be reached leaves the log on standard error, and says so there.
+pub fn install(log: &crate::config::LogConfig, filter: tracing_subscriber::EnvFilter) {
+    use crate::config::{LogFormat, LogTarget};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let socket = match log.target {
+        LogTarget::Stderr => None,
+        LogTarget::Journald => Some((
+            sink::Kind::Journald,
+            log.socket
+                .clone()
+                .unwrap_or_else(|| "/run/systemd/journal/socket".into()),
+        )),
+        LogTarget::Syslog => Some((
+            sink::Kind::Syslog,
+            log.socket.clone().unwrap_or_else(|| "/dev/log".into()),
+        )),
+    };
+    let mut why_not = None;
+    if let Some((kind, path)) = socket {
+        match sink::SocketLayer::new(kind, path.clone()) {
+            Ok(layer) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .init();
+                return;
+            }
+            Err(e) => why_not = Some(format!("{}: {e}", path.display())),
+        }
+    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match log.format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .fmt_fields(fields())
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .init(),
+    }
+    if let Some(why) = why_not {
+        tracing::error!(
+            "cannot log to {:?} ({why}): logging to standard error",
+            log.target
+        );
+    }
 }
 
 /// One recipient's outcome, as its log line says it (`docs/logging.md`).
