@@ -7,6 +7,7 @@
 //! use, a broken definition: the seed's "could not start" symptom) is marked failed with its
 //! reason and the rest run; see [`crate::services`] for the policy.
 
+mod notify;
 mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -266,6 +267,14 @@ pub async fn run(
         config_version = version.version,
         "mailroom ready"
     );
+    let systemd = notify::Notifier::from_env();
+    systemd.send("READY=1\nSTATUS=mailroom ready");
+    // (Said from this loop: a supervisor that hangs stops saying it, and systemd restarts it.)
+    let mut watchdog = systemd.watchdog_every().map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
 
     let mut sd = shutdown.clone();
     // Failed services are tried again on a steady beat, however many requests come meanwhile.
@@ -290,11 +299,20 @@ pub async fn run(
                 let _ = reply.send(answer);
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                sup.reload("SIGHUP").await;
+                systemd.reloading();
+                let r = sup.reload("SIGHUP").await;
+                systemd.send(&match &r.error {
+                    None => "READY=1\nSTATUS=mailroom ready".to_string(),
+                    Some(e) => format!("READY=1\nSTATUS=reload refused: {}", e.replace('\n', " ")),
+                });
+            }
+            _ = async { match watchdog.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                systemd.send("WATCHDOG=1");
             }
             _ = retry.tick() => sup.reconcile().await,
         }
     }
+    systemd.send("STOPPING=1\nSTATUS=stopping");
     tracing::info!("shutting down: no new connections; waiting for sessions to finish");
     if let Some(t) = control_task {
         t.abort();
