@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
     // The server logs where its configuration says; every other command to standard error.
     let log = match &cli.command {
         mailroom::cli::Command::Serve(_) => {
-            mailroom::config::Config::load(&cli.data.join(mailroom::config::FILE_NAME))
+            mailroom::config::Config::load(&cli.data().join(mailroom::config::FILE_NAME))
                 .map(|c| c.log)
                 .unwrap_or_default()
         }

@@ -17,9 +17,23 @@ pub fn file_of(data: &Path) -> std::path::PathBuf {
 
 /// Writes a file readable by its owner only: a temporary file, fsync, rename, fsync of the
 /// directory (a crash leaves the old file or the new one, never half of one).
+///
+/// A file that is a symbolic link (the package's `DATA/mailroom.toml` → `/etc/mailroom/…`) is
+/// written where the link points, keeping the link, and the file's mode if it had one.
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::fsutil::write_atomic(path, bytes, 0o600)
-        .with_context(|| format!("cannot write {}", path.display()))
+    use std::os::unix::fs::PermissionsExt as _;
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let target = if is_link {
+        std::fs::canonicalize(path)
+            .with_context(|| format!("{} is a link to nowhere", path.display()))?
+    } else {
+        path.to_path_buf()
+    };
+    let mode = std::fs::metadata(&target)
+        .map(|m| (m.permissions().mode() & 0o640) | 0o600)
+        .unwrap_or(0o600);
+    crate::fsutil::write_atomic(&target, bytes, mode)
+        .with_context(|| format!("cannot write {}", target.display()))
 }
 
 /// The newest version recorded.

@@ -54,17 +54,31 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mailroom", version, about)]
 pub struct Cli {
-    /// The data directory (configuration, store).
-    #[arg(
-        long,
-        global = true,
-        env = "MAILROOM_DATA",
-        default_value = "./mailroom-data"
-    )]
-    pub data: PathBuf,
+    /// The data directory (configuration, store). Default: `./mailroom-data`, or the
+    /// package's `/var/lib/mailroom` where that exists and `./mailroom-data` does not.
+    #[arg(long = "data", global = true, env = "MAILROOM_DATA")]
+    pub data_arg: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the package keeps its data directory.
+pub const PACKAGE_DATA: &str = "/var/lib/mailroom";
+
+impl Cli {
+    /// The data directory: `--data`, `MAILROOM_DATA`, `./mailroom-data` when it exists, the
+    /// package's `/var/lib/mailroom` when that exists, else `./mailroom-data` (to be made).
+    pub fn data(&self) -> PathBuf {
+        if let Some(d) = &self.data_arg {
+            return d.clone();
+        }
+        let local = PathBuf::from("./mailroom-data");
+        if !local.exists() && std::path::Path::new(PACKAGE_DATA).is_dir() {
+            return PACKAGE_DATA.into();
+        }
+        local
+    }
 }
 
 /// The commands.
@@ -707,18 +721,25 @@ pub struct TrackArgs {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let data = cli.data();
+    match &cli.command {
+        // (Root's own mail stays root's; generated text needs no data directory.)
+        Command::Sendmail { .. } | Command::Completion { .. } | Command::Man { .. } => {}
+        Command::Serve(_) => refuse_foreign_serve(&data)?,
+        _ => become_owner(&data)?,
+    }
     match cli.command {
-        Command::Init(a) => init::init(&cli.data, &a).await,
-        Command::Serve(a) => init::serve(&cli.data, &a).await,
-        Command::User(c) => admin::user(&cli.data, c).await,
-        Command::Alias(c) => admin::alias(&cli.data, c).await,
-        Command::List(c) => admin::list(&cli.data, c).await,
-        Command::Track(a) => track::track(&cli.data, &a).await,
-        Command::Queue(c) => queue::queue(&cli.data, c).await,
-        Command::Org(c) => org::org(&cli.data, c).await,
-        Command::Routing(c) => org::routing(&cli.data, c).await,
-        Command::Config(c) => config::config(&cli.data, c).await,
-        Command::Status { json } => config::status(&cli.data, json).await,
+        Command::Init(a) => init::init(&data, &a).await,
+        Command::Serve(a) => init::serve(&data, &a).await,
+        Command::User(c) => admin::user(&data, c).await,
+        Command::Alias(c) => admin::alias(&data, c).await,
+        Command::List(c) => admin::list(&data, c).await,
+        Command::Track(a) => track::track(&data, &a).await,
+        Command::Queue(c) => queue::queue(&data, c).await,
+        Command::Org(c) => org::org(&data, c).await,
+        Command::Routing(c) => org::routing(&data, c).await,
+        Command::Config(c) => config::config(&data, c).await,
+        Command::Status { json } => config::status(&data, json).await,
         Command::Completion { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();
@@ -728,23 +749,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Man { dir } => man_pages(&dir),
         Command::Sendmail { args } => {
-            let code = sendmail::run(&cli.data, &args).await;
+            let code = sendmail::run(&data, &args).await;
             std::process::exit(code)
         }
-        Command::Doctor(a) => doctor::doctor(&cli.data, &a).await,
+        Command::Doctor(a) => doctor::doctor(&data, &a).await,
         Command::Repair {
             dry_run,
             reset,
             json,
-        } => doctor::repair(&cli.data, dry_run, &reset, json).await,
+        } => doctor::repair(&data, dry_run, &reset, json).await,
         Command::Dkim(DkimCommand::Generate {
             domain,
             selector,
             algorithm,
             force,
             json,
-        }) => dkim_generate(&cli.data, &domain, selector, algorithm, force, json),
+        }) => dkim_generate(&data, &domain, selector, algorithm, force, json),
     }
+}
+
+/// Root acting on a data directory that belongs to another user (the package's `mailroom`)
+/// acts as that user, as `sudo -u mailroom` would: a file root made there (the store's log,
+/// a spool file) would be one the server cannot open.
+fn become_owner(data: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(data) else {
+        return Ok(());
+    };
+    if !nix::unistd::geteuid().is_root() || meta.uid() == 0 {
+        return Ok(());
+    }
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(meta.uid()),
+        nix::unistd::Gid::from_raw(meta.gid()),
+    );
+    nix::unistd::setgroups(&[gid])
+        .and_then(|()| nix::unistd::setgid(gid))
+        .and_then(|()| nix::unistd::setuid(uid))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot act as the owner of {} (uid {uid}): {e}; run the command as that user",
+                data.display()
+            )
+        })
+}
+
+/// `serve` as root on a data directory of another user would make files that user cannot
+/// open: refused (the service runs as its user: `systemctl start mailroom`).
+fn refuse_foreign_serve(data: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(meta) = std::fs::metadata(data) {
+        if nix::unistd::geteuid().is_root() && meta.uid() != 0 {
+            anyhow::bail!(
+                "{} belongs to uid {}: run the server as that user (`systemctl start mailroom`, \
+                 or `setpriv --reuid={} …`), not as root",
+                data.display(),
+                meta.uid(),
+                meta.uid()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes `mailroom.1` and a page per command (`mailroom-queue.1`, and `mailroom-queue-show.1`
