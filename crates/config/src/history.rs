@@ -24,7 +24,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// (`server.max_password_checks` is no secret).
 pub fn is_secret(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    ["secret", "password", "private_key"]
+    ["secret", "password", "private_key", "token"]
         .iter()
         .any(|s| last == *s || last.ends_with(&format!("_{s}")))
 }

@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use registrations::{
-    standard_extensions, standard_services, LogConfig, LogFormat, LogTarget, ServiceDef,
-    StoreConfig, SupervisorConfig, ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES, STANDARD_EXTENSIONS,
+    standard_extensions, standard_services, LogConfig, LogFormat, LogTarget, MetricsConfig,
+    ServiceDef, StoreConfig, SupervisorConfig, ORG_EXTENSIONS, RETIRED_SERVICES, SERVICES,
+    STANDARD_EXTENSIONS,
 };
 pub use security::{
     DkimConfig, DmarcAction, PlaintextLogin, SenderAuthConfig, SubmissionConfig, TlsConfig,
@@ -136,6 +137,9 @@ pub struct Config {
     /// The log: where it goes, and in what form.
     #[serde(default)]
     pub log: LogConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// `[org]`: how this server keeps the organization's link state (see the server's `org` module).
@@ -681,6 +685,7 @@ impl Config {
             supervisor: SupervisorConfig::default(),
             config: StoreConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 

@@ -167,3 +167,15 @@ pub enum LogFormat {
     /// JSON objects, one per line.
     Json,
 }
+
+/// `[metrics]`: Prometheus metrics on `/metrics` (docs/metrics.md). Off until `listen` names an
+/// address; read when the server starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served (`ip:port`); empty: nowhere.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// A bearer token that every scrape must give (`Authorization: Bearer …`); absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}

@@ -298,6 +298,12 @@ history = {history}
 target = "stderr"
 format = "text"
 
+[metrics]
+# Prometheus metrics on http://ADDRESS/metrics (docs/metrics.md); off while empty.
+listen = []
+# A bearer token every scrape must give:
+# token = "…"
+
 # The services this server runs. `runs` names the component that implements each (its own
 # name); `enabled = false` stops one. `mailroom status` shows their states.
 {services}"#,

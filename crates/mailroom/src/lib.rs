@@ -30,6 +30,7 @@ pub mod imap;
 pub mod ingest;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod org;
 pub mod org_service;

@@ -198,6 +198,12 @@ impl Verifier {
             }
             quarantine |= enforce && dmarc.policy() == Policy::Quarantine;
         }
+        let m = crate::metrics::get();
+        for word in summary.iter().flat_map(|s| s.split(' ')) {
+            if let Some((method, result)) = word.split_once('=') {
+                m.sender_auth.with_label_values(&[method, result]).inc();
+            }
+        }
         Verdict {
             header: field(&results, &clauses.join(";\r\n\t")),
             summary: summary.join(" "),

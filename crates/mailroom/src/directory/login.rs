@@ -101,6 +101,10 @@ pub async fn login(
 /// fail2ban's filter reads, `docs/logging.md`): `authentication failed protocol=… client=…
 /// user=… mechanism=…`. Only wrong names and passwords write it, never a success.
 fn failed(protocol: &'static str, ip: IpAddr, account: &str, mechanism: &'static str) {
+    crate::metrics::get()
+        .auth_failures
+        .with_label_values(&[protocol])
+        .inc();
     tracing::warn!(
         target: "mailroom::auth",
         protocol = %protocol,

@@ -102,8 +102,13 @@ pub async fn serve(
     // RFC 9051 §7.1.5: BYE at once, with the reason.
     let refusal: fn(&str) -> String = |why| format!("* BYE [UNAVAILABLE] {why}\r\n");
     let tls = ctx.tls.clone();
-    let session =
-        move |stream, peer, shutdown| Session::new(stream, peer, ctx.clone(), shutdown).run();
+    let session = move |stream, peer, shutdown| {
+        crate::metrics::get()
+            .sessions
+            .with_label_values(&["imap"])
+            .inc();
+        Session::new(stream, peer, ctx.clone(), shutdown).run()
+    };
     crate::conn::serve_sessions(
         listener,
         implicit_tls,

@@ -249,7 +249,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let flow = match parse::command(&raw) {
                 Ok(cmd) => {
                     self.bad = 0;
-                    self.dispatch(cmd).await
+                    let started = std::time::Instant::now();
+                    let flow = self.dispatch(cmd).await;
+                    crate::metrics::get()
+                        .imap_command
+                        .with_label_values(&[&verb(&raw)])
+                        .observe(started.elapsed().as_secs_f64());
+                    flow
                 }
                 Err(e) => {
                     match &e.tag {
@@ -978,5 +984,22 @@ async fn wait_for(changes: &mut broadcast::Receiver<i64>, user: Option<i64>) {
             Err(broadcast::error::RecvError::Lagged(_)) => return,
             Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
         }
+    }
+}
+
+/// The command's name for the metrics (`FETCH`, `UID FETCH`), from a command that parsed.
+fn verb(raw: &[u8]) -> String {
+    let line = raw
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ').skip(1);
+    let word =
+        |w: Option<&[u8]>| String::from_utf8_lossy(w.unwrap_or_default()).to_ascii_uppercase();
+    let first = word(words.next());
+    if first == "UID" {
+        format!("UID {}", word(words.next()))
+    } else {
+        first
     }
 }

@@ -123,6 +123,12 @@ pub struct Delivery<'a> {
 /// relay=… delay=… dsn=… status=… reply="…"` (a contract: `docs/logging.md`). Written by the
 /// queue for its attempts, and by ingest for the mailboxes it fills at once.
 pub fn delivery(d: &Delivery<'_>) {
+    let m = crate::metrics::get();
+    let class = d.dsn.get(..1).unwrap_or("0");
+    m.recipients.with_label_values(&[d.status, class]).inc();
+    if d.status == "sent" {
+        m.receipt_to_delivery.observe(d.delay);
+    }
     tracing::info!(
         target: "mailroom::message",
         queue_id = %d.queue_id,

@@ -125,8 +125,13 @@ pub async fn serve(
     // RFC 3206 §4: SYS/TEMP says it is worth trying again later.
     let refusal: fn(&str) -> String = |why| format!("-ERR [SYS/TEMP] {why}\r\n");
     let tls = ctx.tls.clone();
-    let session =
-        move |stream, peer, shutdown| Session::new(stream, peer, ctx.clone(), shutdown).run();
+    let session = move |stream, peer, shutdown| {
+        crate::metrics::get()
+            .sessions
+            .with_label_values(&["pop3"])
+            .inc();
+        Session::new(stream, peer, ctx.clone(), shutdown).run()
+    };
     crate::conn::serve_sessions(
         listener,
         implicit_tls,

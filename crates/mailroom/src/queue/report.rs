@@ -98,11 +98,27 @@ impl Manager {
             }
             report_msg = Some(m);
         }
-        if let Some(id) = self
+        let has = |a: Action| lines.iter().any(|(_, l)| l.action == a);
+        let kind = if lines.is_empty() {
+            ""
+        } else if has(Action::Failed) {
+            "failure"
+        } else if has(Action::Delayed) {
+            "delay"
+        } else {
+            "success"
+        };
+        let queued = self
             .store
             .record_reports(rowid, reports, delays_done, report_msg, events)
-            .await?
-        {
+            .await?;
+        if !kind.is_empty() {
+            crate::metrics::get()
+                .reports
+                .with_label_values(&[kind])
+                .inc();
+        }
+        if let Some(id) = queued {
             self.handle.notify(id);
         }
         Ok(())

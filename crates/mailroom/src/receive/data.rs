@@ -389,6 +389,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (headers, checks) = match self.sender_checks(&tx, &received).await {
             Ok(x) => x,
             Err(r) => {
+                crate::metrics::received(self.listener_name(), r.code_num());
                 self.reply(r);
                 return;
             }
@@ -422,6 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             checks,
             org_meta: tx.org_meta,
         };
+        let started = std::time::Instant::now();
         let r = match self.ctx.ingest.accept(env, received).await {
             Ok(id) => Reply::code(250, "2.0.0", format!("OK: queued as {id}")),
             Err(IngestError::Refused(r)) => r,
@@ -434,7 +436,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Reply::code(451, "4.3.0", "Temporary storage failure, try again later")
             }
         };
+        let m = crate::metrics::get();
+        m.data_to_reply.observe(started.elapsed().as_secs_f64());
+        crate::metrics::received(self.listener_name(), r.code_num());
         self.reply(r);
+    }
+
+    /// The listener's name in the metrics: `smtp` or `submission`.
+    fn listener_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Mx => "smtp",
+            _ => "submission",
+        }
     }
 }
 

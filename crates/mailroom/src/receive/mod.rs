@@ -114,6 +114,10 @@ pub async fn serve(
         else {
             return;
         };
+        crate::metrics::get()
+            .sessions
+            .with_label_values(&["smtp"])
+            .inc();
         session::Session::new(stream, peer, ctx, shutdown, kind.mode)
             .run()
             .await;

@@ -279,7 +279,14 @@ async fn take(ctx: &Context, path: &Path) -> Result<(QueueId, Owner), PickupErro
         checks: None,
         org_meta: None,
     };
-    match ctx.ingest.accept(env, Received::Memory(message)).await {
+    let accepted = ctx.ingest.accept(env, Received::Memory(message)).await;
+    let code = match &accepted {
+        Ok(_) => 250,
+        Err(IngestError::Refused(r)) => r.code_num(),
+        Err(IngestError::Store(_)) => 451,
+    };
+    crate::metrics::received("pickup", code);
+    match accepted {
         Ok(id) => Ok((id, owner)),
         Err(IngestError::Refused(r)) => Err(PickupError::Refused(r.to_string())),
         Err(IngestError::Store(e)) => Err(PickupError::Later(e.to_string())),

@@ -7,6 +7,7 @@
 //! use, a broken definition: the seed's "could not start" symptom) is marked failed with its
 //! reason and the rest run; see [`crate::services`] for the policy.
 
+mod metrics;
 mod notify;
 mod supervisor;
 
@@ -256,8 +257,25 @@ pub async fn run(
         live,
         shutdown: shutdown.clone(),
     };
+    let metrics_sources = Arc::new(metrics::Sources {
+        store: store.clone(),
+        services: parts.services.clone(),
+        org: parts.org.clone(),
+        certificate: data.join(&config.tls.certificate),
+        token: config.metrics.token.clone(),
+    });
+    let metrics_listen = config.metrics.listen.clone();
     let mut sup = supervisor::Supervisor::new(parts, config, text, version.version);
     sup.reconcile().await;
+    for addr in metrics_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "metrics listening (/metrics)");
+                tokio::spawn(metrics::serve(l, metrics_sources.clone(), shutdown.clone()));
+            }
+            Err(e) => tracing::error!(%addr, "metrics: cannot listen: {e}"),
+        }
+    }
     let (calls_tx, mut calls) = mpsc::channel::<crate::control::Call>(16);
     let control_task = control.map(|l| tokio::spawn(crate::control::serve(l, calls_tx)));
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();

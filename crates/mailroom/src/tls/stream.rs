@@ -49,6 +49,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream<S> {
             }
         };
         let info = TlsInfo::of(&**t.get_ref().1);
+        crate::metrics::get()
+            .tls_handshakes
+            .with_label_values(&[info.version.as_str()])
+            .inc();
         if t.get_ref().1.server_name().is_none() {
             no_server_name();
         }

@@ -300,7 +300,12 @@ impl SmtpTarget {
             Slot::New(p) => p,
             Slot::Idle(held) => {
                 let host = held.conn.host.clone();
-                match self.transaction(*held, msg, text, rcpts, &leg).await {
+                let started = std::time::Instant::now();
+                let done = self.transaction(*held, msg, text, rcpts, &leg).await;
+                crate::metrics::get()
+                    .outbound_transaction
+                    .observe(started.elapsed().as_secs_f64());
+                match done {
                     Ok(tx) => return tx,
                     Err(TxError::Unknown(e)) => return (all(broke_off(&host, &e)), Vec::new()),
                     Err(TxError::NotSent(e)) => {
