@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,16 @@ NOBODY = 65534
 
 
 def sendmail(server: Mailroom, *args: str, input: bytes = b"", user: int | None = None,
-             program: list[str] | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+             program: list[str] | None = None, env: dict | None = None,
+             umask: int | None = None) -> subprocess.CompletedProcess:
     """Runs `mailroom --data DATA sendmail ARGS` (or `program`), as `user` when given."""
     cmd = program or [BIN, "--data", str(server.data), "sendmail"]
     cmd = cmd + list(args)
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
     return subprocess.run(cmd, input=input, capture_output=True, timeout=CLI_TIMEOUT,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})},
+                          preexec_fn=None if umask is None else (lambda: os.umask(umask)))
 
 
 @pytest.fixture
@@ -75,11 +78,13 @@ def test_sendmail_queues_while_the_server_is_stopped_and_delivers_once_it_starts
     s.passwords[postmaster] = PASSWORD
     s.start()
     s.stop()
-    p = sendmail(s, "-t", "-i", input=CRON_MAIL, user=NOBODY)
+    # (umask 077, as many users and root's cron have: the server must still read the file.)
+    p = sendmail(s, "-t", "-i", input=CRON_MAIL, user=NOBODY, umask=0o077)
     assert p.returncode == 0, p.stderr
     drops = [n for n in os.listdir(s.data / "maildrop")]
     assert len(drops) == 1, drops
-    assert (s.data / "maildrop" / drops[0]).stat().st_uid == NOBODY
+    st = (s.data / "maildrop" / drops[0]).stat()
+    assert st.st_uid == NOBODY and st.st_mode & 0o777 == 0o644, oct(st.st_mode)
     s.start()
     for address in (f"postmaster@{DOMAIN}", f"alice@{DOMAIN}", f"bob@{DOMAIN}"):
         m = one(s, address)
@@ -127,11 +132,15 @@ def test_sendmail_to_bare_names_and_addresses_on_a_running_server(server):
 
 @pytest.mark.parametrize("args, stdin, code", [
     ([], b"Subject: x\n\nno recipients\n", 64),
+    (["-N", "sometimes", "alice"], b"Subject: x\n\n", 64),
+    (["-R", "most", "alice"], b"Subject: x\n\n", 64),
+    (["-V", "x" * 101, "alice"], b"Subject: x\n\n", 64),
     (["-t"], b"Subject: x\n\nno To either\n", 64),
     (["-k", "alice"], b"", 64),
     (["-bd"], b"", 64),
     (["not an@address@x"], b"Subject: x\n\n", 67),
-], ids=["none", "t-without-to", "unknown-option", "daemon", "bad-address"])
+], ids=["none", "bad-notify", "bad-ret", "long-envid", "t-without-to", "unknown-option", "daemon",
+        "bad-address"])
 def test_sendmail_exit_codes_are_sysexits(server, args, stdin, code):
     p = sendmail(server, *args, input=stdin)
     assert p.returncode == code, (p.returncode, p.stderr)
@@ -181,3 +190,21 @@ def test_init_routes_root_to_the_postmaster_and_doctor_says_when_it_does_not(ser
     server.cli("alias", "del", f"root@{DOMAIN}")
     doctor = server.cli("doctor", "--json", check=False)
     assert "root-unrouted" in doctor.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run as another user")
+def test_what_cannot_be_read_in_the_maildrop_is_quarantined_or_said_once(open_server):
+    """A user leaves a file nobody may read and a directory in the maildrop: the file is
+    quarantined (private), the directory is reported once, not at every look."""
+    s = open_server
+    s.start()
+    drop = s.data / "maildrop"
+    subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "sh", "-c",
+                    f"umask 777; : > {drop}/unreadable; umask 077; mkdir {drop}/adir"], check=True)
+    quarantine = s.data / "maildrop-quarantine"
+    poll(lambda: quarantine.is_dir() and any(n.endswith("-unreadable") for n in os.listdir(quarantine)),
+         10, "the unreadable file quarantined")
+    assert quarantine.stat().st_mode & 0o777 == 0o700
+    time.sleep(2.5)  # (several looks at queue.poll_interval)
+    assert s.log().count("adir") == 1, s.log()

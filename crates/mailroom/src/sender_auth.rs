@@ -201,7 +201,10 @@ impl Verifier {
         let m = crate::metrics::get();
         for word in summary.iter().flat_map(|s| s.split(' ')) {
             if let Some((method, result)) = word.split_once('=') {
-                m.sender_auth.with_label_values(&[method, result]).inc();
+                let known = ["spf", "dkim", "dmarc", "arc"].contains(&method);
+                if known && !result.is_empty() && result.bytes().all(|b| b.is_ascii_lowercase()) {
+                    m.sender_auth.with_label_values(&[method, result]).inc();
+                }
             }
         }
         Verdict {

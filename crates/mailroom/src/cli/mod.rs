@@ -771,7 +771,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Root acting on a data directory that belongs to another user (the package's `mailroom`)
 /// acts as that user, as `sudo -u mailroom` would: a file root made there (the store's log,
 /// a spool file) would be one the server cannot open.
-fn become_owner(data: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn become_owner(data: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     let Ok(meta) = std::fs::metadata(data) else {
         return Ok(());

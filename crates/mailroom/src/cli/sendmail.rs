@@ -258,6 +258,10 @@ pub async fn run(data: &Path, args: &[String]) -> i32 {
             exit::OK
         }
         Mode::Queue => {
+            if let Err(e) = super::become_owner(data) {
+                eprintln!("mailq: {e:#}");
+                return exit::NOPERM;
+            }
             let show = super::QueueCommand::Show {
                 select: super::QueueSelect {
                     target: None,
@@ -340,6 +344,28 @@ fn submit(data: &Path, drop: &Drop, text: &[u8]) -> Result<String, (i32, String)
     for r in &drop.recipients {
         if check(r).is_err() {
             return Err((exit::NOUSER, format!("{r:?} is not an address")));
+        }
+    }
+    if let Some(n) = &drop.notify {
+        if mailroom_proto::smtp::params::Notify::parse(&n.to_ascii_uppercase()).is_none() {
+            return Err((
+                exit::USAGE,
+                format!("-N {n:?}: never, or success, delay and failure"),
+            ));
+        }
+    }
+    if let Some(r) = &drop.ret {
+        if !r.eq_ignore_ascii_case("full") && !r.eq_ignore_ascii_case("hdrs") {
+            return Err((exit::USAGE, format!("-R {r:?}: full or hdrs")));
+        }
+    }
+    if let Some(v) = &drop.envid {
+        // RFC 3461 §4.4: at most 100 characters, printable ASCII.
+        if v.len() > 100 || !v.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err((
+                exit::USAGE,
+                format!("-V {v:?}: up to 100 printable ASCII characters"),
+            ));
         }
     }
     if let Some(s) = drop.sender.as_deref().map(str::trim) {

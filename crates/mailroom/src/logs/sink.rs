@@ -109,6 +109,29 @@ fn journal_name(name: &str) -> String {
     n
 }
 
+/// Field names with a meaning to the journal (systemd.journal-fields(7)).
+const RESERVED: &[&str] = &[
+    "MESSAGE",
+    "MESSAGE_ID",
+    "PRIORITY",
+    "CODE_FILE",
+    "CODE_LINE",
+    "CODE_FUNC",
+    "ERRNO",
+    "INVOCATION_ID",
+    "USER_INVOCATION_ID",
+    "SYSLOG_FACILITY",
+    "SYSLOG_IDENTIFIER",
+    "SYSLOG_PID",
+    "SYSLOG_TIMESTAMP",
+    "SYSLOG_RAW",
+    "DOCUMENTATION",
+    "TID",
+    "UNIT",
+    "USER_UNIT",
+    "TARGET",
+];
+
 /// Appends one field in the journal's native protocol.
 fn journal_field(out: &mut Vec<u8>, name: &str, value: &str) {
     if value.contains('\n') {
@@ -139,9 +162,14 @@ fn datagram(kind: Kind, pid: u32, level: &Level, target: &str, f: &Fields) -> Ve
             journal_field(&mut out, "SYSLOG_PID", &pid.to_string());
             journal_field(&mut out, "TARGET", target);
             for (k, v) in &f.others {
-                let name = journal_name(k);
+                let mut name = journal_name(k);
                 if name.is_empty() {
                     continue;
+                }
+                // (The journal's own fields keep their meaning: `message_id` is not
+                // MESSAGE_ID, the journal's catalog ID.)
+                if RESERVED.contains(&name.as_str()) {
+                    name = format!("MAILROOM_{name}");
                 }
                 let v = v
                     .strip_prefix('"')
@@ -160,7 +188,13 @@ impl<S: Subscriber> Layer<S> for SocketLayer {
         event.record(&mut f);
         let meta = event.metadata();
         let bytes = datagram(self.kind, self.pid, meta.level(), meta.target(), &f);
-        if let Err(e) = self.socket.send(&bytes) {
+        // (A socket made again by its daemon is a new one: connect once more before giving up.)
+        let sent = self.socket.send(&bytes).or_else(|_| {
+            self.socket
+                .connect(&self.path)
+                .and_then(|()| self.socket.send(&bytes))
+        });
+        if let Err(e) = sent {
             // Nowhere else to say it: standard error, once per failure.
             eprintln!(
                 "mailroom: cannot log to {} ({e}): {}",

@@ -117,7 +117,14 @@ pub fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
         // list the directory to find it.
         .mode(0o644)
         .open(&tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    // (The mode above is reduced by the user's umask, 077 for many: set it whatever that is,
+    // or the server cannot read the file.)
+    let written = {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|()| f.write_all(bytes))
+            .and_then(|()| f.sync_all())
+    };
     if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &done)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);

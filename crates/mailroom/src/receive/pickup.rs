@@ -88,7 +88,7 @@ pub async fn run(
     loop {
         let current = ctx.borrow().clone();
         let every = current.config.queue.poll_interval;
-        once(&current, &data).await;
+        once(&current, &data, &shutdown).await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
@@ -96,8 +96,12 @@ pub async fn run(
     }
 }
 
-/// Takes every drop file there is now; the number taken.
-pub async fn once(ctx: &Context, data: &Path) -> usize {
+/// Names already reported as impossible to take or to quarantine (a directory, say): said
+/// once, not at every look, so that no local user can flood the log.
+static REPORTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes every drop file there is now (stopping early at `shutdown`); the number taken.
+pub async fn once(ctx: &Context, data: &Path, shutdown: &watch::Receiver<bool>) -> usize {
     let dir = data.join(maildrop::DIR);
     let names = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
@@ -113,6 +117,12 @@ pub async fn once(ctx: &Context, data: &Path) -> usize {
     };
     let mut taken = 0;
     for name in names {
+        if *shutdown.borrow() {
+            break;
+        }
+        if REPORTED.lock().is_ok_and(|r| r.contains(&name)) {
+            continue;
+        }
         let path = dir.join(&name);
         match take(ctx, &path).await {
             Ok((id, owner)) => {
@@ -129,6 +139,7 @@ pub async fn once(ctx: &Context, data: &Path) -> usize {
             }
             Err(PickupError::Later(why)) => {
                 tracing::warn!(file = %path.display(), "not picked up yet: {why}");
+                // (Tried again at the next look; the store's trouble is said by the store.)
             }
             Err(e) => quarantine(data, &path, &name, &e),
         }
@@ -136,20 +147,32 @@ pub async fn once(ctx: &Context, data: &Path) -> usize {
     taken
 }
 
-/// Moves a drop file that cannot be taken where the administrator finds it.
+/// Moves a drop file that cannot be taken where the administrator finds it: a directory only
+/// the server's user reads (what is in it is other people's mail), under a name of its own.
 fn quarantine(data: &Path, path: &Path, name: &str, why: &PickupError) {
+    use std::os::unix::fs::PermissionsExt as _;
     let qdir = data.join(maildrop::QUARANTINE);
-    let moved =
-        std::fs::create_dir_all(&qdir).and_then(|()| std::fs::rename(path, qdir.join(name)));
+    let to = qdir.join(format!(
+        "{}-{name}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
+    ));
+    let moved = std::fs::create_dir_all(&qdir)
+        .and_then(|()| std::fs::set_permissions(&qdir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| std::fs::rename(path, &to));
     match moved {
-        Ok(()) => tracing::warn!(
-            file = %qdir.join(name).display(),
-            "maildrop file quarantined: {why}"
-        ),
-        Err(e) => tracing::error!(
-            file = %path.display(),
-            "maildrop file not taken ({why}), and cannot be quarantined: {e}"
-        ),
+        Ok(()) => {
+            let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
+            tracing::warn!(file = %to.display(), "maildrop file quarantined: {why}");
+        }
+        Err(e) => {
+            tracing::error!(
+                file = %path.display(),
+                "maildrop file not taken ({why}), and cannot be quarantined: {e} (said once)"
+            );
+            if let Ok(mut r) = REPORTED.lock() {
+                r.push(name.to_string());
+            }
+        }
     }
 }
 
@@ -164,6 +187,11 @@ fn read(path: &Path, limit: u64) -> Result<(Vec<u8>, Owner), PickupError> {
     )
     .map_err(|e| match e {
         rustix::io::Errno::LOOP => PickupError::Unusable("a symbolic link".into()),
+        // (Unreadable, a socket, a device: what its owner left there stays unreadable.)
+        rustix::io::Errno::ACCESS
+        | rustix::io::Errno::PERM
+        | rustix::io::Errno::NXIO
+        | rustix::io::Errno::ISDIR => PickupError::Unusable(format!("cannot be opened: {e}")),
         e => PickupError::Later(format!("cannot open it: {e}")),
     })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| PickupError::Later(format!("fstat: {e}")))?;
@@ -195,6 +223,13 @@ async fn take(ctx: &Context, path: &Path) -> Result<(QueueId, Owner), PickupErro
     let cfg = &ctx.config;
     let (bytes, owner) = read(path, cfg.smtp.max_message_size)?;
     let (drop, text) = Drop::decode(&bytes).map_err(|e| PickupError::Unusable(e.to_string()))?;
+    if drop.recipients.len() > cfg.smtp.max_recipients {
+        return Err(PickupError::Unusable(format!(
+            "{} recipients, more than smtp.max_recipients ({})",
+            drop.recipients.len(),
+            cfg.smtp.max_recipients
+        )));
+    }
     let snap = ctx.org.get();
     let local = |domain: &str| {
         cfg.is_local_domain(domain) || snap.as_ref().is_some_and(|o| o.state.dir.accepts(domain))

@@ -28,21 +28,40 @@ pub struct Sources {
     pub token: Option<String>,
 }
 
+/// At most this many scrapes are answered at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 16;
+
 /// Serves `/metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, src: Arc<Sources>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         tokio::select! {
             a = listener.accept() => {
-                let Ok((conn, _)) = a else { continue };
+                let conn = match a {
+                    Ok((conn, _)) => conn,
+                    Err(e) => {
+                        // (Out of descriptors, say: wait rather than spin.)
+                        tracing::warn!("metrics: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let src = src.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(Duration::from_secs(10), answer(conn, &src)).await;
+                    drop(slot);
                 });
             }
             _ = shutdown.changed() => return,
         }
     }
 }
+
+/// One scrape at a time sets the gauges and reads them.
+static SCRAPE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Reads one request head and answers it.
 async fn answer(mut conn: TcpStream, src: &Sources) -> std::io::Result<()> {
@@ -104,8 +123,11 @@ async fn answer(mut conn: TcpStream, src: &Sources) -> std::io::Result<()> {
             .await;
         }
     }
-    scrape(src).await;
-    let body = crate::metrics::get().encode();
+    let body = {
+        let _one = SCRAPE.lock().await;
+        scrape(src).await;
+        crate::metrics::get().encode()
+    };
     let body = if method == "HEAD" {
         String::new()
     } else {
