@@ -208,3 +208,26 @@ def test_what_cannot_be_read_in_the_maildrop_is_quarantined_or_said_once(open_se
     assert quarantine.stat().st_mode & 0o777 == 0o700
     time.sleep(2.5)  # (several looks at queue.poll_interval)
     assert s.log().count("adir") == 1, s.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run sendmail as another user")
+def test_a_local_program_meets_a_lists_posting_policy_as_a_client_would(open_server):
+    """A members-only list refuses a local user who is not a member (quarantined and logged, as
+    SMTP refuses with 550 5.7.1), and takes a member's mail."""
+    s = open_server
+    s.add_user("alice")
+    s.add_list("crew", f"alice@{DOMAIN}", f"nobody@{DOMAIN}")
+    s.cli("list", "policy", f"crew@{DOMAIN}", "--post", "members")
+    s.add_list("staff", f"alice@{DOMAIN}")
+    s.cli("list", "policy", f"staff@{DOMAIN}", "--post", "members")
+    s.start()
+    p = sendmail(s, "staff", input=b"Subject: not a member\n\nhi\n", user=NOBODY)
+    assert p.returncode == 0, p.stderr
+    quarantine = s.data / "maildrop-quarantine"
+    poll(lambda: quarantine.is_dir() and os.listdir(quarantine), 10, "the refused drop quarantined")
+    assert "only the list's members may post to it" in s.log()
+    p = sendmail(s, "crew", input=b"Subject: a member\n\nhi\n", user=NOBODY)
+    assert p.returncode == 0, p.stderr
+    m = one(s, f"alice@{DOMAIN}")
+    assert m["Subject"] == "a member"

@@ -131,23 +131,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         })
     }
 
-    /// A list's posting policy ([`crate::model::Posting`]): the refusal when this sender may not
-    /// post to `key`. Only the list named is judged, not lists nested in it. The null sender
-    /// may post only to open lists (a report sent to a list reaches nobody who asked for it).
+    /// A list's posting policy for this session's sender (see [`list_gate`]).
     async fn list_gate(&self, mailbox: &Mailbox, key: &str, targets: &[Target]) -> Option<Reply> {
-        use crate::model::Posting;
-        let policy = match self.ctx.store.list_policy(key).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::error!(error = %e, "list policy lookup failed");
-                return Some(Reply::code(
-                    451,
-                    "4.3.0",
-                    "Temporary directory failure, try again later",
-                ));
-            }
-        };
         let sender = match &self.state {
             State::Mail(_, tx) => tx.from.mailbox().map(Mailbox::key),
             _ => None,
@@ -155,34 +140,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let inside = self.user.is_some()
             || self.org.peer().is_some()
             || self.ctx.config.is_inside(self.peer.ip());
-        match policy.post {
-            Posting::Anyone => None,
-            Posting::Local if inside && sender.is_some() => None,
-            Posting::Local => Some(Reply::code(
-                550,
-                "5.7.1",
-                format!("<{mailbox}>: only senders of this organization may post to this list"),
-            )),
-            Posting::Members => {
-                let member = match &sender {
-                    None => false,
-                    Some(s) => {
-                        targets.iter().any(|t| t.address == *s)
-                            || matches!(
-                                self.ctx.store.lookup(key).await,
-                                Ok(Some(crate::model::DirEntry::List(m))) if m.contains(s)
-                            )
-                    }
-                };
-                (!member).then(|| {
-                    Reply::code(
-                        550,
-                        "5.7.1",
-                        format!("<{mailbox}>: only the list's members may post to it"),
-                    )
-                })
-            }
-        }
+        list_gate(
+            self.ctx.store.as_ref(),
+            mailbox,
+            key,
+            targets,
+            sender,
+            inside,
+        )
+        .await
     }
 
     /// RCPT TO.
@@ -356,6 +322,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Ok((targets, redirects))
             }
+        }
+    }
+}
+
+/// A list's posting policy ([`crate::model::Posting`]): the refusal when `sender` may not
+/// post to `key` (`inside`: a logged-in user, a local program, or a client inside). Only the list named is judged, not lists nested in it. The null sender
+/// may post only to open lists (a report sent to a list reaches nobody who asked for it).
+pub(super) async fn list_gate(
+    store: &dyn crate::store::Directory,
+    mailbox: &Mailbox,
+    key: &str,
+    targets: &[Target],
+    sender: Option<String>,
+    inside: bool,
+) -> Option<Reply> {
+    use crate::model::Posting;
+    let policy = match store.list_policy(key).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(error = %e, "list policy lookup failed");
+            return Some(Reply::code(
+                451,
+                "4.3.0",
+                "Temporary directory failure, try again later",
+            ));
+        }
+    };
+    match policy.post {
+        Posting::Anyone => None,
+        Posting::Local if inside && sender.is_some() => None,
+        Posting::Local => Some(Reply::code(
+            550,
+            "5.7.1",
+            format!("<{mailbox}>: only senders of this organization may post to this list"),
+        )),
+        Posting::Members => {
+            let member = match &sender {
+                None => false,
+                Some(s) => {
+                    targets.iter().any(|t| t.address == *s)
+                        || matches!(
+                            store.lookup(key).await,
+                            Ok(Some(crate::model::DirEntry::List(m))) if m.contains(s)
+                        )
+                }
+            };
+            (!member).then(|| {
+                Reply::code(
+                    550,
+                    "5.7.1",
+                    format!("<{mailbox}>: only the list's members may post to it"),
+                )
+            })
         }
     }
 }

@@ -251,6 +251,13 @@ async fn take(ctx: &Context, path: &Path) -> Result<(QueueId, Owner), PickupErro
             continue;
         };
         let key = mailbox.key();
+        // What SMTP refuses a client, pickup refuses a local program: routing tricks, and the
+        // organization's probe mailboxes (only its servers may send to them).
+        if mailbox.has_routing_syntax() || crate::org::probe::server_of(&key).is_some() {
+            return Err(PickupError::Forbidden(format!(
+                "<{key}> may not be a recipient of a local program"
+            )));
+        }
         let (targets, redirects) = if local(mailbox.domain.as_str()) {
             match directory::resolve_in_org(ctx.store.as_ref(), cfg, snap.as_deref(), &key)
                 .await
@@ -273,6 +280,17 @@ async fn take(ctx: &Context, path: &Path) -> Result<(QueueId, Owner), PickupErro
         } else {
             (vec![Target::remote(key.clone())], Vec::new())
         };
+        // A list's posting policy, as for a client inside (a local program is inside).
+        let from = (!sender.is_empty()).then(|| sender.to_lowercase());
+        if let Some(r) =
+            super::envelope::list_gate(ctx.store.as_ref(), &mailbox, &key, &targets, from, true)
+                .await
+        {
+            return Err(match r.code_num() {
+                400..=499 => PickupError::Later(r.to_string()),
+                _ => PickupError::Forbidden(r.to_string()),
+            });
+        }
         rcpts.push(AcceptedRcpt {
             given: key,
             params: rcpt_params.clone(),
