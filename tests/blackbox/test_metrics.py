@@ -127,3 +127,22 @@ def test_the_alert_rules_pass_promtool_and_their_tests():
     test = subprocess.run([tool, "test", "rules", "mailroom-rules.test.yml"], cwd=RULES,
                           capture_output=True, text=True, timeout=60)
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
+
+
+def test_doctor_says_when_metrics_do_not_answer(make_server):
+    """A metrics port taken by something else at start: the server runs without it, and doctor
+    says so (metrics-unreachable) instead of staying quiet."""
+    import socket as so
+    blocker = so.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        server = make_server({"metrics.listen": [f"127.0.0.1:{port}"]}, start=False)
+        server.start()
+        blocker.close()  # (nothing answers there now)
+        doctor = server.cli("doctor", "--json", check=False)
+        assert "metrics-unreachable" in doctor.stdout, doctor.stdout
+        assert "metrics: cannot listen" in server.log()
+    finally:
+        blocker.close()

@@ -315,6 +315,12 @@ codes! {
         "files that pickup could not take from the maildrop (not a drop file, a link, too large, a forged sender) wait in `maildrop-quarantine`",
         "read the log for each file's reason; resend or remove them"
     ),
+    MetricsUnreachable = (
+        "metrics-unreachable",
+        Warning,
+        "`/metrics` does not answer on an address of `metrics.listen` (the port was taken at start, or the token does not match): Prometheus sees the server as down",
+        "free the port and restart the server, or `mailroom config set metrics.listen …`"
+    ),
     RootUnrouted = (
         "root-unrouted",
         Warning,

@@ -226,6 +226,7 @@ pub async fn check(opts: &Options) -> Local {
     out.extend(status(&mut ctx, opts).await);
     out.extend(directories(&ctx, opts, spool_state));
     out.extend(local_programs(&ctx, opts).await);
+    out.extend(metrics(&ctx).await);
     out.extend(tls(&ctx));
     out.extend(scram(&ctx).await);
     match ctx.store.integrity().await {
@@ -726,6 +727,54 @@ fn spool_state(spool: &std::path::Path) -> Option<&'static str> {
     access(spool, Access::WRITE_OK | Access::EXEC_OK)
         .is_err()
         .then_some("exists but cannot be written")
+}
+
+/// Each address of `metrics.listen` answers `/metrics` (with the token), while the server runs.
+async fn metrics(ctx: &Context) -> Vec<Finding> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut out = Vec::new();
+    if ctx.status.is_none() {
+        return out;
+    }
+    for addr in &ctx.config.metrics.listen {
+        let mut to = *addr;
+        if to.ip().is_unspecified() {
+            to.set_ip(match to {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let auth = ctx
+            .config
+            .metrics
+            .token
+            .as_deref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let probe = async {
+            let mut c = tokio::net::TcpStream::connect(to).await?;
+            c.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {to}\r\n{auth}\r\n").as_bytes())
+                .await?;
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&head).into_owned())
+        };
+        let seen = match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+            Ok(Ok(h)) if h.starts_with("HTTP/1.1 200") => continue,
+            Ok(Ok(h)) => format!("{addr}: answered {h:?}"),
+            Ok(Err(e)) => format!("{addr}: {e}"),
+            Err(_) => format!("{addr}: no answer in 5 s"),
+        };
+        out.push(ctx.f.find(
+            Code::MetricsUnreachable,
+            format!("/metrics does not answer on {addr}"),
+            vec![seen],
+            "Prometheus sees no metrics from this server, and its alerts (queue, links, \
+             services) stay silent",
+            Some("free the port and restart the server".into()),
+        ));
+    }
+    out
 }
 
 /// What local programs need: a maildrop they can write into, and someone who reads root's mail.
