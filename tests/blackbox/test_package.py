@@ -192,3 +192,26 @@ def test_the_package_installs_serves_mail_through_sendmail_and_purges(tmp_path):
         grp.getgrnam("mailroom")
     left = run("pgrep", "-x", "mailroom", check=False).stdout.split()
     assert str(proc.pid) not in left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installing a package needs root")
+def test_a_machine_name_that_is_no_domain_still_gets_a_working_server(tmp_path):
+    """/etc/mailname holding something that is no domain: postinst makes a server for
+    localhost (to be renamed) instead of failing the installation."""
+    if (mta := other_mta()) is not None:
+        pytest.skip(f"{mta} is installed: mailroom's package conflicts with every other MTA")
+    mailname = Path("/etc/mailname")
+    if mailname.exists():
+        pytest.skip("/etc/mailname exists on this machine; not overwriting it")
+    deb = run(str(REPO / "scripts" / "package"), "--binary", BIN, "--out", str(tmp_path),
+              cwd=REPO).stdout.strip().splitlines()[-1]
+    mailname.write_text("not a domain!\n")
+    try:
+        out = run("dpkg", "-i", deb)
+        assert "made one for localhost" in out.stderr + out.stdout
+        text = Path("/etc/mailroom/mailroom.toml").read_text()
+        assert 'domains = ["localhost"]' in text, text
+    finally:
+        mailname.unlink()
+        run("dpkg", "--purge", "mailroom", check=False)
+    assert not os.path.lexists("/var/lib/mailroom")
