@@ -53,7 +53,7 @@ def test_a_message_story_is_one_grep_of_its_queue_id(make_server):
     received = [fields(l) for l in lines if " received " in l]
     assert len(received) == 1, lines
     r = received[0]
-    assert r["client"] == "127.0.0.1" and r["sender"] == "<sender@example.org>", r
+    assert r["client_addr"] == "127.0.0.1" and r["sender"] == "<sender@example.org>", r
     assert r["nrcpt"] == "3" and int(r["size"]) > 0 and r["message_id"].startswith("<"), r
     assert r["tls"] == "none" and r["user"] == "-", r
     by = {d["recipient"]: d for d in done}
@@ -108,7 +108,7 @@ def test_every_failed_login_is_one_line_and_the_fail2ban_filter_matches_exactly_
     assert len(failed) == failures, failed
     protocols = sorted(fields(l)["protocol"] for l in failed)
     assert protocols == ["imap", "pop3", "submission"], failed
-    assert all(fields(l)["client"] == "127.0.0.1" for l in failed), failed
+    assert all(fields(l)["client_addr"] == "127.0.0.1" for l in failed), failed
     out = subprocess.run(["fail2ban-regex", "--print-all-matched", str(log), str(FILTER)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -33,8 +33,8 @@ pub use registrations::{
     STANDARD_EXTENSIONS,
 };
 pub use security::{
-    DkimConfig, DmarcAction, PlaintextLogin, SenderAuthConfig, SubmissionConfig, TlsConfig,
-    TlsVersion,
+    AcmeConfig, DkimConfig, DmarcAction, PlaintextLogin, SenderAuthConfig, SubmissionConfig,
+    TlsConfig, TlsVersion,
 };
 pub use template::{template, Listen};
 

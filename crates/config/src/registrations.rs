@@ -133,7 +133,7 @@ impl Default for StoreConfig {
 pub struct LogConfig {
     /// Where lines go: `stderr` (the default; systemd's journal takes it from there too),
     /// `journald` (the journal's native protocol, each field of a line also a journal field:
-    /// `QUEUE_ID`, `CLIENT`, …), or `syslog` (`/dev/log`, facility mail).
+    /// `QUEUE_ID`, `CLIENT_ADDR`, …), or `syslog` (`/dev/log`, facility mail).
     pub target: LogTarget,
     /// `text` (one `key=value` line per event) or `json` (one JSON object per line); for
     /// `stderr` only: the journal and syslog carry the text line with its fields.

@@ -22,6 +22,53 @@ pub struct TlsConfig {
     /// Waiting for a client to finish the TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// `[tls.acme]`: get the certificate from an ACME CA (RFC 8555) and renew it before it
+    /// expires; absent: the files above are the administrator's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
+}
+
+/// `[tls.acme]`: a certificate from an ACME CA (Let's Encrypt, or any RFC 8555 CA), written
+/// into `tls.certificate` and `tls.private_key`, which every listener reads again when they
+/// change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (Let's Encrypt: `https://acme-v02.api.letsencrypt.org/directory`).
+    pub directory: String,
+    /// Contact URLs for the account (`mailto:postmaster@example.com`).
+    pub contact: Vec<String>,
+    /// The names on the certificate; empty: `server.hostname`.
+    pub names: Vec<String>,
+    /// The challenge: `http-01` (RFC 8555 §8.3), answered on `http_listen`.
+    pub challenge: String,
+    /// Where the `http-01` answers are served (port 80 for a public CA).
+    pub http_listen: SocketAddr,
+    /// A certificate is renewed when it expires within this.
+    #[serde(with = "humantime_serde")]
+    pub renew_before: Duration,
+    /// How often the certificate is looked at (and a failed attempt tried again).
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// A CA certificate (PEM) to trust for the directory's HTTPS instead of the system's
+    /// roots: for a private or test CA (a relative path is inside the data directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PathBuf>,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            directory: String::new(),
+            contact: Vec::new(),
+            names: Vec::new(),
+            challenge: "http-01".into(),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            renew_before: Duration::from_secs(30 * 86400),
+            check_interval: Duration::from_secs(12 * 3600),
+            ca_certificate: None,
+        }
+    }
 }
 
 /// The oldest TLS version a listener accepts.
@@ -43,6 +90,7 @@ impl Default for TlsConfig {
             private_key: PathBuf::from("tls/key.pem"),
             min_version: TlsVersion::V12,
             handshake_timeout: Duration::from_secs(30),
+            acme: None,
         }
     }
 }

@@ -102,6 +102,20 @@ impl Config {
                 return Err(("server.domains", format!("{d:?} is not a valid domain")));
             }
         }
+        if let Some(a) = &self.tls.acme {
+            if a.challenge != "http-01" {
+                return Err((
+                    "tls.acme.challenge",
+                    format!("{:?}: only \"http-01\" is supported", a.challenge),
+                ));
+            }
+            if !a.directory.starts_with("https://") {
+                return Err((
+                    "tls.acme.directory",
+                    format!("{:?} is not an https:// URL", a.directory),
+                ));
+            }
+        }
         if let Some(o) = &self.server.origin {
             if Domain::parse(o).is_err() || o.starts_with('[') {
                 return Err(("server.origin", format!("{o:?} is not a valid domain")));

@@ -84,6 +84,14 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// The defaults of a table that a section holds as an option (absent from `Config::new`).
+fn nested_defaults(ty: &str) -> Option<toml::Table> {
+    match ty {
+        "AcmeConfig" => toml::Table::try_from(mailroom_config::AcmeConfig::default()).ok(),
+        _ => None,
+    }
+}
+
 fn render() -> String {
     let structs = structs();
     let defaults = toml::Value::try_from(mailroom_config::Config::new(
@@ -129,7 +137,7 @@ fn render() -> String {
             out.push_str(&format!("\n{first}{}\n", cell(c.as_str())));
         }
         out.push_str("\n| Key | Default | Meaning |\n|---|---|---|\n");
-        for (key, doc, _) in &st.fields {
+        for (key, doc, ty) in &st.fields {
             let default = table
                 .and_then(|t| t.get(key))
                 .map(|v| format!("`{}`", cell(&v.to_string())))
@@ -138,6 +146,20 @@ fn render() -> String {
                 "| `{title}.{key}` | {default} | {} |\n",
                 cell(doc)
             ));
+            // An optional table inside the section (`[tls.acme]`): its keys, with the defaults
+            // they take when the table is given.
+            if let (Some(inner), Some(defaults)) = (structs.get(ty), nested_defaults(ty)) {
+                for (k, d, _) in &inner.fields {
+                    let default = defaults
+                        .get(k)
+                        .map(|v| format!("`{}`", cell(&v.to_string())))
+                        .unwrap_or_else(|| "(none)".into());
+                    out.push_str(&format!(
+                        "| `{title}.{key}.{k}` | {default} | {} |\n",
+                        cell(d)
+                    ));
+                }
+            }
         }
     }
     out

@@ -98,7 +98,7 @@ pub async fn login(
 }
 
 /// The log line of a failed login, the same for every protocol (a documented contract that
-/// fail2ban's filter reads, `docs/logging.md`): `authentication failed protocol=… client=…
+/// fail2ban's filter reads, `docs/logging.md`): `authentication failed protocol=… client_addr=…
 /// user=… mechanism=…`. Only wrong names and passwords write it, never a success.
 fn failed(protocol: &'static str, ip: IpAddr, account: &str, mechanism: &'static str) {
     crate::metrics::get()
@@ -108,7 +108,7 @@ fn failed(protocol: &'static str, ip: IpAddr, account: &str, mechanism: &'static
     tracing::warn!(
         target: "mailroom::auth",
         protocol = %protocol,
-        client = %ip,
+        client_addr = %ip,
         user = %account,
         mechanism = %mechanism,
         "authentication failed"
@@ -116,12 +116,12 @@ fn failed(protocol: &'static str, ip: IpAddr, account: &str, mechanism: &'static
 }
 
 /// The log line of a login refused without a password check (the address or the account is
-/// locked out after failures): `authentication refused protocol=… client=… user=… why=…`.
+/// locked out after failures): `authentication refused protocol=… client_addr=… user=… why=…`.
 fn refused(protocol: &'static str, ip: IpAddr, account: &str, why: &Lockout) {
     tracing::info!(
         target: "mailroom::auth",
         protocol = %protocol,
-        client = %ip,
+        client_addr = %ip,
         user = %account,
         why = ?why,
         "authentication refused"

@@ -315,6 +315,12 @@ codes! {
         "files that pickup could not take from the maildrop (not a drop file, a link, too large, a forged sender) wait in `maildrop-quarantine`",
         "read the log for each file's reason; resend or remove them"
     ),
+    AcmeFailed = (
+        "acme-failed",
+        Error,
+        "the last attempt to get or renew the certificate from the ACME CA failed (`tls.acme`)",
+        "per the evidence (the CA's answer); the server tries again every `tls.acme.check_interval`"
+    ),
     MetricsUnreachable = (
         "metrics-unreachable",
         Warning,

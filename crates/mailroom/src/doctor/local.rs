@@ -227,6 +227,20 @@ pub async fn check(opts: &Options) -> Local {
     out.extend(directories(&ctx, opts, spool_state));
     out.extend(local_programs(&ctx, opts).await);
     out.extend(metrics(&ctx).await);
+    if ctx.config.tls.acme.is_some() {
+        if let Some(crate::tls::acme::Status {
+            error: Some(e), at, ..
+        }) = crate::tls::acme::status(&opts.data)
+        {
+            out.push(ctx.f.find(
+                Code::AcmeFailed,
+                "the certificate could not be got from the ACME CA",
+                vec![format!("{at}: {e}")],
+                "the certificate in place is kept until it expires; then clients refuse TLS",
+                None,
+            ));
+        }
+    }
     out.extend(tls(&ctx));
     out.extend(scram(&ctx).await);
     match ctx.store.integrity().await {

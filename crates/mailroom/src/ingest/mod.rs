@@ -120,13 +120,13 @@ struct Arrival {
 }
 
 impl Arrival {
-    /// One line: `received queue_id=… client=… helo=… protocol=… tls=… cipher=… user=…
+    /// One line: `received queue_id=… client_addr=… helo=… protocol=… tls=… cipher=… user=…
     /// sender=<…> size=… message_id=<…> nrcpt=…`.
     fn log(&self, queue_id: &QueueId) {
         tracing::info!(
             target: "mailroom::message",
             queue_id = %queue_id,
-            client = %self.client,
+            client_addr = %self.client,
             helo = %self.helo,
             protocol = %self.protocol,
             tls = %self.tls.as_ref().map_or("none", |t| t.0.as_str()),

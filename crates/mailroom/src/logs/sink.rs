@@ -1,7 +1,7 @@
 //! The journal and syslog as log targets (`log.target`): each line is sent as one datagram to
 //! the local socket, as the text line of `docs/logging.md` (so that what reads messages, such
 //! as fail2ban's systemd backend, sees the fields), and for the journal also with each field
-//! as a journal field of its own (`QUEUE_ID=…`, `CLIENT=…`), which `journalctl QUEUE_ID=…`
+//! as a journal field of its own (`QUEUE_ID=…`, `CLIENT_ADDR=…`), which `journalctl QUEUE_ID=…`
 //! selects on.
 //!
 //! The journal's native protocol (systemd's `sd_journal_send`, "Native Journal Protocol"):

@@ -201,15 +201,7 @@ async fn scrape(src: &Sources) {
                 .set(i64::from(up));
         }
     }
-    if let Some(t) = not_after(&src.certificate) {
+    if let Some(t) = crate::tls::not_after(&src.certificate) {
         m.certificate_expiry.set(t as f64);
     }
-}
-
-/// The certificate's `notAfter`, in Unix seconds.
-fn not_after(path: &std::path::Path) -> Option<i64> {
-    let pem = std::fs::read(path).ok()?;
-    let (_, p) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-    let cert = p.parse_x509().ok()?;
-    Some(cert.validity().not_after.timestamp())
 }

@@ -265,8 +265,16 @@ pub async fn run(
         token: config.metrics.token.clone(),
     });
     let metrics_listen = config.metrics.listen.clone();
+    let acme_config = Arc::new(config.clone());
     let mut sup = supervisor::Supervisor::new(parts, config, text, version.version);
     sup.reconcile().await;
+    if acme_config.tls.acme.is_some() {
+        tokio::spawn(crate::tls::acme::run(
+            acme_config.clone(),
+            data.to_path_buf(),
+            shutdown.clone(),
+        ));
+    }
     for addr in metrics_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {

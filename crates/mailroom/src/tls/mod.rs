@@ -11,6 +11,7 @@
 //! logged and the previous certificate goes on being used. `mailroom init` makes a self-signed
 //! certificate ([`self_signed`]) so that TLS works from the first start.
 
+pub mod acme;
 pub mod client;
 mod stream;
 
@@ -322,6 +323,14 @@ pub fn client_trusting(roots_pem: &[u8]) -> Result<rustls::ClientConfig, TlsErro
         .map_err(|e| TlsError::Invalid(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// A certificate file's `notAfter` (its first certificate, the leaf), in Unix seconds.
+pub fn not_after(path: &Path) -> Option<i64> {
+    let pem = std::fs::read(path).ok()?;
+    let (_, p) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = p.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 #[cfg(test)]
